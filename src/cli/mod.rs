@@ -1,0 +1,156 @@
+//! Command-line definitions and handlers: the only place that prints.
+//!
+//! clap structs stop here; handlers turn them into validated domain values (`istio`
+//! specs) and map every outcome to the exit codes of the CLI contract.
+
+mod change;
+mod cluster;
+mod completions;
+mod demo;
+mod mesh;
+mod validate;
+
+use std::fmt;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes of the CLI contract (DESIGN.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// All SLOs held / command done.
+    Ok = 0,
+    /// An SLO was violated.
+    SloViolated = 1,
+    /// Usage or input error.
+    Input = 2,
+    /// Target error (cluster, Envoy, network).
+    Target = 3,
+    /// Interrupted (after rollback).
+    Interrupted = 130,
+}
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub exit: Exit,
+    pub error: anyhow::Error,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl Failure {
+    pub fn input(e: impl Into<anyhow::Error>) -> Self {
+        Self {
+            exit: Exit::Input,
+            error: e.into(),
+        }
+    }
+    pub fn target(e: impl Into<anyhow::Error>) -> Self {
+        Self {
+            exit: Exit::Target,
+            error: e.into(),
+        }
+    }
+    pub fn interrupted(e: impl Into<anyhow::Error>) -> Self {
+        Self {
+            exit: Exit::Interrupted,
+            error: e.into(),
+        }
+    }
+}
+
+pub type CliResult<T = Exit> = Result<T, Failure>;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "meshdrill",
+    version,
+    about = "Resilience drills for Istio/Envoy: reversible VirtualService faults, load, SLO verdicts",
+    long_about = "meshdrill injects VirtualService faults (delay, abort, network failure), retries and \
+timeouts as reversible RFC 6902 patches — on a manifest file (-f), a local mesh on a real Envoy \
+(--mesh), or a cluster through the Kubernetes API — drives load with a coordinated-omission-free \
+generator, and judges SLOs.\n\nExit codes: 0 done / SLOs held, 1 SLO violated, 2 usage or input \
+error, 3 target error (cluster, Envoy, network), 130 interrupted (after rollback).",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inject a fault (abort, delay, network failure) into a VirtualService.
+    #[command(subcommand)]
+    Fault(change::FaultCommand),
+    /// Set a retry policy (attempts, perTryTimeout, retryOn) on VirtualService routes.
+    Retries(change::RetriesArgs),
+    /// Set a route timeout on VirtualService routes.
+    Timeout(change::TimeoutArgs),
+    /// Remove what meshdrill added; every route is restored as it was.
+    Clear(change::ClearArgs),
+    /// Check manifests with Istio's validation rules.
+    Validate(validate::ValidateArgs),
+    /// Run a whole drill on a local mesh, with no setup.
+    Demo(demo::DemoArgs),
+    /// Print shell completions.
+    Completions(completions::CompletionsArgs),
+}
+
+/// Parses, runs, prints the error chain, and returns the exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    init_tracing(cli.verbose);
+    // kube and the load engine's TLS use ring; install it once for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match run(cli) {
+        Ok(exit) => ExitCode::from(exit as u8),
+        Err(f) => {
+            let _ = writeln!(std::io::stderr(), "error: {f}");
+            ExitCode::from(f.exit as u8)
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MESHDRILL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs a parsed command.
+pub fn run(cli: Cli) -> CliResult {
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr();
+    match cli.command {
+        Command::Fault(c) => change::run_fault(c, &mut out, &mut err),
+        Command::Retries(a) => change::run_retries(a, &mut out, &mut err),
+        Command::Timeout(a) => change::run_timeout(a, &mut out, &mut err),
+        Command::Clear(a) => change::run_clear(a, &mut out, &mut err),
+        Command::Validate(a) => validate::run(a, &mut out, &mut err),
+        Command::Demo(a) => demo::run(a, &mut out, &mut err),
+        Command::Completions(a) => completions::run(a, &mut out),
+    }
+}
+
+/// Writes to stdout/stderr, mapping a broken pipe to a clean exit.
+pub(crate) fn io_err(e: std::io::Error) -> Failure {
+    Failure::target(anyhow::anyhow!("cannot write output: {e}"))
+}

@@ -1,0 +1,56 @@
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use super::{CliResult, Exit, Failure, io_err};
+use crate::istio::manifest;
+use crate::istio::validate_virtual_service;
+
+#[derive(Debug, Parser)]
+pub struct ValidateArgs {
+    /// Manifest files (YAML, multi-document, or JSON).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+pub fn run(a: ValidateArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
+    let mut bad = 0usize;
+    for file in &a.files {
+        let docs = match manifest::read_file(file) {
+            Ok(d) => d,
+            Err(e) => {
+                writeln!(err, "error: {e}").map_err(io_err)?;
+                bad += 1;
+                continue;
+            }
+        };
+        for d in &docs {
+            let what = format!("{} {}", d.kind(), d.name());
+            if d.is_virtual_service() {
+                let issues = validate_virtual_service(d);
+                if issues.is_empty() {
+                    writeln!(out, "{}: {what}: valid", d.locate("")).map_err(io_err)?;
+                } else {
+                    bad += issues.len();
+                    for i in issues {
+                        writeln!(err, "error: {i}").map_err(io_err)?;
+                    }
+                }
+            } else {
+                writeln!(
+                    out,
+                    "{}: {what}: skipped (meshdrill validates VirtualServices)",
+                    d.locate("")
+                )
+                .map_err(io_err)?;
+            }
+        }
+    }
+    if bad > 0 {
+        return Err(Failure::input(anyhow::anyhow!(
+            "{bad} problem(s) found; see above"
+        )));
+    }
+    Ok(Exit::Ok)
+}

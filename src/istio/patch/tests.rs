@@ -1,0 +1,311 @@
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::istio::spec::{AbortCode, AbortSpec, DelaySpec, RetrySpec};
+use crate::istio::types::{HttpStatus, IstioDuration, Percentage};
+
+fn meta() -> RecordMeta {
+    RecordMeta {
+        run_id: "run1".into(),
+        owner: Owner {
+            host: "h".into(),
+            pid: 1,
+            user: "u".into(),
+        },
+        now: jiff::Timestamp::from_second(1_800_000_000).expect("ts"),
+        ttl: Duration::from_secs(600),
+    }
+}
+
+fn vs() -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "reviews", "namespace": "shop", "resourceVersion": "7"},
+        "spec": {
+            "hosts": ["reviews"],
+            "http": [
+                {"name": "v2", "match": [{"headers": {"end-user": {"exact": "jason"}}}],
+                 "route": [{"destination": {"host": "reviews", "subset": "v2"}}],
+                 "fault": {"abort": {"httpStatus": 500, "percentage": {"value": 10}}}},
+                {"name": "rest", "route": [{"destination": {"host": "reviews", "subset": "v1"}}]}
+            ]
+        }
+    })
+}
+
+fn abort(p: f64) -> Change {
+    Change::Abort(AbortSpec {
+        code: AbortCode::Http(HttpStatus::new(503).expect("s")),
+        percentage: Percentage::new(p).expect("p"),
+    })
+}
+
+fn delay() -> Change {
+    Change::Delay(DelaySpec {
+        fixed: "2s".parse().expect("d"),
+        percentage: Percentage::HUNDRED,
+    })
+}
+
+#[test]
+fn delay_keeps_existing_abort_and_clear_restores_it() {
+    let obj = vs();
+    let plan =
+        plan_change(&obj, &RouteSelector::Name("v2".into()), &delay(), &meta()).expect("plan");
+    let fault = &plan.after["spec"]["http"][0]["fault"];
+    assert_eq!(fault["abort"]["httpStatus"], 500, "pre-existing abort kept");
+    assert_eq!(fault["delay"]["fixedDelay"], "2s");
+    assert_eq!(
+        plan.after["spec"]["http"][1], obj["spec"]["http"][1],
+        "other route untouched"
+    );
+    let clear = plan_clear(&plan.after).expect("clear").expect("record");
+    assert_eq!(clear.after, obj);
+}
+
+#[test]
+fn forward_patch_is_guarded() {
+    let plan = plan_change(&vs(), &RouteSelector::All, &abort(50.0), &meta()).expect("plan");
+    let text = serde_json::to_string(&plan.patch).expect("json");
+    assert!(
+        text.contains(r#"{"op":"test","path":"/metadata/resourceVersion","value":"7"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""op":"test","path":"/spec/http/0""#),
+        "{text}"
+    );
+    // A concurrent edit to a route makes the forward patch fail.
+    let mut stale = vs();
+    stale["spec"]["http"][1]["timeout"] = json!("3s");
+    stale["metadata"]["resourceVersion"] = json!("7");
+    assert!(apply(&stale, &plan.patch).is_err());
+}
+
+#[test]
+fn stacked_changes_restore_the_original() {
+    let obj = vs();
+    let p1 = plan_change(&obj, &RouteSelector::All, &abort(50.0), &meta()).expect("p1");
+    let p2 = plan_change(&p1.after, &RouteSelector::Index(1), &delay(), &meta()).expect("p2");
+    assert_eq!(p2.record.changes.len(), 2);
+    assert_eq!(
+        p2.after["spec"]["http"][1]["fault"]["abort"]["httpStatus"],
+        503
+    );
+    let clear = plan_clear(&p2.after).expect("clear").expect("record");
+    assert_eq!(clear.after, obj);
+}
+
+#[test]
+fn clear_after_concurrent_edit_is_a_conflict_naming_the_field() {
+    let plan = plan_change(&vs(), &RouteSelector::Index(1), &abort(50.0), &meta()).expect("plan");
+    let mut edited = plan.after.clone();
+    edited["spec"]["http"][1]["fault"]["abort"]["httpStatus"] = json!(502);
+    let err = plan_clear(&edited).expect_err("conflict");
+    let msg = err.to_string();
+    assert!(matches!(err, PlanError::Conflict { .. }), "{msg}");
+    assert!(msg.contains("/spec/http/1/fault/abort/httpStatus"), "{msg}");
+    // Another route edited meanwhile does not block the clear.
+    let mut other = plan.after.clone();
+    other["spec"]["http"][0]["timeout"] = json!("9s");
+    let clear = plan_clear(&other).expect("clear").expect("record");
+    assert_eq!(clear.after["spec"]["http"][0]["timeout"], "9s");
+    assert_eq!(clear.after["spec"]["http"][1], vs()["spec"]["http"][1]);
+}
+
+#[test]
+fn unknown_route_lists_the_routes() {
+    let err = plan_change(
+        &vs(),
+        &RouteSelector::Name("nope".into()),
+        &delay(),
+        &meta(),
+    )
+    .expect_err("no route");
+    let msg = err.to_string();
+    assert!(msg.contains("#0 name=v2 -> reviews/v2"), "{msg}");
+    assert!(msg.contains("#1 name=rest -> reviews/v1"), "{msg}");
+    let by_dest = RouteSelector::Destination {
+        host: "reviews.shop.svc.cluster.local".into(),
+        subset: Some("v1".into()),
+    };
+    assert_eq!(
+        plan_change(&vs(), &by_dest, &delay(), &meta())
+            .expect("dest")
+            .routes,
+        vec![1]
+    );
+}
+
+#[test]
+fn fault_plus_retries_warns() {
+    let r = Change::Retries {
+        retries: RetrySpec {
+            attempts: 3,
+            per_try_timeout: None,
+            retry_on: Some("5xx".parse().expect("r")),
+            retry_remote_localities: None,
+        },
+        timeout: Some(IstioDuration::from_millis(10_000).expect("t")),
+    };
+    let plan = plan_change(&vs(), &RouteSelector::All, &r, &meta()).expect("plan");
+    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+    assert!(plan.warnings[0].contains("spec.http[0]"));
+}
+
+#[test]
+fn annotations_map_created_and_removed() {
+    let mut obj = vs();
+    obj["metadata"]
+        .as_object_mut()
+        .expect("m")
+        .remove("resourceVersion");
+    let plan = plan_change(&obj, &RouteSelector::All, &abort(30.0), &meta()).expect("plan");
+    assert!(plan.record.created_annotations);
+    let clear = plan_clear(&plan.after).expect("c").expect("r");
+    assert_eq!(clear.after, obj);
+    assert!(clear.after["metadata"].get("annotations").is_none());
+}
+
+// === properties ===
+
+fn arb_route() -> impl Strategy<Value = Value> {
+    (
+        proptest::option::of("[a-z]{1,6}"),
+        proptest::option::of(0u32..4),
+        proptest::option::of(prop_oneof![
+            Just(json!({"abort": {"httpStatus": 500, "percentage": {"value": 5}}})),
+            Just(json!({"delay": {"fixedDelay": "1s", "percent": 3}}))
+        ]),
+        proptest::option::of("[a-z]{1,4}"),
+        proptest::bool::ANY,
+    )
+        .prop_map(|(name, attempts, fault, extra, timeout)| {
+            let mut r = serde_json::Map::new();
+            if let Some(n) = name {
+                r.insert("name".into(), json!(n));
+            }
+            r.insert("route".into(), json!([{"destination": {"host": "svc"}}]));
+            if let Some(a) = attempts {
+                r.insert("retries".into(), json!({"attempts": a}));
+            }
+            if let Some(f) = fault {
+                r.insert("fault".into(), f);
+            }
+            if let Some(x) = extra {
+                r.insert("x-unknown".into(), json!({"keep": x}));
+            }
+            if timeout {
+                r.insert("timeout".into(), json!("5s"));
+            }
+            Value::Object(r)
+        })
+}
+
+fn arb_vs() -> impl Strategy<Value = Value> {
+    (
+        proptest::collection::vec(arb_route(), 1..6),
+        proptest::option::of(proptest::collection::btree_map(
+            "[a-z]{1,5}",
+            "[a-z]{0,5}",
+            0..3,
+        )),
+        proptest::option::of("[0-9]{1,4}"),
+    )
+        .prop_map(|(http, ann, rv)| {
+            let mut meta = serde_json::Map::new();
+            meta.insert("name".into(), json!("vs"));
+            if let Some(a) = ann {
+                meta.insert("annotations".into(), json!(a));
+            }
+            if let Some(rv) = rv {
+                meta.insert("resourceVersion".into(), json!(rv));
+            }
+            json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+                   "metadata": meta, "spec": {"hosts": ["svc"], "http": http}})
+        })
+}
+
+fn arb_change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        (1u64..5000, 0.0f64..=100.0).prop_map(|(ms, p)| Change::Delay(DelaySpec {
+            fixed: IstioDuration::from_millis(ms).expect("ms"),
+            percentage: Percentage::new(if p < 0.0001 { 0.0 } else { p }).expect("p"),
+        })),
+        (200i64..600, 0.0f64..=100.0).prop_map(|(s, p)| Change::Abort(AbortSpec {
+            code: AbortCode::Http(HttpStatus::new(s).expect("s")),
+            percentage: Percentage::new(if p < 0.0001 { 0.0 } else { p }).expect("p"),
+        })),
+        (0u32..6, proptest::option::of(1u64..9000)).prop_map(|(a, t)| Change::Retries {
+            retries: RetrySpec {
+                attempts: a,
+                per_try_timeout: None,
+                retry_on: (a > 0).then(|| "5xx,503".parse().expect("r")),
+                retry_remote_localities: None
+            },
+            timeout: t.map(|t| IstioDuration::from_millis(t).expect("t")),
+        }),
+    ]
+}
+
+fn arb_selector() -> impl Strategy<Value = RouteSelector> {
+    prop_oneof![
+        Just(RouteSelector::All),
+        (0usize..6).prop_map(RouteSelector::Index)
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// apply(patch) then apply(inverse) == original, also for stacked changes.
+    #[test]
+    fn patch_then_inverse_is_identity(obj in arb_vs(), changes in proptest::collection::vec((arb_selector(), arb_change()), 1..4)) {
+        let mut cur = obj.clone();
+        let mut applied = 0;
+        for (sel, ch) in &changes {
+            match plan_change(&cur, sel, ch, &meta()) {
+                Ok(plan) => {
+                    let via_patch = apply(&cur, &plan.patch).expect("forward applies to the object it was planned on");
+                    prop_assert_eq!(&via_patch, &plan.after);
+                    cur = plan.after;
+                    applied += 1;
+                }
+                Err(PlanError::NoSuchRoute { .. }) => {}
+                Err(e) => return Err(TestCaseError::fail(e.to_string())),
+            }
+        }
+        let cleared = plan_clear(&cur).expect("clear plans");
+        match cleared {
+            Some(c) => {
+                prop_assert!(applied > 0);
+                prop_assert_eq!(apply(&cur, &c.patch).expect("inverse applies"), obj.clone());
+                prop_assert_eq!(c.after, obj);
+            }
+            None => prop_assert_eq!(applied, 0),
+        }
+    }
+
+    /// A route edited after the change makes the inverse's `test` ops fail.
+    #[test]
+    fn stale_object_fails_the_tests(obj in arb_vs(), ch in arb_change(), idx in 0usize..6) {
+        let Ok(plan) = plan_change(&obj, &RouteSelector::All, &ch, &meta()) else { return Ok(()) };
+        let n = plan.after["spec"]["http"].as_array().map_or(0, Vec::len);
+        let i = idx % n;
+        if !plan.routes.contains(&i) || plan.after["spec"]["http"][i] == obj["spec"]["http"][i] {
+            return Ok(());
+        }
+        let mut stale = plan.after.clone();
+        stale["spec"]["http"][i]["timeout"] = json!("123s");
+        let conflict = matches!(plan_clear(&stale), Err(PlanError::Conflict { .. }));
+        prop_assert!(conflict, "clear of a stale object must conflict");
+        // and the forward patch no longer applies to the edited object either
+        let mut edited = obj.clone();
+        edited["spec"]["http"][i]["timeout"] = json!("123s");
+        prop_assert!(apply(&edited, &plan.patch).is_err());
+    }
+}

@@ -1,0 +1,272 @@
+//! Typed fault, retry and timeout specs, and how each one rewrites a route.
+
+use std::fmt;
+
+use serde_json::{Map, Value, json};
+
+use super::types::{GrpcStatus, HttpStatus, IstioDuration, Percentage, RetryOn};
+
+/// `fault.delay`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DelaySpec {
+    pub fixed: IstioDuration,
+    pub percentage: Percentage,
+}
+
+/// What an abort answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbortCode {
+    Http(HttpStatus),
+    Grpc(GrpcStatus),
+}
+
+/// `fault.abort`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AbortSpec {
+    pub code: AbortCode,
+    pub percentage: Percentage,
+}
+
+impl AbortSpec {
+    /// Partial network failure: a share of requests fail (default 50% with 503).
+    pub fn partial(percentage: Option<Percentage>, status: Option<HttpStatus>) -> Self {
+        Self {
+            code: AbortCode::Http(status.unwrap_or(HttpStatus::SERVICE_UNAVAILABLE)),
+            percentage: percentage.unwrap_or(Percentage::FIFTY),
+        }
+    }
+    /// Total network failure: every request fails (503 unless told otherwise).
+    pub fn total(status: Option<HttpStatus>) -> Self {
+        Self {
+            code: AbortCode::Http(status.unwrap_or(HttpStatus::SERVICE_UNAVAILABLE)),
+            percentage: Percentage::HUNDRED,
+        }
+    }
+}
+
+/// `retries`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrySpec {
+    pub attempts: u32,
+    pub per_try_timeout: Option<IstioDuration>,
+    pub retry_on: Option<RetryOn>,
+    pub retry_remote_localities: Option<bool>,
+}
+
+/// One change meshdrill makes to the selected routes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Sets `fault.delay`, keeping any `fault.abort`.
+    Delay(DelaySpec),
+    /// Sets `fault.abort`, keeping any `fault.delay`.
+    Abort(AbortSpec),
+    /// Sets `retries` and, optionally, the route `timeout`.
+    Retries {
+        retries: RetrySpec,
+        timeout: Option<IstioDuration>,
+    },
+    /// Sets the route `timeout` only.
+    Timeout(IstioDuration),
+}
+
+impl Change {
+    /// Rewrites one HTTP route (a JSON object) in place.
+    pub fn apply_to_route(&self, route: &mut Map<String, Value>) {
+        match self {
+            Change::Delay(d) => {
+                fault_mut(route).insert(
+                    "delay".into(),
+                    json!({"fixedDelay": d.fixed.to_string(), "percentage": {"value": d.percentage.to_json()}}),
+                );
+            }
+            Change::Abort(a) => {
+                let mut abort = Map::new();
+                match a.code {
+                    AbortCode::Http(s) => abort.insert("httpStatus".into(), json!(s.code())),
+                    AbortCode::Grpc(g) => abort.insert("grpcStatus".into(), json!(g.name())),
+                };
+                abort.insert(
+                    "percentage".into(),
+                    json!({"value": a.percentage.to_json()}),
+                );
+                fault_mut(route).insert("abort".into(), Value::Object(abort));
+            }
+            Change::Retries { retries, timeout } => {
+                let mut r = Map::new();
+                r.insert("attempts".into(), json!(retries.attempts));
+                if let Some(p) = retries.per_try_timeout {
+                    r.insert("perTryTimeout".into(), json!(p.to_string()));
+                }
+                if let Some(on) = &retries.retry_on {
+                    r.insert("retryOn".into(), json!(on.to_string()));
+                }
+                if let Some(b) = retries.retry_remote_localities {
+                    r.insert("retryRemoteLocalities".into(), json!(b));
+                }
+                route.insert("retries".into(), Value::Object(r));
+                if let Some(t) = timeout {
+                    route.insert("timeout".into(), json!(t.to_string()));
+                }
+            }
+            Change::Timeout(t) => {
+                route.insert("timeout".into(), json!(t.to_string()));
+            }
+        }
+    }
+}
+
+fn fault_mut(route: &mut Map<String, Value>) -> &mut Map<String, Value> {
+    let entry = route
+        .entry("fault")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !entry.is_object() {
+        *entry = Value::Object(Map::new());
+    }
+    match entry {
+        Value::Object(m) => m,
+        _ => unreachable!("fault was just made an object"),
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::Delay(d) => write!(f, "delay {} on {}", d.fixed, d.percentage),
+            Change::Abort(a) => {
+                let code = match a.code {
+                    AbortCode::Http(s) => format!("HTTP {s}"),
+                    AbortCode::Grpc(g) => format!("gRPC {g}"),
+                };
+                write!(f, "abort {code} on {}", a.percentage)
+            }
+            Change::Retries { retries, timeout } => {
+                write!(f, "retries attempts={}", retries.attempts)?;
+                if let Some(p) = retries.per_try_timeout {
+                    write!(f, " perTryTimeout={p}")?;
+                }
+                if let Some(on) = &retries.retry_on {
+                    write!(f, " retryOn={on}")?;
+                }
+                if let Some(t) = timeout {
+                    write!(f, " timeout={t}")?;
+                }
+                Ok(())
+            }
+            Change::Timeout(t) => write!(f, "timeout {t}"),
+        }
+    }
+}
+
+// === Route selection ===
+
+/// Which HTTP routes of a VirtualService a change applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RouteSelector {
+    /// Every route in `spec.http`.
+    #[default]
+    All,
+    /// The route with this `name`.
+    Name(String),
+    /// The route at this 0-based index.
+    Index(usize),
+    /// Routes with a destination to this host (short name or FQDN), and subset if given.
+    Destination {
+        host: String,
+        subset: Option<String>,
+    },
+}
+
+impl fmt::Display for RouteSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouteSelector::All => f.write_str("all HTTP routes"),
+            RouteSelector::Name(n) => write!(f, "route named {n:?}"),
+            RouteSelector::Index(i) => write!(f, "route #{i}"),
+            RouteSelector::Destination { host, subset: None } => {
+                write!(f, "routes to host {host:?}")
+            }
+            RouteSelector::Destination {
+                host,
+                subset: Some(s),
+            } => write!(f, "routes to host {host:?} subset {s:?}"),
+        }
+    }
+}
+
+/// A short host name (`reviews`) matches its FQDN forms (`reviews.ns.svc.cluster.local`).
+pub fn host_matches(wanted: &str, host: &str) -> bool {
+    wanted == host
+        || host
+            .strip_prefix(wanted)
+            .is_some_and(|r| r.starts_with('.'))
+        || wanted
+            .strip_prefix(host)
+            .is_some_and(|r| r.starts_with('.'))
+}
+
+impl RouteSelector {
+    /// Indices of the matching routes; empty when none match.
+    pub fn select(&self, http: &[Value]) -> Vec<usize> {
+        http.iter()
+            .enumerate()
+            .filter(|(i, r)| self.matches(*i, r))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    fn matches(&self, index: usize, route: &Value) -> bool {
+        match self {
+            RouteSelector::All => true,
+            RouteSelector::Name(n) => route.get("name").and_then(Value::as_str) == Some(n),
+            RouteSelector::Index(i) => *i == index,
+            RouteSelector::Destination { host, subset } => {
+                route_destinations(route).iter().any(|(h, s)| {
+                    host_matches(host, h) && (subset.is_none() || subset.as_deref() == *s)
+                })
+            }
+        }
+    }
+}
+
+/// `(host, subset)` of each destination of a route.
+pub fn route_destinations(route: &Value) -> Vec<(&str, Option<&str>)> {
+    route
+        .get("route")
+        .and_then(Value::as_array)
+        .map(|ds| {
+            ds.iter()
+                .filter_map(|d| {
+                    let dest = d.get("destination")?;
+                    Some((
+                        dest.get("host")?.as_str()?,
+                        dest.get("subset").and_then(Value::as_str),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One line per route: `#0 name=reviews-v2 -> reviews/v2`, for "no such route" errors.
+pub fn describe_routes(http: &[Value]) -> String {
+    let mut out = String::new();
+    for (i, r) in http.iter().enumerate() {
+        let name = r.get("name").and_then(Value::as_str).unwrap_or("-");
+        let dests: Vec<String> = route_destinations(r)
+            .iter()
+            .map(|(h, s)| match s {
+                Some(s) => format!("{h}/{s}"),
+                None => h.to_string(),
+            })
+            .collect();
+        out.push_str(&format!(
+            "  #{i} name={name} -> {}\n",
+            if dests.is_empty() {
+                "(no destinations)".to_string()
+            } else {
+                dests.join(", ")
+            }
+        ));
+    }
+    out
+}

@@ -1,0 +1,469 @@
+//! Validation of VirtualService manifests with Istio's rules (FACTS.md), reporting every
+//! problem with its file, line, field path, bad value and what is allowed.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use super::manifest::{Document, json_type};
+use super::types::{GrpcStatus, HttpStatus, IstioDuration, Percentage, RetryOn};
+
+/// The VirtualService API versions meshdrill reads.
+pub const VS_API_VERSIONS: [&str; 3] = [
+    "networking.istio.io/v1",
+    "networking.istio.io/v1beta1",
+    "networking.istio.io/v1alpha3",
+];
+
+/// One validation problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    /// `file:line`.
+    pub location: String,
+    /// `spec.http[0].fault.abort.httpStatus`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.location, self.field, self.message)
+    }
+}
+
+/// Turns `/spec/http/0/fault` into `spec.http[0].fault`.
+pub fn dotted(pointer: &str) -> String {
+    let mut out = String::new();
+    for seg in pointer.split('/').skip(1) {
+        let seg = seg.replace("~1", "/").replace("~0", "~");
+        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&seg);
+        }
+    }
+    if out.is_empty() {
+        "(document)".into()
+    } else {
+        out
+    }
+}
+
+struct Checker<'a> {
+    doc: &'a Document,
+    issues: Vec<Issue>,
+}
+
+impl Checker<'_> {
+    fn issue(&mut self, pointer: &str, message: impl Into<String>) {
+        self.issues.push(Issue {
+            location: self.doc.locate(pointer),
+            field: dotted(pointer),
+            message: message.into(),
+        });
+    }
+
+    fn get(&self, pointer: &str) -> Option<&Value> {
+        self.doc.value.pointer(pointer)
+    }
+
+    fn expect_type(&mut self, pointer: &str, v: &Value, want: &str, ok: bool) -> bool {
+        if !ok {
+            self.issue(pointer, format!("expected {want}, found {}", json_type(v)));
+        }
+        ok
+    }
+
+    fn duration(&mut self, p: &str, allow_zero: bool) {
+        let Some(v) = self.get(p).cloned() else {
+            return;
+        };
+        let Some(s) = v.as_str() else {
+            self.issue(
+                p,
+                format!(
+                    "expected a duration string such as \"2s\", found {}",
+                    json_type(&v)
+                ),
+            );
+            return;
+        };
+        let r = if allow_zero {
+            IstioDuration::parse_timeout(s).map(|_| ())
+        } else {
+            s.parse::<IstioDuration>().map(|_| ())
+        };
+        if let Err(e) = r {
+            self.issue(p, e.to_string());
+        }
+    }
+
+    fn percentage(&mut self, base: &str) {
+        let pp = format!("{base}/percentage");
+        if let Some(pv) = self.get(&pp).cloned() {
+            if !self.expect_type(&pp, &pv, "a mapping {value: N}", pv.is_object()) {
+                return;
+            }
+            let vp = format!("{pp}/value");
+            match pv.get("value") {
+                None => {}
+                Some(Value::Number(n)) => {
+                    if let Err(e) = Percentage::new(n.as_f64().unwrap_or(f64::NAN)) {
+                        self.issue(&vp, e.to_string());
+                    }
+                }
+                Some(other) => {
+                    let other = other.clone();
+                    self.issue(
+                        &vp,
+                        format!(
+                            "expected a number from 0.0001 to 100, found {}",
+                            json_type(&other)
+                        ),
+                    );
+                }
+            }
+        }
+        let ip = format!("{base}/percent");
+        if let Some(v) = self.get(&ip).cloned() {
+            match v.as_i64() {
+                Some(n) if (0..=100).contains(&n) => {}
+                _ => self.issue(&ip, format!("invalid value {v}: the deprecated `percent` is an integer from 0 to 100; prefer percentage.value")),
+            }
+        }
+    }
+
+    fn fault(&mut self, base: &str, fault: &Value) {
+        if !self.expect_type(base, fault, "a mapping", fault.is_object()) {
+            return;
+        }
+        let delay = fault.get("delay").cloned();
+        let abort = fault.get("abort").cloned();
+        if delay.is_none() && abort.is_none() {
+            self.issue(base, "a fault needs a delay or an abort");
+        }
+        if let Some(d) = delay {
+            let dp = format!("{base}/delay");
+            if self.expect_type(&dp, &d, "a mapping", d.is_object()) {
+                if d.get("exponentialDelay").is_some() {
+                    self.issue(
+                        &format!("{dp}/exponentialDelay"),
+                        "exponentialDelay is not supported by Istio; use fixedDelay",
+                    );
+                }
+                if d.get("fixedDelay").is_none() {
+                    self.issue(&dp, "fixedDelay is required (a duration such as \"2s\")");
+                }
+                self.duration(&format!("{dp}/fixedDelay"), false);
+                self.percentage(&dp);
+            }
+        }
+        if let Some(a) = abort {
+            let ap = format!("{base}/abort");
+            if self.expect_type(&ap, &a, "a mapping", a.is_object()) {
+                if a.get("http2Error").is_some() {
+                    self.issue(
+                        &format!("{ap}/http2Error"),
+                        "http2Error is not supported by Istio; use httpStatus or grpcStatus",
+                    );
+                }
+                let kinds = ["httpStatus", "grpcStatus", "http2Error"]
+                    .iter()
+                    .filter(|k| a.get(**k).is_some())
+                    .count();
+                if kinds == 0 {
+                    self.issue(&ap, "an abort needs httpStatus (200-599) or grpcStatus");
+                } else if kinds > 1 {
+                    self.issue(&ap, "set only one of httpStatus, grpcStatus");
+                }
+                if let Some(s) = a.get("httpStatus") {
+                    let r = match s.as_i64() {
+                        Some(n) => HttpStatus::new(n).map(|_| ()),
+                        None => s.as_str().unwrap_or("").parse::<HttpStatus>().map(|_| ()),
+                    };
+                    if let Err(e) = r {
+                        self.issue(
+                            &format!("{ap}/httpStatus"),
+                            format!("invalid value {s}: {}", e.allowed),
+                        );
+                    }
+                }
+                if let Some(g) = a.get("grpcStatus")
+                    && let Err(e) = g.as_str().unwrap_or("").parse::<GrpcStatus>()
+                {
+                    self.issue(
+                        &format!("{ap}/grpcStatus"),
+                        format!("invalid value {g}: {}", e.allowed),
+                    );
+                }
+                self.percentage(&ap);
+            }
+        }
+    }
+
+    fn retries(&mut self, base: &str, r: &Value) {
+        if !self.expect_type(base, r, "a mapping", r.is_object()) {
+            return;
+        }
+        let attempts = r.get("attempts");
+        match attempts {
+            None => {}
+            Some(v) => match v.as_i64() {
+                Some(n) if n >= 0 => {
+                    let others = ["perTryTimeout", "retryOn", "retryRemoteLocalities"]
+                        .iter()
+                        .any(|k| r.get(*k).is_some());
+                    if n == 0 && others {
+                        self.issue(&format!("{base}/attempts"), "attempts is 0 (no retries) but other retry fields are set: remove them or set attempts > 0");
+                    }
+                }
+                _ => self.issue(
+                    &format!("{base}/attempts"),
+                    format!("invalid value {v}: attempts is an integer >= 0"),
+                ),
+            },
+        }
+        self.duration(&format!("{base}/perTryTimeout"), false);
+        if let Some(v) = r.get("retryOn") {
+            let p = format!("{base}/retryOn");
+            match v.as_str() {
+                Some(s) => {
+                    if let Err(e) = s.parse::<RetryOn>() {
+                        self.issue(&p, e.to_string());
+                    }
+                }
+                None => self.issue(
+                    &p,
+                    format!(
+                        "expected a string such as \"5xx,connect-failure\", found {}",
+                        json_type(v)
+                    ),
+                ),
+            }
+        }
+        if let Some(v) = r.get("retryRemoteLocalities")
+            && !v.is_boolean()
+        {
+            self.issue(
+                &format!("{base}/retryRemoteLocalities"),
+                "expected true or false",
+            );
+        }
+    }
+
+    fn route(&mut self, base: &str, route: &Value) {
+        if !self.expect_type(base, route, "a mapping", route.is_object()) {
+            return;
+        }
+        if let Some(n) = route.get("name")
+            && !n.is_string()
+        {
+            self.issue(&format!("{base}/name"), "expected a string");
+        }
+        let has_target = ["route", "redirect", "directResponse", "delegate"]
+            .iter()
+            .any(|k| route.get(*k).is_some());
+        if !has_target {
+            self.issue(
+                base,
+                "an HTTP route needs route, redirect, directResponse or delegate",
+            );
+        }
+        if let Some(ds) = route.get("route") {
+            let rp = format!("{base}/route");
+            if let Some(list) = ds.as_array() {
+                for (i, d) in list.iter().enumerate() {
+                    let dp = format!("{rp}/{i}");
+                    match d.pointer("/destination/host") {
+                        Some(Value::String(h)) if !h.is_empty() => {}
+                        _ => self.issue(
+                            &format!("{dp}/destination/host"),
+                            "each destination needs a host",
+                        ),
+                    }
+                    if let Some(w) = d.get("weight")
+                        && !w.as_i64().is_some_and(|w| (0..=100).contains(&w))
+                    {
+                        self.issue(
+                            &format!("{dp}/weight"),
+                            format!("invalid value {w}: weight is an integer from 0 to 100"),
+                        );
+                    }
+                }
+            } else {
+                self.issue(
+                    &rp,
+                    format!("expected a list of destinations, found {}", json_type(ds)),
+                );
+            }
+        }
+        if let Some(m) = route.get("match")
+            && !m.is_array()
+        {
+            self.issue(
+                &format!("{base}/match"),
+                "expected a list of match conditions",
+            );
+        }
+        self.duration(&format!("{base}/timeout"), true);
+        if let Some(r) = route.get("retries") {
+            self.retries(&format!("{base}/retries"), r);
+        }
+        if let Some(f) = route.get("fault") {
+            self.fault(&format!("{base}/fault"), f);
+        }
+    }
+}
+
+/// Validates one VirtualService document; an empty result means Istio would accept it
+/// (for the fields meshdrill knows).
+pub fn validate_virtual_service(doc: &Document) -> Vec<Issue> {
+    let mut c = Checker {
+        doc,
+        issues: Vec::new(),
+    };
+    let v = &doc.value;
+    let api = doc.api_version();
+    if !VS_API_VERSIONS.contains(&api) {
+        c.issue(
+            "/apiVersion",
+            format!(
+                "unsupported apiVersion {api:?}: use one of {}",
+                VS_API_VERSIONS.join(", ")
+            ),
+        );
+    }
+    match v.pointer("/metadata/name") {
+        Some(Value::String(s)) if !s.is_empty() => {}
+        _ => c.issue("/metadata/name", "metadata.name is required"),
+    }
+    let Some(spec) = v.get("spec") else {
+        c.issue("/spec", "spec is required");
+        return c.issues;
+    };
+    if !c.expect_type("/spec", spec, "a mapping", spec.is_object()) {
+        return c.issues;
+    }
+    match spec.get("hosts") {
+        Some(Value::Array(h)) if !h.is_empty() => {
+            for (i, host) in h.iter().enumerate() {
+                if host.as_str().is_none_or(|s| s.is_empty()) {
+                    c.issue(
+                        &format!("/spec/hosts/{i}"),
+                        "each host is a non-empty string",
+                    );
+                }
+            }
+        }
+        _ => c.issue("/spec/hosts", "spec.hosts needs at least one host"),
+    }
+    if let Some(g) = spec.get("gateways")
+        && !g.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+    {
+        c.issue("/spec/gateways", "expected a list of gateway names");
+    }
+    if ["http", "tcp", "tls"]
+        .iter()
+        .all(|k| spec.get(*k).is_none())
+    {
+        c.issue("/spec", "http, tcp or tls routes are required");
+    }
+    if let Some(http) = spec.get("http") {
+        match http.as_array() {
+            Some(routes) => {
+                for (i, r) in routes.iter().enumerate() {
+                    c.route(&format!("/spec/http/{i}"), r);
+                }
+            }
+            None => c.issue(
+                "/spec/http",
+                format!("expected a list of routes, found {}", json_type(http)),
+            ),
+        }
+    }
+    c.issues
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::istio::manifest::{Source, parse_str};
+
+    fn issues(src: &str) -> Vec<Issue> {
+        let docs = parse_str(src, Source("vs.yaml".into())).expect("parse");
+        validate_virtual_service(&docs[0])
+    }
+
+    const HEAD: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n  - route:\n    - destination: {host: r}\n";
+
+    #[test]
+    fn a_good_route_passes() {
+        let src = format!(
+            "{HEAD}    fault:\n      abort: {{httpStatus: 503, percentage: {{value: 50}}}}\n      delay: {{fixedDelay: 2s, percent: 10}}\n    retries: {{attempts: 3, perTryTimeout: 2s, retryOn: '5xx,connect-failure,503'}}\n    timeout: 10s\n"
+        );
+        assert_eq!(issues(&src), vec![]);
+    }
+
+    #[test]
+    fn bad_values_name_line_field_and_rule() {
+        let src = format!(
+            "{HEAD}    fault:\n      abort:\n        httpStatus: 600\n        percentage: {{value: 101}}\n    retries: {{attempts: 0, retryOn: '5xx, reset'}}\n    timeout: 1.5ms\n"
+        );
+        let got = issues(&src);
+        let text: Vec<String> = got.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter().any(|t| t
+                .starts_with("vs.yaml:11: spec.http[0].fault.abort.httpStatus: invalid value 600")),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("vs.yaml:12: spec.http[0].fault.abort.percentage.value")),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains("spec.http[0].retries.attempts: attempts is 0")),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains("retryOn") && t.contains("spaces")),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter().any(|t| t.contains("spec.http[0].timeout")),
+            "{text:#?}"
+        );
+    }
+
+    #[test]
+    fn unsupported_istio_fields() {
+        let src = format!(
+            "{HEAD}    fault:\n      abort: {{http2Error: REFUSED_STREAM}}\n      delay: {{exponentialDelay: 1s}}\n"
+        );
+        let text: Vec<String> = issues(&src).iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.contains("http2Error is not supported")),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains("exponentialDelay is not supported")),
+            "{text:#?}"
+        );
+    }
+
+    #[test]
+    fn dotted_paths() {
+        assert_eq!(dotted("/spec/http/0/fault"), "spec.http[0].fault");
+        assert_eq!(
+            dotted("/metadata/annotations/meshdrill.io~1drill"),
+            "metadata.annotations.meshdrill.io/drill"
+        );
+    }
+}

@@ -1,0 +1,7 @@
+//! meshdrill: resilience drills for Istio/Envoy.
+//!
+//! Data flows one way: CLI → spec ([`istio`]) → patch → target (`cluster` | `mesh`);
+//! `load` → histogram → `slo` → verdict → `report`. Only [`cli`] prints.
+
+pub mod cli;
+pub mod istio;

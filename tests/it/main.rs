@@ -1,0 +1,5 @@
+//! The one integration-test binary: each module covers one capability.
+
+mod common;
+
+mod cli_files;
