@@ -11,8 +11,9 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use serde_saphyr::Spanned;
 
-/// Files larger than this are refused before parsing (a VirtualService is kilobytes).
-pub const MAX_MANIFEST_BYTES: usize = 16 * 1024 * 1024;
+/// Files larger than this are refused before parsing: the Kubernetes API server refuses
+/// request bodies over 3 MiB (and etcd objects over 1.5 MiB), so no real manifest is larger.
+pub const MAX_MANIFEST_BYTES: usize = 3 * 1024 * 1024;
 
 /// Where a manifest came from: a file path, or a label such as `<stdin>` or a cluster
 /// object name.
@@ -245,12 +246,19 @@ fn syntax_error(e: &serde_saphyr::Error, source: &Source) -> ManifestError {
         .unwrap_or((0, 0));
     // The first line of the crate's message is the reason; the rest is a source snippet.
     let full = e.to_string();
-    let message = full
+    let mut message = full
         .lines()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("syntax error")
-        .trim()
-        .to_string();
+        .trim();
+    // The location is printed by us as file:line:column; drop the crate's own copy.
+    message = message.strip_prefix("error: ").unwrap_or(message);
+    if let Some(rest) = message.strip_prefix("line ")
+        && let Some((_, after)) = rest.split_once(": ")
+    {
+        message = after;
+    }
+    let message = message.to_string();
     ManifestError::Syntax {
         source_name: source.clone(),
         line,
@@ -495,5 +503,69 @@ mod tests {
             assert!(parse_str(src, Source("x".into())).is_err(), "{src:?}");
         }
         assert!(parse_bytes(b"\x00\x01\xff", Source("x".into())).is_err());
+    }
+}
+
+#[cfg(test)]
+mod roundtrip {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn roundtrip(v: &Value) -> Value {
+        let y = to_yaml(&[v]);
+        let docs = parse_str(&y, Source("rt".into())).expect("re-parse");
+        docs[0].value.clone()
+    }
+
+    #[test]
+    fn ambiguous_strings_stay_strings() {
+        let tricky = [
+            "yes",
+            "no",
+            "on",
+            "off",
+            "true",
+            "null",
+            "~",
+            "",
+            "503",
+            "1e3",
+            "0x1F",
+            "0o17",
+            "- a",
+            "a: b",
+            "#x",
+            "line1\nline2",
+            " lead",
+            "trail ",
+            "*alias",
+            "&anchor",
+            "!tag",
+            "%x",
+            "@x",
+            "`x",
+            "{x}",
+            "[x]",
+            "2s",
+            ".inf",
+            "-.5",
+            "+1",
+            "'q'",
+            "\"dq\"",
+            "é ü",
+            "tab\there",
+        ];
+        for s in tricky {
+            let v = serde_json::json!({"apiVersion": "v1", "kind": "X", "data": {"k": s, s: 1}});
+            assert_eq!(roundtrip(&v), v, "{s:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_string_survives_yaml(s in "\\PC{0,20}", n in proptest::num::i64::ANY, f in -1e9f64..1e9) {
+            let v = serde_json::json!({"apiVersion": "v1", "kind": "X", "data": {"s": s, "n": n, "f": f, "l": [s, n]}});
+            prop_assert_eq!(roundtrip(&v), v);
+        }
     }
 }

@@ -40,3 +40,328 @@ fn abort_then_clear_restores_the_file_exactly() {
     let b: serde_json::Value = serde_json::from_str(&original).expect("json");
     assert_eq!(a, b);
 }
+
+// === bad input: exit 2, one message naming file/line/field, nothing on stdout ===
+
+const VS_HEAD: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: r\nspec:\n  hosts: [r]\n";
+
+fn route(i: usize) -> String {
+    format!("  - name: r{i}\n    route:\n    - destination: {{host: r}}\n")
+}
+
+/// Runs `fault abort` on `content` and asserts exit 2, empty stdout, and that stderr
+/// contains every one of `needles`.
+fn rejects(name: &str, content: impl AsRef<[u8]>, extra: &[&str], needles: &[&str]) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = write(dir.path(), name, content);
+    let (code, out, err) = run(meshdrill()
+        .args(["fault", "abort", "-f"])
+        .arg(&f)
+        .args(["--status", "503"])
+        .args(extra));
+    assert_eq!(code, 2, "{name}: exit code; stderr: {err}");
+    assert!(out.is_empty(), "{name}: no partial output, got {out}");
+    assert!(!err.contains("panicked"), "{name}: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{name}: expected {n:?} in: {err}");
+    }
+    assert!(
+        err.lines().count() <= 25,
+        "{name}: one message, not a flood: {err}"
+    );
+}
+
+#[test]
+fn malformed_yaml_names_file_line_and_column() {
+    rejects(
+        "bad.yaml",
+        format!("{VS_HEAD}  http: [\n"),
+        &[],
+        &["bad.yaml:", "invalid YAML"],
+    );
+    rejects(
+        "tabs.yaml",
+        "apiVersion: v1\nkind: X\nmetadata:\n\t name: x\n",
+        &[],
+        &["tabs.yaml:4"],
+    );
+}
+
+#[test]
+fn wrong_kinds_and_missing_http() {
+    rejects(
+        "svc.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n",
+        &[],
+        &["no VirtualService in this file"],
+    );
+    rejects("list.yaml", "- 1\n- 2\n", &[], &["not a Kubernetes object"]);
+    rejects(
+        "nohttp.yaml",
+        format!("{VS_HEAD}  tcp:\n  - route:\n    - destination: {{host: r}}\n"),
+        &[],
+        &["spec.http is missing or empty"],
+    );
+}
+
+#[test]
+fn unknown_route_lists_the_routes_and_changes_nothing() {
+    let src = format!("{VS_HEAD}  http:\n{}{}", route(0), route(1));
+    rejects(
+        "vs.yaml",
+        &src,
+        &["--route", "nope"],
+        &["no route named \"nope\"", "#0 name=r0", "#1 name=r1"],
+    );
+    rejects("vs.yaml", &src, &["--route-index", "7"], &["no route #7"]);
+    rejects(
+        "vs.yaml",
+        &src,
+        &["--destination", "ratings"],
+        &["routes to host \"ratings\""],
+    );
+}
+
+#[test]
+fn out_of_range_values_in_the_file_name_line_and_field() {
+    let src = format!(
+        "{VS_HEAD}  http:\n  - route:\n    - destination: {{host: r}}\n    fault:\n      abort:\n        httpStatus: 600\n        percentage: {{value: 50}}\n    retries: {{attempts: 2, retryOn: '5xx, reset'}}\n"
+    );
+    rejects(
+        "range.yaml",
+        src,
+        &[],
+        &[
+            "range.yaml:12: spec.http[0].fault.abort.httpStatus: invalid value 600",
+            "range.yaml:14: spec.http[0].retries.retryOn",
+            "nothing was changed",
+        ],
+    );
+}
+
+#[test]
+fn out_of_range_flags_are_usage_errors() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = write(
+        dir.path(),
+        "vs.yaml",
+        format!("{VS_HEAD}  http:\n{}", route(0)),
+    );
+    for args in [
+        vec!["fault", "abort", "--status", "600"],
+        vec!["fault", "abort", "--status", "503", "--percent", "101"],
+        vec!["fault", "abort", "--grpc-status", "unavailable"],
+        vec!["fault", "delay", "--fixed", "1.5ms"],
+        vec!["fault", "delay", "--fixed", "2"],
+        vec!["retries", "--attempts", "3", "--retry-on", "5xx, reset"],
+        vec!["retries", "--attempts", "0", "--retry-on", "5xx"],
+        vec!["fault", "network"],
+        vec!["fault", "abort", "--status", "503", "--for", "soon"],
+    ] {
+        let (code, out, err) = run(meshdrill().args(&args).arg("-f").arg(&f));
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn thousands_of_routes_work_and_an_error_among_them_is_located() {
+    let mut src = format!("{VS_HEAD}  http:\n");
+    for i in 0..5000 {
+        src.push_str(&route(i));
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = write(dir.path(), "big.yaml", &src);
+    let (code, out, err) = run(meshdrill()
+        .args(["fault", "abort", "-f"])
+        .arg(&f)
+        .args(["--status", "503", "--route", "r4321", "-o", "patch"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("/spec/http/4321"),
+        "patch touches only route 4321"
+    );
+    assert!(!out.contains("/spec/http/4320\""), "{out}");
+    // one bad route among thousands: its line is named (route i starts at line 8 + 3i; its 4th line is the timeout)
+    let bad = src.replacen(
+        "  - name: r2500\n    route:\n    - destination: {host: r}\n",
+        "  - name: r2500\n    route:\n    - destination: {host: r}\n    timeout: 5 s\n",
+        1,
+    );
+    rejects(
+        "big.yaml",
+        bad,
+        &[],
+        &["big.yaml:7511: spec.http[2500].timeout"],
+    );
+}
+
+#[test]
+fn huge_binary_and_bomb_files_are_refused() {
+    let mut big = String::from(VS_HEAD);
+    big.push_str("  http:\n");
+    while big.len() < 10 * 1024 * 1024 {
+        big.push_str(&route(big.len()));
+    }
+    rejects("ten-mb.yaml", big, &[], &["too large for a manifest"]);
+    rejects(
+        "garbage.bin",
+        [0x7fu8, b'E', b'L', b'F', 0, 1, 2, 0xff, 0xfe],
+        &[],
+        &["not UTF-8 text"],
+    );
+    rejects(
+        "nul.yaml",
+        "apiVersion: v1\0\n",
+        &[],
+        &["not a YAML or JSON manifest"],
+    );
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [{}]\n",
+            vec![format!("*a{}", i - 1); 9].join(", ")
+        ));
+    }
+    rejects("bomb.yaml", bomb, &[], &["bomb.yaml:", "invalid YAML"]);
+    rejects(
+        "deep.yaml",
+        format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+        &[],
+        &["deep.yaml:", "invalid YAML"],
+    );
+    rejects("missing.yaml", "", &[], &["no VirtualService"]);
+    let (code, _, err) = run(meshdrill().args([
+        "fault",
+        "abort",
+        "--status",
+        "503",
+        "-f",
+        "/nonexistent/vs.yaml",
+    ]));
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/vs.yaml: cannot read"), "{err}");
+}
+
+// === output Istio accepts, templates, warnings ===
+
+#[test]
+fn every_output_passes_validation_and_templates_are_valid() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let templates = crate::common::root().join("istio-templates");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&templates).expect("templates") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        n += 1;
+        let (code, out, err) = run(meshdrill().arg("validate").arg(&path));
+        assert_eq!(code, 0, "{}: {err}", path.display());
+        assert!(out.contains("valid"), "{out}");
+        if !out.contains("VirtualService") {
+            continue;
+        }
+        for args in [
+            vec!["fault", "abort", "--status", "500", "--percent", "50"],
+            vec!["fault", "delay", "--fixed", "150ms", "--percent", "12.5"],
+            vec!["fault", "network", "--partial"],
+            vec!["fault", "network", "--total"],
+            vec!["fault", "abort", "--grpc-status", "UNAVAILABLE"],
+            vec![
+                "retries",
+                "--attempts",
+                "3",
+                "--per-try-timeout",
+                "2s",
+                "--retry-on",
+                "5xx,connect-failure,503",
+            ],
+            vec!["timeout", "--timeout", "1m30s"],
+        ] {
+            let (code, out, err) = run(meshdrill()
+                .args(&args)
+                .arg("-f")
+                .arg(&path)
+                .args(["-o", "yaml"]));
+            assert_eq!(code, 0, "{args:?} on {}: {err}", path.display());
+            let f = write(dir.path(), "out.yaml", &out);
+            let (code, _, err) = run(meshdrill().arg("validate").arg(&f));
+            assert_eq!(
+                code, 0,
+                "{args:?} output must pass validation: {err}\n{out}"
+            );
+        }
+    }
+    assert!(n >= 6, "one template per fault kind");
+}
+
+#[test]
+fn fault_and_retries_on_one_route_warn_but_succeed() {
+    let (code, out, err) = run(meshdrill()
+        .args(["retries", "reviews", "-f"])
+        .arg(data("bookinfo-reviews.yaml"))
+        .args(["--attempts", "3", "--retry-on", "5xx", "--route", "jason"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("attempts: 3"));
+    assert!(
+        err.contains("warning:") && err.contains("istio#13705"),
+        "{err}"
+    );
+}
+
+#[test]
+fn patch_output_is_rfc6902_and_its_inverse_restores_the_input() {
+    let src = data("bookinfo-reviews.yaml");
+    let (code, patch, err) = run(meshdrill()
+        .args(["fault", "delay", "reviews", "-f"])
+        .arg(&src)
+        .args(["--fixed", "2s", "--percent", "50", "-o", "patch"]));
+    assert_eq!(code, 0, "{err}");
+    let patch: json_patch::Patch = serde_json::from_str(&patch).expect("an RFC 6902 patch");
+    let docs = meshdrill::istio::manifest::read_file(&src).expect("read");
+    let mut obj = docs[0].value.clone();
+    json_patch::patch(&mut obj, &patch.0).expect("patch applies to its input");
+    let rec = meshdrill::istio::read_record(&obj)
+        .expect("record")
+        .expect("present");
+    json_patch::patch(&mut obj, &rec.inverse.0).expect("inverse applies");
+    let ann = obj["metadata"].as_object_mut().expect("meta");
+    ann.remove("annotations");
+    assert_eq!(obj, docs[0].value);
+}
+
+#[test]
+fn validate_reports_every_problem_and_skips_other_kinds() {
+    let (code, out, err) = run(meshdrill()
+        .arg("validate")
+        .arg(data("bookinfo-reviews.yaml")));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("VirtualService reviews: valid"), "{out}");
+    assert!(out.contains("DestinationRule reviews: skipped"), "{out}");
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = write(
+        dir.path(),
+        "two.yaml",
+        format!(
+            "{VS_HEAD}  http:\n  - route:\n    - destination: {{host: r}}\n    fault: {{delay: {{fixedDelay: 0s}}}}\n    timeout: -1s\n"
+        ),
+    );
+    let (code, _, err) = run(meshdrill().arg("validate").arg(&f));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("two.yaml:10: spec.http[0].fault.delay.fixedDelay"),
+        "{err}"
+    );
+    assert!(err.contains("two.yaml:11: spec.http[0].timeout"), "{err}");
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for sh in ["bash", "zsh", "fish"] {
+        let (code, out, err) = run(meshdrill().args(["completions", sh]));
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("meshdrill"), "{sh}");
+    }
+}
