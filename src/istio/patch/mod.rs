@@ -77,9 +77,21 @@ impl Owner {
         Self {
             host,
             pid: std::process::id(),
-            user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            user: std::env::var("USER")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .or_else(uid_label)
+                .unwrap_or_else(|| "unknown".into()),
         }
     }
+}
+
+/// `uid:N` from /proc, for processes without `$USER` (cron jobs, containers).
+fn uid_label() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    let uid = line.split_whitespace().nth(1)?;
+    Some(format!("uid:{uid}"))
 }
 
 /// One applied change, as listed in the record.
