@@ -235,6 +235,7 @@ enum Held {
 struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -244,6 +245,7 @@ impl Signals {
         Ok(Self {
             int: signal(SignalKind::interrupt()).map_err(e)?,
             term: signal(SignalKind::terminate()).map_err(e)?,
+            hup: signal(SignalKind::hangup()).map_err(e)?,
         })
     }
 
@@ -252,6 +254,7 @@ impl Signals {
             _ = tokio::time::sleep(d) => Held::Expired,
             _ = self.int.recv() => Held::Signal("SIGINT"),
             _ = self.term.recv() => Held::Signal("SIGTERM"),
+            _ = self.hup.recv() => Held::Signal("SIGHUP"),
         }
     }
 }
@@ -329,13 +332,18 @@ async fn apply_async(
             resource(name)
         ),
     };
+    // With -o the object or patch owns stdout; the status lines go to stderr.
+    let mut say = |line: String| match output {
+        None => writeln!(out, "{line}").map_err(io_err),
+        Some(_) => writeln!(err, "{line}").map_err(io_err),
+    };
     match (held, cleared) {
         (Held::Expired, Ok(cl)) => {
-            writeln!(out, "{}", restored_line(&cl)).map_err(io_err)?;
+            say(restored_line(&cl))?;
             Ok(Exit::Ok)
         }
         (Held::Signal(sig), Ok(cl)) => {
-            writeln!(out, "{}", restored_line(&cl)).map_err(io_err)?;
+            say(restored_line(&cl))?;
             Err(Failure::interrupted(anyhow!(
                 "interrupted by {sig}; the change on {ns}/{name} was rolled back"
             )))

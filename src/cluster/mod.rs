@@ -35,7 +35,10 @@ pub enum Error {
     Settings { origin: String, reason: String },
     /// Discovery of `networking.istio.io` failed.
     #[error("cannot discover {GROUP} on {server}: {failure}")]
-    Discover { server: String, failure: Box<ApiFailure> },
+    Discover {
+        server: String,
+        failure: Box<ApiFailure>,
+    },
     /// No served version of `networking.istio.io` has VirtualServices.
     #[error(
         "{server} serves no VirtualService API ({GROUP} versions served: {served}); is Istio installed?"
@@ -50,7 +53,10 @@ pub enum Error {
     },
     /// Listing VirtualServices failed.
     #[error("cannot list VirtualServices in {scope}: {failure}")]
-    ListVirtualServices { scope: String, failure: Box<ApiFailure> },
+    ListVirtualServices {
+        scope: String,
+        failure: Box<ApiFailure>,
+    },
     /// The API server refused the patch (and no concurrent change explains it).
     #[error("cannot patch VirtualService {namespace}/{name}: {failure}; nothing was changed")]
     PatchVirtualService {

@@ -140,6 +140,20 @@ fn cert_auth_fault_then_clear_restores_the_object_exactly() {
     let p = patches(&kube);
     assert_eq!(p.len(), 1);
     assert_eq!(p[0].content_type, "application/json-patch+json");
+    let ops: Vec<Value> = serde_json::from_str(&p[0].body).expect("a JSON Patch");
+    assert_eq!(ops[0]["op"], "test", "guarded first: {ops:?}");
+    assert!(
+        ops.iter()
+            .all(|o| o["path"] != "/spec/http" && o["path"] != "/spec" && o["op"] != "move"),
+        "never replaces spec.http wholesale: {ops:?}"
+    );
+    assert!(
+        ops.iter().all(|o| o["path"] == "/metadata/resourceVersion"
+            || o["path"].as_str().is_some_and(
+                |p| p.starts_with("/spec/http/1") || p.starts_with("/metadata/annotations")
+            )),
+        "touches route #1 and the record only: {ops:?}"
+    );
     assert_eq!(p[0].user, FakeKube::CERT_USER);
     assert!(
         p[0].path

@@ -48,6 +48,7 @@ pub struct Seen {
     pub path: String,
     pub content_type: String,
     pub user: String,
+    pub body: String,
 }
 
 #[derive(Debug, Clone)]
@@ -657,6 +658,7 @@ async fn handle(
         path: path.clone(),
         content_type: content_type.clone(),
         user: user.clone().unwrap_or_default(),
+        body: String::from_utf8_lossy(&body).into_owned(),
     });
     let Some(user) = user else {
         return status(401, "Unauthorized", "Unauthorized", None);
