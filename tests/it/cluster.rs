@@ -468,16 +468,17 @@ fn kill_9_during_wait_then_recover_after_expiry_restores() {
             .is_some()
     );
 
-    // Not expired yet: recover keeps it.
-    let (code, _, err) = run(md(&kube, Auth::Cert).args(["recover"]));
+    // Not expired yet (unless this machine is very slow): recover keeps it.
+    let (code, early, err) = run(md(&kube, Auth::Cert).args(["recover"]));
     assert_eq!(code, 0, "{err}");
     let still = kube.vs("default", "reviews").expect("vs");
     if still.pointer(ANN).is_some() {
         assert!(err.contains("kept default/reviews"), "{err}");
     }
     std::thread::sleep(Duration::from_millis(3200));
-    let (code, out, err) = run(md(&kube, Auth::Cert).args(["recover"]));
+    let (code, late, err) = run(md(&kube, Auth::Cert).args(["recover"]));
     assert_eq!(code, 0, "{err}");
+    let out = early + &late;
     assert!(out.contains("restored in default (expired"), "{out}");
     assert_eq!(
         essence(&kube.vs("default", "reviews").expect("vs")),
@@ -524,30 +525,32 @@ fn recover_orphans_restores_a_drill_whose_owner_is_gone() {
 }
 
 #[test]
-fn sigterm_during_wait_rolls_back_and_exits_130() {
+fn sigterm_or_ctrl_c_during_wait_rolls_back_and_exits_130() {
     let kube = FakeKube::start();
     let before = kube.put_vs(reviews("default"));
-    let mut child = Spawned::start(md(&kube, Auth::Token).args([
-        "fault", "abort", "reviews", "--status", "503", "--for", "60s", "--wait",
-    ]));
-    assert!(wait_until(Duration::from_secs(20), || {
-        kube.vs("default", "reviews")
-            .is_some_and(|o| o.pointer(ANN).is_some())
-    }));
-    let pid = child.pid().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill -TERM");
-    assert!(status.success());
-    let (code, out, err) = child.finish(Duration::from_secs(20));
-    assert_eq!(code, Some(130), "{out}\n{err}");
-    assert!(out.contains("restored"), "{out}");
-    assert!(err.contains("SIGTERM"), "{err}");
-    assert_eq!(
-        essence(&kube.vs("default", "reviews").expect("vs")),
-        essence(&before)
-    );
+    for sig in ["TERM", "INT"] {
+        let mut child = Spawned::start(md(&kube, Auth::Token).args([
+            "fault", "abort", "reviews", "--status", "503", "--for", "60s", "--wait",
+        ]));
+        assert!(wait_until(Duration::from_secs(20), || {
+            kube.vs("default", "reviews")
+                .is_some_and(|o| o.pointer(ANN).is_some())
+        }));
+        let pid = child.pid().to_string();
+        let status = Command::new("kill")
+            .args([format!("-{sig}"), pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let (code, out, err) = child.finish(Duration::from_secs(20));
+        assert_eq!(code, Some(130), "{out}\n{err}");
+        assert!(out.contains("restored"), "{out}");
+        assert!(err.contains(&format!("SIG{sig}")), "{err}");
+        assert_eq!(
+            essence(&kube.vs("default", "reviews").expect("vs")),
+            essence(&before)
+        );
+    }
 }
 
 #[test]
@@ -713,4 +716,107 @@ fn pods_kill_by_label_count_percent_and_dry_run() {
     let (code, _, err) = run(md(&kube, Auth::Token).args(["pods", "kill", "-l", "app=db"]));
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("HTTP 403 Forbidden"), "{err}");
+}
+
+/// A kube client for the fake server, in-process (token auth, its CA).
+fn kube_client(kube: &FakeKube) -> kube::Client {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut cfg = kube::Config::new(kube.url().parse().expect("url"));
+    cfg.root_cert = Some(
+        CertificateDer::pem_file_iter(&kube.ca_file)
+            .expect("ca file")
+            .map(|c| c.expect("pem").as_ref().to_vec())
+            .collect(),
+    );
+    cfg.default_retry = false;
+    cfg.auth_info = serde_json::from_value(json!({"token": FakeKube::TOKEN})).expect("auth");
+    kube::Client::try_from(cfg).expect("client")
+}
+
+fn api_status(e: kube::Error) -> (u16, String, String) {
+    match e {
+        kube::Error::Api(s) => (s.code, s.reason, s.message),
+        other => panic!("expected an API Status, got {other}"),
+    }
+}
+
+/// The fake answers POST/PUT/DELETE/PATCH the way kube-apiserver does, as kube-rs sees it.
+#[test]
+fn fake_server_answers_like_the_apiserver() {
+    use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+    use kube::discovery::ApiResource;
+    let kube = FakeKube::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let client = kube_client(&kube);
+        let ar = ApiResource {
+            group: "networking.istio.io".into(),
+            version: "v1".into(),
+            api_version: "networking.istio.io/v1".into(),
+            kind: "VirtualService".into(),
+            plural: "virtualservices".into(),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &ar);
+        let obj: DynamicObject = serde_json::from_value(reviews("default")).expect("vs");
+        let created = api
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("POST");
+        let rv = created.metadata.resource_version.clone().expect("rv");
+        let (code, reason, msg) = api_status(
+            api.create(&PostParams::default(), &obj)
+                .await
+                .expect_err("exists"),
+        );
+        assert_eq!((code, reason.as_str()), (409, "AlreadyExists"), "{msg}");
+
+        let mut stale = created.clone();
+        stale.data["spec"]["hosts"] = json!(["reviews.default.svc.cluster.local"]);
+        let replaced = api
+            .replace("reviews", &PostParams::default(), &stale)
+            .await
+            .expect("PUT");
+        assert_ne!(
+            replaced.metadata.resource_version.as_deref(),
+            Some(rv.as_str())
+        );
+        let (code, reason, msg) = api_status(
+            api.replace("reviews", &PostParams::default(), &stale)
+                .await
+                .expect_err("stale resourceVersion"),
+        );
+        assert_eq!((code, reason.as_str()), (409, "Conflict"), "{msg}");
+        assert!(msg.contains("the object has been modified"), "{msg}");
+
+        let failing: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "test", "path": "/spec/hosts/0", "value": "nope"},
+            {"op": "replace", "path": "/spec/hosts/0", "value": "x"}
+        ]))
+        .expect("patch");
+        let (code, reason, msg) = api_status(
+            api.patch(
+                "reviews",
+                &PatchParams::default(),
+                &Patch::Json::<()>(failing),
+            )
+            .await
+            .expect_err("failed test op"),
+        );
+        assert_eq!((code, reason.as_str()), (422, "Invalid"), "{msg}");
+
+        api.delete("reviews", &DeleteParams::default())
+            .await
+            .expect("DELETE");
+        let (code, reason, msg) = api_status(api.get("reviews").await.expect_err("gone"));
+        assert_eq!((code, reason.as_str()), (404, "NotFound"), "{msg}");
+        assert_eq!(
+            msg,
+            "virtualservices.networking.istio.io \"reviews\" not found"
+        );
+    });
 }
