@@ -561,7 +561,10 @@ pub fn run_recover(a: RecoverArgs, out: &mut impl Write, err: &mut impl Write) -
             let r = match &d.record {
                 Ok(r) => r,
                 Err(e) => {
-                    writeln!(err, "skipped {}/{}: {e}", d.namespace, d.name).map_err(io_err)?;
+                    // Cannot be rolled back automatically: fail so a CronJob shows it.
+                    writeln!(err, "error: skipped {}/{}: {e}", d.namespace, d.name)
+                        .map_err(io_err)?;
+                    failed.push(format!("{}/{}", d.namespace, d.name));
                     continue;
                 }
             };

@@ -139,16 +139,14 @@ pub struct ApiFailure {
 impl fmt::Display for ApiFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.status {
-            Some(code) if self.reason.is_empty() => write!(f, "HTTP {code}: {}", self.message),
-            Some(code) => write!(f, "HTTP {code} {}: {}", self.reason, self.message),
-            None => {
-                write!(f, "{}", self.message)?;
-                if let Some(v) = &self.via {
-                    write!(f, " (connection settings from {v})")?;
-                }
-                Ok(())
-            }
+            Some(code) if self.reason.is_empty() => write!(f, "HTTP {code}: {}", self.message)?,
+            Some(code) => write!(f, "HTTP {code} {}: {}", self.reason, self.message)?,
+            None => write!(f, "{}", self.message)?,
         }
+        if let Some(v) = &self.via {
+            write!(f, " (connection settings from {v})")?;
+        }
+        Ok(())
     }
 }
 
@@ -163,7 +161,8 @@ impl ApiFailure {
                 } else {
                     s.message.clone()
                 },
-                via: None,
+                // The credentials were refused: say which ones.
+                via: (s.code == 401).then(|| via.to_string()),
             },
             other => {
                 let mut msg = other.to_string();

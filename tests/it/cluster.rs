@@ -285,6 +285,15 @@ fn wrong_ca_fails_tls_verification_with_exit_3() {
         "{err}"
     );
 
+    // Refused credentials name their source.
+    let mut c = md(&kube, Auth::Token);
+    c.env("KUBERNETES_API_KEY", "not-the-token")
+        .args(["status"]);
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("HTTP 401 Unauthorized"), "{err}");
+    assert!(err.contains("KUBERNETES_API_KEY"), "{err}");
+
     // Skipping verification works, loudly.
     let mut c = md(&kube, Auth::Token);
     c.env("KUBERNETES_CA_CERT_FILE", &kube.wrong_ca_file)
@@ -650,6 +659,17 @@ fn status_lists_and_recover_restores_only_expired_drills() {
     assert!(!out.contains("restored in b"), "{out}");
     assert_eq!(essence(&kube.vs("a", "reviews").expect("vs")), essence(&a));
     assert!(kube.vs("b", "reviews").expect("vs").pointer(ANN).is_some());
+
+    // A record meshdrill cannot read is shown, and recover fails loudly on it.
+    let mut broken = reviews("c");
+    broken["metadata"]["annotations"] = json!({"meshdrill.io/drill": "{not json"});
+    kube.put_vs(broken);
+    let (code, out, err) = run(md(&kube, Auth::Token).args(["status", "-n", "c"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("unreadable record"), "{out}");
+    let (code, _, err) = run(md(&kube, Auth::Token).args(["recover", "-n", "c"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("skipped c/reviews"), "{err}");
 }
 
 #[test]
