@@ -28,6 +28,17 @@ pub struct ConnArgs {
     /// Do not verify the API server's certificate (insecure; prints a warning).
     #[arg(long)]
     pub insecure_skip_tls_verify: bool,
+    /// How long to wait for each API server answer (Go duration; 0 = no limit).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    pub request_timeout: Duration,
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    crate::istio::types::parse_go_duration(s)
+        .ok_or_else(|| format!("invalid duration {s:?}: use Go syntax such as 5s or 1m"))
 }
 
 /// Cluster flags of the changing commands (`fault`, `retries`, `timeout`, `clear`).
@@ -159,6 +170,7 @@ async fn connect(
         context: conn.context.clone(),
         namespace: namespace.map(str::to_string),
         insecure_skip_tls_verify: conn.insecure_skip_tls_verify,
+        request_timeout: Some(conn.request_timeout),
     };
     let c = Cluster::connect(&opts).await.map_err(fail)?;
     for w in &c.warnings {

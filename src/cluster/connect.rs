@@ -29,6 +29,8 @@ pub struct ConnectOptions {
     pub namespace: Option<String>,
     /// `--insecure-skip-tls-verify`.
     pub insecure_skip_tls_verify: bool,
+    /// `--request-timeout`: how long to wait for an answer (zero: no limit; default 30s).
+    pub request_timeout: Option<Duration>,
 }
 
 /// Resolved settings, ready for `kube::Client::try_from`.
@@ -55,7 +57,11 @@ pub async fn resolve(
         None => from_kubeconfig(opts, &get).await?,
     };
     s.config.connect_timeout = Some(CONNECT_TIMEOUT);
-    s.config.read_timeout = Some(READ_TIMEOUT);
+    s.config.read_timeout = match opts.request_timeout {
+        Some(t) if t.is_zero() => None,
+        Some(t) => Some(t),
+        None => Some(READ_TIMEOUT),
+    };
     s.config.reset_reader_on_write = true;
     // meshdrill retries reads itself and never retries writes.
     s.config.default_retry = false;

@@ -16,6 +16,19 @@ use crate::istio::{
 /// Attempts of a patch whose only conflict is an unrelated change of resourceVersion.
 const PATCH_ATTEMPTS: usize = 3;
 
+const UNCHANGED: &str = "nothing was changed";
+const UNKNOWN: &str = "the API server gave no usable answer and the object could not be read again: the patch may have been applied; check with `meshdrill status` (a change carries an expiry for `meshdrill recover`)";
+
+/// Whether a PATCH that got no usable answer may have landed.
+enum Landed {
+    /// The server answered with a client error: it did not apply the patch.
+    No,
+    /// The object as read again afterwards (the caller decides whether it landed).
+    Yes(Value),
+    /// It could not be read again.
+    Unknown,
+}
+
 /// The VirtualService API the server serves.
 #[derive(Debug, Clone)]
 pub struct VsApi {
@@ -181,6 +194,18 @@ impl Cluster {
             .map_err(|e| self.failure(&e))
     }
 
+    /// After a failed PATCH: a timeout, a reset or a 5xx may still have been carried
+    /// out by the server ("may still be processing the request"), so read it again.
+    async fn landed(&self, api: &VsApi, ns: &str, name: &str, f: &ApiFailure) -> Landed {
+        if f.status.is_some_and(|c| c < 500) {
+            return Landed::No;
+        }
+        match self.get_vs(api, ns, name).await {
+            Ok(now) => Landed::Yes(now),
+            Err(_) => Landed::Unknown,
+        }
+    }
+
     /// Plans `change` on the object as it is now and sends the guarded patch. A concurrent
     /// edit of the touched routes (or of the drill record) is a [`Error::Conflict`];
     /// an unrelated edit (resourceVersion only) is re-planned, at most a few times.
@@ -232,15 +257,31 @@ impl Cluster {
                             namespace: ns.into(),
                             name: name.into(),
                             failure: f,
+                            outcome: UNCHANGED.into(),
                         });
                     }
                     last = Some(f);
                 }
                 Err(f) => {
+                    let outcome = match self.landed(api, ns, name, &f).await {
+                        Landed::Yes(now) if matches!(read_record(&now), Ok(Some(r)) if r == plan.record) =>
+                        {
+                            return Ok(Applied {
+                                object: now,
+                                patch: plan.patch,
+                                record: plan.record,
+                                routes: plan.routes,
+                                warnings: plan.warnings,
+                            });
+                        }
+                        Landed::Unknown => UNKNOWN.to_string(),
+                        _ => UNCHANGED.to_string(),
+                    };
                     return Err(Error::PatchVirtualService {
                         namespace: ns.into(),
                         name: name.into(),
                         failure: f,
+                        outcome,
                     });
                 }
             }
@@ -303,16 +344,29 @@ impl Cluster {
                                 namespace: ns.into(),
                                 name: name.into(),
                                 failure: f,
+                                outcome: UNCHANGED.into(),
                             });
                         }
                         Some(_) => last = Some(f),
                     }
                 }
                 Err(f) => {
+                    let outcome = match self.landed(api, ns, name, &f).await {
+                        Landed::Yes(now) if matches!(read_record(&now), Ok(None)) => {
+                            return Ok(Cleared::Restored {
+                                object: now,
+                                patch: plan.patch,
+                                record: plan.record,
+                            });
+                        }
+                        Landed::Unknown => UNKNOWN.to_string(),
+                        _ => UNCHANGED.to_string(),
+                    };
                     return Err(Error::PatchVirtualService {
                         namespace: ns.into(),
                         name: name.into(),
                         failure: f,
+                        outcome,
                     });
                 }
             }

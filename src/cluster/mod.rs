@@ -57,12 +57,14 @@ pub enum Error {
         scope: String,
         failure: Box<ApiFailure>,
     },
-    /// The API server refused the patch (and no concurrent change explains it).
-    #[error("cannot patch VirtualService {namespace}/{name}: {failure}; nothing was changed")]
+    /// The patch failed (and no concurrent change explains it); `outcome` says whether
+    /// the object is known to be unchanged.
+    #[error("cannot patch VirtualService {namespace}/{name}: {failure}; {outcome}")]
     PatchVirtualService {
         namespace: String,
         name: String,
         failure: Box<ApiFailure>,
+        outcome: String,
     },
     /// Someone else changed what meshdrill was about to change.
     #[error(

@@ -433,6 +433,50 @@ fn api_errors_are_reported_and_only_reads_are_retried() {
 }
 
 #[test]
+fn timeouts_retry_reads_and_a_patch_that_landed_is_found() {
+    let kube = FakeKube::start();
+    kube.put_vs(reviews("default"));
+    // A read that times out is retried.
+    kube.delay_next("GET", Duration::from_secs(3));
+    let (code, _, err) = run(md(&kube, Auth::Token).args(["status", "--request-timeout", "1s"]));
+    assert_eq!(code, 0, "{err}");
+    // A patch carried out whose answer is lost: meshdrill reads the object again and
+    // finds its own record instead of reporting a failure (or patching twice).
+    kube.delay_next("PATCH", Duration::from_secs(3));
+    let (code, out, err) = run(md(&kube, Auth::Token).args([
+        "fault",
+        "abort",
+        "reviews",
+        "--status",
+        "503",
+        "--request-timeout",
+        "1s",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("patched"), "{out}");
+    assert_eq!(patches(&kube).len(), 1, "a PATCH is never retried");
+    // The same for the rollback.
+    kube.delay_next("PATCH", Duration::from_secs(3));
+    let (code, out, err) =
+        run(md(&kube, Auth::Token).args(["clear", "reviews", "--request-timeout", "1s"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("restored"), "{out}");
+    assert!(
+        kube.vs("default", "reviews")
+            .expect("vs")
+            .pointer(ANN)
+            .is_none()
+    );
+    // A 504 Timeout Status that did not land is an error, with its message.
+    kube.fail_next("PATCH", 504);
+    let (code, _, err) =
+        run(md(&kube, Auth::Token).args(["fault", "abort", "reviews", "--status", "503"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("HTTP 504 Timeout"), "{err}");
+    assert!(err.contains("nothing was changed"), "{err}");
+}
+
+#[test]
 fn dry_run_prints_the_patch_and_sends_nothing() {
     let kube = FakeKube::start();
     let before = kube.put_vs(reviews("default"));

@@ -62,6 +62,7 @@ type Edit = Box<dyn FnOnce(&mut Value) + Send>;
 
 #[derive(Default)]
 struct State {
+    delay_next: Vec<(String, std::time::Duration)>,
     edit_before: Vec<(String, String, String, Edit)>,
     versions: Vec<String>,
     vs: BTreeMap<(String, String), Value>,
@@ -220,7 +221,21 @@ impl FakeKube {
                             let has_cert = tls.get_ref().1.peer_certificates().is_some();
                             let svc = hyper::service::service_fn(move |req| {
                                 let st = st.clone();
-                                async move { Ok::<_, Infallible>(handle(st, has_cert, req).await) }
+                                async move {
+                                    let method = req.method().as_str().to_string();
+                                    let resp = handle(st.clone(), has_cert, req).await;
+                                    let delay = {
+                                        let mut s = st.lock().unwrap_or_else(|p| p.into_inner());
+                                        s.delay_next
+                                            .iter()
+                                            .position(|(m, _)| *m == method)
+                                            .map(|i| s.delay_next.remove(i).1)
+                                    };
+                                    if let Some(d) = delay {
+                                        tokio::time::sleep(d).await;
+                                    }
+                                    Ok::<_, Infallible>(resp)
+                                }
                             });
                             let _ = hyper::server::conn::http1::Builder::new()
                                 .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
@@ -343,6 +358,12 @@ impl FakeKube {
         self.lock()
             .edit_before
             .push((method.into(), ns.into(), name.into(), Box::new(f)));
+    }
+
+    /// Carries out the next request with `method`, then holds the answer back for `d`:
+    /// a client that gives up first does not know that it landed.
+    pub fn delay_next(&self, method: &str, d: std::time::Duration) {
+        self.lock().delay_next.push((method.into(), d));
     }
 
     /// Fails the next request with this method (GET, PATCH, ...) with `status` and the
