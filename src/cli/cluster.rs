@@ -462,7 +462,12 @@ fn status_json(d: &cluster::DrillInfo, now: jiff::Timestamp) -> Value {
 fn table(rows: &[Vec<String>], out: &mut impl Write) -> Result<(), Failure> {
     let cols = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..cols)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     for r in rows {
         let cells: Vec<String> = r
@@ -472,7 +477,7 @@ fn table(rows: &[Vec<String>], out: &mut impl Write) -> Result<(), Failure> {
                 if i + 1 == cols {
                     c.clone()
                 } else {
-                    format!("{c:<w$}", w = widths[i])
+                    format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0))
                 }
             })
             .collect();
