@@ -4,4 +4,5 @@
 //! `load` → histogram → `slo` → verdict → `report`. Only [`cli`] prints.
 
 pub mod cli;
+pub mod cluster;
 pub mod istio;

@@ -62,6 +62,8 @@ pub struct TargetArgs {
     /// How long the change may stay: after this, `meshdrill recover` rolls it back.
     #[arg(long = "for", value_name = "DURATION", default_value = "10m", value_parser = parse_ttl)]
     pub ttl: Duration,
+    #[command(flatten)]
+    pub cluster: super::cluster::ClusterArgs,
 }
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {

@@ -98,6 +98,16 @@ pub enum Command {
     Timeout(change::TimeoutArgs),
     /// Remove what meshdrill added; every route is restored as it was.
     Clear(change::ClearArgs),
+    /// List the drills meshdrill left on cluster VirtualServices.
+    Status(cluster::StatusArgs),
+    /// Roll back every expired (and with --orphans, ownerless) drill on the cluster.
+    Recover(cluster::RecoverArgs),
+    /// Cluster connection and permission check.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Terminate pods by label selector (the terminate-pod experiment).
+    #[command(subcommand)]
+    Pods(cluster::PodsCommand),
     /// Check manifests with Istio's validation rules.
     Validate(validate::ValidateArgs),
     /// Run a whole drill on a local mesh, with no setup.
@@ -122,7 +132,7 @@ pub fn main(cli: Cli) -> ExitCode {
 
 fn init_tracing(verbose: u8) {
     let level = match verbose {
-        0 => "warn",
+        0 => "warn,kube_client=off",
         1 => "info",
         _ => "debug",
     };
@@ -144,6 +154,10 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Retries(a) => change::run_retries(a, &mut out, &mut err),
         Command::Timeout(a) => change::run_timeout(a, &mut out, &mut err),
         Command::Clear(a) => change::run_clear(a, &mut out, &mut err),
+        Command::Status(a) => cluster::run_status(a, &mut out, &mut err),
+        Command::Recover(a) => cluster::run_recover(a, &mut out, &mut err),
+        Command::Cluster(c) => cluster::run_cluster(c, &mut out, &mut err),
+        Command::Pods(c) => cluster::run_pods(c, &mut out, &mut err),
         Command::Validate(a) => validate::run(a, &mut out, &mut err),
         Command::Demo(a) => demo::run(a, &mut out, &mut err),
         Command::Completions(a) => completions::run(a, &mut out),

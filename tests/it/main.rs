@@ -3,4 +3,5 @@
 mod common;
 
 mod cli_files;
+mod cluster;
 mod help;

@@ -1,0 +1,461 @@
+//! VirtualServices on the cluster: discovery, reads, guarded patches, rollback, and
+//! the drill records `status` and `recover` work from.
+
+use json_patch::Patch;
+use kube::api::{Api, DynamicObject, ListParams, PatchParams};
+use kube::discovery::ApiResource;
+use serde_json::Value;
+
+use super::{ApiFailure, Cluster, Error, GROUP, VERSIONS, read_with_retry};
+use crate::istio::manifest::escape_pointer;
+use crate::istio::{
+    ANNOTATION, Change, DrillRecord, Owner, PlanError, RecordMeta, RouteSelector, plan_change,
+    plan_clear, read_record,
+};
+
+/// Attempts of a patch whose only conflict is an unrelated change of resourceVersion.
+const PATCH_ATTEMPTS: usize = 3;
+
+const UNCHANGED: &str = "nothing was changed";
+const UNKNOWN: &str = "the API server gave no usable answer and the object could not be read again: the patch may have been applied; check with `meshdrill status` (a change carries an expiry for `meshdrill recover`)";
+
+/// Whether a PATCH that got no usable answer may have landed.
+enum Landed {
+    /// The server answered with a client error: it did not apply the patch.
+    No,
+    /// The object as read again afterwards (the caller decides whether it landed).
+    Yes(Value),
+    /// It could not be read again.
+    Unknown,
+}
+
+/// The VirtualService API the server serves.
+#[derive(Debug, Clone)]
+pub struct VsApi {
+    resource: ApiResource,
+    /// The version in use (v1 > v1beta1 > v1alpha3).
+    pub version: String,
+    /// Every served version that has VirtualServices.
+    pub served: Vec<String>,
+}
+
+/// A change carried out (or, with dry run, planned).
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// The object as the server returned it (or as planned, with dry run).
+    pub object: Value,
+    /// The patch sent (or that would be sent).
+    pub patch: Patch,
+    pub record: DrillRecord,
+    pub routes: Vec<usize>,
+    pub warnings: Vec<String>,
+}
+
+/// The outcome of a rollback.
+#[derive(Debug, Clone)]
+pub enum Cleared {
+    /// The object carries no drill record: nothing to do.
+    Nothing { object: Value },
+    /// Every route meshdrill changed is back as it was.
+    Restored {
+        object: Value,
+        patch: Patch,
+        record: DrillRecord,
+    },
+}
+
+/// A VirtualService that carries a drill record.
+#[derive(Debug, Clone)]
+pub struct DrillInfo {
+    pub namespace: String,
+    pub name: String,
+    /// The record, or why it cannot be read.
+    pub record: Result<DrillRecord, String>,
+}
+
+/// Whether the process that owns a drill is gone: `Some` only when the owner ran on
+/// this host (its `/proc/PID` is checked); `None` when it cannot be known from here, or
+/// when the drill has no owning process (pid 0: a one-shot change that lives until its
+/// expiry).
+pub fn owner_gone(owner: &Owner) -> Option<bool> {
+    let here = Owner::current();
+    if owner.pid == 0 || owner.host != here.host {
+        return None;
+    }
+    Some(!std::path::Path::new(&format!("/proc/{}", owner.pid)).exists())
+}
+
+fn to_value(o: &DynamicObject) -> Value {
+    serde_json::to_value(o).unwrap_or(Value::Null)
+}
+
+fn rv(o: &Value) -> Option<&Value> {
+    o.pointer("/metadata/resourceVersion")
+}
+
+impl Cluster {
+    /// Finds the VirtualService API: `networking.istio.io` v1, else v1beta1, else v1alpha3.
+    pub async fn virtual_services(&self) -> Result<VsApi, Error> {
+        let group = read_with_retry(|| kube::discovery::group(&self.client, GROUP)).await;
+        let group = match group {
+            Ok(g) => g,
+            Err(kube::Error::Discovery(kube::error::DiscoveryError::MissingApiGroup(_))) => {
+                return Err(Error::NoVirtualServiceApi {
+                    server: self.server.clone(),
+                    served: "none".into(),
+                });
+            }
+            Err(e) => {
+                return Err(Error::Discover {
+                    server: self.server.clone(),
+                    failure: self.failure(&e),
+                });
+            }
+        };
+        let mut served = Vec::new();
+        let mut found = Vec::new();
+        for v in group.versions() {
+            if let Some((ar, _)) = group
+                .versioned_resources(v)
+                .into_iter()
+                .find(|(ar, _)| ar.kind == "VirtualService")
+            {
+                served.push(v.to_string());
+                found.push(ar);
+            }
+        }
+        let pick = VERSIONS
+            .iter()
+            .find_map(|want| found.iter().find(|ar| ar.version == *want))
+            .cloned();
+        match pick {
+            Some(resource) => Ok(VsApi {
+                version: resource.version.clone(),
+                resource,
+                served,
+            }),
+            None => Err(Error::NoVirtualServiceApi {
+                server: self.server.clone(),
+                served: if served.is_empty() {
+                    group.versions().collect::<Vec<_>>().join(", ")
+                } else {
+                    served.join(", ")
+                },
+            }),
+        }
+    }
+
+    fn vs(&self, api: &VsApi, ns: Option<&str>) -> Api<DynamicObject> {
+        match ns {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &api.resource),
+            None => Api::all_with(self.client.clone(), &api.resource),
+        }
+    }
+
+    /// Reads one VirtualService.
+    pub async fn get_vs(&self, api: &VsApi, ns: &str, name: &str) -> Result<Value, Error> {
+        let vs = self.vs(api, Some(ns));
+        read_with_retry(|| vs.get(name))
+            .await
+            .map(|o| to_value(&o))
+            .map_err(|e| Error::GetVirtualService {
+                namespace: ns.into(),
+                name: name.into(),
+                failure: self.failure(&e),
+            })
+    }
+
+    /// Lists VirtualServices in `ns`, or in every namespace.
+    pub async fn list_vs(&self, api: &VsApi, ns: Option<&str>) -> Result<Vec<Value>, Error> {
+        let vs = self.vs(api, ns);
+        let lp = ListParams::default();
+        read_with_retry(|| vs.list(&lp))
+            .await
+            .map(|l| l.items.iter().map(to_value).collect())
+            .map_err(|e| Error::ListVirtualServices {
+                scope: ns.map_or("all namespaces".into(), |n| format!("namespace {n}")),
+                failure: self.failure(&e),
+            })
+    }
+
+    /// Sends a JSON Patch (`application/json-patch+json`); never retried.
+    async fn patch_vs(
+        &self,
+        api: &VsApi,
+        ns: &str,
+        name: &str,
+        patch: &Patch,
+    ) -> Result<Value, Box<ApiFailure>> {
+        let vs = self.vs(api, Some(ns));
+        let p: kube::api::Patch<()> = kube::api::Patch::Json(patch.clone());
+        vs.patch(name, &PatchParams::default(), &p)
+            .await
+            .map(|o| to_value(&o))
+            .map_err(|e| self.failure(&e))
+    }
+
+    /// After a failed PATCH: a timeout, a reset or a 5xx may still have been carried
+    /// out by the server ("may still be processing the request"), so read it again.
+    async fn landed(&self, api: &VsApi, ns: &str, name: &str, f: &ApiFailure) -> Landed {
+        if f.status.is_some_and(|c| c < 500) {
+            return Landed::No;
+        }
+        match self.get_vs(api, ns, name).await {
+            Ok(now) => Landed::Yes(now),
+            Err(_) => Landed::Unknown,
+        }
+    }
+
+    /// Plans `change` on the object as it is now and sends the guarded patch. A concurrent
+    /// edit of the touched routes (or of the drill record) is a [`Error::Conflict`];
+    /// an unrelated edit (resourceVersion only) is re-planned, at most a few times.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn apply_change(
+        &self,
+        api: &VsApi,
+        ns: &str,
+        name: &str,
+        selector: &RouteSelector,
+        change: &Change,
+        meta: &RecordMeta,
+        dry_run: bool,
+    ) -> Result<Applied, Error> {
+        let mut last = None;
+        for _ in 0..PATCH_ATTEMPTS {
+            let obj = self.get_vs(api, ns, name).await?;
+            let plan = plan_change(&obj, selector, change, meta).map_err(Error::Plan)?;
+            if dry_run {
+                return Ok(Applied {
+                    object: plan.after,
+                    patch: plan.patch,
+                    record: plan.record,
+                    routes: plan.routes,
+                    warnings: plan.warnings,
+                });
+            }
+            match self.patch_vs(api, ns, name, &plan.patch).await {
+                Ok(object) => {
+                    return Ok(Applied {
+                        object,
+                        patch: plan.patch,
+                        record: plan.record,
+                        routes: plan.routes,
+                        warnings: plan.warnings,
+                    });
+                }
+                Err(f) if f.maybe_conflict() => {
+                    let now = self.get_vs(api, ns, name).await?;
+                    if let Some(detail) = what_changed(&obj, &now, &plan.routes) {
+                        return Err(Error::Conflict {
+                            namespace: ns.into(),
+                            name: name.into(),
+                            detail: format!("{detail} (the API server answered {f})"),
+                        });
+                    }
+                    if rv(&obj) == rv(&now) {
+                        return Err(Error::PatchVirtualService {
+                            namespace: ns.into(),
+                            name: name.into(),
+                            failure: f,
+                            outcome: UNCHANGED.into(),
+                        });
+                    }
+                    last = Some(f);
+                }
+                Err(f) => {
+                    let outcome = match self.landed(api, ns, name, &f).await {
+                        Landed::Yes(now) if matches!(read_record(&now), Ok(Some(r)) if r == plan.record) =>
+                        {
+                            return Ok(Applied {
+                                object: now,
+                                patch: plan.patch,
+                                record: plan.record,
+                                routes: plan.routes,
+                                warnings: plan.warnings,
+                            });
+                        }
+                        Landed::Unknown => UNKNOWN.to_string(),
+                        _ => UNCHANGED.to_string(),
+                    };
+                    return Err(Error::PatchVirtualService {
+                        namespace: ns.into(),
+                        name: name.into(),
+                        failure: f,
+                        outcome,
+                    });
+                }
+            }
+        }
+        Err(Error::Conflict {
+            namespace: ns.into(),
+            name: name.into(),
+            detail: format!(
+                "the object kept changing while meshdrill patched it{}",
+                last.map(|f| format!(" (last answer: {f})"))
+                    .unwrap_or_default()
+            ),
+        })
+    }
+
+    /// Rolls back everything meshdrill changed on the object (its recorded inverse,
+    /// with its own `test` ops). A route someone edited since is a conflict.
+    pub async fn clear(
+        &self,
+        api: &VsApi,
+        ns: &str,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<Cleared, Error> {
+        let conflict = |e: PlanError| match e {
+            PlanError::Conflict { detail, .. } => Error::Conflict {
+                namespace: ns.into(),
+                name: name.into(),
+                detail,
+            },
+            other => Error::Plan(other),
+        };
+        let mut last = None;
+        for _ in 0..PATCH_ATTEMPTS {
+            let obj = self.get_vs(api, ns, name).await?;
+            let Some(plan) = plan_clear(&obj).map_err(conflict)? else {
+                return Ok(Cleared::Nothing { object: obj });
+            };
+            if dry_run {
+                return Ok(Cleared::Restored {
+                    object: plan.after,
+                    patch: plan.patch,
+                    record: plan.record,
+                });
+            }
+            match self.patch_vs(api, ns, name, &plan.patch).await {
+                Ok(object) => {
+                    return Ok(Cleared::Restored {
+                        object,
+                        patch: plan.patch,
+                        record: plan.record,
+                    });
+                }
+                Err(f) if f.maybe_conflict() => {
+                    let now = self.get_vs(api, ns, name).await?;
+                    match plan_clear(&now).map_err(conflict)? {
+                        None => return Ok(Cleared::Nothing { object: now }),
+                        Some(_) if rv(&obj) == rv(&now) => {
+                            return Err(Error::PatchVirtualService {
+                                namespace: ns.into(),
+                                name: name.into(),
+                                failure: f,
+                                outcome: UNCHANGED.into(),
+                            });
+                        }
+                        Some(_) => last = Some(f),
+                    }
+                }
+                Err(f) => {
+                    let outcome = match self.landed(api, ns, name, &f).await {
+                        Landed::Yes(now) if matches!(read_record(&now), Ok(None)) => {
+                            return Ok(Cleared::Restored {
+                                object: now,
+                                patch: plan.patch,
+                                record: plan.record,
+                            });
+                        }
+                        Landed::Unknown => UNKNOWN.to_string(),
+                        _ => UNCHANGED.to_string(),
+                    };
+                    return Err(Error::PatchVirtualService {
+                        namespace: ns.into(),
+                        name: name.into(),
+                        failure: f,
+                        outcome,
+                    });
+                }
+            }
+        }
+        Err(Error::Conflict {
+            namespace: ns.into(),
+            name: name.into(),
+            detail: format!(
+                "the object kept changing while meshdrill restored it{}",
+                last.map(|f| format!(" (last answer: {f})"))
+                    .unwrap_or_default()
+            ),
+        })
+    }
+
+    /// VirtualServices in `ns` (or all namespaces) that carry a drill record.
+    pub async fn drills(&self, api: &VsApi, ns: Option<&str>) -> Result<Vec<DrillInfo>, Error> {
+        let items = self.list_vs(api, ns).await?;
+        let mut out = Vec::new();
+        for o in items {
+            let record = match read_record(&o) {
+                Ok(None) => continue,
+                Ok(Some(r)) => Ok(r),
+                Err(e) => Err(e.to_string()),
+            };
+            let text = |p: &str| {
+                o.pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_string()
+            };
+            out.push(DrillInfo {
+                namespace: text("/metadata/namespace"),
+                name: text("/metadata/name"),
+                record,
+            });
+        }
+        out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        Ok(out)
+    }
+}
+
+/// What someone else changed between `before` (what the plan was made on) and `now`
+/// among the things the plan guards: the touched routes and the drill record.
+fn what_changed(before: &Value, now: &Value, routes: &[usize]) -> Option<String> {
+    let mut found = Vec::new();
+    for &i in routes {
+        let p = format!("/spec/http/{i}");
+        match (before.pointer(&p), now.pointer(&p)) {
+            (Some(a), Some(b)) if a != b => {
+                let fields: Vec<String> = json_patch::diff(a, b)
+                    .0
+                    .iter()
+                    .map(|d| format!("spec.http[{i}]{}", d.path()))
+                    .collect();
+                found.push(format!(
+                    "spec.http[{i}] was edited at {}",
+                    fields.join(", ")
+                ));
+            }
+            (Some(_), None) => found.push(format!("spec.http[{i}] was removed")),
+            _ => {}
+        }
+    }
+    let ann = format!("/metadata/annotations/{}", escape_pointer(ANNOTATION));
+    if before.pointer(&ann) != now.pointer(&ann) {
+        found.push(
+            "the meshdrill.io/drill annotation changed (another drill started or ended)".into(),
+        );
+    }
+    if found.is_empty() {
+        None
+    } else {
+        Some(format!("{} since meshdrill read it", found.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn what_changed_names_the_edited_route_field() {
+        let a = json!({"spec": {"http": [{"route": [{"destination": {"host": "a"}}]}]}});
+        let mut b = a.clone();
+        b["spec"]["http"][0]["timeout"] = json!("1s");
+        let d = what_changed(&a, &b, &[0]).expect("a change");
+        assert!(d.contains("spec.http[0]/timeout"), "{d}");
+        assert_eq!(what_changed(&a, &a, &[0]), None);
+    }
+}

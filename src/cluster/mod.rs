@@ -1,0 +1,282 @@
+//! The cluster target: VirtualService faults through the Kubernetes API, safely.
+//!
+//! Owns the only `kube::Client` of meshdrill. It connects as kubectl does (or from the
+//! `KUBERNETES_*` variables, see [`connect`]), discovers which `networking.istio.io`
+//! version serves VirtualServices, and carries out what [`crate::istio`] plans: a
+//! guarded RFC 6902 patch sent as `application/json-patch+json`, never a rewrite of
+//! `spec.http`. A failed `test` or a 409 is a [`Error::Conflict`] naming what changed;
+//! nothing is forced. Only idempotent reads are retried (429 and 5xx, bounded backoff).
+//!
+//! Must not print: it returns values and errors; `cli` shows them.
+
+pub mod connect;
+mod drill;
+mod pods;
+
+use std::fmt;
+use std::time::Duration;
+
+pub use connect::ConnectOptions;
+pub use drill::{Applied, Cleared, DrillInfo, VsApi, owner_gone};
+pub use pods::{AccessCheck, pick_victims};
+
+use crate::istio::PlanError;
+
+/// `networking.istio.io`, the group of VirtualServices.
+pub const GROUP: &str = "networking.istio.io";
+/// Served versions meshdrill knows, most preferred first.
+pub const VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
+
+/// Errors of the cluster target, one variant per operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A connection setting (variable, flag or kubeconfig entry) cannot be used.
+    #[error("{origin}: {reason}")]
+    Settings { origin: String, reason: String },
+    /// Discovery of `networking.istio.io` failed.
+    #[error("cannot discover {GROUP} on {server}: {failure}")]
+    Discover {
+        server: String,
+        failure: Box<ApiFailure>,
+    },
+    /// No served version of `networking.istio.io` has VirtualServices.
+    #[error(
+        "{server} serves no VirtualService API ({GROUP} versions served: {served}); is Istio installed?"
+    )]
+    NoVirtualServiceApi { server: String, served: String },
+    /// Reading one VirtualService failed.
+    #[error("cannot get VirtualService {namespace}/{name}: {failure}")]
+    GetVirtualService {
+        namespace: String,
+        name: String,
+        failure: Box<ApiFailure>,
+    },
+    /// Listing VirtualServices failed.
+    #[error("cannot list VirtualServices in {scope}: {failure}")]
+    ListVirtualServices {
+        scope: String,
+        failure: Box<ApiFailure>,
+    },
+    /// The patch failed (and no concurrent change explains it); `outcome` says whether
+    /// the object is known to be unchanged.
+    #[error("cannot patch VirtualService {namespace}/{name}: {failure}; {outcome}")]
+    PatchVirtualService {
+        namespace: String,
+        name: String,
+        failure: Box<ApiFailure>,
+        outcome: String,
+    },
+    /// Someone else changed what meshdrill was about to change.
+    #[error(
+        "VirtualService {namespace}/{name}: conflict: {detail}; nothing was changed. Inspect the object, then re-run"
+    )]
+    Conflict {
+        namespace: String,
+        name: String,
+        detail: String,
+    },
+    /// The change cannot be planned on the object as it is.
+    #[error(transparent)]
+    Plan(PlanError),
+    /// Listing pods failed.
+    #[error("cannot list pods in {namespace} with selector {selector:?}: {failure}")]
+    ListPods {
+        namespace: String,
+        selector: String,
+        failure: Box<ApiFailure>,
+    },
+    /// Deleting a pod failed.
+    #[error("cannot delete pod {namespace}/{name}: {failure}")]
+    DeletePod {
+        namespace: String,
+        name: String,
+        failure: Box<ApiFailure>,
+    },
+    /// A SelfSubjectAccessReview failed.
+    #[error("cannot review access to {verb} {resource}: {failure}")]
+    AccessReview {
+        verb: String,
+        resource: String,
+        failure: Box<ApiFailure>,
+    },
+}
+
+impl Error {
+    /// The HTTP status the API server answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Discover { failure, .. }
+            | Error::GetVirtualService { failure, .. }
+            | Error::ListVirtualServices { failure, .. }
+            | Error::PatchVirtualService { failure, .. }
+            | Error::ListPods { failure, .. }
+            | Error::DeletePod { failure, .. }
+            | Error::AccessReview { failure, .. } => failure.status,
+            _ => None,
+        }
+    }
+
+    /// True when the user's input (not the cluster) is at fault: no such route etc.
+    pub fn is_input(&self) -> bool {
+        matches!(
+            self,
+            Error::Plan(PlanError::NoSuchRoute { .. } | PlanError::NoHttpRoutes { .. })
+        )
+    }
+}
+
+/// What the API server said (a `Status`), or why no answer came.
+#[derive(Debug, Clone)]
+pub struct ApiFailure {
+    /// HTTP status, when the server answered.
+    pub status: Option<u16>,
+    /// The `Status` reason (`Forbidden`, `NotFound`, ...), empty when unknown.
+    pub reason: String,
+    /// The `Status` message, or the transport error chain.
+    pub message: String,
+    /// Where the connection settings came from (for transport errors).
+    pub via: Option<String>,
+}
+
+impl fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.status {
+            Some(code) if self.reason.is_empty() => write!(f, "HTTP {code}: {}", self.message)?,
+            Some(code) => write!(f, "HTTP {code} {}: {}", self.reason, self.message)?,
+            None => write!(f, "{}", self.message)?,
+        }
+        if let Some(v) = &self.via {
+            write!(f, " (connection settings from {v})")?;
+        }
+        Ok(())
+    }
+}
+
+impl ApiFailure {
+    fn from_kube(e: &kube::Error, via: &str) -> Self {
+        match e {
+            kube::Error::Api(s) => Self {
+                status: Some(s.code),
+                reason: s.reason.clone(),
+                message: if s.message.is_empty() {
+                    "(no message)".into()
+                } else {
+                    s.message.clone()
+                },
+                // The credentials were refused: say which ones.
+                via: (s.code == 401).then(|| via.to_string()),
+            },
+            other => {
+                let mut msg = other.to_string();
+                let mut src = std::error::Error::source(other);
+                while let Some(s) = src {
+                    let t = s.to_string();
+                    if !msg.contains(&t) {
+                        msg.push_str(": ");
+                        msg.push_str(&t);
+                    }
+                    src = s.source();
+                }
+                Self {
+                    status: None,
+                    reason: String::new(),
+                    message: msg,
+                    via: Some(via.to_string()),
+                }
+            }
+        }
+    }
+
+    /// 409, or 422 (a failed JSON Patch `test` answers 422 Invalid).
+    fn maybe_conflict(&self) -> bool {
+        matches!(self.status, Some(409 | 422))
+    }
+}
+
+/// Retryable for an idempotent read: 429, 5xx, or a transport timeout/reset.
+fn retryable(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+        other => {
+            let mut src: Option<&(dyn std::error::Error + 'static)> = Some(other);
+            while let Some(s) = src {
+                if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                    return matches!(
+                        io.kind(),
+                        std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::ConnectionAborted
+                    );
+                }
+                if s.to_string().contains("timed out") {
+                    return true;
+                }
+                src = s.source();
+            }
+            false
+        }
+    }
+}
+
+/// Runs an idempotent read, retrying 429/5xx/timeouts up to 3 times (0.2s, 0.4s, 0.8s).
+async fn read_with_retry<T, F, Fut>(mut f: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    const RETRIES: u32 = 3;
+    let mut delay = Duration::from_millis(200);
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Err(e) if attempt < RETRIES && retryable(&e) => {
+                tracing::info!("retrying a read after: {e}");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// A connected cluster.
+pub struct Cluster {
+    client: kube::Client,
+    /// The API server URL.
+    pub server: String,
+    /// Where the settings came from (variables, kubeconfig file and context, in-cluster).
+    pub origin: String,
+    /// Who we are, as far as the settings say.
+    pub user: String,
+    /// The namespace to use when none is given.
+    pub namespace: String,
+    /// Things the user should know (e.g. TLS verification off).
+    pub warnings: Vec<String>,
+}
+
+impl Cluster {
+    /// Reads the settings and builds a client (no request is sent yet).
+    pub async fn connect(opts: &ConnectOptions) -> Result<Self, Error> {
+        let s = connect::resolve(opts, &|k| std::env::var(k).ok()).await?;
+        let client = kube::Client::try_from(s.config).map_err(|e| Error::Settings {
+            origin: s.origin.clone(),
+            reason: format!(
+                "cannot build a client: {}",
+                ApiFailure::from_kube(&e, &s.origin).message
+            ),
+        })?;
+        Ok(Self {
+            client,
+            server: s.server,
+            origin: s.origin,
+            user: s.user,
+            namespace: s.namespace,
+            warnings: s.warnings,
+        })
+    }
+
+    fn failure(&self, e: &kube::Error) -> Box<ApiFailure> {
+        Box::new(ApiFailure::from_kube(e, &self.origin))
+    }
+}

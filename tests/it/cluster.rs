@@ -1,0 +1,886 @@
+//! The cluster target against the fake API server (`common::fake_kube`): connection
+//! settings, guarded patches, conflicts, errors, `--wait` with signals, `status`,
+//! `recover`, `cluster check`, `pods kill`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::fake_kube::{Auth, FakeKube, reviews};
+use crate::common::{meshdrill, run};
+
+const ANN: &str = "/metadata/annotations/meshdrill.io~1drill";
+
+fn md(kube: &FakeKube, auth: Auth) -> Command {
+    let mut c = meshdrill();
+    kube.env(&mut c, auth);
+    c
+}
+
+/// What a rollback must bring back exactly: spec, labels, annotations.
+fn essence(v: &Value) -> Value {
+    json!({
+        "spec": v.get("spec"),
+        "labels": v.pointer("/metadata/labels"),
+        "annotations": v.pointer("/metadata/annotations"),
+    })
+}
+
+/// Polls `cond` every 50 ms for at most `limit`.
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+/// A spawned meshdrill, killed (by its own PID) if the test ends early.
+struct Spawned(Option<Child>);
+
+impl Spawned {
+    fn start(cmd: &mut Command) -> Self {
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn meshdrill");
+        Self(Some(child))
+    }
+    fn pid(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+    fn kill9(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+        }
+    }
+    /// Waits at most `limit` for the exit; returns (code, stdout, stderr).
+    fn finish(&mut self, limit: Duration) -> (Option<i32>, String, String) {
+        let Some(mut c) = self.0.take() else {
+            return (None, String::new(), String::new());
+        };
+        let start = Instant::now();
+        loop {
+            match c.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if start.elapsed() < limit => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => {
+                    let _ = c.kill();
+                    break;
+                }
+            }
+        }
+        let out = c.wait_with_output().expect("collect output");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn patches(kube: &FakeKube) -> Vec<crate::common::fake_kube::Seen> {
+    kube.requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .collect()
+}
+
+#[test]
+fn cert_auth_fault_then_clear_restores_the_object_exactly() {
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    let (code, out, err) = run(md(&kube, Auth::Cert).args([
+        "fault",
+        "abort",
+        "reviews",
+        "--status",
+        "503",
+        "--percent",
+        "50",
+        "--route",
+        "default",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(
+            "virtualservice.networking.istio.io/reviews patched (abort HTTP 503 on 50%, route #1, expires "
+        ),
+        "{out}"
+    );
+    let faulted = kube.vs("default", "reviews").expect("vs");
+    assert_eq!(
+        faulted.pointer("/spec/http/1/fault/abort/httpStatus"),
+        Some(&json!(503))
+    );
+    assert_eq!(
+        faulted.pointer("/spec/http/0"),
+        before.pointer("/spec/http/0")
+    );
+    assert!(
+        faulted.pointer(ANN).is_some(),
+        "drill recorded on the object"
+    );
+    let p = patches(&kube);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].content_type, "application/json-patch+json");
+    let ops: Vec<Value> = serde_json::from_str(&p[0].body).expect("a JSON Patch");
+    assert_eq!(ops[0]["op"], "test", "guarded first: {ops:?}");
+    assert!(
+        ops.iter()
+            .all(|o| o["path"] != "/spec/http" && o["path"] != "/spec" && o["op"] != "move"),
+        "never replaces spec.http wholesale: {ops:?}"
+    );
+    assert!(
+        ops.iter().all(|o| o["path"] == "/metadata/resourceVersion"
+            || o["path"].as_str().is_some_and(
+                |p| p.starts_with("/spec/http/1") || p.starts_with("/metadata/annotations")
+            )),
+        "touches route #1 and the record only: {ops:?}"
+    );
+    assert_eq!(p[0].user, FakeKube::CERT_USER);
+    assert!(
+        p[0].path
+            .ends_with("/apis/networking.istio.io/v1/namespaces/default/virtualservices/reviews")
+    );
+
+    let (code, out, err) = run(md(&kube, Auth::Cert).args(["clear", "reviews"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("reviews restored"), "{out}");
+    let after = kube.vs("default", "reviews").expect("vs");
+    assert_eq!(essence(&after), essence(&before));
+
+    let (code, out, err) = run(md(&kube, Auth::Cert).args(["clear", "reviews"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("unchanged"), "{out}");
+}
+
+#[test]
+fn token_auth_and_output_formats() {
+    let kube = FakeKube::start();
+    kube.put_vs(reviews("shop"));
+    let (code, out, err) = run(md(&kube, Auth::Token).args([
+        "fault",
+        "delay",
+        "reviews",
+        "-n",
+        "shop",
+        "--fixed",
+        "2s",
+        "--percent",
+        "10",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let obj: Value = serde_json::from_str(&out).expect("json object on stdout");
+    assert_eq!(
+        obj.pointer("/spec/http/0/fault/delay/fixedDelay"),
+        Some(&json!("2s"))
+    );
+    assert!(err.contains("patched (delay 2s on 10%"), "{err}");
+    assert!(
+        patches(&kube)
+            .iter()
+            .all(|r| r.user == FakeKube::TOKEN_USER)
+    );
+
+    let (code, out, err) =
+        run(md(&kube, Auth::Token).args(["clear", "reviews", "-n", "shop", "-o", "patch"]));
+    assert_eq!(code, 0, "{err}");
+    let patch: Value = serde_json::from_str(&out).expect("patch json");
+    assert!(
+        patch
+            .as_array()
+            .is_some_and(|ops| ops.iter().any(|o| o["op"] == "test")),
+        "{out}"
+    );
+}
+
+#[test]
+fn kubeconfig_auth_uses_the_context_and_its_namespace() {
+    let kube = FakeKube::start();
+    kube.put_vs(reviews("shop"));
+    let dir = tempfile::tempdir().expect("tmp");
+    let kc = kube.kubeconfig(dir.path(), "shop");
+    let mut c = meshdrill();
+    c.env("HOME", dir.path())
+        .arg("fault")
+        .args(["network", "reviews", "--total", "--kubeconfig"])
+        .arg(&kc)
+        .args(["--context", "fake-ctx"]);
+    let (code, out, err) = run(&mut c);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("abort HTTP 503 on 100%"), "{out}");
+    assert!(
+        kube.vs("shop", "reviews")
+            .expect("vs")
+            .pointer(ANN)
+            .is_some()
+    );
+
+    // KUBECONFIG with its current-context, which points at a closed port.
+    let mut c = meshdrill();
+    c.env("HOME", dir.path())
+        .env("KUBECONFIG", &kc)
+        .args(["status"]);
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("context other"),
+        "names the kubeconfig entry: {err}"
+    );
+
+    // KUBERNETES_HOST wins over KUBECONFIG.
+    let mut c = md(&kube, Auth::Token);
+    c.env("KUBECONFIG", &kc)
+        .args(["status", "-n", "shop", "-o", "json"]);
+    let (code, out, err) = run(&mut c);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"name\": \"reviews\""), "{out}");
+}
+
+#[test]
+fn wrong_ca_fails_tls_verification_with_exit_3() {
+    let kube = FakeKube::start();
+    kube.put_vs(reviews("default"));
+    let mut c = md(&kube, Auth::Token);
+    c.env("KUBERNETES_CA_CERT_FILE", &kube.wrong_ca_file)
+        .args(["fault", "abort", "reviews", "--status", "500"]);
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("KUBERNETES_CA_CERT_FILE"), "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    assert!(
+        kube.vs("default", "reviews")
+            .expect("vs")
+            .pointer(ANN)
+            .is_none()
+    );
+
+    // A missing file names the variable.
+    let mut c = md(&kube, Auth::Cert);
+    c.env("KUBERNETES_KEY_FILE", "/nonexistent/client.key")
+        .args(["status"]);
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("KUBERNETES_KEY_FILE=/nonexistent/client.key"),
+        "{err}"
+    );
+
+    // Refused credentials name their source.
+    let mut c = md(&kube, Auth::Token);
+    c.env("KUBERNETES_API_KEY", "not-the-token")
+        .args(["status"]);
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("HTTP 401 Unauthorized"), "{err}");
+    assert!(err.contains("KUBERNETES_API_KEY"), "{err}");
+
+    // Skipping verification works, loudly.
+    let mut c = md(&kube, Auth::Token);
+    c.env("KUBERNETES_CA_CERT_FILE", &kube.wrong_ca_file)
+        .args(["status", "--insecure-skip-tls-verify"]);
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("warning: --insecure-skip-tls-verify"), "{err}");
+}
+
+#[test]
+fn concurrent_change_is_a_conflict_and_nothing_is_overwritten() {
+    let kube = FakeKube::start();
+    kube.put_vs(reviews("default"));
+    // Someone edits route #1 between meshdrill's GET and its PATCH.
+    kube.edit_before_next("PATCH", "default", "reviews", |o| {
+        o["spec"]["http"][1]["timeout"] = json!("9s");
+    });
+    let (code, _, err) = run(md(&kube, Auth::Cert).args([
+        "fault",
+        "abort",
+        "reviews",
+        "--status",
+        "503",
+        "--route-index",
+        "1",
+    ]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("conflict"), "{err}");
+    assert!(
+        err.contains("spec.http[1]/timeout"),
+        "names what changed: {err}"
+    );
+    let now = kube.vs("default", "reviews").expect("vs");
+    assert_eq!(now.pointer("/spec/http/1/timeout"), Some(&json!("9s")));
+    assert!(now.pointer("/spec/http/1/fault").is_none());
+    assert!(now.pointer(ANN).is_none());
+
+    // A fault applied, then the faulted route edited: clear refuses and keeps both.
+    let (code, _, err) = run(md(&kube, Auth::Cert).args([
+        "fault",
+        "abort",
+        "reviews",
+        "--status",
+        "503",
+        "--route-index",
+        "1",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    kube.edit_vs("default", "reviews", |o| {
+        o["spec"]["http"][1]["fault"]["abort"]["httpStatus"] = json!(418);
+    });
+    let (code, _, err) = run(md(&kube, Auth::Cert).args(["clear", "reviews"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("conflict"), "{err}");
+    let now = kube.vs("default", "reviews").expect("vs");
+    assert_eq!(
+        now.pointer("/spec/http/1/fault/abort/httpStatus"),
+        Some(&json!(418))
+    );
+    assert!(now.pointer(ANN).is_some());
+}
+
+#[test]
+fn unrelated_concurrent_change_is_kept_and_the_patch_retried() {
+    let kube = FakeKube::start();
+    kube.put_vs(reviews("default"));
+    kube.edit_before_next("PATCH", "default", "reviews", |o| {
+        o["metadata"]["labels"]["team"] = json!("payments");
+    });
+    let (code, _, err) = run(md(&kube, Auth::Cert).args([
+        "fault", "abort", "reviews", "--status", "503", "--route", "jason",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let now = kube.vs("default", "reviews").expect("vs");
+    assert_eq!(
+        now.pointer("/metadata/labels/team"),
+        Some(&json!("payments"))
+    );
+    assert!(now.pointer("/spec/http/0/fault/abort").is_some());
+    assert_eq!(patches(&kube).len(), 2);
+}
+
+#[test]
+fn forbidden_patch_is_exit_3_and_leaves_no_annotation() {
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    kube.forbid("patch");
+    let (code, out, err) =
+        run(md(&kube, Auth::Token).args(["fault", "abort", "reviews", "--status", "503"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(out.is_empty(), "nothing reported as done: {out}");
+    assert!(err.contains("HTTP 403 Forbidden"), "{err}");
+    assert!(
+        err.contains("cannot patch resource"),
+        "the Status message: {err}"
+    );
+    let now = kube.vs("default", "reviews").expect("vs");
+    assert_eq!(essence(&now), essence(&before));
+}
+
+#[test]
+fn api_errors_are_reported_and_only_reads_are_retried() {
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    // A 503 on a read is retried.
+    kube.fail_next("GET", 503);
+    let (code, _, err) = run(md(&kube, Auth::Token).args(["status"]));
+    assert_eq!(code, 0, "{err}");
+    // A 503 on the patch is not retried, and nothing is recorded.
+    kube.fail_next("PATCH", 503);
+    let (code, _, err) =
+        run(md(&kube, Auth::Token).args(["fault", "abort", "reviews", "--status", "503"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("HTTP 503"), "{err}");
+    assert_eq!(patches(&kube).len(), 1);
+    assert_eq!(
+        essence(&kube.vs("default", "reviews").expect("vs")),
+        essence(&before)
+    );
+    // A 422 from validation is reported with its message.
+    kube.fail_next("PATCH", 422);
+    let (code, _, err) =
+        run(md(&kube, Auth::Token).args(["fault", "abort", "reviews", "--status", "503"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("is invalid"), "{err}");
+    // 404.
+    let (code, _, err) =
+        run(md(&kube, Auth::Token).args(["fault", "abort", "ratings", "--status", "503"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("HTTP 404 NotFound"), "{err}");
+    assert!(err.contains("\"ratings\" not found"), "{err}");
+    // No such route is an input error.
+    let (code, _, err) = run(md(&kube, Auth::Token).args([
+        "fault", "abort", "reviews", "--status", "503", "--route", "nope",
+    ]));
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn timeouts_retry_reads_and_a_patch_that_landed_is_found() {
+    let kube = FakeKube::start();
+    kube.put_vs(reviews("default"));
+    // A read that times out is retried.
+    kube.delay_next("GET", Duration::from_secs(3));
+    let (code, _, err) = run(md(&kube, Auth::Token).args(["status", "--request-timeout", "1s"]));
+    assert_eq!(code, 0, "{err}");
+    // A patch carried out whose answer is lost: meshdrill reads the object again and
+    // finds its own record instead of reporting a failure (or patching twice).
+    kube.delay_next("PATCH", Duration::from_secs(3));
+    let (code, out, err) = run(md(&kube, Auth::Token).args([
+        "fault",
+        "abort",
+        "reviews",
+        "--status",
+        "503",
+        "--request-timeout",
+        "1s",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("patched"), "{out}");
+    assert_eq!(patches(&kube).len(), 1, "a PATCH is never retried");
+    // The same for the rollback.
+    kube.delay_next("PATCH", Duration::from_secs(3));
+    let (code, out, err) =
+        run(md(&kube, Auth::Token).args(["clear", "reviews", "--request-timeout", "1s"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("restored"), "{out}");
+    assert!(
+        kube.vs("default", "reviews")
+            .expect("vs")
+            .pointer(ANN)
+            .is_none()
+    );
+    // A 504 Timeout Status that did not land is an error, with its message.
+    kube.fail_next("PATCH", 504);
+    let (code, _, err) =
+        run(md(&kube, Auth::Token).args(["fault", "abort", "reviews", "--status", "503"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("HTTP 504 Timeout"), "{err}");
+    assert!(err.contains("nothing was changed"), "{err}");
+}
+
+#[test]
+fn dry_run_prints_the_patch_and_sends_nothing() {
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    let (code, out, err) = run(md(&kube, Auth::Token).args([
+        "retries",
+        "reviews",
+        "--attempts",
+        "3",
+        "--retry-on",
+        "5xx",
+        "--dry-run",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let patch: Value = serde_json::from_str(&out).expect("patch on stdout");
+    assert_eq!(patch[0]["op"], "test");
+    assert!(err.contains("dry run"), "{err}");
+    assert!(patches(&kube).is_empty());
+    assert_eq!(
+        essence(&kube.vs("default", "reviews").expect("vs")),
+        essence(&before)
+    );
+}
+
+#[test]
+fn kill_9_during_wait_then_recover_after_expiry_restores() {
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    let mut child = Spawned::start(md(&kube, Auth::Cert).args([
+        "fault", "abort", "reviews", "--status", "503", "--for", "3s", "--wait",
+    ]));
+    let applied = wait_until(Duration::from_secs(20), || {
+        kube.vs("default", "reviews")
+            .is_some_and(|o| o.pointer(ANN).is_some())
+    });
+    assert!(applied, "the fault was applied");
+    child.kill9();
+    let _ = child.finish(Duration::from_secs(5));
+    assert!(
+        kube.vs("default", "reviews")
+            .expect("vs")
+            .pointer(ANN)
+            .is_some()
+    );
+
+    // Not expired yet (unless this machine is very slow): recover keeps it.
+    let (code, early, err) = run(md(&kube, Auth::Cert).args(["recover"]));
+    assert_eq!(code, 0, "{err}");
+    let still = kube.vs("default", "reviews").expect("vs");
+    if still.pointer(ANN).is_some() {
+        assert!(err.contains("kept default/reviews"), "{err}");
+    }
+    std::thread::sleep(Duration::from_millis(3200));
+    let (code, late, err) = run(md(&kube, Auth::Cert).args(["recover"]));
+    assert_eq!(code, 0, "{err}");
+    let out = early + &late;
+    assert!(out.contains("restored in default (expired"), "{out}");
+    assert_eq!(
+        essence(&kube.vs("default", "reviews").expect("vs")),
+        essence(&before)
+    );
+}
+
+#[test]
+fn recover_orphans_restores_a_drill_whose_owner_is_gone() {
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    let mut child = Spawned::start(md(&kube, Auth::Cert).args([
+        "fault", "delay", "reviews", "--fixed", "1s", "--for", "10m", "--wait",
+    ]));
+    assert!(wait_until(Duration::from_secs(20), || {
+        kube.vs("default", "reviews")
+            .is_some_and(|o| o.pointer(ANN).is_some())
+    }));
+    child.kill9();
+    let _ = child.finish(Duration::from_secs(5));
+    let (code, _, err) = run(md(&kube, Auth::Cert).args(["recover"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("kept default/reviews"), "{err}");
+    // A one-shot change (no --wait) has no owning process: never an orphan.
+    kube.put_vs(reviews("solo"));
+    let (code, _, err) =
+        run(md(&kube, Auth::Cert)
+            .args(["fault", "abort", "reviews", "-n", "solo", "--status", "503"]));
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(md(&kube, Auth::Cert).args(["recover", "-A", "--orphans"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("is gone"), "{out}");
+    assert_eq!(
+        essence(&kube.vs("default", "reviews").expect("vs")),
+        essence(&before)
+    );
+    assert!(
+        kube.vs("solo", "reviews")
+            .expect("vs")
+            .pointer(ANN)
+            .is_some()
+    );
+    assert!(err.contains("kept solo/reviews"), "{err}");
+}
+
+#[test]
+fn sigterm_or_ctrl_c_during_wait_rolls_back_and_exits_130() {
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    for sig in ["TERM", "INT"] {
+        let mut child = Spawned::start(md(&kube, Auth::Token).args([
+            "fault", "abort", "reviews", "--status", "503", "--for", "60s", "--wait",
+        ]));
+        assert!(wait_until(Duration::from_secs(20), || {
+            kube.vs("default", "reviews")
+                .is_some_and(|o| o.pointer(ANN).is_some())
+        }));
+        let pid = child.pid().to_string();
+        let status = Command::new("kill")
+            .args([format!("-{sig}"), pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let (code, out, err) = child.finish(Duration::from_secs(20));
+        assert_eq!(code, Some(130), "{out}\n{err}");
+        assert!(out.contains("restored"), "{out}");
+        assert!(err.contains(&format!("SIG{sig}")), "{err}");
+        assert_eq!(
+            essence(&kube.vs("default", "reviews").expect("vs")),
+            essence(&before)
+        );
+    }
+}
+
+#[test]
+fn wait_holds_for_the_duration_then_clears() {
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    let (code, out, err) = run(md(&kube, Auth::Token).args([
+        "timeout",
+        "reviews",
+        "--timeout",
+        "1s",
+        "--for",
+        "1s",
+        "--wait",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("patched (timeout 1s"), "{out}");
+    assert!(out.contains("restored"), "{out}");
+    assert_eq!(
+        essence(&kube.vs("default", "reviews").expect("vs")),
+        essence(&before)
+    );
+}
+
+#[test]
+fn discovery_picks_v1alpha3_on_an_old_server() {
+    let kube = FakeKube::with_versions(&["v1alpha3"]);
+    kube.put_vs(reviews("default"));
+    let (code, _, err) =
+        run(md(&kube, Auth::Cert).args(["fault", "abort", "reviews", "--status", "503"]));
+    assert_eq!(code, 0, "{err}");
+    let p = patches(&kube);
+    assert_eq!(p.len(), 1);
+    assert!(
+        p[0].path.starts_with("/apis/networking.istio.io/v1alpha3/"),
+        "{p:?}"
+    );
+
+    let kube = FakeKube::with_versions(&["v1beta1", "v1alpha3"]);
+    kube.put_vs(reviews("default"));
+    let (code, out, err) = run(md(&kube, Auth::Cert).args(["cluster", "check"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("networking.istio.io/v1beta1 (served: v1beta1, v1alpha3)"),
+        "{out}"
+    );
+
+    let kube = FakeKube::with_versions(&[]);
+    let (code, _, err) = run(md(&kube, Auth::Cert).args(["status"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("is Istio installed"), "{err}");
+}
+
+#[test]
+fn status_lists_and_recover_restores_only_expired_drills() {
+    let kube = FakeKube::start();
+    let a = kube.put_vs(reviews("a"));
+    kube.put_vs(reviews("b"));
+    for (ns, ttl) in [("a", "1s"), ("b", "10m")] {
+        let (code, _, err) = run(md(&kube, Auth::Token).args([
+            "fault",
+            "abort",
+            "reviews",
+            "-n",
+            ns,
+            "--status",
+            "500",
+            "--percent",
+            "5",
+            "--for",
+            ttl,
+        ]));
+        assert_eq!(code, 0, "{err}");
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    let (code, out, err) = run(md(&kube, Auth::Token).args(["status", "-A", "-o", "json"]));
+    assert_eq!(code, 0, "{err}");
+    let list: Value = serde_json::from_str(&out).expect("json");
+    let rows = list.as_array().expect("array");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["namespace"], "a");
+    assert_eq!(rows[0]["expired"], true);
+    assert_eq!(rows[1]["expired"], false);
+    assert_eq!(rows[1]["routes"], json!([0, 1]));
+    assert_eq!(rows[1]["changes"][0]["change"], "abort HTTP 500 on 5%");
+    assert!(rows[1]["owner"]["pid"].is_u64());
+
+    let (code, out, err) = run(md(&kube, Auth::Token).args(["status", "-n", "b"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("NAMESPACE"), "{out}");
+    assert!(out.contains("abort HTTP 500 on 5%"), "{out}");
+    assert!(!out.contains("\na "), "only namespace b: {out}");
+
+    let (code, out, err) = run(md(&kube, Auth::Token).args(["recover", "-A"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("restored in a"), "{out}");
+    assert!(!out.contains("restored in b"), "{out}");
+    assert_eq!(essence(&kube.vs("a", "reviews").expect("vs")), essence(&a));
+    assert!(kube.vs("b", "reviews").expect("vs").pointer(ANN).is_some());
+
+    // A record meshdrill cannot read is shown, and recover fails loudly on it.
+    let mut broken = reviews("c");
+    broken["metadata"]["annotations"] = json!({"meshdrill.io/drill": "{not json"});
+    kube.put_vs(broken);
+    let (code, out, err) = run(md(&kube, Auth::Token).args(["status", "-n", "c"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("unreadable record"), "{out}");
+    let (code, _, err) = run(md(&kube, Auth::Token).args(["recover", "-n", "c"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("skipped c/reviews"), "{err}");
+}
+
+#[test]
+fn cluster_check_reports_permissions_like_can_i() {
+    let kube = FakeKube::start();
+    let (code, out, err) = run(md(&kube, Auth::Cert).args(["cluster", "check", "-n", "shop"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("server:     {}", kube.url())),
+        "{out}"
+    );
+    assert!(out.contains("namespace:  shop"), "{out}");
+    assert!(
+        out.contains("can-i patch virtualservices.networking.istio.io -n shop: yes"),
+        "{out}"
+    );
+    kube.forbid("patch");
+    let (code, out, err) = run(md(&kube, Auth::Cert).args(["cluster", "check"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        out.contains("can-i get virtualservices.networking.istio.io -n default: yes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("can-i patch virtualservices.networking.istio.io -n default: no"),
+        "{out}"
+    );
+}
+
+#[test]
+fn pods_kill_by_label_count_percent_and_dry_run() {
+    let kube = FakeKube::start();
+    for i in 0..4 {
+        kube.add_pod(
+            "default",
+            &format!("go-demo-8-{i}"),
+            json!({"app": "go-demo-8"}),
+        );
+    }
+    kube.add_pod("default", "db-0", json!({"app": "db"}));
+    let (code, out, err) = run(md(&kube, Auth::Token).args([
+        "pods",
+        "kill",
+        "-l",
+        "app=go-demo-8",
+        "--percent",
+        "50",
+        "--dry-run",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert_eq!(kube.pods("default").len(), 5);
+    let (code, out, err) =
+        run(md(&kube, Auth::Token).args(["pods", "kill", "-l", "app=go-demo-8", "--count", "3"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches("deleted").count(), 3, "{out}");
+    let left = kube.pods("default");
+    assert_eq!(left.len(), 2);
+    assert!(left.contains(&"db-0".to_string()));
+    let (code, _, err) = run(md(&kube, Auth::Token).args(["pods", "kill", "-l", "app=nope"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("nothing was killed"), "{err}");
+    kube.forbid("delete");
+    let (code, _, err) = run(md(&kube, Auth::Token).args(["pods", "kill", "-l", "app=db"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("HTTP 403 Forbidden"), "{err}");
+}
+
+/// A kube client for the fake server, in-process (token auth, its CA).
+fn kube_client(kube: &FakeKube) -> kube::Client {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut cfg = kube::Config::new(kube.url().parse().expect("url"));
+    cfg.root_cert = Some(
+        CertificateDer::pem_file_iter(&kube.ca_file)
+            .expect("ca file")
+            .map(|c| c.expect("pem").as_ref().to_vec())
+            .collect(),
+    );
+    cfg.default_retry = false;
+    cfg.auth_info = serde_json::from_value(json!({"token": FakeKube::TOKEN})).expect("auth");
+    kube::Client::try_from(cfg).expect("client")
+}
+
+fn api_status(e: kube::Error) -> (u16, String, String) {
+    match e {
+        kube::Error::Api(s) => (s.code, s.reason, s.message),
+        other => panic!("expected an API Status, got {other}"),
+    }
+}
+
+/// The fake answers POST/PUT/DELETE/PATCH the way kube-apiserver does, as kube-rs sees it.
+#[test]
+fn fake_server_answers_like_the_apiserver() {
+    use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+    use kube::discovery::ApiResource;
+    let kube = FakeKube::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let client = kube_client(&kube);
+        let ar = ApiResource {
+            group: "networking.istio.io".into(),
+            version: "v1".into(),
+            api_version: "networking.istio.io/v1".into(),
+            kind: "VirtualService".into(),
+            plural: "virtualservices".into(),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &ar);
+        let obj: DynamicObject = serde_json::from_value(reviews("default")).expect("vs");
+        let created = api
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("POST");
+        let rv = created.metadata.resource_version.clone().expect("rv");
+        let (code, reason, msg) = api_status(
+            api.create(&PostParams::default(), &obj)
+                .await
+                .expect_err("exists"),
+        );
+        assert_eq!((code, reason.as_str()), (409, "AlreadyExists"), "{msg}");
+
+        let mut stale = created.clone();
+        stale.data["spec"]["hosts"] = json!(["reviews.default.svc.cluster.local"]);
+        let replaced = api
+            .replace("reviews", &PostParams::default(), &stale)
+            .await
+            .expect("PUT");
+        assert_ne!(
+            replaced.metadata.resource_version.as_deref(),
+            Some(rv.as_str())
+        );
+        let (code, reason, msg) = api_status(
+            api.replace("reviews", &PostParams::default(), &stale)
+                .await
+                .expect_err("stale resourceVersion"),
+        );
+        assert_eq!((code, reason.as_str()), (409, "Conflict"), "{msg}");
+        assert!(msg.contains("the object has been modified"), "{msg}");
+
+        let failing: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "test", "path": "/spec/hosts/0", "value": "nope"},
+            {"op": "replace", "path": "/spec/hosts/0", "value": "x"}
+        ]))
+        .expect("patch");
+        let (code, reason, msg) = api_status(
+            api.patch(
+                "reviews",
+                &PatchParams::default(),
+                &Patch::Json::<()>(failing),
+            )
+            .await
+            .expect_err("failed test op"),
+        );
+        assert_eq!((code, reason.as_str()), (422, "Invalid"), "{msg}");
+
+        api.delete("reviews", &DeleteParams::default())
+            .await
+            .expect("DELETE");
+        let (code, reason, msg) = api_status(api.get("reviews").await.expect_err("gone"));
+        assert_eq!((code, reason.as_str()), (404, "NotFound"), "{msg}");
+        assert_eq!(
+            msg,
+            "virtualservices.networking.istio.io \"reviews\" not found"
+        );
+    });
+}
