@@ -19,7 +19,7 @@ use crate::istio::{Change, DrillRecord, manifest};
 /// How to reach the cluster (kubectl's flags; `KUBERNETES_HOST` and friends win when set).
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConnArgs {
-    /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config; ignored when KUBERNETES_HOST is set).
+    /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config); refused when KUBERNETES_HOST is set, since the KUBERNETES_* variables win.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context to use (default: current-context).
