@@ -1,0 +1,39 @@
+//! The local mesh: VirtualServices run on a real Envoy, with no cluster.
+//!
+//! What this module owns:
+//! - the mesh file format ([`spec`]: `apiVersion: meshdrill.io/v1alpha1, kind: Mesh`, read
+//!   together with VirtualServices and DestinationRules);
+//! - the translation VirtualService → Envoy configuration, done as istiod does it for
+//!   the fields meshdrill supports ([`translate`], pure);
+//! - the Envoy process and its file-based xDS with write + rename ([`envoy`]);
+//! - the built-in demo service ([`demo`]) and the service replicas ([`process`]);
+//! - live changes to a running mesh, from this process or another one through the
+//!   state directory ([`control`]), and Envoy's statistics ([`stats`]).
+//!
+//! What it must not do: print (only `cli` prints), or send traffic anywhere but
+//! loopback. Every process it starts dies with the thread that owns the mesh (Linux
+//! parent-death signal) and is stopped by [`RunningMesh::stop`] or on drop.
+
+pub mod control;
+pub mod demo;
+pub mod envoy;
+mod error;
+pub mod process;
+pub mod running;
+pub mod spec;
+pub mod state;
+pub mod stats;
+mod sys;
+pub mod translate;
+
+pub use control::{Applied, MeshDir};
+pub use error::MeshError;
+pub use running::{MeshOptions, RunningMesh};
+pub use spec::{DemoConfig, Latency, MeshSpec, ServiceSpec, Workload};
+pub use stats::MeshStats;
+
+/// The mesh file's `apiVersion`.
+pub const API_VERSION: &str = "meshdrill.io/v1alpha1";
+
+/// Alias so callers can write `mesh::Mesh::start(spec, opts)`.
+pub type Mesh = RunningMesh;
