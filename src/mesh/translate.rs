@@ -753,4 +753,3 @@ pub fn retry_policy(retries: Option<&Value>) -> Option<Value> {
     }
     Some(p)
 }
-

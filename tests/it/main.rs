@@ -3,3 +3,5 @@
 mod common;
 
 mod cli_files;
+mod mesh;
+mod mesh_translate;
