@@ -189,40 +189,9 @@ fn run_up(a: UpArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
         writeln!(err, "warning: {w}").map_err(io_err)?;
     }
     let st = mesh.state().map_err(fail)?;
-    writeln!(out, "mesh {name} is up; ingress: {}", mesh.ingress_url()).map_err(io_err)?;
-    for s in st.spec.service_names() {
-        let ports: Vec<String> = st
-            .replica_ports
-            .get(s)
-            .into_iter()
-            .flatten()
-            .map(|p| p.to_string())
-            .collect();
-        writeln!(
-            out,
-            "  {s}: {} replica(s) on 127.0.0.1:{{{}}}, outbound via 127.0.0.1:{}",
-            ports.len(),
-            ports.join(","),
-            st.sidecar_ports.get(s).copied().unwrap_or(0)
-        )
-        .map_err(io_err)?;
-    }
-    writeln!(out, "  Envoy admin: http://{}", mesh.admin()).map_err(io_err)?;
-    match &a.dir {
-        Some(d) => writeln!(
-            out,
-            "state in {}: e.g. meshdrill fault abort <VS> --status 503 --percent 50 --mesh {}",
-            mesh.dir().display(),
-            d.display()
-        ),
-        None => writeln!(
-            out,
-            "state in a temporary directory (use --dir DIR to change faults live)"
-        ),
-    }
-    .map_err(io_err)?;
-    writeln!(out, "Ctrl-C to stop").map_err(io_err)?;
-    out.flush().map_err(io_err)?;
+    // The banner is best effort: a closed stdout (`mesh up | head -1`) must not stop
+    // the mesh.
+    let _ = write_banner(&name, &mesh, &st, a.dir.as_deref(), out);
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -251,6 +220,47 @@ fn run_up(a: UpArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
         }
         Err(e) => Err(fail(e)),
     }
+}
+
+fn write_banner(
+    name: &str,
+    mesh: &RunningMesh,
+    st: &crate::mesh::state::MeshState,
+    dir: Option<&Path>,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    writeln!(out, "mesh {name} is up; ingress: {}", mesh.ingress_url())?;
+    for s in st.spec.service_names() {
+        let ports: Vec<String> = st
+            .replica_ports
+            .get(s)
+            .into_iter()
+            .flatten()
+            .map(|p| p.to_string())
+            .collect();
+        writeln!(
+            out,
+            "  {s}: {} replica(s) on 127.0.0.1:{{{}}}, outbound via 127.0.0.1:{}",
+            ports.len(),
+            ports.join(","),
+            st.sidecar_ports.get(s).copied().unwrap_or(0)
+        )?;
+    }
+    writeln!(out, "  Envoy admin: http://{}", mesh.admin())?;
+    match dir {
+        Some(d) => writeln!(
+            out,
+            "state in {}: e.g. meshdrill fault abort <VS> --status 503 --percent 50 --mesh {}",
+            mesh.dir().display(),
+            d.display()
+        )?,
+        None => writeln!(
+            out,
+            "state in a temporary directory (use --dir DIR to change faults live)"
+        )?,
+    }
+    writeln!(out, "Ctrl-C to stop")?;
+    out.flush()
 }
 
 fn run_apply(a: ApplyArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {

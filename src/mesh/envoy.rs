@@ -20,15 +20,36 @@ pub const ENV_VAR: &str = "MESHDRILL_ENVOY";
 /// repository, e.g. `target/debug/meshdrill` → `../../.venv/bin/envoy`), then `envoy`
 /// on PATH.
 pub fn find_envoy(explicit: Option<&Path>) -> Result<PathBuf, MeshError> {
+    find_envoy_in(&Lookup {
+        explicit: explicit.map(Path::to_path_buf),
+        env: std::env::var_os(ENV_VAR),
+        cwd: std::env::current_dir().ok(),
+        exe: std::env::current_exe().ok(),
+        path: std::env::var_os("PATH"),
+    })
+}
+
+/// The inputs of the Envoy lookup (the process environment, or a test's).
+#[derive(Debug, Clone, Default)]
+pub struct Lookup {
+    pub explicit: Option<PathBuf>,
+    pub env: Option<std::ffi::OsString>,
+    pub cwd: Option<PathBuf>,
+    pub exe: Option<PathBuf>,
+    pub path: Option<std::ffi::OsString>,
+}
+
+/// [`find_envoy`] over explicit inputs.
+pub fn find_envoy_in(l: &Lookup) -> Result<PathBuf, MeshError> {
     let mut tried = Vec::new();
-    if let Some(p) = explicit {
+    if let Some(p) = &l.explicit {
         if is_executable(p) {
-            return Ok(p.to_path_buf());
+            return Ok(p.clone());
         }
         tried.push(format!("--envoy {} (not an executable file)", p.display()));
         return Err(MeshError::EnvoyNotFound { tried });
     }
-    match std::env::var_os(ENV_VAR) {
+    match &l.env {
         Some(v) if !v.is_empty() => {
             let p = PathBuf::from(v);
             if is_executable(&p) {
@@ -42,10 +63,10 @@ pub fn find_envoy(explicit: Option<&Path>) -> Result<PathBuf, MeshError> {
         _ => tried.push(format!("${ENV_VAR} (not set)")),
     }
     let mut venvs = Vec::new();
-    if let Ok(cwd) = std::env::current_dir() {
+    if let Some(cwd) = &l.cwd {
         venvs.push(cwd.join(".venv/bin/envoy"));
     }
-    if let Ok(exe) = std::env::current_exe() {
+    if let Some(exe) = &l.exe {
         // target/<profile>/meshdrill and target/<profile>/deps/<test binary>.
         for up in exe.ancestors().skip(1).take(4) {
             let p = up.join(".venv/bin/envoy");
@@ -67,8 +88,8 @@ pub fn find_envoy(explicit: Option<&Path>) -> Result<PathBuf, MeshError> {
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
+    if let Some(path) = &l.path {
+        for dir in std::env::split_paths(path) {
             let p = dir.join("envoy");
             if is_executable(&p) {
                 return Ok(p);
@@ -349,4 +370,62 @@ pub fn rejections_since(log: &Path, offset: u64) -> Vec<String> {
 /// Current size of a file (0 if absent).
 pub fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec(dir: &Path, rel: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, "#!/bin/sh\n").expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        p
+    }
+
+    #[test]
+    fn lookup_order_and_an_error_naming_all_four_places() {
+        let t = tempfile::tempdir().expect("tmp");
+        let empty = Lookup {
+            env: None,
+            cwd: Some(t.path().join("cwd")),
+            exe: Some(t.path().join("repo/target/debug/meshdrill")),
+            path: Some(t.path().join("bin").into_os_string()),
+            explicit: None,
+        };
+        let e = find_envoy_in(&empty).expect_err("none").to_string();
+        for want in [
+            "$MESHDRILL_ENVOY",
+            "cwd/.venv/bin/envoy",
+            "repo/.venv/bin/envoy",
+            "envoy on PATH",
+            "make envoy",
+        ] {
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let on_path = exec(t.path(), "bin/envoy");
+        assert_eq!(find_envoy_in(&empty).expect("path"), on_path);
+        let repo = exec(t.path(), "repo/.venv/bin/envoy");
+        assert_eq!(find_envoy_in(&empty).expect("repo"), repo);
+        let cwd = exec(t.path(), "cwd/.venv/bin/envoy");
+        assert_eq!(find_envoy_in(&empty).expect("cwd"), cwd);
+        let env = exec(t.path(), "env/envoy");
+        let with_env = Lookup {
+            env: Some(env.clone().into_os_string()),
+            ..empty.clone()
+        };
+        assert_eq!(find_envoy_in(&with_env).expect("env"), env);
+        let explicit = Lookup {
+            explicit: Some(t.path().join("nope")),
+            ..with_env
+        };
+        assert!(
+            find_envoy_in(&explicit)
+                .expect_err("explicit")
+                .to_string()
+                .contains("--envoy")
+        );
+    }
 }

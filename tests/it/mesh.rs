@@ -521,7 +521,10 @@ fn mesh_up_runs_the_demo_scenario_until_sigterm_and_cleans_stale_state() {
     let guard = KillOnDrop(child.id());
     let mut line = String::new();
     let stdout = child.stdout.take().expect("stdout");
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("read");
+    let mut reader = std::io::BufReader::new(stdout);
+    std::io::BufRead::read_line(&mut reader, &mut line).expect("read");
+    // Keep reading so mesh up never writes to a closed pipe.
+    let drain = std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
     let url = line
         .split("ingress: ")
         .nth(1)
@@ -592,6 +595,7 @@ fn mesh_up_runs_the_demo_scenario_until_sigterm_and_cleans_stale_state() {
         .arg(child.id().to_string())
         .status();
     let status = child.wait().expect("wait");
+    let _ = drain.join();
     std::mem::forget(guard);
     assert!(status.success(), "{status}");
     std::thread::sleep(Duration::from_millis(200));
