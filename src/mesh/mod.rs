@@ -35,5 +35,40 @@ pub use stats::MeshStats;
 /// The mesh file's `apiVersion`.
 pub const API_VERSION: &str = "meshdrill.io/v1alpha1";
 
+/// The two-service demo mesh of `meshdrill demo` (scenarios/demo-mesh.yaml): the
+/// ingress routes to `repeater` (retrying 5xx), which calls `go-demo-8` through its
+/// sidecar, where faults go.
+pub const DEMO_MESH_YAML: &str = include_str!("../../scenarios/demo-mesh.yaml");
+
+/// The demo mesh, parsed.
+pub fn demo_mesh() -> Result<MeshSpec, MeshError> {
+    MeshSpec::parse(DEMO_MESH_YAML, "scenarios/demo-mesh.yaml").map(|l| l.spec)
+}
+
 /// Alias so callers can write `mesh::Mesh::start(spec, opts)`.
 pub type Mesh = RunningMesh;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_demo_mesh_is_valid_and_translates_without_warnings() {
+        let spec = super::demo_mesh().expect("demo mesh");
+        assert_eq!(spec.service_names(), ["go-demo-8", "repeater"]);
+        let layout = super::translate::Layout {
+            rds_dir: "/s/rds".into(),
+            access_log: "/s/access.log".into(),
+            replica_ports: [
+                ("go-demo-8".to_string(), vec![1, 2]),
+                ("repeater".to_string(), vec![3]),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let c = super::translate::translate(&spec, &layout);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert!(super::translate::bound_to_ingress(
+            &spec.virtual_services[0]
+        ));
+        assert!(super::translate::bound_to_mesh(&spec.virtual_services[1]));
+    }
+}

@@ -198,8 +198,14 @@ pub fn replica_command(l: &ReplicaLaunch<'_>) -> Result<Command, MeshError> {
         Workload::Command(argv) => {
             let port = l.port.to_string();
             let args: Vec<String> = argv.iter().map(|a| a.replace("{port}", &port)).collect();
-            let mut c = Command::new(&args[0]);
-            c.args(&args[1..]);
+            let Some((program, rest)) = args.split_first() else {
+                return Err(MeshError::Control(format!(
+                    "service {}: the command is empty",
+                    l.entry.name
+                )));
+            };
+            let mut c = Command::new(program);
+            c.args(rest);
             c
         }
     };

@@ -385,6 +385,15 @@ impl Translator<'_> {
                 .and_then(Value::as_str)
                 .map(String::from)
                 .unwrap_or_else(|| format!("{vs_name}.{i}"));
+            let attempts = r
+                .pointer("/retries/attempts")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if r.get("fault").is_some() && attempts > 0 {
+                self.warnings.push(format!(
+                    "{label}: spec.http[{i}] has both a fault and retries: the fault's own hop does not retry what it injects (istio#13705); put the retries on the calling route"
+                ));
+            }
             let action = self.action(&label, i, r, clusters);
             let fault = r.get("fault").and_then(fault_config);
             let matches: Vec<Value> = match r.get("match").and_then(Value::as_array) {

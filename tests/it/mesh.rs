@@ -410,6 +410,9 @@ spec:
         }
         other => panic!("expected a rejection, got {other:?}"),
     }
+    // The ingress routes by Host: a host no VirtualService names gets 404.
+    let out = load(mesh.ingress_addr(), "nope", "/", 5, 1, LIMIT);
+    assert_eq!(share(&out, 404), 1.0, "{:?}", statuses(&out));
     // The old routes serve; the files and state agree with what Envoy runs.
     let out = load(mesh.ingress_addr(), "web", "/anything", 100, 4, LIMIT);
     assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
@@ -509,30 +512,8 @@ fn mesh_up_runs_the_demo_scenario_until_sigterm_and_cleans_stale_state() {
         serde_json::to_vec(&state).expect("json"),
     );
 
-    let mut child = meshdrill()
-        .args(["mesh", "up"])
-        .arg(&scenario)
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("mesh up");
-    let guard = KillOnDrop(child.id());
-    let mut line = String::new();
-    let stdout = child.stdout.take().expect("stdout");
-    let mut reader = std::io::BufReader::new(stdout);
-    std::io::BufRead::read_line(&mut reader, &mut line).expect("read");
-    // Keep reading so mesh up never writes to a closed pipe.
-    let drain = std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    let url = line
-        .split("ingress: ")
-        .nth(1)
-        .map(str::trim)
-        .unwrap_or_default()
-        .to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
-    let addr: std::net::SocketAddr = url.trim_start_matches("http://").parse().expect("addr");
+    let (child, addr, drain) = spawn_up(&scenario, dir.path());
+    let mut child = KillOnDrop(child);
 
     assert!(
         stale.try_wait().expect("wait").is_some(),
@@ -590,28 +571,33 @@ fn mesh_up_runs_the_demo_scenario_until_sigterm_and_cleans_stale_state() {
         .arg(dir.path()));
     assert_eq!(code, 0, "{err}");
 
-    let _ = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let status = child.wait().expect("wait");
+    let status = child.terminate();
     let _ = drain.join();
-    std::mem::forget(guard);
     assert!(status.success(), "{status}");
     std::thread::sleep(Duration::from_millis(200));
     assert!(!pids.iter().any(alive), "left running after SIGTERM");
     assert!(!dir.path().join("state.json").exists());
 }
 
-/// Kills a spawned `mesh up` if the test fails before it stops it.
-struct KillOnDrop(u32);
+/// Owns a spawned `mesh up` and kills it if the test fails before it stops it (std
+/// never signals a child it has already reaped).
+struct KillOnDrop(std::process::Child);
+
+impl KillOnDrop {
+    /// SIGTERM (the child is not reaped yet, so its PID is still ours), then wait.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        self.0.wait().expect("wait")
+    }
+}
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .arg("-KILL")
-            .arg(self.0.to_string())
-            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -635,4 +621,73 @@ fn envoy_accepts_every_translated_case() {
         s.hop("ingress")
             .is_some_and(|h| h.downstream_requests >= 20)
     );
+}
+
+/// Starts `meshdrill mesh up FILE --dir DIR`; returns the child, the ingress address
+/// and a thread draining its stdout.
+fn spawn_up(
+    file: &std::path::Path,
+    dir: &std::path::Path,
+) -> (
+    std::process::Child,
+    std::net::SocketAddr,
+    std::thread::JoinHandle<std::io::Result<u64>>,
+) {
+    let mut child = meshdrill()
+        .args(["mesh", "up"])
+        .arg(file)
+        .arg("--dir")
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("mesh up");
+    let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).expect("read");
+    let drain = std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let addr = line
+        .split("ingress: http://")
+        .nth(1)
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ingress URL in {line:?}"));
+    (child, addr, drain)
+}
+
+fn recorded_processes(dir: &std::path::Path) -> Vec<meshdrill::mesh::state::ProcRecord> {
+    let st = meshdrill::mesh::state::StateDir::new(dir)
+        .read()
+        .expect("state");
+    std::iter::once(st.envoy)
+        .chain(st.replicas.into_iter().filter_map(|r| r.process))
+        .collect()
+}
+
+#[test]
+fn kill_9_of_meshdrill_takes_envoy_and_services_with_it_and_up_reuses_the_dir() {
+    let _s = serial();
+    let dir = tempfile::tempdir().expect("tmp");
+    let scenario = root().join("scenarios/demo-mesh.yaml");
+    let (child, addr, drain) = spawn_up(&scenario, dir.path());
+    let mut child = KillOnDrop(child);
+    let procs = recorded_processes(dir.path());
+    assert_eq!(procs.len(), 4);
+    assert!(procs.iter().all(alive));
+    assert_eq!(share(&load(addr, "repeater", "/", 10, 1, LIMIT), 200), 1.0);
+    // kill -9: no chance to clean up; the parent-death signal does it.
+    child.0.kill().expect("kill -9");
+    let _ = child.0.wait();
+    let _ = drain.join();
+    let start = std::time::Instant::now();
+    while procs.iter().any(alive) && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!procs.iter().any(alive), "orphans: {procs:?}");
+    assert!(dir.path().join("state.json").exists(), "stale state left");
+    // A new mesh on the same --dir cleans the stale state and runs.
+    let (child, addr, drain) = spawn_up(&scenario, dir.path());
+    let mut child = KillOnDrop(child);
+    assert_eq!(share(&load(addr, "repeater", "/", 10, 1, LIMIT), 200), 1.0);
+    assert!(child.terminate().success());
+    let _ = drain.join();
 }
