@@ -118,6 +118,7 @@ impl MeshError {
                 | MeshError::NoSuchReplica { .. }
                 | MeshError::Plan(_)
                 | MeshError::EnvoyNotFound { .. }
+                | MeshError::Busy { .. }
         )
     }
 }

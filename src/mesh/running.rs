@@ -464,6 +464,16 @@ impl Drop for RunningMesh {
 /// are still the ones meshdrill started, then removes the state files.
 pub fn clean_stale(dir: &Path) -> Result<(), MeshError> {
     let sd = StateDir::new(dir);
+    let marker = sd.marker();
+    let is_empty = std::fs::read_dir(dir)
+        .map(|mut rd| rd.next().is_none())
+        .unwrap_or(true);
+    if !is_empty && !marker.exists() && !sd.state_file().exists() {
+        return Err(MeshError::State {
+            dir: dir.to_path_buf(),
+            reason: "not empty and not a meshdrill mesh directory: give a new or empty --dir (meshdrill removes its files there on reuse)".into(),
+        });
+    }
     if let Ok(st) = sd.read() {
         if st.owner.pid != std::process::id() && process::is_ours(&st.owner) {
             return Err(MeshError::Busy {
@@ -491,5 +501,6 @@ pub fn clean_stale(dir: &Path) -> Result<(), MeshError> {
     for d in [files.xds_dir, sd.logs(), sd.control()] {
         let _ = std::fs::remove_dir_all(d);
     }
-    Ok(())
+    std::fs::write(&marker, b"meshdrill local mesh state directory\n")
+        .map_err(MeshError::io(&marker))
 }

@@ -2,6 +2,7 @@
 //! find Envoy, the replicas and the current VirtualServices.
 //!
 //! ```text
+//! DIR/.meshdrill-mesh       marks the directory as ours (reuse cleans only such dirs)
 //! DIR/state.json            MeshState (written with write + rename)
 //! DIR/lock                  taken (flock) around every read-modify-write
 //! DIR/envoy-bootstrap.json  DIR/envoy-admin.address  DIR/envoy.log  DIR/access.log
@@ -77,6 +78,10 @@ impl StateDir {
         Self {
             dir: dir.to_path_buf(),
         }
+    }
+    /// Marks a directory as a mesh state directory, so reuse may clean it.
+    pub fn marker(&self) -> PathBuf {
+        self.dir.join(".meshdrill-mesh")
     }
     pub fn state_file(&self) -> PathBuf {
         self.dir.join("state.json")

@@ -691,3 +691,85 @@ fn kill_9_of_meshdrill_takes_envoy_and_services_with_it_and_up_reuses_the_dir() 
     assert!(child.terminate().success());
     let _ = drain.join();
 }
+
+const SLOW: &str = "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: slow}
+spec:
+  services:
+  - name: slow
+    demo: {latency: 300ms}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: slow}
+spec:
+  hosts: [slow]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: slow}}]
+";
+
+#[test]
+fn timeouts_and_per_try_timeouts_are_enforced_and_counted() {
+    let _s = serial();
+    let mesh = start(SLOW);
+    let cluster = "outbound|80||slow";
+    let timeout = Change::Timeout(IstioDuration::from_millis(100).expect("ms"));
+    mesh.apply("slow", &all(), Some(&timeout), &meta())
+        .expect("timeout");
+    let before = mesh.stats().expect("stats");
+    let out = load(mesh.ingress_addr(), "slow", "/", 20, 4, LIMIT);
+    assert_eq!(share(&out, 504), 1.0, "{:?}", statuses(&out));
+    std::thread::sleep(Duration::from_millis(600)); // access log flush
+    let d = mesh.stats().expect("stats").since(&before);
+    assert_eq!(d.cluster(cluster).expect("cluster").timeouts, 20);
+    assert_eq!(
+        d.hop("ingress").expect("hop").response_flags.get("UT"),
+        Some(&20)
+    );
+
+    // Each try gets 50 ms and is retried (5xx covers a per-try timeout): 3 tries.
+    let per_try = Change::Retries {
+        retries: RetrySpec {
+            attempts: 2,
+            per_try_timeout: Some(IstioDuration::from_millis(50).expect("ms")),
+            retry_on: Some("5xx".parse().expect("retryOn")),
+            retry_remote_localities: None,
+        },
+        timeout: Some(IstioDuration::from_millis(2000).expect("ms")),
+    };
+    mesh.apply("slow", &all(), Some(&per_try), &meta())
+        .expect("retries");
+    let before = mesh.stats().expect("stats");
+    let out = load(mesh.ingress_addr(), "slow", "/", 10, 2, LIMIT);
+    assert_eq!(share(&out, 504), 1.0, "{:?}", statuses(&out));
+    std::thread::sleep(Duration::from_millis(600));
+    let d = mesh.stats().expect("stats").since(&before);
+    let c = d.cluster(cluster).expect("cluster");
+    assert_eq!(c.per_try_timeouts, 30, "{c:?}");
+    assert_eq!(c.retries, 20, "{c:?}");
+    let hop = d.hop("ingress").expect("hop");
+    assert_eq!(hop.amplification(), Some(3.0), "{hop:?}");
+}
+
+#[test]
+fn a_dir_that_is_not_a_mesh_dir_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().expect("tmp");
+    write(dir.path(), "notes.txt", "mine");
+    std::fs::create_dir(dir.path().join("logs")).expect("mkdir");
+    let loaded = MeshSpec::parse(WEB, "web.yaml").expect("yaml");
+    let e = meshdrill::mesh::RunningMesh::start(
+        loaded.spec,
+        meshdrill::mesh::MeshOptions {
+            dir: Some(dir.path().into()),
+            ..Default::default()
+        },
+    )
+    .expect_err("refused");
+    assert!(
+        e.to_string().contains("not a meshdrill mesh directory"),
+        "{e}"
+    );
+    assert!(dir.path().join("logs").exists() && dir.path().join("notes.txt").exists());
+}
