@@ -18,6 +18,7 @@ pub mod control;
 pub mod demo;
 pub mod envoy;
 mod error;
+mod parse;
 pub mod process;
 pub mod running;
 pub mod spec;
