@@ -270,11 +270,14 @@ fn dechunk(mut s: &str) -> String {
         let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
             break;
         };
-        if n == 0 || rest.len() < n {
+        let (Some(chunk), Some(after)) = (rest.get(..n), rest.get(n..)) else {
+            break;
+        };
+        if n == 0 {
             break;
         }
-        out.push_str(&rest[..n]);
-        s = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+        out.push_str(chunk);
+        s = after.strip_prefix("\r\n").unwrap_or(after);
     }
     out
 }
@@ -383,6 +386,14 @@ mod tests {
         std::fs::write(&p, "#!/bin/sh\n").expect("write");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         p
+    }
+
+    #[test]
+    fn chunked_bodies_never_panic() {
+        assert_eq!(dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), "abcde");
+        for bad in ["zz\r\nabc", "5\r\nab", "2\r\n\u{e9}x\r\n", ""] {
+            let _ = dechunk(bad);
+        }
     }
 
     #[test]

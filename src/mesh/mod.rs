@@ -13,6 +13,25 @@
 //! What it must not do: print (only `cli` prints), or send traffic anywhere but
 //! loopback. Every process it starts dies with the thread that owns the mesh (Linux
 //! parent-death signal) and is stopped by [`RunningMesh::stop`] or on drop.
+//!
+//! In-process use (what `meshdrill demo` does):
+//! ```no_run
+//! use meshdrill::istio::{AbortCode, AbortSpec, Change, HttpStatus, Percentage, RouteSelector};
+//! # fn meta() -> meshdrill::istio::RecordMeta { unimplemented!() }
+//! let mesh = meshdrill::mesh::Mesh::start(meshdrill::mesh::demo_mesh()?, Default::default())?;
+//! let url = mesh.ingress_url(); // send requests with `Host: repeater`
+//! let abort = Change::Abort(AbortSpec {
+//!     code: AbortCode::Http(HttpStatus::new(500)?),
+//!     percentage: Percentage::new(50.0)?,
+//! });
+//! let applied = mesh.apply("go-demo-8", &RouteSelector::All, Some(&abort), &meta())?;
+//! let before = mesh.stats()?;
+//! // ... load ...
+//! let during = mesh.stats()?.since(&before);
+//! mesh.apply("go-demo-8", &RouteSelector::All, None, &meta())?; // clear
+//! mesh.stop()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod control;
 pub mod demo;
