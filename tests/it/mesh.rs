@@ -773,3 +773,77 @@ fn a_dir_that_is_not_a_mesh_dir_is_refused_and_left_alone() {
     );
     assert!(dir.path().join("logs").exists() && dir.path().join("notes.txt").exists());
 }
+
+#[test]
+fn header_matches_and_subsets_pick_replicas_by_label() {
+    let _s = serial();
+    let mesh = start(
+        "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: bookinfo}
+spec:
+  services:
+  - name: reviews
+    replicas: 2
+    labels: {version: v1}
+  - name: reviews
+    labels: {version: v2}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  gateways: [gw]
+  http:
+  - name: jason
+    match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - name: split
+    match: [{uri: {prefix: /split}}]
+    route:
+    - {destination: {host: reviews, subset: v1}, weight: 50}
+    - {destination: {host: reviews, subset: v2}, weight: 50}
+  - name: default
+    route: [{destination: {host: reviews, subset: v1}}]
+",
+    );
+    let jason = crate::common::mesh::load_with(
+        mesh.ingress_addr(),
+        "reviews",
+        "/",
+        &[("end-user", "jason")],
+        40,
+        4,
+        LIMIT,
+    );
+    assert!(
+        jason
+            .iter()
+            .all(|o| o.status == 200 && o.replica == Some(2)),
+        "{jason:?}"
+    );
+    let others = load(mesh.ingress_addr(), "reviews", "/", 40, 4, LIMIT);
+    assert!(
+        others
+            .iter()
+            .all(|o| o.status == 200 && matches!(o.replica, Some(0 | 1))),
+        "{others:?}"
+    );
+    // Both v1 replicas serve the default route.
+    assert!(
+        others.iter().any(|o| o.replica == Some(0)) && others.iter().any(|o| o.replica == Some(1))
+    );
+    let split = load(mesh.ingress_addr(), "reviews", "/split", 1000, 8, LIMIT);
+    let v2 = split.iter().filter(|o| o.replica == Some(2)).count() as f64 / split.len() as f64;
+    assert_within_3_sigma(v2, 0.5, split.len(), "50/50 weighted split");
+}

@@ -57,6 +57,8 @@ pub fn all() -> RouteSelector {
 #[derive(Debug, Clone, Copy)]
 pub struct Outcome {
     pub status: u16,
+    /// The index of the demo replica that answered (from `x-meshdrill-replica`).
+    pub replica: Option<u8>,
     pub latency: Duration,
     /// When it started, from the start of the run.
     pub at: Duration,
@@ -72,6 +74,23 @@ pub fn load(
     concurrency: usize,
     max_time: Duration,
 ) -> Vec<Outcome> {
+    load_with(addr, host, path, &[], requests, concurrency, max_time)
+}
+
+/// [`load`] with extra request headers.
+pub fn load_with(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    requests: usize,
+    concurrency: usize,
+    max_time: Duration,
+) -> Vec<Outcome> {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     assert!(
         addr.ip().is_loopback(),
         "tests send traffic to loopback only"
@@ -94,6 +113,7 @@ pub fn load(
             let budget = budget.clone();
             let uri = uri.clone();
             let host = host.to_string();
+            let headers = headers.clone();
             tasks.push(tokio::spawn(async move {
                 let mut out = Vec::new();
                 while start.elapsed() < max_time
@@ -103,25 +123,33 @@ pub fn load(
                 {
                     let at = start.elapsed();
                     let t = Instant::now();
-                    let Ok(req) = http::Request::get(&uri)
-                        .header(http::header::HOST, &host)
-                        .body(Empty::<Bytes>::new())
-                    else {
+                    let mut b = http::Request::get(&uri).header(http::header::HOST, &host);
+                    for (k, v) in &headers {
+                        b = b.header(k, v);
+                    }
+                    let Ok(req) = b.body(Empty::<Bytes>::new()) else {
                         break;
                     };
                     let call = async {
                         let resp = client.request(req).await.ok()?;
                         let status = resp.status().as_u16();
+                        let replica = resp
+                            .headers()
+                            .get("x-meshdrill-replica")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.rsplit('-').next())
+                            .and_then(|i| i.parse::<u8>().ok());
                         resp.into_body().collect().await.ok()?;
-                        Some(status)
+                        Some((status, replica))
                     };
-                    let status = tokio::time::timeout(Duration::from_secs(10), call)
+                    let (status, replica) = tokio::time::timeout(Duration::from_secs(10), call)
                         .await
                         .ok()
                         .flatten()
-                        .unwrap_or(0);
+                        .unwrap_or((0, None));
                     out.push(Outcome {
                         status,
+                        replica,
                         latency: t.elapsed(),
                         at,
                     });
