@@ -93,7 +93,17 @@ impl MeshDir {
         let d = Self {
             dir: StateDir::new(dir),
         };
-        d.dir.read()?;
+        let st = d.dir.read()?;
+        if !process::is_ours(&st.envoy) {
+            return Err(MeshError::State {
+                dir: dir.to_path_buf(),
+                reason: format!(
+                    "the mesh recorded here is not running (Envoy pid {} is gone); start it again with `meshdrill mesh up FILE --dir {}`",
+                    st.envoy.pid,
+                    dir.display()
+                ),
+            });
+        }
         Ok(d)
     }
 

@@ -684,6 +684,12 @@ fn kill_9_of_meshdrill_takes_envoy_and_services_with_it_and_up_reuses_the_dir() 
     }
     assert!(!procs.iter().any(alive), "orphans: {procs:?}");
     assert!(dir.path().join("state.json").exists(), "stale state left");
+    // Commands on the dead mesh say so (exit 3) instead of timing out.
+    let (code, _, err) = run(meshdrill()
+        .args(["fault", "abort", "go-demo-8", "--status", "500", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("not running"), "{err}");
     // A new mesh on the same --dir cleans the stale state and runs.
     let (child, addr, drain) = spawn_up(&scenario, dir.path());
     let mut child = KillOnDrop(child);
