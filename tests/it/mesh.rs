@@ -853,3 +853,19 @@ spec:
     let v2 = split.iter().filter(|o| o.replica == Some(2)).count() as f64 / split.len() as f64;
     assert_within_3_sigma(v2, 0.5, split.len(), "50/50 weighted split");
 }
+
+#[test]
+fn a_bad_mesh_file_names_file_line_and_field_and_starts_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = write(
+        dir.path(),
+        "bad.yaml",
+        "apiVersion: meshdrill.io/v1alpha1\nkind: Mesh\nmetadata: {name: x}\nspec:\n  services:\n  - name: web\n    demo:\n      failRate: 2\n",
+    );
+    let (code, _, err) = run(meshdrill().args(["mesh", "up"]).arg(&f));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("bad.yaml:8: spec.services[0].demo.failRate: invalid value 2"),
+        "{err}"
+    );
+}
