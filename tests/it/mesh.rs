@@ -345,10 +345,14 @@ fn killing_a_replica_under_load_three_replicas_vs_one() {
         .filter(|o| o.at > Duration::from_millis(1300))
         .collect();
     assert!(after.len() > 50, "load continued after the kill");
+    // At most the requests in flight on the killed replica fail (8 connections; a
+    // pooled connection may race the kill once more): a count, not a rate, so a slow
+    // box that sends fewer requests does not fail the test.
+    assert!(failed <= 16, "3 replicas: {failed} of {} failed", out.len());
     assert!(
-        (failed as f64) < 0.01 * out.len() as f64,
-        "3 replicas: {failed} of {} failed",
-        out.len()
+        out.iter().all(|o| o.status == 200 || o.status == 503),
+        "{:?}",
+        statuses(&out)
     );
     // 1 replica: an outage from the kill on.
     let out1 = load_while_killing(&mut mesh, "one");
