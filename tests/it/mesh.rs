@@ -873,3 +873,39 @@ fn a_bad_mesh_file_names_file_line_and_field_and_starts_nothing() {
         "{err}"
     );
 }
+
+#[test]
+fn a_user_command_replica_gets_its_port() {
+    let _s = serial();
+    let mesh = start(
+        "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: user}
+spec:
+  services:
+  - name: files
+    command: [python3, -m, http.server, '{port}', --bind, 127.0.0.1]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: files}
+spec:
+  hosts: [files]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: files}}]
+",
+    );
+    let out = load(mesh.ingress_addr(), "files", "/", 5, 1, LIMIT);
+    assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
+    let st = mesh.state().expect("state");
+    let rec = st.replicas[0].process.clone().expect("running");
+    assert!(
+        rec.cmdline
+            .iter()
+            .any(|a| *a == st.replicas[0].port.to_string()),
+        "{rec:?}"
+    );
+    drop(mesh);
+    assert!(!alive(&rec), "the user's process is stopped with the mesh");
+}
