@@ -206,7 +206,7 @@ fn run_up(a: UpArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
                 _ = term.recv() => return Ok("SIGTERM"),
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {
                     for e in mesh.supervise()? {
-                        let _ = writeln!(std::io::stderr(), "{e}");
+                        let _ = writeln!(err, "{e}");
                     }
                 }
             }
