@@ -1,24 +1,434 @@
 //! `--mesh DIR` target and `meshdrill mesh ...` commands (the local mesh).
 
 use std::io::Write;
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::anyhow;
+use clap::{Args, Subcommand, ValueEnum};
 
-use super::change::TargetArgs;
-use super::{CliResult, Failure};
-use crate::istio::Change;
+use super::change::{Output, TargetArgs, pretty, record_meta};
+use super::{CliResult, Exit, Failure, io_err};
+use crate::istio::manifest;
+use crate::istio::{Change, validate_virtual_service};
+use crate::mesh::demo::DemoServer;
+use crate::mesh::stats::MeshStats;
+use crate::mesh::{DemoConfig, MeshDir, MeshError, MeshOptions, MeshSpec, RunningMesh};
+
+#[derive(Debug, Subcommand)]
+pub enum MeshCommand {
+    /// Start a local mesh on a real Envoy; prints the ingress URL and runs until Ctrl-C.
+    Up(UpArgs),
+    /// Kill replicas of a service (SIGKILL, like a crashed pod).
+    Kill(ReplicaArgs),
+    /// Restart replicas of a service on their ports.
+    Restart(ReplicaArgs),
+    /// Faults injected, retries, timeouts, retry amplification and response flags.
+    Stats(StatsArgs),
+    /// Replace or add whole VirtualServices in a running mesh (like kubectl apply).
+    Apply(ApplyArgs),
+    /// Run one replica of the built-in demo service (started by `mesh up`).
+    #[command(hide = true)]
+    ServeDemo(ServeDemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Mesh file(s) plus VirtualService / DestinationRule manifests.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Keep state (config, logs, PIDs) here for later `--mesh DIR` commands.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The Envoy binary (default: $MESHDRILL_ENVOY, .venv/bin/envoy, envoy on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub envoy: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplicaArgs {
+    /// The service.
+    pub service: String,
+    /// Only this replica (0-based); default: all of them.
+    #[arg(long, value_name = "N")]
+    pub replica: Option<usize>,
+    /// The running mesh (the --dir of `meshdrill mesh up`).
+    #[arg(long, value_name = "DIR", required = true)]
+    pub mesh: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatsOutput {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// The running mesh (the --dir of `meshdrill mesh up`).
+    #[arg(long, value_name = "DIR", required = true)]
+    pub mesh: PathBuf,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: StatsOutput,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Manifests holding VirtualServices.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The running mesh (the --dir of `meshdrill mesh up`).
+    #[arg(long, value_name = "DIR", required = true)]
+    pub mesh: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeDemoArgs {
+    #[arg(long)]
+    pub service: String,
+    #[arg(long)]
+    pub replica: usize,
+    #[arg(long)]
+    pub port: u16,
+    /// The service's sidecar listener, 127.0.0.1:PORT.
+    #[arg(long)]
+    pub outbound: SocketAddr,
+    /// The demo configuration as JSON.
+    #[arg(long)]
+    pub config: String,
+}
+
+fn fail(e: MeshError) -> Failure {
+    if e.is_input() {
+        Failure::input(e)
+    } else {
+        Failure::target(e)
+    }
+}
+
+pub fn run(c: MeshCommand, out: &mut impl Write, err: &mut impl Write) -> CliResult {
+    match c {
+        MeshCommand::Up(a) => run_up(a, out, err),
+        MeshCommand::Kill(a) => {
+            let killed = MeshDir::open(&a.mesh)
+                .map_err(fail)?
+                .kill(&a.service, a.replica)
+                .map_err(fail)?;
+            if killed.is_empty() {
+                writeln!(out, "{}: no running replica to kill", a.service).map_err(io_err)?;
+            } else {
+                writeln!(out, "killed {} replica(s) {}", a.service, list(&killed))
+                    .map_err(io_err)?;
+            }
+            Ok(Exit::Ok)
+        }
+        MeshCommand::Restart(a) => {
+            let done = MeshDir::open(&a.mesh)
+                .map_err(fail)?
+                .request_restart(&a.service, a.replica)
+                .map_err(fail)?;
+            writeln!(out, "restarted {} replica(s) {}", a.service, list(&done)).map_err(io_err)?;
+            Ok(Exit::Ok)
+        }
+        MeshCommand::Stats(a) => {
+            let s = MeshDir::open(&a.mesh)
+                .map_err(fail)?
+                .stats()
+                .map_err(fail)?;
+            match a.output {
+                StatsOutput::Json => out
+                    .write_all(pretty(&stats_json(&s))?.as_bytes())
+                    .map_err(io_err)?,
+                StatsOutput::Text => write_stats(&s, out).map_err(io_err)?,
+            }
+            Ok(Exit::Ok)
+        }
+        MeshCommand::Apply(a) => run_apply(a, out, err),
+        MeshCommand::ServeDemo(a) => {
+            let config: DemoConfig = serde_json::from_str(&a.config).map_err(|e| {
+                Failure::input(anyhow!("--config is not a demo configuration: {e}"))
+            })?;
+            DemoServer {
+                service: a.service,
+                replica: a.replica,
+                port: a.port,
+                outbound: a.outbound,
+                config,
+            }
+            .run()
+            .map_err(fail)?;
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+fn list(v: &[usize]) -> String {
+    v.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn run_up(a: UpArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
+    let loaded = MeshSpec::load(&a.files).map_err(fail)?;
+    for n in &loaded.notes {
+        writeln!(err, "note: {n}").map_err(io_err)?;
+    }
+    let name = loaded.spec.name.clone();
+    let mut mesh = RunningMesh::start(
+        loaded.spec,
+        MeshOptions {
+            envoy: a.envoy,
+            dir: a.dir.clone(),
+            ..MeshOptions::default()
+        },
+    )
+    .map_err(fail)?;
+    for w in mesh.warnings() {
+        writeln!(err, "warning: {w}").map_err(io_err)?;
+    }
+    let st = mesh.state().map_err(fail)?;
+    // The banner is best effort: a closed stdout (`mesh up | head -1`) must not stop
+    // the mesh.
+    let _ = write_banner(&name, &mesh, &st, a.dir.as_deref(), out);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::target(anyhow!("cannot start the signal handler: {e}")))?;
+    let result: Result<&str, MeshError> = rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| MeshError::Control(format!("cannot watch SIGTERM: {e}")))?;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Ok("interrupt"),
+                _ = term.recv() => return Ok("SIGTERM"),
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    for e in mesh.supervise()? {
+                        let _ = writeln!(err, "{e}");
+                    }
+                }
+            }
+        }
+    });
+    mesh.stop().map_err(fail)?;
+    match result {
+        Ok(why) => {
+            writeln!(err, "mesh {name} stopped ({why})").map_err(io_err)?;
+            Ok(Exit::Ok)
+        }
+        Err(e) => Err(fail(e)),
+    }
+}
+
+fn write_banner(
+    name: &str,
+    mesh: &RunningMesh,
+    st: &crate::mesh::state::MeshState,
+    dir: Option<&Path>,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    writeln!(out, "mesh {name} is up; ingress: {}", mesh.ingress_url())?;
+    for s in st.spec.service_names() {
+        let ports: Vec<String> = st
+            .replica_ports
+            .get(s)
+            .into_iter()
+            .flatten()
+            .map(|p| p.to_string())
+            .collect();
+        writeln!(
+            out,
+            "  {s}: {} replica(s) on 127.0.0.1:{{{}}}, outbound via 127.0.0.1:{}",
+            ports.len(),
+            ports.join(","),
+            st.sidecar_ports.get(s).copied().unwrap_or(0)
+        )?;
+    }
+    writeln!(out, "  Envoy admin: http://{}", mesh.admin())?;
+    match dir {
+        Some(d) => writeln!(
+            out,
+            "state in {}: e.g. meshdrill fault abort <VS> --status 503 --percent 50 --mesh {}",
+            mesh.dir().display(),
+            d.display()
+        )?,
+        None => writeln!(
+            out,
+            "state in a temporary directory (use --dir DIR to change faults live)"
+        )?,
+    }
+    writeln!(out, "Ctrl-C to stop")?;
+    out.flush()
+}
+
+fn run_apply(a: ApplyArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
+    let md = MeshDir::open(&a.mesh).map_err(fail)?;
+    let mut n = 0;
+    for f in &a.files {
+        let docs = manifest::read_file(f).map_err(Failure::input)?;
+        for d in docs.iter().filter(|d| d.is_virtual_service()) {
+            let issues = validate_virtual_service(d);
+            if !issues.is_empty() {
+                let list: Vec<String> = issues.iter().map(|i| format!("  {i}")).collect();
+                return Err(Failure::input(anyhow!(
+                    "VirtualService {} is not valid; nothing was changed:\n{}",
+                    d.name(),
+                    list.join("\n")
+                )));
+            }
+            let applied = md.put_virtual_service(d.value.clone()).map_err(fail)?;
+            for w in &applied.warnings {
+                writeln!(err, "warning: {w}").map_err(io_err)?;
+            }
+            writeln!(
+                out,
+                "VirtualService {}: applied; Envoy runs route version {}",
+                d.name(),
+                applied.version
+            )
+            .map_err(io_err)?;
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return Err(Failure::input(anyhow!(
+            "no VirtualService in the given files"
+        )));
+    }
+    Ok(Exit::Ok)
+}
 
 /// Applies `change` (or clears, when `None`) to the VirtualService `t.name` of the
 /// running local mesh in `dir`.
 pub fn apply_change(
-    _dir: &Path,
-    _t: &TargetArgs,
-    _change: Option<&Change>,
-    _out: &mut impl Write,
-    _err: &mut impl Write,
+    dir: &Path,
+    t: &TargetArgs,
+    change: Option<&Change>,
+    out: &mut impl Write,
+    err: &mut impl Write,
 ) -> CliResult {
-    Err(Failure::target(anyhow!(
-        "--mesh: the local mesh is not built yet; use -f FILE"
-    )))
+    let Some(name) = t.name.as_deref() else {
+        return Err(Failure::input(anyhow!(
+            "name the VirtualService: meshdrill ... <VS> --mesh {}",
+            dir.display()
+        )));
+    };
+    let md = MeshDir::open(dir).map_err(fail)?;
+    let applied = md
+        .apply(
+            name,
+            t.namespace.as_deref(),
+            &t.selector(),
+            change,
+            &record_meta(t.ttl),
+        )
+        .map_err(fail)?;
+    for w in &applied.warnings {
+        writeln!(err, "warning: {w}").map_err(io_err)?;
+    }
+    match t.output {
+        Some(Output::Yaml) => out
+            .write_all(manifest::to_yaml(&[&applied.object]).as_bytes())
+            .map_err(io_err)?,
+        Some(Output::Json) => out
+            .write_all(pretty(&applied.object)?.as_bytes())
+            .map_err(io_err)?,
+        Some(Output::Patch) => out
+            .write_all(pretty(&applied.patch)?.as_bytes())
+            .map_err(io_err)?,
+        None => {
+            let what = match change {
+                Some(c) => format!("{c} on route(s) {}", list(&applied.routes)),
+                None if applied.patch.0.is_empty() => {
+                    "carries no meshdrill change; nothing to clear".to_string()
+                }
+                None => "meshdrill's changes removed; routes restored".to_string(),
+            };
+            if applied.changed {
+                writeln!(
+                    out,
+                    "VirtualService {name}: {what}; Envoy runs route version {} (confirmed in {} ms)",
+                    applied.version,
+                    applied.confirmed_in.as_millis()
+                )
+            } else {
+                writeln!(out, "VirtualService {name}: {what}; Envoy's routes are unchanged")
+            }
+            .map_err(io_err)?;
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+fn stats_json(s: &MeshStats) -> serde_json::Value {
+    let hops: Vec<serde_json::Value> = s
+        .hops
+        .iter()
+        .map(|h| {
+            let mut v = serde_json::to_value(h).unwrap_or_default();
+            v["amplification"] = serde_json::json!(h.amplification());
+            v
+        })
+        .collect();
+    serde_json::json!({"hops": hops, "clusters": s.clusters, "totals": s.totals()})
+}
+
+fn write_stats(s: &MeshStats, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "hops (downstream requests, faults injected, upstream attempts per request, response flags):"
+    )?;
+    for h in &s.hops {
+        let flags: Vec<String> = h
+            .response_flags
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        writeln!(
+            out,
+            "  {:<24} requests {:>7}  aborts {:>6}  delays {:>6}  amplification {:>5}  flags {}",
+            h.name,
+            h.downstream_requests,
+            h.aborts_injected,
+            h.delays_injected,
+            h.amplification()
+                .map(|a| format!("{a:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            if flags.is_empty() {
+                "-".into()
+            } else {
+                flags.join(",")
+            }
+        )?;
+    }
+    writeln!(
+        out,
+        "clusters (upstream requests, retries, retry overflow, timeouts, per-try timeouts, connect failures):"
+    )?;
+    for c in &s.clusters {
+        writeln!(
+            out,
+            "  {:<36} requests {:>7}  retries {:>6} (ok {}, limit {})  overflow {}  timeouts {}  per-try {}  connect-fail {}",
+            c.name,
+            c.upstream_requests,
+            c.retries,
+            c.retry_success,
+            c.retry_limit_exceeded,
+            c.retry_overflow,
+            c.timeouts,
+            c.per_try_timeouts,
+            c.connect_failures
+        )?;
+    }
+    let t = s.totals();
+    if t.retry_overflow > 0 {
+        writeln!(
+            out,
+            "warning: {} retries overflowed the circuit breaker (max_retries)",
+            t.retry_overflow
+        )?;
+    }
+    Ok(())
 }

@@ -114,6 +114,9 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Print shell completions.
     Completions(completions::CompletionsArgs),
+    /// The local mesh: VirtualServices on a real Envoy, no cluster.
+    #[command(subcommand)]
+    Mesh(mesh::MeshCommand),
 }
 
 /// Parses, runs, prints the error chain, and returns the exit code.
@@ -161,6 +164,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Validate(a) => validate::run(a, &mut out, &mut err),
         Command::Demo(a) => demo::run(a, &mut out, &mut err),
         Command::Completions(a) => completions::run(a, &mut out),
+        Command::Mesh(c) => mesh::run(c, &mut out, &mut err),
     }
 }
 

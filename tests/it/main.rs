@@ -5,3 +5,5 @@ mod common;
 mod cli_files;
 mod cluster;
 mod help;
+mod mesh;
+mod mesh_translate;

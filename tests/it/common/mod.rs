@@ -45,3 +45,4 @@ pub fn write(dir: &Path, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
     std::fs::write(&p, content).expect("write fixture");
     p
 }
+pub mod mesh;

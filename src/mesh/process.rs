@@ -1,0 +1,228 @@
+//! Processes the mesh starts: Envoy and service replicas. Each dies with its owner
+//! (parent-death signal, set from a dedicated spawner thread that lives as long as the
+//! mesh), and a PID from a state file is signalled only while `/proc/PID/cmdline` still
+//! shows the command meshdrill started.
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::MeshError;
+use super::spec::{ServiceSpec, Workload};
+use super::state::ProcRecord;
+use super::sys;
+
+type Request = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// Starts processes from one long-lived thread, so their parent-death signal fires
+/// when the mesh's owner goes away, not when some short-lived caller thread ends.
+#[derive(Debug)]
+pub struct Spawner {
+    tx: Option<mpsc::Sender<Request>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Spawner {
+    pub fn new() -> Self {
+        let (tx, rx) = mpsc::channel::<Request>();
+        let thread = std::thread::Builder::new()
+            .name("meshdrill-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    sys::die_with_parent(&mut cmd);
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .ok();
+        Self {
+            tx: Some(tx),
+            thread,
+        }
+    }
+
+    pub fn spawn(&self, cmd: Command) -> std::io::Result<Child> {
+        let (reply_tx, reply_rx) = mpsc::channel();
+        let gone = || std::io::Error::other("the spawner thread is gone");
+        self.tx
+            .as_ref()
+            .ok_or_else(gone)?
+            .send((cmd, reply_tx))
+            .map_err(|_| gone())?;
+        reply_rx.recv().map_err(|_| gone())?
+    }
+}
+
+impl Default for Spawner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Spawner {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The command line of a process, from `/proc/PID/cmdline`.
+pub fn cmdline_of(pid: u32) -> Option<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    if raw.is_empty() {
+        return None; // a zombie or a kernel thread
+    }
+    Some(
+        raw.split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect(),
+    )
+}
+
+/// The record of a process just started.
+pub fn record(child: &Child, cmd: &Command) -> ProcRecord {
+    let pid = child.id();
+    let cmdline = cmdline_of(pid).unwrap_or_else(|| {
+        std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect()
+    });
+    ProcRecord { pid, cmdline }
+}
+
+/// Whether `rec.pid` is still the process meshdrill started.
+pub fn is_ours(rec: &ProcRecord) -> bool {
+    cmdline_of(rec.pid).is_some_and(|c| c == rec.cmdline)
+}
+
+/// Stops a recorded process that may not be our child (stale state, another
+/// meshdrill): SIGTERM, then SIGKILL after `grace`. Does nothing unless [`is_ours`].
+pub fn stop_recorded(rec: &ProcRecord, grace: Duration) {
+    if !is_ours(rec) {
+        return;
+    }
+    let _ = sys::signal(rec.pid, libc::SIGTERM);
+    let start = Instant::now();
+    while is_ours(rec) && start.elapsed() < grace {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if is_ours(rec) {
+        let _ = sys::signal(rec.pid, libc::SIGKILL);
+    }
+}
+
+/// Kills a recorded process at once (SIGKILL), if it is still ours.
+pub fn kill_recorded(rec: &ProcRecord) -> bool {
+    is_ours(rec) && sys::signal(rec.pid, libc::SIGKILL).is_ok()
+}
+
+/// Stops one of our children: SIGTERM, SIGKILL after `grace`, then reaps it.
+pub fn stop_child(child: &mut Child, grace: Duration) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let _ = sys::signal(child.id(), libc::SIGTERM);
+    let start = Instant::now();
+    while start.elapsed() < grace {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A free loopback port (bound and released; the kernel does not hand it out again
+/// at once).
+pub fn free_port() -> Result<u16, MeshError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(MeshError::io("127.0.0.1:0"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(MeshError::io("127.0.0.1:0"))
+}
+
+/// Waits until something accepts connections on `127.0.0.1:port`.
+pub fn wait_listening(port: u16, child: &mut Child, timeout: Duration) -> Result<(), String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited with {status}"));
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            return Err(format!("not listening after {} ms", timeout.as_millis()));
+        }
+        std::thread::sleep(Duration::from_millis(15));
+    }
+}
+
+/// What a replica needs to know to start.
+#[derive(Debug, Clone)]
+pub struct ReplicaLaunch<'a> {
+    pub entry: &'a ServiceSpec,
+    pub index: usize,
+    pub port: u16,
+    /// The service's sidecar (outbound) listener.
+    pub outbound_port: u16,
+    /// The meshdrill binary that runs `mesh serve-demo`.
+    pub exe: &'a Path,
+    pub log: PathBuf,
+}
+
+/// The command of a replica: the demo service (`meshdrill mesh serve-demo ...`) or the
+/// user's command with `{port}` replaced. Replicas learn their outbound listener from
+/// `MESHDRILL_OUTBOUND` (`127.0.0.1:PORT`).
+pub fn replica_command(l: &ReplicaLaunch<'_>) -> Result<Command, MeshError> {
+    let mut cmd = match &l.entry.workload {
+        Workload::Demo(cfg) => {
+            let json = serde_json::to_string(cfg)
+                .map_err(|e| MeshError::Control(format!("cannot encode demo config: {e}")))?;
+            let mut c = Command::new(l.exe);
+            c.args(["mesh", "serve-demo", "--service", &l.entry.name])
+                .args(["--replica", &l.index.to_string()])
+                .args(["--port", &l.port.to_string()])
+                .args(["--outbound", &format!("127.0.0.1:{}", l.outbound_port)])
+                .args(["--config", &json]);
+            c
+        }
+        Workload::Command(argv) => {
+            let port = l.port.to_string();
+            let args: Vec<String> = argv.iter().map(|a| a.replace("{port}", &port)).collect();
+            let Some((program, rest)) = args.split_first() else {
+                return Err(MeshError::Control(format!(
+                    "service {}: the command is empty",
+                    l.entry.name
+                )));
+            };
+            let mut c = Command::new(program);
+            c.args(rest);
+            c
+        }
+    };
+    cmd.env(
+        "MESHDRILL_OUTBOUND",
+        format!("127.0.0.1:{}", l.outbound_port),
+    )
+    .env("MESHDRILL_SERVICE", &l.entry.name)
+    .env("MESHDRILL_REPLICA", l.index.to_string())
+    .env("PORT", l.port.to_string())
+    .stdin(Stdio::null());
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(&l.log)
+        .map_err(MeshError::io(&l.log))?;
+    let log2 = log.try_clone().map_err(MeshError::io(&l.log))?;
+    cmd.stdout(log).stderr(log2);
+    Ok(cmd)
+}

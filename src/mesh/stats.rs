@@ -1,0 +1,240 @@
+//! What happened on the mesh, from Envoy's stats (admin `/stats`) and its access log:
+//! faults injected, retries, retry overflow, timeouts, per-try timeouts, upstream
+//! requests per downstream request (retry amplification) and response flags, per hop.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::MeshError;
+use super::envoy;
+
+/// One hop (listener): the ingress or a service's sidecar.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HopStats {
+    pub name: String,
+    /// `http.<hop>.downstream_rq_total`.
+    pub downstream_requests: u64,
+    pub aborts_injected: u64,
+    pub delays_injected: u64,
+    /// Requests in the access log.
+    pub logged_requests: u64,
+    /// Sum of `%UPSTREAM_REQUEST_ATTEMPT_COUNT%` over logged requests.
+    pub upstream_attempts: u64,
+    /// Response flags (FI, DI, UF, URX, UT, UO, ...) and how often each was logged.
+    pub response_flags: BTreeMap<String, u64>,
+    pub status_codes: BTreeMap<String, u64>,
+}
+
+impl HopStats {
+    /// Upstream requests per downstream request (1.0 = no retries).
+    pub fn amplification(&self) -> Option<f64> {
+        (self.logged_requests > 0)
+            .then(|| self.upstream_attempts as f64 / self.logged_requests as f64)
+    }
+}
+
+/// One upstream cluster.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStats {
+    pub name: String,
+    pub upstream_requests: u64,
+    pub retries: u64,
+    pub retry_success: u64,
+    pub retry_limit_exceeded: u64,
+    pub retry_overflow: u64,
+    pub timeouts: u64,
+    pub per_try_timeouts: u64,
+    pub connect_failures: u64,
+}
+
+/// A snapshot of the whole mesh.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MeshStats {
+    pub hops: Vec<HopStats>,
+    pub clusters: Vec<ClusterStats>,
+}
+
+impl MeshStats {
+    /// Reads Envoy's counters and the access log.
+    pub fn collect(
+        admin: SocketAddr,
+        access_log: &Path,
+        hops: &[String],
+    ) -> Result<Self, MeshError> {
+        let (status, text) = envoy::get(admin, "/stats?filter=^(http|cluster)\\.")?;
+        if status != 200 {
+            return Err(MeshError::Admin {
+                path: "/stats".into(),
+                reason: format!("HTTP {status}"),
+            });
+        }
+        let counters = parse_counters(&text);
+        let c = |k: String| counters.get(&k).copied().unwrap_or(0);
+        let mut out = MeshStats::default();
+        for h in hops {
+            out.hops.push(HopStats {
+                name: h.clone(),
+                downstream_requests: c(format!("http.{h}.downstream_rq_total")),
+                aborts_injected: c(format!("http.{h}.fault.aborts_injected")),
+                delays_injected: c(format!("http.{h}.fault.delays_injected")),
+                ..HopStats::default()
+            });
+        }
+        let mut names: Vec<&str> = counters
+            .keys()
+            .filter_map(|k| {
+                k.strip_prefix("cluster.")?
+                    .strip_suffix(".upstream_rq_total")
+            })
+            .collect();
+        names.sort_unstable();
+        for n in names {
+            let k = |s: &str| c(format!("cluster.{n}.{s}"));
+            out.clusters.push(ClusterStats {
+                name: n.to_string(),
+                upstream_requests: k("upstream_rq_total"),
+                retries: k("upstream_rq_retry"),
+                retry_success: k("upstream_rq_retry_success"),
+                retry_limit_exceeded: k("upstream_rq_retry_limit_exceeded"),
+                retry_overflow: k("upstream_rq_retry_overflow"),
+                timeouts: k("upstream_rq_timeout"),
+                per_try_timeouts: k("upstream_rq_per_try_timeout"),
+                connect_failures: k("upstream_cx_connect_fail"),
+            });
+        }
+        read_access_log(access_log, &mut out.hops);
+        Ok(out)
+    }
+
+    /// What happened between `earlier` and `self` (counters subtracted).
+    pub fn since(&self, earlier: &MeshStats) -> MeshStats {
+        let sub_map = |a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>| {
+            a.iter()
+                .map(|(k, v)| (k.clone(), v.saturating_sub(b.get(k).copied().unwrap_or(0))))
+                .filter(|(_, v)| *v > 0)
+                .collect()
+        };
+        let hops = self
+            .hops
+            .iter()
+            .map(|h| {
+                let e = earlier
+                    .hops
+                    .iter()
+                    .find(|x| x.name == h.name)
+                    .cloned()
+                    .unwrap_or_default();
+                HopStats {
+                    name: h.name.clone(),
+                    downstream_requests: h
+                        .downstream_requests
+                        .saturating_sub(e.downstream_requests),
+                    aborts_injected: h.aborts_injected.saturating_sub(e.aborts_injected),
+                    delays_injected: h.delays_injected.saturating_sub(e.delays_injected),
+                    logged_requests: h.logged_requests.saturating_sub(e.logged_requests),
+                    upstream_attempts: h.upstream_attempts.saturating_sub(e.upstream_attempts),
+                    response_flags: sub_map(&h.response_flags, &e.response_flags),
+                    status_codes: sub_map(&h.status_codes, &e.status_codes),
+                }
+            })
+            .collect();
+        let clusters = self
+            .clusters
+            .iter()
+            .map(|c| {
+                let e = earlier
+                    .clusters
+                    .iter()
+                    .find(|x| x.name == c.name)
+                    .cloned()
+                    .unwrap_or_default();
+                ClusterStats {
+                    name: c.name.clone(),
+                    upstream_requests: c.upstream_requests.saturating_sub(e.upstream_requests),
+                    retries: c.retries.saturating_sub(e.retries),
+                    retry_success: c.retry_success.saturating_sub(e.retry_success),
+                    retry_limit_exceeded: c
+                        .retry_limit_exceeded
+                        .saturating_sub(e.retry_limit_exceeded),
+                    retry_overflow: c.retry_overflow.saturating_sub(e.retry_overflow),
+                    timeouts: c.timeouts.saturating_sub(e.timeouts),
+                    per_try_timeouts: c.per_try_timeouts.saturating_sub(e.per_try_timeouts),
+                    connect_failures: c.connect_failures.saturating_sub(e.connect_failures),
+                }
+            })
+            .collect();
+        MeshStats { hops, clusters }
+    }
+
+    pub fn hop(&self, name: &str) -> Option<&HopStats> {
+        self.hops.iter().find(|h| h.name == name)
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&ClusterStats> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+
+    /// Totals over all clusters.
+    pub fn totals(&self) -> ClusterStats {
+        let mut t = ClusterStats {
+            name: "total".into(),
+            ..ClusterStats::default()
+        };
+        for c in &self.clusters {
+            t.upstream_requests += c.upstream_requests;
+            t.retries += c.retries;
+            t.retry_success += c.retry_success;
+            t.retry_limit_exceeded += c.retry_limit_exceeded;
+            t.retry_overflow += c.retry_overflow;
+            t.timeouts += c.timeouts;
+            t.per_try_timeouts += c.per_try_timeouts;
+            t.connect_failures += c.connect_failures;
+        }
+        t
+    }
+}
+
+fn parse_counters(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(": ")?;
+            Some((k.trim().to_string(), v.trim().parse::<u64>().ok()?))
+        })
+        .collect()
+}
+
+fn read_access_log(path: &Path, hops: &mut [HopStats]) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let Some(hop) = v.get("hop").and_then(Value::as_str) else {
+            continue;
+        };
+        let Some(h) = hops.iter_mut().find(|h| h.name == hop) else {
+            continue;
+        };
+        h.logged_requests += 1;
+        let num = |k: &str| match v.get(k) {
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => s.parse().ok(),
+            _ => None,
+        };
+        h.upstream_attempts += num("attempts").unwrap_or(0);
+        if let Some(s) = num("status") {
+            *h.status_codes.entry(s.to_string()).or_default() += 1;
+        }
+        if let Some(f) = v.get("flags").and_then(Value::as_str) {
+            for flag in f.split(',').filter(|x| !x.is_empty() && *x != "-") {
+                *h.response_flags.entry(flag.to_string()).or_default() += 1;
+            }
+        }
+    }
+}

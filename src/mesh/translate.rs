@@ -1,0 +1,764 @@
+//! VirtualService → Envoy configuration, as istiod builds it for the fields meshdrill
+//! supports (FACTS.md; istio pilot/pkg/networking/core/route/route.go `TranslateFault`,
+//! route/retry/retry.go `ConvertPolicy`). Pure: values in, JSON out.
+//!
+//! Topology (one Envoy, a listener per hop):
+//! - `ingress`: the ingress gateway. Its routes ([`INGRESS_ROUTES`]) come from the
+//!   VirtualServices bound to a gateway — `gateways` names anything besides `mesh`.
+//!   Hosts no such VirtualService names get Envoy's 404, as at an Istio gateway.
+//! - `sidecar_<service>`: each service's outbound calls, as its sidecar. All sidecars
+//!   share the routes [`MESH_ROUTES`]: for each service, the VirtualService that applies
+//!   to mesh traffic (`gateways` absent, empty or listing `mesh`), else Istio's default
+//!   route (default retry policy, no timeout).
+//! - one cluster per service and DestinationRule subset, `outbound|<port>|<subset>|<host>`,
+//!   with replicas as static endpoints and Istio's circuit-breaker thresholds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde_json::{Map, Value, json};
+
+use super::spec::{MeshSpec, ServiceSpec};
+use crate::istio::patch::object_label;
+use crate::istio::spec::host_matches;
+use crate::istio::types::{GrpcStatus, IstioDuration, RetryOn};
+
+/// The ingress listener's route configuration.
+pub const INGRESS_ROUTES: &str = "ingress";
+/// The sidecars' shared route configuration.
+pub const MESH_ROUTES: &str = "mesh";
+/// The ingress listener (and its stats prefix).
+pub const INGRESS_LISTENER: &str = "ingress";
+/// Istio sets every circuit-breaker threshold to 2^32 − 1.
+pub const ISTIO_MAX: u64 = u32::MAX as u64;
+
+const FAULT_FILTER: &str = "envoy.filters.http.fault";
+const FAULT_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
+
+/// Where the generated configuration refers to files and ports.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The watched directory holding the RDS files.
+    pub rds_dir: PathBuf,
+    pub access_log: PathBuf,
+    /// Loopback port of each replica, per service name, in replica order.
+    pub replica_ports: BTreeMap<String, Vec<u16>>,
+}
+
+impl Layout {
+    pub fn rds_file(&self, route_config: &str) -> PathBuf {
+        self.rds_dir.join(format!("{route_config}.json"))
+    }
+}
+
+/// The generated Envoy resources (xDS resources, each with its `@type`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvoyConfig {
+    pub listeners: Vec<Value>,
+    pub clusters: Vec<Value>,
+    /// Route configurations by name.
+    pub routes: BTreeMap<String, Value>,
+    /// What the user should know: unknown hosts, missing subsets, unsupported fields.
+    pub warnings: Vec<String>,
+}
+
+/// The sidecar listener (and stats prefix) of a service.
+pub fn sidecar_listener(service: &str) -> String {
+    format!("sidecar_{service}")
+}
+
+/// Istio's cluster name for a service port and subset.
+pub fn cluster_name(port: u16, subset: Option<&str>, host: &str) -> String {
+    format!("outbound|{port}|{}|{host}", subset.unwrap_or(""))
+}
+
+/// Whether a VirtualService applies at the ingress gateway.
+pub fn bound_to_ingress(vs: &Value) -> bool {
+    gateways(vs).is_some_and(|g| g.iter().any(|x| *x != "mesh"))
+}
+
+/// Whether a VirtualService applies to sidecar (service-to-service) traffic.
+pub fn bound_to_mesh(vs: &Value) -> bool {
+    match gateways(vs) {
+        None => true,
+        Some(g) => g.is_empty() || g.contains(&"mesh"),
+    }
+}
+
+fn gateways(vs: &Value) -> Option<Vec<&str>> {
+    vs.pointer("/spec/gateways")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+}
+
+fn hosts(vs: &Value) -> Vec<&str> {
+    vs.pointer("/spec/hosts")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// A proto-JSON duration: `0.200s`.
+pub fn proto_duration(ms: u128) -> String {
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{}.{:03}s", ms / 1000, ms % 1000)
+    }
+}
+
+/// Translates the whole mesh.
+pub fn translate(spec: &MeshSpec, layout: &Layout) -> EnvoyConfig {
+    let mut t = Translator {
+        spec,
+        warnings: Vec::new(),
+    };
+    let clusters = t.clusters(layout);
+    let cluster_names: BTreeSet<String> = clusters
+        .iter()
+        .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
+        .collect();
+    let mut listeners = vec![listener(
+        INGRESS_LISTENER,
+        spec.ingress_port,
+        INGRESS_ROUTES,
+        layout,
+    )];
+    for s in spec.service_names() {
+        listeners.push(listener(&sidecar_listener(s), 0, MESH_ROUTES, layout));
+    }
+    let mut routes = BTreeMap::new();
+    routes.insert(INGRESS_ROUTES.to_string(), t.ingress_routes(&cluster_names));
+    routes.insert(MESH_ROUTES.to_string(), t.mesh_routes(&cluster_names));
+    EnvoyConfig {
+        listeners,
+        clusters,
+        routes,
+        warnings: t.warnings,
+    }
+}
+
+/// Wraps resources in the DiscoveryResponse that a path config source reads.
+pub fn discovery_response(version: u64, resources: &[Value]) -> Value {
+    json!({"version_info": version.to_string(), "resources": resources})
+}
+
+fn listener(name: &str, port: u16, route_config: &str, layout: &Layout) -> Value {
+    let rds_file = layout.rds_file(route_config);
+    json!({
+        "@type": "type.googleapis.com/envoy.config.listener.v3.Listener",
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": name,
+                "rds": {
+                    "route_config_name": route_config,
+                    "config_source": {
+                        "path_config_source": {
+                            "path": rds_file.display().to_string(),
+                            "watched_directory": {"path": layout.rds_dir.display().to_string()}
+                        },
+                        "resource_api_version": "V3"
+                    }
+                },
+                // As istiod: an empty fault filter before the router on every HTTP
+                // listener, so per-route fault configuration takes effect.
+                "http_filters": [
+                    {"name": FAULT_FILTER, "typed_config": {"@type": FAULT_TYPE}},
+                    {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+                ],
+                "access_log": [{
+                    "name": "envoy.access_loggers.file",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                        "path": layout.access_log.display().to_string(),
+                        "log_format": {"json_format": {
+                            "hop": name,
+                            "status": "%RESPONSE_CODE%",
+                            "flags": "%RESPONSE_FLAGS%",
+                            "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
+                            "duration_ms": "%DURATION%",
+                            "cluster": "%UPSTREAM_CLUSTER%",
+                            "authority": "%REQ(:AUTHORITY)%",
+                            "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%"
+                        }}
+                    }
+                }]
+            }
+        }]}]
+    })
+}
+
+struct Translator<'a> {
+    spec: &'a MeshSpec,
+    warnings: Vec<String>,
+}
+
+impl Translator<'_> {
+    fn service_for(&self, host: &str) -> Option<&ServiceSpec> {
+        self.spec
+            .services
+            .iter()
+            .find(|s| host_matches(&s.name, host))
+    }
+
+    fn clusters(&mut self, layout: &Layout) -> Vec<Value> {
+        let mut out = Vec::new();
+        for name in self.spec.service_names() {
+            let entries: Vec<&ServiceSpec> = self
+                .spec
+                .services
+                .iter()
+                .filter(|s| s.name == name)
+                .collect();
+            let port = entries.first().map(|s| s.port).unwrap_or(80);
+            let ports = layout.replica_ports.get(name).cloned().unwrap_or_default();
+            // Replica i of the service, with the labels of its entry.
+            let mut replicas = Vec::new();
+            for e in &entries {
+                for _ in 0..e.replicas {
+                    let i = replicas.len();
+                    if let Some(p) = ports.get(i) {
+                        replicas.push((*p, &e.labels));
+                    }
+                }
+            }
+            let all: Vec<u16> = replicas.iter().map(|(p, _)| *p).collect();
+            out.push(cluster(&cluster_name(port, None, name), &all));
+            for dr in self
+                .spec
+                .destination_rules
+                .iter()
+                .filter(|d| host_matches(name, &d.host))
+            {
+                for sub in &dr.subsets {
+                    let eps: Vec<u16> = replicas
+                        .iter()
+                        .filter(|(_, l)| sub.labels.iter().all(|(k, v)| l.get(k) == Some(v)))
+                        .map(|(p, _)| *p)
+                        .collect();
+                    if eps.is_empty() {
+                        self.warnings.push(format!(
+                            "DestinationRule {}: subset {} of {} selects no replica (labels {:?})",
+                            dr.name, sub.name, dr.host, sub.labels
+                        ));
+                    }
+                    out.push(cluster(&cluster_name(port, Some(&sub.name), name), &eps));
+                }
+            }
+        }
+        out
+    }
+
+    fn ingress_routes(&mut self, clusters: &BTreeSet<String>) -> Value {
+        let mut vhosts = Vec::new();
+        let mut used = BTreeSet::new();
+        let spec = self.spec;
+        for vs in spec.virtual_services.iter().filter(|v| bound_to_ingress(v)) {
+            let domains = self.domains(vs, &hosts(vs), &mut used);
+            if domains.is_empty() {
+                continue;
+            }
+            let routes = self.routes(vs, clusters);
+            vhosts.push(json!({"name": vhost_name(vs), "domains": domains, "routes": routes}));
+        }
+        route_configuration(INGRESS_ROUTES, vhosts)
+    }
+
+    fn mesh_routes(&mut self, clusters: &BTreeSet<String>) -> Value {
+        let mut vhosts = Vec::new();
+        let mut used = BTreeSet::new();
+        let spec = self.spec;
+        let mesh_vss: Vec<&Value> = spec
+            .virtual_services
+            .iter()
+            .filter(|v| bound_to_mesh(v))
+            .collect();
+        for vs in &mesh_vss {
+            let domains = self.domains(vs, &hosts(vs), &mut used);
+            if domains.is_empty() {
+                continue;
+            }
+            let routes = self.routes(vs, clusters);
+            vhosts.push(json!({"name": vhost_name(vs), "domains": domains, "routes": routes}));
+        }
+        // Services no VirtualService covers get Istio's default route.
+        for name in spec.service_names() {
+            let covered = mesh_vss
+                .iter()
+                .any(|vs| hosts(vs).iter().any(|h| host_matches(name, h)));
+            if covered {
+                continue;
+            }
+            let port = self.service_for(name).map(|s| s.port).unwrap_or(80);
+            let domains = self.host_domains(name, &mut used);
+            let route = json!({
+                "name": "default",
+                "match": {"prefix": "/"},
+                "route": {
+                    "cluster": cluster_name(port, None, name),
+                    "timeout": "0s",
+                    "retry_policy": default_retry_policy(),
+                }
+            });
+            vhosts.push(
+                json!({"name": format!("{name}:{port}"), "domains": domains, "routes": [route]}),
+            );
+        }
+        route_configuration(MESH_ROUTES, vhosts)
+    }
+
+    fn domains(&mut self, vs: &Value, hosts: &[&str], used: &mut BTreeSet<String>) -> Vec<String> {
+        let mut out = Vec::new();
+        for h in hosts {
+            let before = used.len();
+            let mut ds = self.host_domains(h, used);
+            if ds.is_empty() && before == used.len() {
+                self.warnings.push(format!(
+                    "{}: host {h} is already routed by another VirtualService on this hop; ignored here",
+                    object_label(vs)
+                ));
+            }
+            out.append(&mut ds);
+        }
+        out
+    }
+
+    /// The Host header forms of a host: `h`, `h:*`, and for short names the
+    /// namespace forms `h.ns`, `h.ns.svc`, `h.ns.svc.cluster.local`.
+    fn host_domains(&self, h: &str, used: &mut BTreeSet<String>) -> Vec<String> {
+        let mut forms = vec![h.to_string()];
+        if !h.contains('*') {
+            if !h.contains('.') {
+                let ns = &self.spec.namespace;
+                for f in [
+                    format!("{h}.{ns}"),
+                    format!("{h}.{ns}.svc"),
+                    format!("{h}.{ns}.svc.cluster.local"),
+                ] {
+                    forms.push(f);
+                }
+            }
+            let with_port: Vec<String> = forms.iter().map(|f| format!("{f}:*")).collect();
+            forms.extend(with_port);
+        }
+        forms
+            .into_iter()
+            .filter(|f| used.insert(f.clone()))
+            .collect()
+    }
+
+    fn routes(&mut self, vs: &Value, clusters: &BTreeSet<String>) -> Vec<Value> {
+        let label = object_label(vs);
+        let vs_name = vs
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("vs");
+        let mut out = Vec::new();
+        let Some(http) = vs.pointer("/spec/http").and_then(Value::as_array) else {
+            self.warnings.push(format!(
+                "{label}: no spec.http routes; the local mesh routes HTTP only"
+            ));
+            return out;
+        };
+        for (i, r) in http.iter().enumerate() {
+            for key in [
+                "redirect",
+                "rewrite",
+                "mirror",
+                "mirrorPercentage",
+                "corsPolicy",
+                "headers",
+                "delegate",
+            ] {
+                if r.get(key).is_some() {
+                    self.warnings.push(format!(
+                        "{label}: spec.http[{i}].{key} is not supported by the local mesh; ignored"
+                    ));
+                }
+            }
+            let name = r
+                .get("name")
+                .and_then(Value::as_str)
+                .map(String::from)
+                .unwrap_or_else(|| format!("{vs_name}.{i}"));
+            let attempts = r
+                .pointer("/retries/attempts")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if r.get("fault").is_some() && attempts > 0 {
+                self.warnings.push(format!(
+                    "{label}: spec.http[{i}] has both a fault and retries: the fault's own hop does not retry what it injects (istio#13705); put the retries on the calling route"
+                ));
+            }
+            let action = self.action(&label, i, r, clusters);
+            let fault = r.get("fault").and_then(fault_config);
+            let matches: Vec<Value> = match r.get("match").and_then(Value::as_array) {
+                Some(ms) if !ms.is_empty() => ms
+                    .iter()
+                    .enumerate()
+                    .map(|(j, m)| self.route_match(&label, i, j, m))
+                    .collect(),
+                _ => vec![json!({"prefix": "/"})],
+            };
+            for m in matches {
+                let mut route = Map::new();
+                route.insert("name".into(), json!(name));
+                route.insert("match".into(), m);
+                let (k, v) = action.clone();
+                route.insert(k, v);
+                if let Some(f) = &fault {
+                    route.insert("typed_per_filter_config".into(), json!({ FAULT_FILTER: f }));
+                }
+                out.push(Value::Object(route));
+            }
+        }
+        out
+    }
+
+    fn route_match(&mut self, label: &str, i: usize, j: usize, m: &Value) -> Value {
+        let mut out = Map::new();
+        match m.get("uri").and_then(string_match) {
+            Some(("exact", v)) => {
+                out.insert("path".into(), json!(v));
+            }
+            Some(("prefix", v)) => {
+                out.insert("prefix".into(), json!(v));
+            }
+            Some(("regex", v)) => {
+                out.insert("safe_regex".into(), json!({"regex": v}));
+            }
+            _ => {
+                out.insert("prefix".into(), json!("/"));
+            }
+        }
+        let mut headers = Vec::new();
+        if let Some(hs) = m.get("headers").and_then(Value::as_object) {
+            for (name, v) in hs {
+                headers.push(header_matcher(name, v));
+            }
+        }
+        for (key, header) in [
+            ("method", ":method"),
+            ("authority", ":authority"),
+            ("scheme", ":scheme"),
+        ] {
+            if let Some(v) = m.get(key) {
+                headers.push(header_matcher(header, v));
+            }
+        }
+        if !headers.is_empty() {
+            out.insert("headers".into(), Value::Array(headers));
+        }
+        if let Some(qs) = m.get("queryParams").and_then(Value::as_object) {
+            let params: Vec<Value> = qs
+                .iter()
+                .map(|(name, v)| json!({"name": name, "string_match": envoy_string_match(v)}))
+                .collect();
+            out.insert("query_parameters".into(), Value::Array(params));
+        }
+        for key in [
+            "port",
+            "sourceLabels",
+            "gateways",
+            "withoutHeaders",
+            "ignoreUriCase",
+            "sourceNamespace",
+            "statPrefix",
+        ] {
+            if m.get(key).is_some() {
+                self.warnings.push(format!("{label}: spec.http[{i}].match[{j}].{key} is not supported by the local mesh; ignored"));
+            }
+        }
+        Value::Object(out)
+    }
+
+    /// `("route", {...})` or `("direct_response", {...})`.
+    fn action(
+        &mut self,
+        label: &str,
+        i: usize,
+        r: &Value,
+        clusters: &BTreeSet<String>,
+    ) -> (String, Value) {
+        if let Some(dr) = r.get("directResponse") {
+            let status = dr.get("status").and_then(Value::as_u64).unwrap_or(200);
+            let mut out = json!({"status": status});
+            if let Some(body) = dr.pointer("/body/string").and_then(Value::as_str) {
+                out["body"] = json!({"inline_string": body});
+            }
+            return ("direct_response".into(), out);
+        }
+        let mut dests: Vec<(String, u64)> = Vec::new();
+        let list = r
+            .get("route")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let single = list.len() == 1;
+        for d in &list {
+            let host = d
+                .pointer("/destination/host")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let subset = d.pointer("/destination/subset").and_then(Value::as_str);
+            let weight = d
+                .get("weight")
+                .and_then(Value::as_u64)
+                .unwrap_or(if single { 100 } else { 0 });
+            let (name, port) = match self.service_for(host) {
+                Some(s) => (s.name.clone(), s.port),
+                None => {
+                    self.warnings.push(format!(
+                        "{label}: spec.http[{i}] routes to host {host}, which is not a service of the mesh: requests get 503 (no cluster)"
+                    ));
+                    (
+                        host.to_string(),
+                        d.pointer("/destination/port/number")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(80) as u16,
+                    )
+                }
+            };
+            if let Some(p) = d
+                .pointer("/destination/port/number")
+                .and_then(Value::as_u64)
+                && p != u64::from(port)
+            {
+                self.warnings.push(format!("{label}: spec.http[{i}] names port {p} of {host}, which listens on {port}; using {port}"));
+            }
+            let cluster = cluster_name(port, subset, &name);
+            if let Some(sub) = subset
+                && self.service_for(host).is_some()
+                && !clusters.contains(&cluster)
+            {
+                self.warnings.push(format!(
+                    "{label}: spec.http[{i}] names subset {sub} of {host}, which no DestinationRule defines: requests get 503 (no cluster), as in Istio"
+                ));
+            }
+            if weight > 0 {
+                dests.push((cluster, weight));
+            }
+        }
+        let mut route = Map::new();
+        match dests.as_slice() {
+            [] => {
+                self.warnings.push(format!(
+                    "{label}: spec.http[{i}] has no destination with a weight > 0"
+                ));
+                route.insert("cluster".into(), json!("blackhole"));
+            }
+            [(c, _)] => {
+                route.insert("cluster".into(), json!(c));
+            }
+            many => {
+                let cs: Vec<Value> = many
+                    .iter()
+                    .map(|(c, w)| json!({"name": c, "weight": w}))
+                    .collect();
+                route.insert("weighted_clusters".into(), json!({"clusters": cs}));
+            }
+        }
+        let timeout = r
+            .get("timeout")
+            .and_then(Value::as_str)
+            .and_then(|s| IstioDuration::parse_timeout(s).ok().flatten())
+            .map(|d| proto_duration(d.as_duration().as_millis()))
+            .unwrap_or_else(|| "0s".into());
+        route.insert("timeout".into(), json!(timeout));
+        if let Some(p) = retry_policy(r.get("retries")) {
+            route.insert("retry_policy".into(), p);
+        }
+        ("route".into(), Value::Object(route))
+    }
+}
+
+fn vhost_name(vs: &Value) -> String {
+    let ns = vs
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let name = vs
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    format!("{ns}/{name}")
+}
+
+fn route_configuration(name: &str, vhosts: Vec<Value>) -> Value {
+    json!({
+        "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+        "name": name,
+        "virtual_hosts": vhosts,
+        "validate_clusters": false
+    })
+}
+
+fn cluster(name: &str, ports: &[u16]) -> Value {
+    let eps: Vec<Value> = ports
+        .iter()
+        .map(|p| json!({"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}))
+        .collect();
+    json!({
+        "@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "10s",
+        "lb_policy": "LEAST_REQUEST",
+        "circuit_breakers": {"thresholds": [{
+            "max_connections": ISTIO_MAX,
+            "max_pending_requests": ISTIO_MAX,
+            "max_requests": ISTIO_MAX,
+            "max_retries": ISTIO_MAX,
+            "track_remaining": true
+        }]},
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": eps}]}
+    })
+}
+
+fn string_match(v: &Value) -> Option<(&'static str, &str)> {
+    for k in ["exact", "prefix", "regex"] {
+        if let Some(s) = v.get(k).and_then(Value::as_str) {
+            return Some((k, s));
+        }
+    }
+    None
+}
+
+fn envoy_string_match(v: &Value) -> Value {
+    match string_match(v) {
+        Some(("exact", s)) => json!({"exact": s}),
+        Some(("prefix", s)) => json!({"prefix": s}),
+        Some((_, s)) => json!({"safe_regex": {"regex": s}}),
+        None => json!({"safe_regex": {"regex": ".*"}}),
+    }
+}
+
+fn header_matcher(name: &str, v: &Value) -> Value {
+    // As istiod: `prefix: ""` means "present".
+    if v.get("prefix").and_then(Value::as_str) == Some("") {
+        return json!({"name": name, "present_match": true});
+    }
+    json!({"name": name, "string_match": envoy_string_match(v)})
+}
+
+fn fractional(v: &Value) -> Option<Value> {
+    if let Some(p) = v.pointer("/percentage/value").and_then(Value::as_f64) {
+        // istiod: uint32(value * 10000), truncated, per million.
+        let n = crate::istio::Percentage::new(p)
+            .map(|p| p.per_million())
+            .unwrap_or(0);
+        return Some(json!({"numerator": n, "denominator": "MILLION"}));
+    }
+    v.get("percent")
+        .and_then(Value::as_u64)
+        .map(|n| json!({"numerator": n, "denominator": "HUNDRED"}))
+}
+
+/// The per-route HTTPFault, or `None` when the route has neither delay nor abort.
+pub fn fault_config(f: &Value) -> Option<Value> {
+    let mut out = Map::new();
+    out.insert("@type".into(), json!(FAULT_TYPE));
+    if let Some(d) = f.get("delay") {
+        let mut delay = Map::new();
+        if let Some(ms) = d
+            .get("fixedDelay")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<IstioDuration>().ok())
+        {
+            delay.insert(
+                "fixed_delay".into(),
+                json!(proto_duration(ms.as_duration().as_millis())),
+            );
+        }
+        if let Some(p) = fractional(d) {
+            delay.insert("percentage".into(), p);
+        }
+        out.insert("delay".into(), Value::Object(delay));
+    }
+    if let Some(a) = f.get("abort") {
+        let mut abort = Map::new();
+        if let Some(s) = a.get("httpStatus") {
+            let code = s
+                .as_u64()
+                .or_else(|| s.as_str().and_then(|x| x.parse().ok()));
+            if let Some(c) = code {
+                abort.insert("http_status".into(), json!(c));
+            }
+        } else if let Some(g) = a
+            .get("grpcStatus")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<GrpcStatus>().ok())
+        {
+            abort.insert("grpc_status".into(), json!(g.code()));
+        }
+        if let Some(p) = fractional(a) {
+            abort.insert("percentage".into(), p);
+        }
+        out.insert("abort".into(), Value::Object(abort));
+    }
+    (out.len() > 1).then_some(Value::Object(out))
+}
+
+fn previous_hosts() -> Value {
+    json!([{
+        "name": "envoy.retry_host_predicates.previous_hosts",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}
+    }])
+}
+
+/// Istio's policy for routes with no `retries` block.
+pub fn default_retry_policy() -> Value {
+    json!({
+        "retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+        "num_retries": 2,
+        "retry_host_predicate": previous_hosts(),
+        "host_selection_retry_max_attempts": 5
+    })
+}
+
+/// istiod's ConvertPolicy: absent → default; attempts ≤ 0 → none; else the default
+/// overridden by the given fields.
+pub fn retry_policy(retries: Option<&Value>) -> Option<Value> {
+    let Some(r) = retries else {
+        return Some(default_retry_policy());
+    };
+    let attempts = r.get("attempts").and_then(Value::as_i64).unwrap_or(0);
+    if attempts <= 0 {
+        return None;
+    }
+    let mut p = default_retry_policy();
+    p["num_retries"] = json!(attempts);
+    if let Some(on) = r
+        .get("retryOn")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .and_then(|s| s.parse::<RetryOn>().ok())
+    {
+        let (names, codes) = on.to_envoy();
+        p["retry_on"] = json!(names);
+        if !codes.is_empty() {
+            p["retriable_status_codes"] = json!(codes);
+        }
+    }
+    if let Some(t) = r
+        .get("perTryTimeout")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<IstioDuration>().ok())
+    {
+        p["per_try_timeout"] = json!(proto_duration(t.as_duration().as_millis()));
+    }
+    if r.get("retryRemoteLocalities").and_then(Value::as_bool) == Some(true) {
+        p["retry_priority"] = json!({
+            "name": "envoy.retry_priorities.previous_priorities",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig",
+                "update_frequency": 2
+            }
+        });
+    }
+    Some(p)
+}

@@ -1,0 +1,207 @@
+//! Helpers for local-mesh tests: start a mesh from YAML with the built binary as the
+//! demo service, a bounded concurrent HTTP client (loopback only), and statistics.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use meshdrill::istio::{RecordMeta, RouteSelector};
+use meshdrill::mesh::{MeshOptions, MeshSpec, RunningMesh};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Mesh tests run one at a time: they measure latency and rates on a shared box.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Starts a mesh from YAML text; it stops (and kills everything) when dropped, also
+/// when the test panics.
+pub fn start(yaml: &str) -> RunningMesh {
+    start_in(yaml, None)
+}
+
+pub fn start_in(yaml: &str, dir: Option<&std::path::Path>) -> RunningMesh {
+    let loaded = MeshSpec::parse(yaml, "test-mesh.yaml").expect("mesh yaml");
+    RunningMesh::start(
+        loaded.spec,
+        MeshOptions {
+            exe: Some(env!("CARGO_BIN_EXE_meshdrill").into()),
+            dir: dir.map(Into::into),
+            ..MeshOptions::default()
+        },
+    )
+    .expect("mesh starts")
+}
+
+pub fn meta() -> RecordMeta {
+    RecordMeta {
+        run_id: "test00000000".into(),
+        owner: meshdrill::istio::Owner::current(),
+        now: jiff::Timestamp::now(),
+        ttl: Duration::from_secs(600),
+    }
+}
+
+pub fn all() -> RouteSelector {
+    RouteSelector::All
+}
+
+/// One request's outcome: status (0 = transport error) and latency.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    pub status: u16,
+    /// The index of the demo replica that answered (from `x-meshdrill-replica`).
+    pub replica: Option<u8>,
+    pub latency: Duration,
+    /// When it started, from the start of the run.
+    pub at: Duration,
+}
+
+/// Sends up to `requests` GETs with `Host: host` over `concurrency` connections, for at
+/// most `max_time`. Loopback only.
+pub fn load(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    requests: usize,
+    concurrency: usize,
+    max_time: Duration,
+) -> Vec<Outcome> {
+    load_with(addr, host, path, &[], requests, concurrency, max_time)
+}
+
+/// [`load`] with extra request headers.
+pub fn load_with(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    requests: usize,
+    concurrency: usize,
+    max_time: Duration,
+) -> Vec<Outcome> {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert!(
+        addr.ip().is_loopback(),
+        "tests send traffic to loopback only"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(concurrency)
+        .build_http();
+    let budget = Arc::new(AtomicUsize::new(requests));
+    let start = Instant::now();
+    let uri = format!("http://{addr}{path}");
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let client = client.clone();
+            let budget = budget.clone();
+            let uri = uri.clone();
+            let host = host.to_string();
+            let headers = headers.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut out = Vec::new();
+                while start.elapsed() < max_time
+                    && budget
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+                        .is_ok()
+                {
+                    let at = start.elapsed();
+                    let t = Instant::now();
+                    let mut b = http::Request::get(&uri).header(http::header::HOST, &host);
+                    for (k, v) in &headers {
+                        b = b.header(k, v);
+                    }
+                    let Ok(req) = b.body(Empty::<Bytes>::new()) else {
+                        break;
+                    };
+                    let call = async {
+                        let resp = client.request(req).await.ok()?;
+                        let status = resp.status().as_u16();
+                        let replica = resp
+                            .headers()
+                            .get("x-meshdrill-replica")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.rsplit('-').next())
+                            .and_then(|i| i.parse::<u8>().ok());
+                        resp.into_body().collect().await.ok()?;
+                        Some((status, replica))
+                    };
+                    let (status, replica) = tokio::time::timeout(Duration::from_secs(10), call)
+                        .await
+                        .ok()
+                        .flatten()
+                        .unwrap_or((0, None));
+                    out.push(Outcome {
+                        status,
+                        replica,
+                        latency: t.elapsed(),
+                        at,
+                    });
+                }
+                out
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap_or_default());
+        }
+        all.sort_by_key(|o| o.at);
+        all
+    })
+}
+
+/// Share of outcomes with `status`.
+pub fn share(out: &[Outcome], status: u16) -> f64 {
+    out.iter().filter(|o| o.status == status).count() as f64 / out.len().max(1) as f64
+}
+
+/// Asserts that an observed share is within 3 standard errors of `p`.
+pub fn assert_within_3_sigma(observed: f64, p: f64, n: usize, what: &str) {
+    let sigma = (p * (1.0 - p) / n as f64).sqrt();
+    assert!(
+        (observed - p).abs() <= 3.0 * sigma,
+        "{what}: observed {observed:.4} over {n}, expected {p} ± {:.4} (3σ)",
+        3.0 * sigma
+    );
+}
+
+/// The latency percentile `q` (0–1) in milliseconds.
+pub fn percentile_ms(out: &[Outcome], q: f64) -> f64 {
+    let mut v: Vec<f64> = out
+        .iter()
+        .map(|o| o.latency.as_secs_f64() * 1000.0)
+        .collect();
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() as f64 - 1.0) * q).round() as usize;
+    v.get(i).copied().unwrap_or(f64::NAN)
+}
+
+/// Whether `pid` still runs the command it ran when recorded.
+pub fn alive(rec: &meshdrill::mesh::state::ProcRecord) -> bool {
+    meshdrill::mesh::process::is_ours(rec)
+}
+
+/// Status code counts, for assertion messages.
+pub fn statuses(out: &[Outcome]) -> std::collections::BTreeMap<u16, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for o in out {
+        *m.entry(o.status).or_default() += 1;
+    }
+    m
+}

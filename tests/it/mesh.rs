@@ -1,0 +1,911 @@
+//! The local mesh on a real Envoy: statistics of faults and retries, live changes,
+//! killed replicas, rejected configurations, and process hygiene. Loopback only; every
+//! load is bounded in count and time; every mesh stops on drop (also on panic).
+
+use std::time::Duration;
+
+use meshdrill::istio::{
+    AbortCode, AbortSpec, Change, DelaySpec, HttpStatus, IstioDuration, Percentage, RetrySpec,
+};
+use meshdrill::mesh::envoy;
+use meshdrill::mesh::stats::MeshStats;
+use meshdrill::mesh::{MeshError, MeshSpec};
+
+use crate::common::mesh::{
+    alive, all, assert_within_3_sigma, load, meta, percentile_ms, serial, share, start, start_in,
+    statuses,
+};
+use crate::common::{meshdrill, root, run, write};
+
+const LIMIT: Duration = Duration::from_secs(40);
+
+fn abort(status: i64, percent: f64) -> Change {
+    Change::Abort(AbortSpec {
+        code: AbortCode::Http(HttpStatus::new(status).expect("status")),
+        percentage: Percentage::new(percent).expect("percent"),
+    })
+}
+
+fn delay(ms: u64, percent: f64) -> Change {
+    Change::Delay(DelaySpec {
+        fixed: IstioDuration::from_millis(ms).expect("ms"),
+        percentage: Percentage::new(percent).expect("percent"),
+    })
+}
+
+fn retries(attempts: u32, on: &str) -> Change {
+    Change::Retries {
+        retries: RetrySpec {
+            attempts,
+            per_try_timeout: None,
+            retry_on: Some(on.parse().expect("retryOn")),
+            retry_remote_localities: None,
+        },
+        timeout: None,
+    }
+}
+
+/// One demo service `web` behind the ingress.
+const WEB: &str = "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: web}
+spec:
+  services:
+  - name: web
+    replicas: 2
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web}
+spec:
+  hosts: [web]
+  gateways: [gw]
+  http:
+  - route:
+    - destination: {host: web}
+";
+
+#[test]
+fn abort_30_percent_of_5000_requests() {
+    let _s = serial();
+    let mesh = start(WEB);
+    let applied = mesh
+        .apply("web", &all(), Some(&abort(503, 30.0)), &meta())
+        .expect("apply");
+    assert!(applied.changed);
+    let before = mesh.stats().expect("stats");
+    let out = load(mesh.ingress_addr(), "web", "/", 5000, 16, LIMIT);
+    assert_eq!(out.len(), 5000, "all requests sent in time");
+    let aborted = share(&out, 503);
+    assert_eq!(share(&out, 200) + aborted, 1.0, "only 200 and 503");
+    assert_within_3_sigma(aborted, 0.30, out.len(), "aborted share");
+    let d = mesh.stats().expect("stats").since(&before);
+    let hop = d.hop("ingress").expect("ingress hop");
+    assert_eq!(
+        hop.aborts_injected as usize,
+        out.iter().filter(|o| o.status == 503).count()
+    );
+    eprintln!("abort 30%: aborted share {aborted:.4} over {}", out.len());
+}
+
+#[test]
+fn delay_200ms_at_100_percent_sets_the_median() {
+    let _s = serial();
+    let mesh = start(WEB);
+    mesh.apply("web", &all(), Some(&delay(200, 100.0)), &meta())
+        .expect("apply");
+    let out = load(mesh.ingress_addr(), "web", "/", 300, 30, LIMIT);
+    assert_eq!(out.len(), 300);
+    assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
+    let p50 = percentile_ms(&out, 0.5);
+    assert!((195.0..=230.0).contains(&p50), "p50 {p50:.1} ms");
+    eprintln!("delay 200ms: p50 {p50:.1} ms");
+}
+
+#[test]
+fn delay_and_abort_on_one_route_apply_independently() {
+    let _s = serial();
+    let mesh = start(WEB);
+    mesh.apply("web", &all(), Some(&delay(100, 50.0)), &meta())
+        .expect("delay");
+    let a = mesh
+        .apply("web", &all(), Some(&abort(503, 50.0)), &meta())
+        .expect("abort");
+    // The second change keeps the first: both on the route.
+    let fault = &a.object["spec"]["http"][0]["fault"];
+    assert!(
+        fault.get("delay").is_some() && fault.get("abort").is_some(),
+        "{fault}"
+    );
+    let out = load(mesh.ingress_addr(), "web", "/", 2000, 40, LIMIT);
+    assert_eq!(out.len(), 2000);
+    let delayed = |o: &&&crate::common::mesh::Outcome| o.latency >= Duration::from_millis(95);
+    let aborted: Vec<_> = out.iter().filter(|o| o.status == 503).collect();
+    let served: Vec<_> = out.iter().filter(|o| o.status == 200).collect();
+    assert_eq!(aborted.len() + served.len(), out.len());
+    assert_within_3_sigma(
+        aborted.len() as f64 / out.len() as f64,
+        0.5,
+        out.len(),
+        "aborted",
+    );
+    let d_ab = aborted.iter().filter(delayed).count() as f64 / aborted.len() as f64;
+    let d_ok = served.iter().filter(delayed).count() as f64 / served.len() as f64;
+    // Independent draws: half of the aborted and half of the served were delayed.
+    assert_within_3_sigma(d_ab, 0.5, aborted.len(), "delayed among aborted");
+    assert_within_3_sigma(d_ok, 0.5, served.len(), "delayed among served");
+    eprintln!("delay+abort: delayed among aborted {d_ab:.3}, among served {d_ok:.3}");
+}
+
+/// front (retries 5xx x2 at the ingress) -> back (fails 50% with 500), as the go-demo-8
+/// demo's repeater -> go-demo-8; `front-noretry` is the same front without retries.
+const TWO_HOPS: &str = "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: two-hops}
+spec:
+  services:
+  - name: front
+    demo: {forward: 'http://back/'}
+  - name: back
+    demo: {failRate: 0.5, failStatus: 500}
+  - name: back-ok
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: front}
+spec:
+  hosts: [front]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: front}}]
+    retries: {attempts: 2, retryOn: 5xx}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: front-noretry}
+spec:
+  hosts: [front-noretry]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: front}}]
+    retries: {attempts: 0}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: back-ok}
+spec:
+  hosts: [back-ok]
+  http:
+  - route: [{destination: {host: back-ok}}]
+";
+
+#[test]
+fn two_hop_retries_match_the_math_and_faults_are_not_retried_on_their_own_hop() {
+    let _s = serial();
+    let mesh = start(TWO_HOPS);
+    let front = "outbound|80||front";
+
+    // 1. back fails 50%; the ingress retries 5xx twice: success 1 - 0.5^3 = 0.875,
+    //    upstream requests per request 1 + 0.5 + 0.25 = 1.75.
+    let before = mesh.stats().expect("stats");
+    let out = load(mesh.ingress_addr(), "front", "/", 4000, 16, LIMIT);
+    assert_eq!(out.len(), 4000);
+    let ok = share(&out, 200);
+    assert_within_3_sigma(ok, 0.875, out.len(), "success with 2 retries");
+    let d = mesh.stats().expect("stats").since(&before);
+    let amp = d.cluster(front).expect("front").upstream_requests as f64 / out.len() as f64;
+    assert!((amp - 1.75).abs() < 0.05, "amplification {amp:.3}");
+    assert_eq!(
+        d.totals().retry_overflow,
+        0,
+        "Istio's max_retries: no overflow"
+    );
+    eprintln!("two hops: success {ok:.4}, amplification {amp:.3}");
+
+    // 2. A fault on back-ok's own hop, with retries on that same route: the aborts
+    //    are not retried (and meshdrill says so). No retries at the ingress here.
+    mesh.apply("back-ok", &all(), Some(&abort(500, 50.0)), &meta())
+        .expect("abort");
+    let a = mesh
+        .apply("back-ok", &all(), Some(&retries(2, "5xx")), &meta())
+        .expect("retries");
+    assert!(
+        a.warnings.iter().any(|w| w.contains("istio#13705")),
+        "warned: {:?}",
+        a.warnings
+    );
+    let before = mesh.stats().expect("stats");
+    let out = load(
+        mesh.ingress_addr(),
+        "front-noretry",
+        "/?addr=http://back-ok/",
+        2000,
+        16,
+        LIMIT,
+    );
+    assert_eq!(out.len(), 2000);
+    let ok = share(&out, 200);
+    assert_within_3_sigma(
+        ok,
+        0.5,
+        out.len(),
+        "success with the fault's own-hop retries",
+    );
+    let d = mesh.stats().expect("stats").since(&before);
+    assert_eq!(
+        d.cluster("outbound|80||back-ok").expect("back-ok").retries,
+        0
+    );
+    assert_eq!(
+        d.hop("sidecar_front").expect("hop").aborts_injected as usize,
+        out.iter().filter(|o| o.status == 500).count()
+    );
+    eprintln!("fault + retries on one hop: success {ok:.4} (not retried)");
+}
+
+#[test]
+fn live_changes_under_load_fail_no_request_and_clear_restores() {
+    let _s = serial();
+    let mesh = start(WEB);
+    let original = envoy::active_route_config(mesh.admin(), "ingress").expect("dump");
+    let vs_before = mesh.state().expect("state").spec.virtual_services;
+    let addr = mesh.ingress_addr();
+    let loader =
+        std::thread::spawn(move || load(addr, "web", "/", 100_000, 8, Duration::from_secs(4)));
+    std::thread::sleep(Duration::from_millis(500));
+    let changes = [
+        delay(5, 100.0),
+        retries(3, "5xx,connect-failure"),
+        Change::Timeout(IstioDuration::from_millis(3000).expect("ms")),
+        delay(1, 50.0),
+    ];
+    let mut confirmed = Vec::new();
+    for c in &changes {
+        let a = mesh.apply("web", &all(), Some(c), &meta()).expect("apply");
+        confirmed.push(a.confirmed_in.as_millis());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let cleared = mesh.apply("web", &all(), None, &meta()).expect("clear");
+    confirmed.push(cleared.confirmed_in.as_millis());
+    let out = loader.join().expect("loader");
+    assert!(out.len() > 200, "load ran: {}", out.len());
+    let failed = out.iter().filter(|o| o.status != 200).count();
+    assert_eq!(
+        failed,
+        0,
+        "requests failed during {} reloads",
+        changes.len() + 1
+    );
+    // Clear restored the VirtualService and Envoy's routes exactly.
+    assert_eq!(
+        mesh.state().expect("state").spec.virtual_services,
+        vs_before
+    );
+    let now = envoy::active_route_config(mesh.admin(), "ingress").expect("dump");
+    assert_eq!(now, original);
+    eprintln!(
+        "live changes: {} requests, 0 failed, confirmed in {confirmed:?} ms",
+        out.len()
+    );
+}
+
+const KILL: &str = "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: kill}
+spec:
+  services:
+  - name: three
+    replicas: 3
+    demo: {latency: 2ms}
+  - name: one
+    replicas: 1
+    demo: {latency: 2ms}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: three}
+spec:
+  hosts: [three]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: three}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: one}
+spec:
+  hosts: [one]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: one}}]
+";
+
+fn load_while_killing(
+    mesh: &mut meshdrill::mesh::RunningMesh,
+    host: &'static str,
+) -> Vec<crate::common::mesh::Outcome> {
+    let addr = mesh.ingress_addr();
+    let loader =
+        std::thread::spawn(move || load(addr, host, "/", 100_000, 8, Duration::from_secs(3)));
+    std::thread::sleep(Duration::from_millis(800));
+    let killed = mesh.kill(host, Some(0)).expect("kill");
+    assert_eq!(killed, vec![0]);
+    loader.join().expect("loader")
+}
+
+#[test]
+fn killing_a_replica_under_load_three_replicas_vs_one() {
+    let _s = serial();
+    let mut mesh = start(KILL);
+    // 3 replicas + Istio's default retries (connect-failure, previous hosts): almost free.
+    let out = load_while_killing(&mut mesh, "three");
+    let failed = out.iter().filter(|o| o.status != 200).count();
+    let after: Vec<_> = out
+        .iter()
+        .filter(|o| o.at > Duration::from_millis(1300))
+        .collect();
+    assert!(after.len() > 50, "load continued after the kill");
+    // At most the requests in flight on the killed replica fail (8 connections; a
+    // pooled connection may race the kill once more): a count, not a rate, so a slow
+    // box that sends fewer requests does not fail the test.
+    assert!(failed <= 16, "3 replicas: {failed} of {} failed", out.len());
+    assert!(
+        out.iter().all(|o| o.status == 200 || o.status == 503),
+        "{:?}",
+        statuses(&out)
+    );
+    // 1 replica: an outage from the kill on.
+    let out1 = load_while_killing(&mut mesh, "one");
+    let after1: Vec<_> = out1
+        .iter()
+        .filter(|o| o.at > Duration::from_millis(1300))
+        .collect();
+    assert!(!after1.is_empty());
+    let down = after1.iter().filter(|o| o.status == 503).count() as f64 / after1.len() as f64;
+    assert!(
+        down > 0.99,
+        "1 replica: only {down:.3} failed after the kill"
+    );
+    // Restart brings it back.
+    mesh.restart("one", Some(0)).expect("restart");
+    let back = load(mesh.ingress_addr(), "one", "/", 50, 2, LIMIT);
+    assert_eq!(share(&back, 200), 1.0, "{:?}", statuses(&back));
+    eprintln!(
+        "kill: 3 replicas {failed}/{} failed; 1 replica {:.1}% failed after the kill",
+        out.len(),
+        down * 100.0
+    );
+}
+
+#[test]
+fn an_invalid_change_is_rejected_and_the_old_config_keeps_serving() {
+    let _s = serial();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = start_in(WEB, Some(dir.path()));
+    let before = mesh.state().expect("state").rds_version;
+    // Istio's VirtualService validation here does not compile regexes; Envoy does.
+    let bad = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web}
+spec:
+  hosts: [web]
+  gateways: [gw]
+  http:
+  - match: [{uri: {regex: '(['}}]
+    route: [{destination: {host: web}}]
+";
+    let f = write(dir.path(), "bad.yaml", bad);
+    let (code, _, err) = run(meshdrill()
+        .args(["mesh", "apply"])
+        .arg(&f)
+        .arg("--mesh")
+        .arg(dir.path()));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("rejected") && err.contains("missing ]"),
+        "{err}"
+    );
+    // Library form: the same error, typed.
+    let doc = meshdrill::istio::manifest::parse_str(bad, meshdrill::istio::Source("bad".into()))
+        .expect("yaml");
+    match mesh.put_virtual_service(doc[0].value.clone()) {
+        Err(MeshError::EnvoyRejected { reason, .. }) => {
+            assert!(reason.contains("missing ]"), "{reason}")
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    // The ingress routes by Host: a host no VirtualService names gets 404.
+    let out = load(mesh.ingress_addr(), "nope", "/", 5, 1, LIMIT);
+    assert_eq!(share(&out, 404), 1.0, "{:?}", statuses(&out));
+    // The old routes serve; the files and state agree with what Envoy runs.
+    let out = load(mesh.ingress_addr(), "web", "/anything", 100, 4, LIMIT);
+    assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
+    let st = mesh.state().expect("state");
+    assert!(st.rds_version > before);
+    assert!(
+        st.spec.virtual_services[0]
+            .pointer("/spec/http/0/match")
+            .is_none()
+    );
+
+    // The CLI on the same mesh: fault, stats, clear.
+    let (code, o, err) = run(meshdrill()
+        .args([
+            "fault",
+            "abort",
+            "web",
+            "--status",
+            "503",
+            "--percent",
+            "100",
+            "--mesh",
+        ])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
+    assert!(o.contains("Envoy runs route version"), "{o}");
+    let out = load(mesh.ingress_addr(), "web", "/", 20, 2, LIMIT);
+    assert_eq!(share(&out, 503), 1.0, "{:?}", statuses(&out));
+    let (code, o, err) = run(meshdrill()
+        .args(["mesh", "stats", "-o", "json", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&o).expect("json");
+    assert!(v["hops"][0]["aborts_injected"].as_u64() >= Some(20), "{o}");
+    let (code, _, err) = run(meshdrill().args(["clear", "web", "--mesh"]).arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
+    let out = load(mesh.ingress_addr(), "web", "/", 20, 2, LIMIT);
+    assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
+    let (code, _, err) = run(meshdrill()
+        .args(["clear", "nope", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn everything_started_is_stopped_also_when_a_test_panics() {
+    let _s = serial();
+    let mut recs = Vec::new();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mesh = start(WEB);
+        let st = mesh.state().expect("state");
+        recs.push(st.envoy.clone());
+        recs.extend(st.replicas.iter().filter_map(|r| r.process.clone()));
+        assert!(recs.iter().all(alive));
+        panic!("a failing test");
+    }));
+    assert!(r.is_err());
+    assert_eq!(recs.len(), 3);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!recs.iter().any(alive), "left running: {recs:?}");
+}
+
+#[test]
+fn mesh_up_runs_the_demo_scenario_until_sigterm_and_cleans_stale_state() {
+    let _s = serial();
+    let scenario = root().join("scenarios/demo-mesh.yaml");
+    let loaded = MeshSpec::load(std::slice::from_ref(&scenario)).expect("scenario");
+    assert!(loaded.notes.is_empty(), "{:?}", loaded.notes);
+    let dir = tempfile::tempdir().expect("tmp");
+
+    // Stale state: a "replica" that still runs (what we started) and a recorded PID
+    // whose command line is not ours (must not be touched).
+    let mut stale = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep");
+    let mut other = std::process::Command::new("sleep")
+        .arg("31")
+        .spawn()
+        .expect("sleep");
+    let rec = |pid: u32, cmd: &[&str]| serde_json::json!({"pid": pid, "cmdline": cmd});
+    let state = serde_json::json!({
+        "format": 1,
+        "owner": rec(1, &["not-meshdrill"]),
+        "admin": "127.0.0.1:9",
+        "ingressPort": 1,
+        "sidecarPorts": {},
+        "envoy": rec(other.id(), &["envoy", "-c", "x"]),
+        "replicas": [{"service": "s", "index": 0, "port": 1, "process": rec(stale.id(), &["sleep", "30"])}],
+        "rdsVersion": 1,
+        "replicaPorts": {},
+        "spec": loaded.spec,
+    });
+    write(
+        dir.path(),
+        "state.json",
+        serde_json::to_vec(&state).expect("json"),
+    );
+
+    let (child, addr, drain) = spawn_up(&scenario, dir.path());
+    let mut child = KillOnDrop(child);
+
+    assert!(
+        stale.try_wait().expect("wait").is_some(),
+        "stale replica killed"
+    );
+    assert!(
+        other.try_wait().expect("wait").is_none(),
+        "a foreign PID is left alone"
+    );
+    let _ = other.kill();
+    let _ = other.wait();
+
+    let out = load(addr, "repeater", "/", 50, 4, LIMIT);
+    assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
+    // The go-demo-8 drill: 50% aborts on the sidecar hop, absorbed by the ingress retries.
+    let (code, _, err) = run(meshdrill()
+        .args([
+            "fault",
+            "abort",
+            "go-demo-8",
+            "--status",
+            "500",
+            "--percent",
+            "50",
+            "--mesh",
+        ])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
+    let out = load(addr, "repeater", "/", 400, 8, LIMIT);
+    assert!(
+        share(&out, 200) > 0.99,
+        "retries absorb the aborts: {}",
+        share(&out, 200)
+    );
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("state.json")).expect("state"))
+            .expect("json");
+    let pids: Vec<meshdrill::mesh::state::ProcRecord> = std::iter::once(st["envoy"].clone())
+        .chain(
+            st["replicas"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| r["process"].clone()),
+        )
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect();
+    assert_eq!(pids.len(), 4);
+    let (code, _, err) = run(meshdrill()
+        .args(["mesh", "kill", "go-demo-8", "--replica", "1", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(meshdrill()
+        .args(["mesh", "restart", "go-demo-8", "--replica", "1", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
+
+    let status = child.terminate();
+    let _ = drain.join();
+    assert!(status.success(), "{status}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!pids.iter().any(alive), "left running after SIGTERM");
+    assert!(!dir.path().join("state.json").exists());
+}
+
+/// Owns a spawned `mesh up` and kills it if the test fails before it stops it (std
+/// never signals a child it has already reaped).
+struct KillOnDrop(std::process::Child);
+
+impl KillOnDrop {
+    /// SIGTERM (the child is not reaped yet, so its PID is still ours), then wait.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        self.0.wait().expect("wait")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn envoy_accepts_every_translated_case() {
+    let _s = serial();
+    let yaml = format!(
+        "{}---\n{}",
+        "apiVersion: meshdrill.io/v1alpha1\nkind: Mesh\nmetadata: {name: all}\nspec:\n  services:\n  - name: reviews\n    labels: {version: v1}\n  - name: reviews\n    labels: {version: v2}\n  - name: reviews\n    labels: {version: v3}\n  - name: api\n",
+        std::fs::read_to_string(crate::common::data("bookinfo-reviews.yaml")).expect("fixture")
+    ) + "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: api}\nspec:\n  hosts: [api]\n  gateways: [gw, mesh]\n  http:\n  - match: [{uri: {regex: '/c/[0-9]+'}, headers: {x-a: {prefix: ''}}, queryParams: {q: {exact: '1'}}, method: {exact: GET}}]\n    retries: {attempts: 3, perTryTimeout: 250ms, retryOn: '5xx,connect-failure,503', retryRemoteLocalities: true}\n    timeout: 2s\n    fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 0.5}}, delay: {fixedDelay: 1ms, percent: 1}}\n    route: [{destination: {host: api}}]\n  - route: [{destination: {host: reviews, subset: v1}, weight: 70}, {destination: {host: reviews, subset: v2}, weight: 30}]\n";
+    let mesh = start(&yaml);
+    let versions = envoy::route_versions(mesh.admin()).expect("versions");
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    assert!(versions.iter().all(|(_, v)| v == "1"), "{versions:?}");
+    // jason's route (fault delay 7s) vs the weighted default route.
+    let out = load(mesh.ingress_addr(), "api", "/", 20, 2, LIMIT);
+    assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
+    let s: MeshStats = mesh.stats().expect("stats");
+    assert!(
+        s.hop("ingress")
+            .is_some_and(|h| h.downstream_requests >= 20)
+    );
+}
+
+/// Starts `meshdrill mesh up FILE --dir DIR`; returns the child, the ingress address
+/// and a thread draining its stdout.
+fn spawn_up(
+    file: &std::path::Path,
+    dir: &std::path::Path,
+) -> (
+    std::process::Child,
+    std::net::SocketAddr,
+    std::thread::JoinHandle<std::io::Result<u64>>,
+) {
+    let mut child = meshdrill()
+        .args(["mesh", "up"])
+        .arg(file)
+        .arg("--dir")
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("mesh up");
+    let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).expect("read");
+    let drain = std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let addr = line
+        .split("ingress: http://")
+        .nth(1)
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ingress URL in {line:?}"));
+    (child, addr, drain)
+}
+
+fn recorded_processes(dir: &std::path::Path) -> Vec<meshdrill::mesh::state::ProcRecord> {
+    let st = meshdrill::mesh::state::StateDir::new(dir)
+        .read()
+        .expect("state");
+    std::iter::once(st.envoy)
+        .chain(st.replicas.into_iter().filter_map(|r| r.process))
+        .collect()
+}
+
+#[test]
+fn kill_9_of_meshdrill_takes_envoy_and_services_with_it_and_up_reuses_the_dir() {
+    let _s = serial();
+    let dir = tempfile::tempdir().expect("tmp");
+    let scenario = root().join("scenarios/demo-mesh.yaml");
+    let (child, addr, drain) = spawn_up(&scenario, dir.path());
+    let mut child = KillOnDrop(child);
+    let procs = recorded_processes(dir.path());
+    assert_eq!(procs.len(), 4);
+    assert!(procs.iter().all(alive));
+    assert_eq!(share(&load(addr, "repeater", "/", 10, 1, LIMIT), 200), 1.0);
+    // kill -9: no chance to clean up; the parent-death signal does it.
+    child.0.kill().expect("kill -9");
+    let _ = child.0.wait();
+    let _ = drain.join();
+    let start = std::time::Instant::now();
+    while procs.iter().any(alive) && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!procs.iter().any(alive), "orphans: {procs:?}");
+    assert!(dir.path().join("state.json").exists(), "stale state left");
+    // Commands on the dead mesh say so (exit 3) instead of timing out.
+    let (code, _, err) = run(meshdrill()
+        .args(["fault", "abort", "go-demo-8", "--status", "500", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("not running"), "{err}");
+    // A new mesh on the same --dir cleans the stale state and runs.
+    let (child, addr, drain) = spawn_up(&scenario, dir.path());
+    let mut child = KillOnDrop(child);
+    assert_eq!(share(&load(addr, "repeater", "/", 10, 1, LIMIT), 200), 1.0);
+    assert!(child.terminate().success());
+    let _ = drain.join();
+}
+
+const SLOW: &str = "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: slow}
+spec:
+  services:
+  - name: slow
+    demo: {latency: 300ms}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: slow}
+spec:
+  hosts: [slow]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: slow}}]
+";
+
+#[test]
+fn timeouts_and_per_try_timeouts_are_enforced_and_counted() {
+    let _s = serial();
+    let mesh = start(SLOW);
+    let cluster = "outbound|80||slow";
+    let timeout = Change::Timeout(IstioDuration::from_millis(100).expect("ms"));
+    mesh.apply("slow", &all(), Some(&timeout), &meta())
+        .expect("timeout");
+    let before = mesh.stats().expect("stats");
+    let out = load(mesh.ingress_addr(), "slow", "/", 20, 4, LIMIT);
+    assert_eq!(share(&out, 504), 1.0, "{:?}", statuses(&out));
+    std::thread::sleep(Duration::from_millis(600)); // access log flush
+    let d = mesh.stats().expect("stats").since(&before);
+    assert_eq!(d.cluster(cluster).expect("cluster").timeouts, 20);
+    assert_eq!(
+        d.hop("ingress").expect("hop").response_flags.get("UT"),
+        Some(&20)
+    );
+
+    // Each try gets 50 ms and is retried (5xx covers a per-try timeout): 3 tries.
+    let per_try = Change::Retries {
+        retries: RetrySpec {
+            attempts: 2,
+            per_try_timeout: Some(IstioDuration::from_millis(50).expect("ms")),
+            retry_on: Some("5xx".parse().expect("retryOn")),
+            retry_remote_localities: None,
+        },
+        timeout: Some(IstioDuration::from_millis(2000).expect("ms")),
+    };
+    mesh.apply("slow", &all(), Some(&per_try), &meta())
+        .expect("retries");
+    let before = mesh.stats().expect("stats");
+    let out = load(mesh.ingress_addr(), "slow", "/", 10, 2, LIMIT);
+    assert_eq!(share(&out, 504), 1.0, "{:?}", statuses(&out));
+    std::thread::sleep(Duration::from_millis(600));
+    let d = mesh.stats().expect("stats").since(&before);
+    let c = d.cluster(cluster).expect("cluster");
+    assert_eq!(c.per_try_timeouts, 30, "{c:?}");
+    assert_eq!(c.retries, 20, "{c:?}");
+    let hop = d.hop("ingress").expect("hop");
+    assert_eq!(hop.amplification(), Some(3.0), "{hop:?}");
+}
+
+#[test]
+fn a_dir_that_is_not_a_mesh_dir_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().expect("tmp");
+    write(dir.path(), "notes.txt", "mine");
+    std::fs::create_dir(dir.path().join("logs")).expect("mkdir");
+    let loaded = MeshSpec::parse(WEB, "web.yaml").expect("yaml");
+    let e = meshdrill::mesh::RunningMesh::start(
+        loaded.spec,
+        meshdrill::mesh::MeshOptions {
+            dir: Some(dir.path().into()),
+            ..Default::default()
+        },
+    )
+    .expect_err("refused");
+    assert!(
+        e.to_string().contains("not a meshdrill mesh directory"),
+        "{e}"
+    );
+    assert!(dir.path().join("logs").exists() && dir.path().join("notes.txt").exists());
+}
+
+#[test]
+fn header_matches_and_subsets_pick_replicas_by_label() {
+    let _s = serial();
+    let mesh = start(
+        "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: bookinfo}
+spec:
+  services:
+  - name: reviews
+    replicas: 2
+    labels: {version: v1}
+  - name: reviews
+    labels: {version: v2}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  gateways: [gw]
+  http:
+  - name: jason
+    match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - name: split
+    match: [{uri: {prefix: /split}}]
+    route:
+    - {destination: {host: reviews, subset: v1}, weight: 50}
+    - {destination: {host: reviews, subset: v2}, weight: 50}
+  - name: default
+    route: [{destination: {host: reviews, subset: v1}}]
+",
+    );
+    let jason = crate::common::mesh::load_with(
+        mesh.ingress_addr(),
+        "reviews",
+        "/",
+        &[("end-user", "jason")],
+        40,
+        4,
+        LIMIT,
+    );
+    assert!(
+        jason
+            .iter()
+            .all(|o| o.status == 200 && o.replica == Some(2)),
+        "{jason:?}"
+    );
+    let others = load(mesh.ingress_addr(), "reviews", "/", 40, 4, LIMIT);
+    assert!(
+        others
+            .iter()
+            .all(|o| o.status == 200 && matches!(o.replica, Some(0 | 1))),
+        "{others:?}"
+    );
+    // Both v1 replicas serve the default route.
+    assert!(
+        others.iter().any(|o| o.replica == Some(0)) && others.iter().any(|o| o.replica == Some(1))
+    );
+    let split = load(mesh.ingress_addr(), "reviews", "/split", 1000, 8, LIMIT);
+    let v2 = split.iter().filter(|o| o.replica == Some(2)).count() as f64 / split.len() as f64;
+    assert_within_3_sigma(v2, 0.5, split.len(), "50/50 weighted split");
+}
+
+#[test]
+fn a_bad_mesh_file_names_file_line_and_field_and_starts_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = write(
+        dir.path(),
+        "bad.yaml",
+        "apiVersion: meshdrill.io/v1alpha1\nkind: Mesh\nmetadata: {name: x}\nspec:\n  services:\n  - name: web\n    demo:\n      failRate: 2\n",
+    );
+    let (code, _, err) = run(meshdrill().args(["mesh", "up"]).arg(&f));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("bad.yaml:8: spec.services[0].demo.failRate: invalid value 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_user_command_replica_gets_its_port() {
+    let _s = serial();
+    let mesh = start(
+        "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: user}
+spec:
+  services:
+  - name: files
+    command: [python3, -m, http.server, '{port}', --bind, 127.0.0.1]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: files}
+spec:
+  hosts: [files]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: files}}]
+",
+    );
+    let out = load(mesh.ingress_addr(), "files", "/", 5, 1, LIMIT);
+    assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
+    let st = mesh.state().expect("state");
+    let rec = st.replicas[0].process.clone().expect("running");
+    assert!(
+        rec.cmdline
+            .iter()
+            .any(|a| *a == st.replicas[0].port.to_string()),
+        "{rec:?}"
+    );
+    drop(mesh);
+    assert!(!alive(&rec), "the user's process is stopped with the mesh");
+}

@@ -1,0 +1,163 @@
+//! VirtualService → Envoy translation, snapshotted (insta) for each supported case.
+//! Inputs use a fixed layout (paths under /state, replica ports 10000+), so the
+//! snapshots hold no machine-specific values; a filter still masks any port in case.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use meshdrill::mesh::MeshSpec;
+use meshdrill::mesh::translate::{EnvoyConfig, Layout, translate};
+use serde_json::Value;
+
+const HEAD: &str =
+    "apiVersion: meshdrill.io/v1alpha1\nkind: Mesh\nmetadata: {name: t}\nspec:\n  services:\n";
+
+fn config(yaml: &str) -> EnvoyConfig {
+    let loaded = MeshSpec::parse(yaml, "t.yaml").expect("parse");
+    let mut ports = BTreeMap::new();
+    let mut next = 10000u16;
+    for name in loaded.spec.service_names() {
+        let n = loaded.spec.replicas_of(name).len();
+        ports.insert(name.to_string(), (0..n).map(|i| next + i as u16).collect());
+        next += 100;
+    }
+    translate(
+        &loaded.spec,
+        &Layout {
+            rds_dir: PathBuf::from("/state/xds/rds"),
+            access_log: PathBuf::from("/state/access.log"),
+            replica_ports: ports,
+        },
+    )
+}
+
+fn routes(c: &EnvoyConfig, name: &str) -> Value {
+    c.routes[name]["virtual_hosts"].clone()
+}
+
+macro_rules! snap {
+    ($name:expr, $value:expr) => {
+        insta::with_settings!({filters => vec![(r"\b1[0-9]{4}\b", "[PORT]")]}, {
+            insta::assert_yaml_snapshot!($name, $value);
+        })
+    };
+}
+
+#[test]
+fn faults_percentages_and_the_listener_fault_filter() {
+    let c = config(&format!(
+        "{HEAD}  - name: web\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: web}}\nspec:\n  hosts: [web]\n  gateways: [gw]\n  http:\n  - name: both\n    match: [{{headers: {{x-test: {{exact: both}}}}}}]\n    fault:\n      delay: {{fixedDelay: 1.5s, percentage: {{value: 33.33333}}}}\n      abort: {{httpStatus: 503, percentage: {{value: 0.0001}}}}\n    route: [{{destination: {{host: web}}}}]\n  - name: legacy\n    match: [{{uri: {{prefix: /legacy}}}}]\n    fault:\n      delay: {{fixedDelay: 200ms, percent: 10}}\n      abort: {{grpcStatus: UNAVAILABLE, percentage: {{value: 100}}}}\n    route: [{{destination: {{host: web}}}}]\n  - name: no-percentage\n    fault: {{abort: {{httpStatus: 500}}}}\n    route: [{{destination: {{host: web}}}}]\n"
+    ));
+    let vh = routes(&c, "ingress");
+    let both = &vh[0]["routes"][0]["typed_per_filter_config"]["envoy.filters.http.fault"];
+    // istiod: uint32(value * 10000), truncated, per million.
+    assert_eq!(both["delay"]["percentage"]["numerator"], 333333);
+    assert_eq!(both["abort"]["percentage"]["numerator"], 1);
+    assert_eq!(both["delay"]["percentage"]["denominator"], "MILLION");
+    let legacy = &vh[0]["routes"][1]["typed_per_filter_config"]["envoy.filters.http.fault"];
+    assert_eq!(legacy["delay"]["percentage"]["denominator"], "HUNDRED");
+    assert_eq!(legacy["abort"]["grpc_status"], 14);
+    // Every HTTP listener has an empty fault filter before the router.
+    for l in &c.listeners {
+        let filters = &l["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"];
+        assert_eq!(filters[0]["name"], "envoy.filters.http.fault");
+        assert_eq!(filters[1]["name"], "envoy.filters.http.router");
+    }
+    snap!("faults", &vh);
+    snap!("ingress_listener", &c.listeners[0]);
+}
+
+#[test]
+fn retries_and_timeouts_as_istio_converts_them() {
+    let c = config(&format!(
+        "{HEAD}  - name: api\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: api}}\nspec:\n  hosts: [api]\n  http:\n  - name: default-policy\n    match: [{{uri: {{exact: /a}}}}]\n    route: [{{destination: {{host: api}}}}]\n  - name: disabled\n    match: [{{uri: {{exact: /b}}}}]\n    retries: {{attempts: 0}}\n    timeout: 0s\n    route: [{{destination: {{host: api}}}}]\n  - name: custom\n    match: [{{uri: {{regex: '/c/[0-9]+'}}}}]\n    retries: {{attempts: 3, perTryTimeout: 250ms, retryOn: '5xx,connect-failure,503,429', retryRemoteLocalities: true}}\n    timeout: 2s\n    route: [{{destination: {{host: api}}}}]\n  - name: only-attempts\n    retries: {{attempts: 5}}\n    route: [{{destination: {{host: api}}}}]\n"
+    ));
+    let vh = routes(&c, "mesh");
+    let r = &vh[0]["routes"];
+    let p0 = &r[0]["route"]["retry_policy"];
+    assert_eq!(p0["num_retries"], 2);
+    assert_eq!(
+        p0["retry_on"],
+        "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+    );
+    assert_eq!(p0["host_selection_retry_max_attempts"], 5);
+    assert_eq!(
+        p0["retry_host_predicate"][0]["name"],
+        "envoy.retry_host_predicates.previous_hosts"
+    );
+    assert_eq!(
+        r[0]["route"]["timeout"], "0s",
+        "Istio's default: no timeout"
+    );
+    assert!(
+        r[1]["route"].get("retry_policy").is_none(),
+        "attempts 0: none"
+    );
+    let p2 = &r[2]["route"]["retry_policy"];
+    assert_eq!(p2["retry_on"], "5xx,connect-failure,retriable-status-codes");
+    assert_eq!(p2["retriable_status_codes"], serde_json::json!([503, 429]));
+    assert_eq!(p2["per_try_timeout"], "0.250s");
+    assert_eq!(r[2]["route"]["timeout"], "2s");
+    assert_eq!(r[3]["route"]["retry_policy"]["num_retries"], 5);
+    // Istio's circuit breaker: max_retries 2^32-1 (Envoy's default 3 overflows).
+    assert_eq!(
+        c.clusters[0]["circuit_breakers"]["thresholds"][0]["max_retries"],
+        4294967295u64
+    );
+    snap!("retries_timeouts", &vh);
+    snap!("clusters_circuit_breaker", &c.clusters);
+}
+
+#[test]
+fn matches_weights_subsets_and_gateway_binding() {
+    let c = config(&format!(
+        "{HEAD}  - name: reviews\n    replicas: 2\n    labels: {{version: v1}}\n  - name: reviews\n    labels: {{version: v2}}\n  - name: productpage\n---\n{}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: productpage}}\nspec:\n  hosts: [productpage]\n  gateways: [bookinfo-gateway, mesh]\n  http:\n  - match:\n    - uri: {{exact: /productpage}}\n    - uri: {{prefix: /static}}\n      headers: {{end-user: {{regex: 'j.*'}}, x-any: {{prefix: ''}}}}\n    route: [{{destination: {{host: productpage, port: {{number: 80}}}}}}]\n",
+        std::fs::read_to_string(crate::common::data("bookinfo-reviews.yaml")).expect("fixture")
+    ));
+    // reviews v3 has no replica here: said, not silently routed to nothing.
+    assert_eq!(c.warnings.len(), 1, "{:#?}", c.warnings);
+    assert!(c.warnings[0].contains("subset v3 of reviews selects no replica"));
+    let ingress = routes(&c, "ingress");
+    let mesh = routes(&c, "mesh");
+    // productpage lists a gateway and mesh: both hops; reviews has no gateways: mesh only.
+    assert_eq!(ingress.as_array().map(Vec::len), Some(1));
+    assert_eq!(ingress[0]["name"], "default/productpage");
+    let names: Vec<&str> = mesh
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(names, ["bookinfo/reviews", "default/productpage"]);
+    // Two match clauses: two Envoy routes with the same action, in order.
+    assert_eq!(ingress[0]["routes"][0]["match"]["path"], "/productpage");
+    assert_eq!(ingress[0]["routes"][1]["match"]["prefix"], "/static");
+    // Subsets: v1 has two replicas, v2 one, v3 none.
+    let eps = |name: &str| {
+        c.clusters.iter().find(|x| x["name"] == name).map(|x| {
+            x["load_assignment"]["endpoints"][0]["lb_endpoints"]
+                .as_array()
+                .map_or(0, Vec::len)
+        })
+    };
+    assert_eq!(eps("outbound|80|v1|reviews"), Some(2));
+    assert_eq!(eps("outbound|80|v2|reviews"), Some(1));
+    assert_eq!(eps("outbound|80||reviews"), Some(3));
+    snap!("matches_weights_subsets_mesh", &mesh);
+    snap!("matches_weights_subsets_ingress", &ingress);
+}
+
+#[test]
+fn gateway_only_virtual_service_is_not_on_sidecars_and_unknowns_warn() {
+    let c = config(&format!(
+        "{HEAD}  - name: web\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: web}}\nspec:\n  hosts: [web]\n  gateways: [gw]\n  http:\n  - route: [{{destination: {{host: web, subset: v9}}}}]\n  - route: [{{destination: {{host: elsewhere}}}}]\n"
+    ));
+    let mesh = routes(&c, "mesh");
+    // The sidecars get Istio's default route for web, not the gateway's VirtualService.
+    assert_eq!(mesh[0]["name"], "web:80");
+    assert_eq!(mesh[0]["routes"][0]["route"]["cluster"], "outbound|80||web");
+    let w = c.warnings.join("\n");
+    assert!(w.contains("subset v9"), "{w}");
+    assert!(w.contains("host elsewhere"), "{w}");
+    snap!("default_sidecar_route", &mesh);
+}
