@@ -52,6 +52,8 @@ pub struct Applied {
 }
 
 /// The outcome of a rollback.
+// Returned once per rollback, never stored in bulk: boxing the record buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Cleared {
     /// The object carries no drill record: nothing to do.

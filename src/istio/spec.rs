@@ -70,6 +70,16 @@ pub enum Change {
 }
 
 impl Change {
+    /// The route fields this change sets (what the drill record owns).
+    pub fn owned_fields(&self) -> &'static [&'static str] {
+        match self {
+            Change::Delay(_) | Change::Abort(_) => &["fault"],
+            Change::Retries { timeout: None, .. } => &["retries"],
+            Change::Retries { .. } => &["retries", "timeout"],
+            Change::Timeout(_) => &["timeout"],
+        }
+    }
+
     /// Rewrites one HTTP route (a JSON object) in place.
     pub fn apply_to_route(&self, route: &mut Map<String, Value>) {
         match self {

@@ -2,14 +2,20 @@
 //!
 //! A change is planned against the object *as read*. The forward patch tests every
 //! route it touches (and `metadata.resourceVersion` when there is one) before changing
-//! it, so a concurrent edit makes the patch fail instead of being overwritten. The
-//! inverse — which restores each touched route exactly as it was before meshdrill first
-//! changed it — is recorded on the object itself in the [`ANNOTATION`] annotation,
-//! together with who made the change and when it expires. The same record serves a
-//! manifest file, a cluster object and the local mesh.
+//! it, so a concurrent edit makes the patch fail instead of being overwritten.
+//!
+//! The record — kept on the object itself in the [`ANNOTATION`] annotation, with who
+//! made the change and when it expires — holds, for each touched route, only what
+//! meshdrill owns there: the `fault`, `retries` or `timeout` value it set and the value
+//! before. It also holds the inverse patch as of the last change. A rollback re-locates
+//! each route (by name, else by its owned values), tests only the owned values, and
+//! restores them: an operator who edits a weight or inserts a route during a drill does
+//! not block the rollback, while an edit to meshdrill's own fault is a conflict. The
+//! same record serves a manifest file, a cluster object and the local mesh.
 //!
 //! Changes stack: a delay added to a route that meshdrill already aborted keeps the
-//! abort, and the record still restores the route as it was before either.
+//! abort, and the record still restores the route as it was before either. A stacked
+//! record keeps the earliest expiry and the owner of a running holder.
 
 use std::time::Duration;
 
@@ -51,6 +57,9 @@ pub enum PlanError {
         "{object}: conflict: {detail}; nothing was changed. Inspect the object, then re-run, or remove the {ANNOTATION} annotation by hand to keep the current routes"
     )]
     Conflict { object: String, detail: String },
+    /// The record or patch would exceed what the Kubernetes API server accepts.
+    #[error("{object}: {what}: select fewer routes (--route, --route-index, --destination)")]
+    TooLarge { object: String, what: String },
     /// The planner produced a patch that does not yield the planned object (a bug).
     #[error("{object}: internal error: planned patch does not apply: {reason}")]
     Internal { object: String, reason: String },
@@ -97,11 +106,50 @@ fn uid_label() -> Option<String> {
 /// One applied change, as listed in the record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangeNote {
-    /// Indices into `spec.http`.
+    /// Indices into `spec.http` when the change was made.
     pub routes: Vec<usize>,
     /// Human summary, e.g. `abort HTTP 503 on 50%`.
     pub change: String,
     pub at: jiff::Timestamp,
+    /// Who made this change (the record's `owner` may be an earlier holder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
+    /// The expiry this change asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<jiff::Timestamp>,
+}
+
+/// A route field meshdrill owns: the value it set, and the value before (absent = the
+/// field was not there).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Owned {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    pub after: Value,
+}
+
+/// What meshdrill owns on one route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteRecord {
+    /// Index in `spec.http` at the last change.
+    pub index: usize,
+    /// The route's `name`, used to find it again if routes move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Match conditions and destinations when changed (see `fingerprint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// `fault`, `retries`, `timeout`: only the fields meshdrill changed, each an
+    /// [`Owned`] `{before, after}`.
+    pub fields: Map<String, Value>,
+}
+
+impl RouteRecord {
+    fn owned(&self) -> impl Iterator<Item = (&str, Result<Owned, serde_json::Error>)> {
+        self.fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), serde_json::from_value::<Owned>(v.clone())))
+    }
 }
 
 /// What meshdrill keeps on an object it changed.
@@ -111,9 +159,15 @@ pub struct DrillRecord {
     pub run_id: String,
     pub owner: Owner,
     pub started: jiff::Timestamp,
+    /// The earliest expiry of the stacked changes.
     pub expires: jiff::Timestamp,
     pub changes: Vec<ChangeNote>,
-    /// Restores every changed route (`test` ops first); touches only `/spec`.
+    /// `spec.http` length at the last change.
+    pub http_len: usize,
+    /// What meshdrill owns on each route it changed.
+    pub routes: Vec<RouteRecord>,
+    /// The inverse as of the last change: `test` then restore each owned field, at the
+    /// route indices of that time. A rollback rebuilds it if routes have moved.
     pub inverse: Patch,
     /// `metadata.annotations` did not exist before meshdrill added it.
     #[serde(default)]
@@ -253,6 +307,107 @@ fn rv_test(obj: &Value) -> Option<Value> {
         .map(|rv| json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv}))
 }
 
+/// Kubernetes refuses objects whose annotations total more than this (apimachinery's
+/// `TotalAnnotationSizeLimitB`).
+pub const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
+/// The API server refuses JSON patches with more operations than this.
+pub const MAX_PATCH_OPS: usize = 10_000;
+
+fn route_name(route: &Value) -> Option<String> {
+    route
+        .get("name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// A stable fingerprint of what identifies a route besides its name: its match
+/// conditions and destinations (hosts, subsets, ports — not weights, which operators
+/// tune during incidents). FNV-1a over the canonical JSON.
+fn fingerprint(route: &Value) -> String {
+    let dests: Vec<&Value> = route
+        .get("route")
+        .and_then(Value::as_array)
+        .map(|ds| ds.iter().filter_map(|d| d.get("destination")).collect())
+        .unwrap_or_default();
+    let key = json!({"match": route.get("match"), "destinations": dests}).to_string();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn owned_values(rr: &RouteRecord) -> Result<Vec<(&str, Owned)>, String> {
+    rr.owned()
+        .map(|(k, o)| {
+            o.map(|o| (k, o))
+                .map_err(|e| format!("route entry {k}: {e}"))
+        })
+        .collect()
+}
+
+/// Finds the route `rr` describes in `http` now: by its name when unique; else among
+/// routes whose match/destinations and owned fields are as meshdrill left them — its
+/// old index when the route count is unchanged, or the only such route.
+fn locate(http: &[Value], rr: &RouteRecord, http_len: usize) -> Result<usize, String> {
+    let owned = owned_values(rr)?;
+    if let Some(name) = &rr.name {
+        let named: Vec<usize> = (0..http.len())
+            .filter(|&i| route_name(&http[i]).as_deref() == Some(name))
+            .collect();
+        match named.as_slice() {
+            [i] => return Ok(*i),
+            [] => {
+                return Err(format!(
+                    "route {name:?} (spec.http[{}] when meshdrill changed it) is gone",
+                    rr.index
+                ));
+            }
+            _ => {}
+        }
+    }
+    let as_left = |r: &Value| {
+        owned.iter().all(|(k, o)| r.get(*k) == Some(&o.after))
+            && rr
+                .fingerprint
+                .as_deref()
+                .is_none_or(|f| f == fingerprint(r))
+    };
+    let candidates: Vec<usize> = (0..http.len()).filter(|&i| as_left(&http[i])).collect();
+    if http.len() == http_len && candidates.contains(&rr.index) {
+        return Ok(rr.index);
+    }
+    let fields: Vec<&str> = owned.iter().map(|(k, _)| *k).collect();
+    match candidates.as_slice() {
+        [i] => Ok(*i),
+        [] => Err(format!(
+            "spec.http[{}] (as meshdrill left it) is no longer there: the route was removed, its match or destinations changed, or meshdrill's {} on it was edited",
+            rr.index,
+            fields.join("/")
+        )),
+        _ => Err(format!(
+            "routes were added or removed and {} unnamed routes look like spec.http[{}] did; name the routes to let meshdrill tell them apart",
+            candidates.len(),
+            rr.index
+        )),
+    }
+}
+
+/// Ops that test each owned field of `rr` at route `i` and restore its old value.
+fn restore_ops(i: usize, rr: &RouteRecord) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    for (k, o) in owned_values(rr)? {
+        let path = format!("/spec/http/{i}/{}", escape_pointer(k));
+        out.push(json!({"op": "test", "path": path, "value": o.after}));
+        match o.before {
+            None => out.push(json!({"op": "remove", "path": path})),
+            Some(b) => out.push(json!({"op": "replace", "path": path, "value": b})),
+        }
+    }
+    Ok(out)
+}
+
 /// Plans `change` on the routes `selector` picks.
 pub fn plan_change(
     obj: &Value,
@@ -274,37 +429,75 @@ pub fn plan_change(
             routes: describe_routes(current),
         });
     }
-
-    // The routes as they were before meshdrill touched them.
-    let existing = read_record(obj)?;
-    let original: Vec<Value> = match &existing {
-        Some(rec) => {
-            let restored = apply(obj, &rec.inverse).map_err(|e| PlanError::Conflict {
-                object: object.clone(),
-                detail: format!(
-                    "the routes meshdrill changed earlier (run {}) were edited since: {e}",
-                    rec.run_id
-                ),
-            })?;
-            http_routes(&restored, &object)?.clone()
-        }
-        None => current.clone(),
+    let conflict = |detail: String| PlanError::Conflict {
+        object: object.clone(),
+        detail,
     };
 
-    let mut new_routes = current.clone();
-    for &i in &indices {
-        if let Value::Object(route) = &mut new_routes[i] {
-            change.apply_to_route(route);
-        } else {
-            return Err(PlanError::Conflict {
-                object,
-                detail: format!("spec.http[{i}] is not a mapping"),
-            });
+    // What earlier changes own, found again in the object as it is now.
+    let existing = read_record(obj)?;
+    let mut routes: Vec<RouteRecord> = Vec::new();
+    if let Some(rec) = &existing {
+        for rr in &rec.routes {
+            let at = |d: String| conflict(format!("{d} (run {}, {})", rec.run_id, rec.started));
+            let i = locate(current, rr, rec.http_len).map_err(at)?;
+            for (k, o) in owned_values(rr).map_err(at)? {
+                if current[i].get(k) != Some(&o.after) {
+                    return Err(at(format!(
+                        "meshdrill's {k} on spec.http[{i}] was edited since it was set"
+                    )));
+                }
+            }
+            let mut rr = rr.clone();
+            rr.index = i;
+            routes.push(rr);
         }
     }
 
+    let mut new_routes = current.clone();
+    for &i in &indices {
+        let Value::Object(route) = &mut new_routes[i] else {
+            return Err(conflict(format!("spec.http[{i}] is not a mapping")));
+        };
+        change.apply_to_route(route);
+        let pos = match routes.iter().position(|r| r.index == i) {
+            Some(p) => p,
+            None => {
+                routes.push(RouteRecord {
+                    index: i,
+                    name: route_name(&current[i]),
+                    fingerprint: Some(fingerprint(&current[i])),
+                    fields: Map::new(),
+                });
+                routes.len() - 1
+            }
+        };
+        let rr = &mut routes[pos];
+        for key in change.owned_fields() {
+            let Some(after) = route.get(*key).cloned() else {
+                continue;
+            };
+            let before = match rr.fields.get(*key) {
+                Some(v) => {
+                    serde_json::from_value::<Owned>(v.clone())
+                        .map_err(|e| conflict(format!("unreadable record entry: {e}")))?
+                        .before
+                }
+                None => current[i].get(*key).cloned(),
+            };
+            let owned = serde_json::to_value(Owned { before, after })
+                .map_err(|e| conflict(e.to_string()))?;
+            rr.fields.insert((*key).to_string(), owned);
+        }
+    }
+    routes.sort_by_key(|r| r.index);
+
+    let mut inverse = Vec::new();
+    for rr in &routes {
+        inverse.extend(restore_ops(rr.index, rr).map_err(&conflict)?);
+    }
     let ttl = jiff::SignedDuration::try_from(meta.ttl).unwrap_or(jiff::SignedDuration::MAX);
-    let expires = meta.now.checked_add(ttl).unwrap_or(jiff::Timestamp::MAX);
+    let asked = meta.now.checked_add(ttl).unwrap_or(jiff::Timestamp::MAX);
     let mut changes = existing
         .as_ref()
         .map(|r| r.changes.clone())
@@ -313,14 +506,24 @@ pub fn plan_change(
         routes: indices.clone(),
         change: change.to_string(),
         at: meta.now,
+        owner: Some(meta.owner.clone()),
+        expires: Some(asked),
     });
+    // A running holder (pid != 0) stays the owner, so `recover --orphans` still sees
+    // it die; the earliest expiry wins, so stacking never makes a fault live longer.
+    let (run_id, owner) = match &existing {
+        Some(r) if r.owner.pid != 0 => (r.run_id.clone(), r.owner.clone()),
+        _ => (meta.run_id.clone(), meta.owner.clone()),
+    };
     let record = DrillRecord {
-        run_id: meta.run_id.clone(),
-        owner: meta.owner.clone(),
+        run_id,
+        owner,
         started: existing.as_ref().map(|r| r.started).unwrap_or(meta.now),
-        expires,
+        expires: existing.as_ref().map_or(asked, |r| r.expires.min(asked)),
         changes,
-        inverse: ops(route_ops(&new_routes, &original)),
+        http_len: current.len(),
+        routes,
+        inverse: ops(inverse),
         created_annotations: match &existing {
             Some(r) => r.created_annotations,
             None => annotations.is_none(),
@@ -330,6 +533,24 @@ pub fn plan_change(
         object: object.clone(),
         reason: e.to_string(),
     })?;
+    let others: usize = annotations
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| *k != ANNOTATION)
+                .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                .sum()
+        })
+        .unwrap_or(0);
+    if others + ANNOTATION.len() + record_json.len() > MAX_ANNOTATIONS_BYTES {
+        return Err(PlanError::TooLarge {
+            object,
+            what: format!(
+                "the drill record would be {} bytes; with the other annotations that exceeds the API server's {MAX_ANNOTATIONS_BYTES}-byte limit on annotations",
+                record_json.len()
+            ),
+        });
+    }
 
     let mut fwd: Vec<Value> = rv_test(obj).into_iter().collect();
     fwd.extend(route_ops(current, &new_routes));
@@ -342,16 +563,25 @@ pub fn plan_change(
         Some(Value::Object(_)) => {
             fwd.push(json!({"op": "add", "path": ann, "value": record_json}));
         }
+        Some(Value::Null) | None => {
+            let mut m = Map::new();
+            m.insert(ANNOTATION.into(), Value::String(record_json));
+            fwd.push(json!({"op": "add", "path": "/metadata/annotations", "value": m}));
+        }
         Some(_) => {
             return Err(PlanError::NoMetadata {
                 object: format!("{object} (metadata.annotations is not a mapping)"),
             });
         }
-        None => {
-            let mut m = Map::new();
-            m.insert(ANNOTATION.into(), Value::String(record_json));
-            fwd.push(json!({"op": "add", "path": "/metadata/annotations", "value": m}));
-        }
+    }
+    if fwd.len() > MAX_PATCH_OPS {
+        return Err(PlanError::TooLarge {
+            object,
+            what: format!(
+                "the patch would have {} operations; the API server accepts at most {MAX_PATCH_OPS}",
+                fwd.len()
+            ),
+        });
     }
     let patch = ops(fwd);
     let after = apply(obj, &patch).map_err(|e| PlanError::Internal {
@@ -377,8 +607,13 @@ fn route_warnings(obj: &Value, indices: &[usize]) -> Vec<String> {
         .iter()
         .filter_map(|&i| {
             let r = http.get(i)?;
-            let has_fault = r.get("fault").is_some_and(|f| f.as_object().is_some_and(|m| !m.is_empty()));
-            let retries = r.pointer("/retries/attempts").and_then(Value::as_i64).unwrap_or(0);
+            let has_fault = r
+                .get("fault")
+                .is_some_and(|f| f.as_object().is_some_and(|m| !m.is_empty()));
+            let retries = r
+                .pointer("/retries/attempts")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             (has_fault && retries > 0).then(|| {
                 let name = r.get("name").and_then(Value::as_str).unwrap_or("-");
                 format!(
@@ -391,20 +626,26 @@ fn route_warnings(obj: &Value, indices: &[usize]) -> Vec<String> {
 }
 
 /// Plans the rollback of everything meshdrill changed on `obj`; `None` when there is
-/// no drill record.
+/// no drill record. Routes are found again even if others were added, removed or
+/// edited meanwhile; only meshdrill's own fields are tested and restored.
 pub fn plan_clear(obj: &Value) -> Result<Option<ClearPlan>, PlanError> {
     let object = object_label(obj);
     let Some(record) = read_record(obj)? else {
         return Ok(None);
     };
+    let conflict = |detail: String| PlanError::Conflict {
+        object: object.clone(),
+        detail: format!("{detail} (run {}, {})", record.run_id, record.started),
+    };
+    let current = obj
+        .pointer("/spec/http")
+        .and_then(Value::as_array)
+        .ok_or_else(|| conflict("spec.http was removed since meshdrill changed it".into()))?;
     let mut all: Vec<Value> = rv_test(obj).into_iter().collect();
-    all.extend(
-        record
-            .inverse
-            .0
-            .iter()
-            .filter_map(|o| serde_json::to_value(o).ok()),
-    );
+    for rr in &record.routes {
+        let i = locate(current, rr, record.http_len).map_err(&conflict)?;
+        all.extend(restore_ops(i, rr).map_err(&conflict)?);
+    }
     let ann = annotation_pointer();
     all.push(json!({"op": "test", "path": ann, "value": obj.pointer(&ann)}));
     let only_ours = obj
@@ -417,10 +658,7 @@ pub fn plan_clear(obj: &Value) -> Result<Option<ClearPlan>, PlanError> {
         all.push(json!({"op": "remove", "path": ann}));
     }
     let patch = ops(all);
-    let after = apply(obj, &patch).map_err(|e| PlanError::Conflict {
-        object: object.clone(),
-        detail: conflict_detail(obj, &record, &e),
-    })?;
+    let after = apply(obj, &patch).map_err(|e| conflict(conflict_detail(obj, &patch, &e)))?;
     Ok(Some(ClearPlan {
         patch,
         after,
@@ -428,9 +666,9 @@ pub fn plan_clear(obj: &Value) -> Result<Option<ClearPlan>, PlanError> {
     }))
 }
 
-/// Says which route differs from what meshdrill left there.
-fn conflict_detail(obj: &Value, record: &DrillRecord, err: &json_patch::PatchError) -> String {
-    for o in &record.inverse.0 {
+/// Says which tested value differs from what meshdrill left there.
+fn conflict_detail(obj: &Value, patch: &Patch, err: &json_patch::PatchError) -> String {
+    for o in &patch.0 {
         if let json_patch::PatchOperation::Test(t) = o {
             let path = t.path.to_string();
             let now = obj.pointer(&path);
@@ -446,10 +684,7 @@ fn conflict_detail(obj: &Value, record: &DrillRecord, err: &json_patch::PatchErr
                         format!("was edited at {}", fields.join(", "))
                     }
                 };
-                return format!(
-                    "{path} {what} since meshdrill changed it (run {}, {})",
-                    record.run_id, record.started
-                );
+                return format!("{path} {what} since meshdrill changed it");
             }
         }
     }

@@ -216,7 +216,12 @@ fn arb_vs() -> impl Strategy<Value = Value> {
         )),
         proptest::option::of("[0-9]{1,4}"),
     )
-        .prop_map(|(http, ann, rv)| {
+        .prop_map(|(mut http, ann, rv)| {
+            // Real routes differ in their match conditions; the last may be a catch-all.
+            let n = http.len();
+            for (i, r) in http.iter_mut().enumerate().take(n.saturating_sub(1)) {
+                r["match"] = json!([{"uri": {"prefix": format!("/r{i}<&>")}}]);
+            }
             let mut meta = serde_json::Map::new();
             meta.insert("name".into(), json!("vs"));
             if let Some(a) = ann {
@@ -290,22 +295,174 @@ proptest! {
         }
     }
 
-    /// A route edited after the change makes the inverse's `test` ops fail.
+    /// An edit to a field meshdrill owns makes the rollback a conflict; the forward
+    /// patch no longer applies to an object edited before it was sent.
     #[test]
     fn stale_object_fails_the_tests(obj in arb_vs(), ch in arb_change(), idx in 0usize..6) {
         let Ok(plan) = plan_change(&obj, &RouteSelector::All, &ch, &meta()) else { return Ok(()) };
         let n = plan.after["spec"]["http"].as_array().map_or(0, Vec::len);
         let i = idx % n;
-        if !plan.routes.contains(&i) || plan.after["spec"]["http"][i] == obj["spec"]["http"][i] {
-            return Ok(());
-        }
+        let field = ch.owned_fields()[0];
         let mut stale = plan.after.clone();
-        stale["spec"]["http"][i]["timeout"] = json!("123s");
+        stale["spec"]["http"][i][field] = json!("edited");
         let conflict = matches!(plan_clear(&stale), Err(PlanError::Conflict { .. }));
         prop_assert!(conflict, "clear of a stale object must conflict");
-        // and the forward patch no longer applies to the edited object either
-        let mut edited = obj.clone();
-        edited["spec"]["http"][i]["timeout"] = json!("123s");
-        prop_assert!(apply(&edited, &plan.patch).is_err());
+        // a route the change really alters is guarded by a test of the route as read
+        if plan.after["spec"]["http"][i] != obj["spec"]["http"][i] {
+            let mut edited = obj.clone();
+            edited["spec"]["http"][i]["x-edit"] = json!(1);
+            prop_assert!(apply(&edited, &plan.patch).is_err());
+        }
     }
+
+    /// Operator edits that leave meshdrill's fields alone — a new route inserted
+    /// anywhere, another field set on any route — survive the rollback:
+    /// clear(edit(apply(obj))) == edit(obj).
+    #[test]
+    fn operator_edits_survive_clear(
+        obj in arb_vs(),
+        changes in proptest::collection::vec((arb_selector(), arb_change()), 1..3),
+        insert_at in 0usize..7,
+        edit_at in 0usize..7,
+    ) {
+        let mut cur = obj.clone();
+        for (sel, ch) in &changes {
+            if let Ok(plan) = plan_change(&cur, sel, ch, &meta()) {
+                cur = plan.after;
+            }
+        }
+        let edit = |v: &mut Value| {
+            let http = v["spec"]["http"].as_array_mut().expect("http");
+            let k = edit_at % http.len();
+            http[k]["x-operator"] = json!({"weight-tuned": true});
+            let at = insert_at % (http.len() + 1);
+            http.insert(at, json!({"name": "zz-inserted", "match": [{"uri": {"exact": "/new"}}],
+                                   "route": [{"destination": {"host": "canary"}}]}));
+        };
+        let mut expected = obj.clone();
+        edit(&mut expected);
+        let mut edited = cur.clone();
+        edit(&mut edited);
+        match plan_clear(&edited).expect("clear plans despite the edits") {
+            Some(c) => prop_assert_eq!(c.after, expected),
+            None => prop_assert_eq!(edited, expected),
+        }
+    }
+}
+
+#[test]
+fn clear_survives_a_weight_edit_and_a_route_inserted_in_front() {
+    let obj = vs();
+    let plan = plan_change(
+        &obj,
+        &RouteSelector::Name("rest".into()),
+        &abort(50.0),
+        &meta(),
+    )
+    .expect("plan");
+    let mut edited = plan.after.clone();
+    edited["spec"]["http"][1]["route"][0]["weight"] = json!(100);
+    edited["spec"]["http"].as_array_mut().expect("http").insert(
+        0,
+        json!({"name": "canary", "route": [{"destination": {"host": "reviews", "subset": "v3"}}]}),
+    );
+    let clear = plan_clear(&edited).expect("clear").expect("record");
+    let routes = &clear.after["spec"]["http"];
+    assert_eq!(routes[0]["name"], "canary", "inserted route kept");
+    assert_eq!(
+        routes[2]["route"][0]["weight"], 100,
+        "operator's weight kept"
+    );
+    assert!(
+        routes[2].get("fault").is_none(),
+        "fault removed: {}",
+        routes[2]
+    );
+    assert_eq!(
+        routes[1], obj["spec"]["http"][0],
+        "the other route untouched"
+    );
+}
+
+#[test]
+fn identical_unnamed_routes_after_an_insert_are_refused_not_guessed() {
+    let mut obj = vs();
+    let r = json!({"route": [{"destination": {"host": "reviews"}}]});
+    obj["spec"]["http"] = json!([r.clone(), r.clone()]);
+    let plan = plan_change(&obj, &RouteSelector::Index(1), &abort(50.0), &meta()).expect("plan");
+    // without moves, the index is trusted
+    assert_eq!(
+        plan_clear(&plan.after).expect("clear").expect("rec").after,
+        obj
+    );
+    let mut moved = plan.after.clone();
+    moved["spec"]["http"]
+        .as_array_mut()
+        .expect("http")
+        .insert(0, json!({"name": "x", "route": []}));
+    // one candidate carries the fault, so it is found even though routes moved
+    let c = plan_clear(&moved).expect("clear").expect("rec");
+    assert!(c.after["spec"]["http"][2].get("fault").is_none());
+    // both identical routes faulted, then routes moved: which is which cannot be told
+    let both = plan_change(&obj, &RouteSelector::All, &abort(50.0), &meta()).expect("plan");
+    let mut moved = both.after.clone();
+    moved["spec"]["http"]
+        .as_array_mut()
+        .expect("http")
+        .insert(0, json!({"name": "x", "route": []}));
+    let err = plan_clear(&moved).expect_err("ambiguous");
+    assert!(err.to_string().contains("name the routes"), "{err}");
+}
+
+#[test]
+fn stacking_keeps_the_earliest_expiry_and_a_running_holder() {
+    let mut holder = meta();
+    holder.owner.pid = 4242;
+    holder.ttl = Duration::from_secs(120);
+    let p1 = plan_change(&vs(), &RouteSelector::All, &abort(10.0), &holder).expect("p1");
+    let mut later = meta();
+    later.owner.pid = 0;
+    later.run_id = "run2".into();
+    later.ttl = Duration::from_secs(86_400);
+    let p2 = plan_change(&p1.after, &RouteSelector::All, &delay(), &later).expect("p2");
+    assert_eq!(
+        p2.record.expires, p1.record.expires,
+        "a stacked change never extends the fault"
+    );
+    assert_eq!(
+        p2.record.owner.pid, 4242,
+        "the running holder stays the owner"
+    );
+    assert_eq!(p2.record.run_id, "run1");
+    assert_eq!(p2.record.changes[1].owner.as_ref().map(|o| o.pid), Some(0));
+}
+
+#[test]
+fn a_record_too_large_for_the_api_server_is_refused() {
+    let mut obj = vs();
+    let big: Vec<Value> = (0..3000)
+        .map(|i| json!({"name": format!("route-{i}"), "route": [{"destination": {"host": "reviews"}}]}))
+        .collect();
+    obj["spec"]["http"] = Value::Array(big);
+    let err = plan_change(&obj, &RouteSelector::All, &abort(50.0), &meta()).expect_err("too large");
+    assert!(matches!(err, PlanError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("select fewer routes"), "{err}");
+    // one route of the same object is fine
+    assert!(
+        plan_change(
+            &obj,
+            &RouteSelector::Name("route-7".into()),
+            &abort(50.0),
+            &meta()
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn null_annotations_are_treated_as_absent() {
+    let mut obj = vs();
+    obj["metadata"]["annotations"] = Value::Null;
+    let plan = plan_change(&obj, &RouteSelector::All, &abort(50.0), &meta()).expect("plan");
+    assert!(plan.after["metadata"]["annotations"].is_object());
 }
