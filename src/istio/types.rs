@@ -350,7 +350,26 @@ impl RetryOn {
     }
 }
 
-const RETRY_ON_ALLOWED: &str = "comma-separated, no spaces; each token one of 5xx, gateway-error, reset, reset-before-request, connect-failure, envoy-ratelimited, retriable-4xx, refused-stream, retriable-status-codes, retriable-headers, http3-post-connect-failure, cancelled, deadline-exceeded, internal, resource-exhausted, unavailable, or an HTTP status code (100-599)";
+const RETRY_ON_ALLOWED: &str = "comma-separated, no spaces; each token one of 5xx, gateway-error, reset, reset-before-request, connect-failure, envoy-ratelimited, retriable-4xx, refused-stream, retriable-status-codes, retriable-headers, http3-post-connect-failure, cancelled, deadline-exceeded, internal, resource-exhausted, unavailable, or a defined HTTP status code such as 503";
+
+/// The status codes Go's `net/http.StatusText` names: Istio accepts a retryOn code only
+/// if it is one of these.
+const KNOWN_STATUS_CODES: [u16; 62] = [
+    100, 101, 102, 103, 200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304,
+    305, 307, 308, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415,
+    416, 417, 418, 421, 422, 423, 424, 425, 426, 428, 429, 431, 451, 500, 501, 502, 503, 504, 505,
+    506, 507, 508, 510, 511,
+];
+
+/// A retryOn status-code token as Istio reads it (`strconv.Atoi`, so `+503` is allowed).
+fn http_status_token(tok: &str) -> Option<u16> {
+    let digits = tok.strip_prefix('+').unwrap_or(tok);
+    if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let code: u16 = digits.parse().ok()?;
+    KNOWN_STATUS_CODES.contains(&code).then_some(code)
+}
 
 impl FromStr for RetryOn {
     type Err = ValueError;
@@ -362,10 +381,7 @@ impl FromStr for RetryOn {
         for tok in s.split(',') {
             if let Some(n) = RETRY_ON_TOKENS.iter().find(|t| **t == tok) {
                 out.push(RetryCondition::Named(n));
-            } else if let Ok(code) = tok.parse::<u16>()
-                && (100..=599).contains(&code)
-                && tok.bytes().all(|b| b.is_ascii_digit())
-            {
+            } else if let Some(code) = http_status_token(tok) {
                 out.push(RetryCondition::Status(code));
             } else {
                 let why = if tok.trim() != tok {
@@ -468,5 +484,14 @@ mod tests {
         assert!("".parse::<RetryOn>().is_err());
         assert!("5xx,".parse::<RetryOn>().is_err());
         assert!("700".parse::<RetryOn>().is_err());
+        assert!(
+            "5xx,599".parse::<RetryOn>().is_err(),
+            "599 has no StatusText in Go"
+        );
+        assert!("420".parse::<RetryOn>().is_err());
+        assert_eq!(
+            "+503".parse::<RetryOn>().expect("+503").to_envoy().1,
+            vec![503]
+        );
     }
 }

@@ -77,7 +77,8 @@ impl Checker<'_> {
         ok
     }
 
-    fn duration(&mut self, p: &str, allow_zero: bool) {
+    /// A duration field: Go syntax, at least 1 ms (Istio's ValidateDuration).
+    fn duration(&mut self, p: &str) {
         let Some(v) = self.get(p).cloned() else {
             return;
         };
@@ -91,17 +92,12 @@ impl Checker<'_> {
             );
             return;
         };
-        let r = if allow_zero {
-            IstioDuration::parse_timeout(s).map(|_| ())
-        } else {
-            s.parse::<IstioDuration>().map(|_| ())
-        };
-        if let Err(e) = r {
+        if let Err(e) = s.parse::<IstioDuration>() {
             self.issue(p, e.to_string());
         }
     }
 
-    fn percentage(&mut self, base: &str) {
+    fn percentage(&mut self, base: &str, integer_percent_allowed: bool) {
         let pp = format!("{base}/percentage");
         if let Some(pv) = self.get(&pp).cloned() {
             if !self.expect_type(&pp, &pv, "a mapping {value: N}", pv.is_object()) {
@@ -128,6 +124,10 @@ impl Checker<'_> {
             }
         }
         let ip = format!("{base}/percent");
+        if !integer_percent_allowed && self.get(&ip).is_some() {
+            self.issue(&ip, "an abort has no `percent` field (Istio drops it and the abort injects nothing): use percentage: {value: N}");
+            return;
+        }
         if let Some(v) = self.get(&ip).cloned() {
             match v.as_i64() {
                 Some(n) if (0..=100).contains(&n) => {}
@@ -157,8 +157,8 @@ impl Checker<'_> {
                 if d.get("fixedDelay").is_none() {
                     self.issue(&dp, "fixedDelay is required (a duration such as \"2s\")");
                 }
-                self.duration(&format!("{dp}/fixedDelay"), false);
-                self.percentage(&dp);
+                self.duration(&format!("{dp}/fixedDelay"));
+                self.percentage(&dp, true);
             }
         }
         if let Some(a) = abort {
@@ -182,7 +182,10 @@ impl Checker<'_> {
                 if let Some(s) = a.get("httpStatus") {
                     let r = match s.as_i64() {
                         Some(n) => HttpStatus::new(n).map(|_| ()),
-                        None => s.as_str().unwrap_or("").parse::<HttpStatus>().map(|_| ()),
+                        None => Err(super::types::ValueError {
+                            value: s.to_string(),
+                            allowed: "an integer from 200 to 599 (not a string)".into(),
+                        }),
                     };
                     if let Err(e) = r {
                         self.issue(
@@ -199,7 +202,7 @@ impl Checker<'_> {
                         format!("invalid value {g}: {}", e.allowed),
                     );
                 }
-                self.percentage(&ap);
+                self.percentage(&ap, false);
             }
         }
     }
@@ -208,28 +211,39 @@ impl Checker<'_> {
         if !self.expect_type(base, r, "a mapping", r.is_object()) {
             return;
         }
-        let attempts = r.get("attempts");
-        match attempts {
-            None => {}
+        // Istio reads a missing `attempts` as 0 and an empty `retryOn` as unset.
+        let attempts = match r.get("attempts") {
+            None => Some(0),
             Some(v) => match v.as_i64() {
-                Some(n) if n >= 0 => {
-                    let others = ["perTryTimeout", "retryOn", "retryRemoteLocalities"]
-                        .iter()
-                        .any(|k| r.get(*k).is_some());
-                    if n == 0 && others {
-                        self.issue(&format!("{base}/attempts"), "attempts is 0 (no retries) but other retry fields are set: remove them or set attempts > 0");
-                    }
+                Some(n) if (0..=i64::from(i32::MAX)).contains(&n) => Some(n),
+                _ => {
+                    self.issue(
+                        &format!("{base}/attempts"),
+                        format!("invalid value {v}: attempts is an integer from 0 to 2147483647"),
+                    );
+                    None
                 }
-                _ => self.issue(
-                    &format!("{base}/attempts"),
-                    format!("invalid value {v}: attempts is an integer >= 0"),
-                ),
             },
+        };
+        let retry_on_set = r.get("retryOn").is_some_and(|v| v.as_str() != Some(""));
+        let others = retry_on_set
+            || ["perTryTimeout", "retryRemoteLocalities"]
+                .iter()
+                .any(|k| r.get(*k).is_some());
+        if attempts == Some(0) && others {
+            let at = if r.get("attempts").is_some() {
+                format!("{base}/attempts")
+            } else {
+                base.to_string()
+            };
+            self.issue(&at, "attempts is 0 (missing attempts means 0: no retries) but perTryTimeout, retryOn or retryRemoteLocalities is set: set attempts > 0 or remove them");
         }
-        self.duration(&format!("{base}/perTryTimeout"), false);
+        self.duration(&format!("{base}/perTryTimeout"));
+        self.duration(&format!("{base}/backoff"));
         if let Some(v) = r.get("retryOn") {
             let p = format!("{base}/retryOn");
             match v.as_str() {
+                Some("") => {}
                 Some(s) => {
                     if let Err(e) = s.parse::<RetryOn>() {
                         self.issue(&p, e.to_string());
@@ -263,13 +277,16 @@ impl Checker<'_> {
         {
             self.issue(&format!("{base}/name"), "expected a string");
         }
-        let has_target = ["route", "redirect", "directResponse", "delegate"]
+        let has_target = ["redirect", "directResponse", "delegate"]
             .iter()
-            .any(|k| route.get(*k).is_some());
+            .any(|k| route.get(*k).is_some())
+            || route
+                .get("route")
+                .is_some_and(|r| r.as_array().is_none_or(|a| !a.is_empty()));
         if !has_target {
             self.issue(
                 base,
-                "an HTTP route needs route, redirect, directResponse or delegate",
+                "an HTTP route needs at least one route destination, or a redirect, directResponse or delegate",
             );
         }
         if let Some(ds) = route.get("route") {
@@ -285,11 +302,13 @@ impl Checker<'_> {
                         ),
                     }
                     if let Some(w) = d.get("weight")
-                        && !w.as_i64().is_some_and(|w| (0..=100).contains(&w))
+                        && !w
+                            .as_i64()
+                            .is_some_and(|w| (0..=i64::from(i32::MAX)).contains(&w))
                     {
                         self.issue(
                             &format!("{dp}/weight"),
-                            format!("invalid value {w}: weight is an integer from 0 to 100"),
+                            format!("invalid value {w}: weight is an integer >= 0"),
                         );
                     }
                 }
@@ -308,7 +327,7 @@ impl Checker<'_> {
                 "expected a list of match conditions",
             );
         }
-        self.duration(&format!("{base}/timeout"), true);
+        self.duration(&format!("{base}/timeout"));
         if let Some(r) = route.get("retries") {
             self.retries(&format!("{base}/retries"), r);
         }
@@ -358,7 +377,16 @@ pub fn validate_virtual_service(doc: &Document) -> Vec<Issue> {
                 }
             }
         }
-        _ => c.issue("/spec/hosts", "spec.hosts needs at least one host"),
+        // No hosts: a delegate VirtualService (Istio accepts it; it is used from another).
+        None => {}
+        Some(Value::Array(_)) => {}
+        Some(other) => {
+            let t = json_type(other);
+            c.issue(
+                "/spec/hosts",
+                format!("expected a list of hosts, found {t}"),
+            );
+        }
     }
     if let Some(g) = spec.get("gateways")
         && !g.as_array().is_some_and(|a| a.iter().all(Value::is_string))
@@ -456,6 +484,53 @@ mod tests {
                 .any(|t| t.contains("exponentialDelay is not supported")),
             "{text:#?}"
         );
+    }
+
+    #[test]
+    fn rules_checked_against_istio_sources() {
+        let route = |extra: &str| format!("{HEAD}{extra}");
+        let has = |src: String, needle: &str| {
+            let text: Vec<String> = issues(&src).iter().map(ToString::to_string).collect();
+            assert!(
+                text.iter().any(|t| t.contains(needle)),
+                "{needle:?} in {text:#?}"
+            );
+        };
+        let clean = |src: String| assert_eq!(issues(&src), vec![], "{src}");
+        has(route("    timeout: 0s\n"), "spec.http[0].timeout");
+        has(
+            route("    retries: {retryOn: 5xx}\n"),
+            "missing attempts means 0",
+        );
+        clean(route("    retries: {attempts: 0, retryOn: ''}\n"));
+        clean(route("    retries: {attempts: 2, retryOn: ''}\n"));
+        has(
+            route("    retries: {attempts: 2, retryOn: '5xx,599'}\n"),
+            "retryOn",
+        );
+        has(
+            route("    retries: {attempts: 2, backoff: 0.5ms}\n"),
+            "retries.backoff",
+        );
+        has(
+            route("    fault: {abort: {httpStatus: 503, percent: 50}}\n"),
+            "abort has no `percent`",
+        );
+        clean(route("    fault: {delay: {fixedDelay: 1s, percent: 50}}\n"));
+        has(
+            route("    fault: {abort: {httpStatus: '503', percentage: {value: 5}}}\n"),
+            "not a string",
+        );
+        has(
+            route("    retries: {attempts: 3000000000}\n"),
+            "attempts is an integer",
+        );
+        let weights = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n  - route:\n    - destination: {host: a}\n      weight: 900\n    - destination: {host: b}\n      weight: 100\n";
+        clean(weights.to_string());
+        let empty = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n  - route: []\n";
+        has(empty.to_string(), "at least one route destination");
+        let delegate = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  http:\n  - route:\n    - destination: {host: a}\n";
+        clean(delegate.to_string());
     }
 
     #[test]

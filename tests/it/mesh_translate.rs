@@ -70,7 +70,7 @@ fn faults_percentages_and_the_listener_fault_filter() {
 #[test]
 fn retries_and_timeouts_as_istio_converts_them() {
     let c = config(&format!(
-        "{HEAD}  - name: api\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: api}}\nspec:\n  hosts: [api]\n  http:\n  - name: default-policy\n    match: [{{uri: {{exact: /a}}}}]\n    route: [{{destination: {{host: api}}}}]\n  - name: disabled\n    match: [{{uri: {{exact: /b}}}}]\n    retries: {{attempts: 0}}\n    timeout: 0s\n    route: [{{destination: {{host: api}}}}]\n  - name: custom\n    match: [{{uri: {{regex: '/c/[0-9]+'}}}}]\n    retries: {{attempts: 3, perTryTimeout: 250ms, retryOn: '5xx,connect-failure,503,429', retryRemoteLocalities: true}}\n    timeout: 2s\n    route: [{{destination: {{host: api}}}}]\n  - name: only-attempts\n    retries: {{attempts: 5}}\n    route: [{{destination: {{host: api}}}}]\n"
+        "{HEAD}  - name: api\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: api}}\nspec:\n  hosts: [api]\n  http:\n  - name: default-policy\n    match: [{{uri: {{exact: /a}}}}]\n    route: [{{destination: {{host: api}}}}]\n  - name: disabled\n    match: [{{uri: {{exact: /b}}}}]\n    retries: {{attempts: 0}}\n    route: [{{destination: {{host: api}}}}]\n  - name: custom\n    match: [{{uri: {{regex: '/c/[0-9]+'}}}}]\n    retries: {{attempts: 3, perTryTimeout: 250ms, retryOn: '5xx,connect-failure,503,429', retryRemoteLocalities: true}}\n    timeout: 2s\n    route: [{{destination: {{host: api}}}}]\n  - name: only-attempts\n    retries: {{attempts: 5}}\n    route: [{{destination: {{host: api}}}}]\n"
     ));
     let vh = routes(&c, "mesh");
     let r = &vh[0]["routes"];
