@@ -247,6 +247,11 @@ pub fn run_timeout(a: TimeoutArgs, out: &mut impl Write, err: &mut impl Write) -
 }
 
 pub fn run_clear(a: ClearArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
+    if a.target.selector() != RouteSelector::All {
+        return Err(Failure::input(anyhow!(
+            "clear restores every route meshdrill changed on the VirtualService, as one drill record; it takes no --route, --route-index or --destination"
+        )));
+    }
     apply(&a.target, None, out, err)
 }
 
@@ -267,6 +272,11 @@ fn apply(
     err: &mut impl Write,
 ) -> CliResult {
     if let Some(file) = &t.file {
+        if t.cluster.wait || t.cluster.dry_run {
+            return Err(Failure::input(anyhow!(
+                "--wait and --dry-run are for the cluster; with -f nothing is changed anyway: the result is printed"
+            )));
+        }
         return apply_file(file, t, change.as_ref(), out, err);
     }
     if let Some(dir) = &t.mesh {
@@ -298,6 +308,12 @@ pub fn pick_virtual_service<'a>(
         .collect();
     match (found.as_slice(), name) {
         ([d], _) => Ok(d),
+        ([], None) if !vss.is_empty() => Err(Failure::input(anyhow!(
+            "{}: no VirtualService in namespace {:?}; the file has: {}",
+            file.display(),
+            ns.unwrap_or_default(),
+            names()
+        ))),
         ([], _) if vss.is_empty() => Err(Failure::input(anyhow!(
             "{}: no VirtualService in this file",
             file.display()
@@ -341,8 +357,15 @@ fn apply_file(
     err: &mut impl Write,
 ) -> CliResult {
     let doc = load_for_change(file, t)?;
-    let located =
-        |e: crate::istio::PlanError| Failure::input(anyhow!("{}: {e}", doc.locate("/spec/http")));
+    let located = |e: crate::istio::PlanError| {
+        let at = match e {
+            crate::istio::PlanError::BadRecord { .. } => {
+                doc.locate("/metadata/annotations/meshdrill.io~1drill")
+            }
+            _ => doc.locate("/spec/http"),
+        };
+        Failure::input(anyhow!("{at}: {e}"))
+    };
     let (patch, after) = match change {
         Some(c) => {
             let plan =

@@ -5,40 +5,102 @@ use crate::common::{data, meshdrill, run, write};
 #[test]
 fn abort_then_clear_restores_the_file_exactly() {
     let dir = tempfile::tempdir().expect("tmp");
+    // The fixture as meshdrill prints it (its own YAML form): the reference text.
+    let (code, original, err) = run(meshdrill()
+        .args(["clear", "reviews", "-f"])
+        .arg(data("bookinfo-reviews.yaml"))
+        .args(["-o", "yaml"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("nothing to clear"), "{err}");
     let (code, faulted, err) = run(meshdrill()
         .args(["fault", "abort", "reviews", "-f"])
         .arg(data("bookinfo-reviews.yaml"))
-        .args([
-            "--percent",
-            "50",
-            "--status",
-            "500",
-            "--route",
-            "default",
-            "-o",
-            "yaml",
-        ]));
+        .args(["--percent", "50", "--status", "500", "--route", "default"]));
     assert_eq!(code, 0, "{err}");
     assert!(faulted.contains("httpStatus: 500"), "{faulted}");
     assert!(
         faulted.contains("fixedDelay: 7s"),
         "pre-existing delay kept: {faulted}"
     );
+    // stack a second change, then clear both
     let f = write(dir.path(), "faulted.yaml", &faulted);
+    let (code, stacked, err) = run(meshdrill().args(["retries", "-f"]).arg(&f).args([
+        "--attempts",
+        "2",
+        "--retry-on",
+        "5xx",
+        "--route",
+        "jason",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let f = write(dir.path(), "stacked.yaml", &stacked);
     let (code, cleared, err) = run(meshdrill()
         .args(["clear", "-f"])
         .arg(&f)
-        .args(["-o", "json"]));
+        .args(["-o", "yaml"]));
     assert_eq!(code, 0, "{err}");
-    let (code, original, err) = run(meshdrill()
-        .args(["clear", "reviews", "-f"])
-        .arg(data("bookinfo-reviews.yaml"))
-        .args(["-o", "json"]));
+    assert_eq!(cleared, original, "same text, same key order");
+}
+
+#[test]
+fn clear_keeps_other_annotations_and_locates_a_broken_record() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: r\n  annotations:\n    team: payments\n    kubectl.kubernetes.io/last-applied-configuration: '{}'\nspec:\n  hosts: [r]\n  http:\n  - route:\n    - destination: {host: r}\n";
+    let f = write(dir.path(), "vs.yaml", src);
+    let (_, original, _) = run(meshdrill().args(["clear", "-f"]).arg(&f));
+    let (code, faulted, err) = run(meshdrill()
+        .args(["fault", "delay", "-f"])
+        .arg(&f)
+        .args(["--fixed", "1s"]));
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("nothing to clear"), "{err}");
-    let a: serde_json::Value = serde_json::from_str(&cleared).expect("json");
-    let b: serde_json::Value = serde_json::from_str(&original).expect("json");
-    assert_eq!(a, b);
+    assert!(
+        faulted.contains("team: payments") && faulted.contains("meshdrill.io/drill"),
+        "{faulted}"
+    );
+    let g = write(dir.path(), "faulted.yaml", &faulted);
+    let (code, cleared, err) = run(meshdrill().args(["clear", "-f"]).arg(&g));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(cleared, original);
+    // a record someone mangled by hand: exit 2, located at the annotation's line
+    let broken = src.replace(
+        "    team: payments\n",
+        "    team: payments\n    meshdrill.io/drill: '{not json'\n",
+    );
+    let h = write(dir.path(), "broken.yaml", broken);
+    let (code, out, err) = run(meshdrill().args(["clear", "-f"]).arg(&h));
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty());
+    assert!(
+        err.contains("broken.yaml:7:") && err.contains("not a meshdrill record"),
+        "{err}"
+    );
+}
+
+#[test]
+fn clear_refuses_route_selection_and_cluster_flags_with_a_file() {
+    let (code, _, err) = run(meshdrill()
+        .args(["clear", "reviews", "--route", "jason", "-f"])
+        .arg(data("bookinfo-reviews.yaml")));
+    assert_eq!(code, 2);
+    assert!(err.contains("takes no --route"), "{err}");
+    let (code, _, err) = run(meshdrill()
+        .args([
+            "fault", "abort", "reviews", "--status", "503", "--wait", "-f",
+        ])
+        .arg(data("bookinfo-reviews.yaml")));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--wait and --dry-run are for the cluster"),
+        "{err}"
+    );
+    let (code, _, err) = run(meshdrill()
+        .args(["fault", "abort", "--status", "503", "-n", "other", "-f"])
+        .arg(data("bookinfo-reviews.yaml")));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no VirtualService in namespace \"other\"; the file has: reviews"),
+        "{err}"
+    );
 }
 
 // === bad input: exit 2, one message naming file/line/field, nothing on stdout ===
