@@ -710,10 +710,12 @@ fn previous_hosts() -> Value {
     }])
 }
 
-/// Istio's policy for routes with no `retries` block.
+/// Istio's policy for routes with no `retries` block (retry/retry.go `defaultPolicy`:
+/// 503 is retriable unless istiod runs with EXCLUDE_503_FROM_DEFAULT_RETRIES).
 pub fn default_retry_policy() -> Value {
     json!({
         "retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+        "retriable_status_codes": [503],
         "num_retries": 2,
         "retry_host_predicate": previous_hosts(),
         "host_selection_retry_max_attempts": 5
@@ -738,11 +740,22 @@ pub fn retry_policy(retries: Option<&Value>) -> Option<Value> {
         .filter(|s| !s.is_empty())
         .and_then(|s| s.parse::<RetryOn>().ok())
     {
+        // As ConvertPolicy: a given retryOn replaces both the conditions and the codes.
         let (names, codes) = on.to_envoy();
         p["retry_on"] = json!(names);
+        if let Some(m) = p.as_object_mut() {
+            m.remove("retriable_status_codes");
+        }
         if !codes.is_empty() {
             p["retriable_status_codes"] = json!(codes);
         }
+    }
+    if let Some(b) = r
+        .get("backoff")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<IstioDuration>().ok())
+    {
+        p["retry_back_off"] = json!({"base_interval": proto_duration(b.as_duration().as_millis())});
     }
     if let Some(t) = r
         .get("perTryTimeout")
@@ -761,4 +774,32 @@ pub fn retry_policy(retries: Option<&Value>) -> Option<Value> {
         });
     }
     Some(p)
+}
+
+#[cfg(test)]
+mod retry_policy_tests {
+    use super::*;
+
+    /// istiod's ConvertPolicy (pilot/pkg/networking/core/route/retry/retry.go).
+    #[test]
+    fn convert_policy_rules() {
+        let default = retry_policy(None).expect("default");
+        assert_eq!(default["retriable_status_codes"], json!([503]));
+        // attempts only: the default conditions and codes stay
+        let p = retry_policy(Some(&json!({"attempts": 4}))).expect("p");
+        assert_eq!(p["num_retries"], 4);
+        assert_eq!(p["retriable_status_codes"], json!([503]));
+        // a retryOn replaces conditions and codes: 5xx alone drops the default 503
+        let p = retry_policy(Some(&json!({"attempts": 2, "retryOn": "5xx"}))).expect("p");
+        assert_eq!(p["retry_on"], "5xx");
+        assert!(p.get("retriable_status_codes").is_none(), "{p}");
+        let p = retry_policy(Some(
+            &json!({"attempts": 2, "retryOn": "gateway-error,429", "backoff": "25ms"}),
+        ))
+        .expect("p");
+        assert_eq!(p["retry_on"], "gateway-error,retriable-status-codes");
+        assert_eq!(p["retriable_status_codes"], json!([429]));
+        assert_eq!(p["retry_back_off"]["base_interval"], "0.025s");
+        assert!(retry_policy(Some(&json!({"attempts": 0}))).is_none());
+    }
 }
