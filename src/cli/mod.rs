@@ -7,6 +7,7 @@ mod change;
 mod cluster;
 mod completions;
 mod demo;
+pub mod load;
 mod mesh;
 mod validate;
 
@@ -102,6 +103,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Run a whole drill on a local mesh, with no setup.
     Demo(demo::DemoArgs),
+    /// Drive HTTP load at a target: closed loop or a fixed/ramping rate, HDR latency.
+    Load(load::LoadArgs),
     /// Print shell completions.
     Completions(completions::CompletionsArgs),
 }
@@ -146,6 +149,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Clear(a) => change::run_clear(a, &mut out, &mut err),
         Command::Validate(a) => validate::run(a, &mut out, &mut err),
         Command::Demo(a) => demo::run(a, &mut out, &mut err),
+        Command::Load(a) => load::run(a, &mut out, &mut err),
         Command::Completions(a) => completions::run(a, &mut out),
     }
 }

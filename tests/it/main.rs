@@ -3,3 +3,4 @@
 mod common;
 
 mod cli_files;
+mod load;

@@ -1,6 +1,8 @@
 //! Shared test helpers: the built binary, temp dirs, file fixtures.
 #![allow(dead_code)]
 
+pub mod servers;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
