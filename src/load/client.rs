@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::config::LoadConfig;
+use super::h1::{H1Conn, H1Error};
 use super::record::ErrorKind;
 
 /// The request every worker sends; cloned per request (hyper takes requests by value).
@@ -28,6 +29,9 @@ pub(crate) struct Template {
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
+    /// The whole HTTP/1.1 request, serialized once.
+    raw: Bytes,
+    head: bool,
 }
 
 impl Template {
@@ -43,6 +47,8 @@ impl Template {
         Self {
             method: cfg.method.clone(),
             uri,
+            raw: serialize(cfg),
+            head: cfg.method == Method::HEAD,
             headers,
             body: cfg.body.clone(),
         }
@@ -57,6 +63,33 @@ impl Template {
         *req.headers_mut() = self.headers.clone();
         req
     }
+}
+
+/// The HTTP/1.1 request bytes: request line, headers (Host included), a
+/// Content-Length when there is a body (or the method expects one), the body.
+fn serialize(cfg: &LoadConfig) -> Bytes {
+    let mut r = Vec::with_capacity(256 + cfg.body.len());
+    let target = cfg
+        .target
+        .origin
+        .path_and_query()
+        .map_or("/", |p| p.as_str());
+    r.extend_from_slice(format!("{} {target} HTTP/1.1\r\n", cfg.method).as_bytes());
+    for (k, v) in &cfg.headers {
+        r.extend_from_slice(k.as_str().as_bytes());
+        r.extend_from_slice(b": ");
+        r.extend_from_slice(v.as_bytes());
+        r.extend_from_slice(b"\r\n");
+    }
+    let wants_body = matches!(cfg.method, Method::POST | Method::PUT | Method::PATCH);
+    if (wants_body || !cfg.body.is_empty())
+        && !cfg.headers.contains_key(http::header::CONTENT_LENGTH)
+    {
+        r.extend_from_slice(format!("content-length: {}\r\n", cfg.body.len()).as_bytes());
+    }
+    r.extend_from_slice(b"\r\n");
+    r.extend_from_slice(&cfg.body);
+    Bytes::from(r)
 }
 
 /// Opens connections to the (pre-resolved) target.
@@ -125,6 +158,7 @@ impl Connector {
             })?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
+            None if !self.http2 => Ok(Conn::H1(H1Conn::new(Box::new(tcp)))),
             None => self.handshake(TokioIo::new(tcp)).await,
             Some((connector, name)) => {
                 let tls =
@@ -137,47 +171,37 @@ impl Connector {
                             }
                             _ => ErrorKind::Tls,
                         })?;
-                self.handshake(TokioIo::new(tls)).await
+                if self.http2 {
+                    self.handshake(TokioIo::new(tls)).await
+                } else {
+                    Ok(Conn::H1(H1Conn::new(Box::new(tls))))
+                }
             }
         }
     }
 
+    /// The HTTP/2 handshake; hyper drives the connection in its own task.
     async fn handshake<I>(&self, io: I) -> Result<Conn, ErrorKind>
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
-        if self.http2 {
-            let (send, conn) = http2::Builder::new(TokioExecutor::new())
-                .handshake(io)
-                .await
-                .map_err(|e| classify(&e))?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            Ok(Conn::H2(send))
-        } else {
-            let (send, conn) = http1::handshake(io).await.map_err(|e| classify(&e))?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            Ok(Conn::H1(send))
-        }
+        let (send, conn) = http2::Builder::new(TokioExecutor::new())
+            .handshake(io)
+            .await
+            .map_err(|e| classify(&e))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Conn::H2(send))
     }
 }
 
 /// A live connection.
 pub(crate) enum Conn {
-    H1(http1::SendRequest<Full<Bytes>>),
+    /// HTTP/1.1 keep-alive, our own minimal client (see `h1`).
+    H1(H1Conn),
+    /// HTTP/2 through hyper.
     H2(http2::SendRequest<Full<Bytes>>),
-}
-
-impl Conn {
-    async fn ready(&mut self) -> bool {
-        match self {
-            Conn::H1(s) => s.ready().await.is_ok(),
-            Conn::H2(s) => s.ready().await.is_ok(),
-        }
-    }
 }
 
 /// One request/response exchange on `conn` (connecting first if needed), the whole
@@ -188,49 +212,52 @@ pub(crate) async fn exchange(
     connector: &Connector,
     template: &Template,
 ) -> Result<(u16, u64), ErrorKind> {
-    // A kept-alive connection the server closed between requests is not a request
-    // failure: reconnect once.
     for attempt in 0..2 {
+        if matches!(conn, Some(Conn::H1(h)) if !h.reusable()) {
+            *conn = None;
+        }
         let c = match conn {
             Some(c) => c,
             None => conn.insert(connector.connect().await?),
         };
-        if c.ready().await {
-            break;
-        }
-        *conn = None;
-        if attempt == 1 {
-            return Err(ErrorKind::Reset);
-        }
-    }
-    let Some(c) = conn.as_mut() else {
-        return Err(ErrorKind::Other);
-    };
-    let sent = match c {
-        Conn::H1(s) => s.send_request(template.build()).await,
-        Conn::H2(s) => s.send_request(template.build()).await,
-    };
-    let resp = match sent {
-        Ok(r) => r,
-        Err(e) => {
+        let r = match c {
+            Conn::H1(h) => match h.exchange(&template.raw, template.head).await {
+                Ok(x) => Ok(x),
+                // A kept-alive connection the server closed between requests is not
+                // a request failure: retry once on a new connection.
+                Err(H1Error::Stale) if attempt == 0 => {
+                    *conn = None;
+                    continue;
+                }
+                Err(H1Error::Stale) => Err(ErrorKind::Reset),
+                Err(H1Error::Failed(k)) => Err(k),
+            },
+            Conn::H2(send) => h2_exchange(send, template).await,
+        };
+        if r.is_err() {
             *conn = None;
-            return Err(classify(&e));
         }
-    };
+        return r;
+    }
+    Err(ErrorKind::Reset)
+}
+
+async fn h2_exchange(
+    send: &mut http2::SendRequest<Full<Bytes>>,
+    template: &Template,
+) -> Result<(u16, u64), ErrorKind> {
+    send.ready().await.map_err(|e| classify(&e))?;
+    let resp = send
+        .send_request(template.build())
+        .await
+        .map_err(|e| classify(&e))?;
     let status = resp.status().as_u16();
     let mut body = resp.into_body();
     let mut bytes = 0u64;
     while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(f) => {
-                if let Some(d) = f.data_ref() {
-                    bytes += d.len() as u64;
-                }
-            }
-            Err(e) => {
-                *conn = None;
-                return Err(classify(&e));
-            }
+        let f = frame.map_err(|e| classify(&e))?;
+        if let Some(d) = f.data_ref() {
+            bytes += d.len() as u64;
         }
     }
     Ok((status, bytes))

@@ -60,6 +60,7 @@
 
 mod client;
 mod config;
+mod h1;
 mod record;
 mod schedule;
 mod worker;

@@ -142,6 +142,15 @@ fn closed_connections_are_counted_as_resets() {
     assert_eq!(n(&v, &["error_kinds", "reset"]), 6, "{v}");
 }
 
+#[test]
+fn connection_close_answers_reconnect_without_errors() {
+    let s = servers::spawn(Behavior::ConnectionClose);
+    let (code, v, err) = load_json(&[&s.url("/"), "-n", "50", "-c", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(n(&v, &["status_codes", "200"]), 50, "{v}");
+    assert_eq!(n(&v, &["errors"]), 0, "{v}");
+}
+
 // === rates and schedules ===
 
 #[test]

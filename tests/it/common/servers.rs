@@ -35,6 +35,8 @@ pub enum Behavior {
         stall: Duration,
         offset: Duration,
     },
+    /// 200 with `Connection: close`: the server closes every connection after one answer.
+    ConnectionClose,
     /// Answers 200 after this delay.
     Delay(Duration),
     /// Accepts connections, reads, never answers.
@@ -229,5 +231,11 @@ async fn answer(
     }
     let mut resp = Response::new(Full::new(Bytes::from_static(BODY)));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    if matches!(state.behavior, Behavior::ConnectionClose) {
+        resp.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+    }
     Ok(resp)
 }
