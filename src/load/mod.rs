@@ -5,7 +5,7 @@
 //! # What it owns, and what it must not do
 //! This module opens sockets and fills histograms; it never prints, draws progress bars
 //! or judges SLOs — callers read the histograms ([`IntervalSnapshot`], [`LoadReport`]).
-//! The hot loop ([`worker`]) keeps per-worker state and per-worker histograms, shares
+//! The hot loop (`worker.rs`) keeps per-worker state and per-worker histograms, shares
 //! only an atomic slot counter, takes no lock of its own, sends no message per request,
 //! and stores no per-request samples: memory is flat in the duration of a run.
 //!

@@ -283,6 +283,30 @@ fn stall_shows_in_the_open_loop_tail_but_not_the_closed_loop() {
     assert!(ms(c.data.latency.max()) >= 150.0, "but its max sees it");
 }
 
+#[test]
+fn ctrl_c_prints_results_so_far_and_exits_130() {
+    let s = servers::spawn(Behavior::Delay(Duration::from_millis(2)));
+    let child = meshdrill()
+        .args(["load", &s.url("/"), "-c", "4", "-d", "60s", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(800));
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    let v: Value = serde_json::from_str(stdout.trim()).expect("results so far as JSON");
+    assert_eq!(v["cancelled"], true);
+    assert!(n(&v, &["requests"]) > 0, "{v}");
+    assert!(f(&v, &["duration_s"]) < 30.0, "{v}");
+}
+
 // === protocols ===
 
 #[test]
