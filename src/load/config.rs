@@ -24,22 +24,28 @@ pub enum ConfigError {
     /// A rate is zero, negative or not a finite number.
     #[error("invalid rate {value}: {what} must be a finite number of requests per second > 0")]
     Rate { what: &'static str, value: f64 },
-    /// A ramp has a zero duration.
-    #[error("invalid ramp: its duration must be > 0")]
+    /// A ramp has a zero duration, or one longer than a year.
+    #[error("invalid ramp: its duration must be > 0 and at most a year")]
     RampDuration,
-    /// Zero connections.
-    #[error("the number of connections must be at least 1")]
+    /// Zero connections, or more than [`MAX_CONNS`].
+    #[error("the number of connections must be between 1 and {MAX_CONNS}")]
     Conns,
     /// `-n 0` or a zero duration.
     #[error("invalid stop condition: {0}")]
     Stop(&'static str),
-    /// A zero per-request timeout.
-    #[error("the per-request timeout must be > 0")]
+    /// A zero per-request timeout, or one longer than a year.
+    #[error("the per-request timeout must be > 0 and at most a year")]
     Timeout,
-    /// An interval shorter than 10 ms.
-    #[error("the reporting interval must be at least 10ms, got {0:?}")]
+    /// An interval shorter than 10 ms or longer than a year.
+    #[error("the reporting interval must be between 10ms and a year, got {0:?}")]
     Interval(Duration),
 }
+
+/// Most connections one run opens (one worker task each).
+pub const MAX_CONNS: usize = 65_535;
+/// Longest duration, timeout, interval or ramp accepted: keeps all instant arithmetic
+/// far from overflow.
+pub const MAX_SPAN: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The target of a run: where to connect and what to put in the request line.
 #[derive(Debug, Clone)]
@@ -276,15 +282,18 @@ impl LoadConfigBuilder {
             Stop::Duration(d) if d.is_zero() => {
                 return Err(ConfigError::Stop("the duration must be > 0"));
             }
+            Stop::Duration(d) if d > MAX_SPAN => {
+                return Err(ConfigError::Stop("the duration must be at most a year"));
+            }
             _ => {}
         }
-        if self.conns == 0 {
+        if self.conns == 0 || self.conns > MAX_CONNS {
             return Err(ConfigError::Conns);
         }
-        if self.timeout.is_zero() {
+        if self.timeout.is_zero() || self.timeout > MAX_SPAN {
             return Err(ConfigError::Timeout);
         }
-        if self.interval < Duration::from_millis(10) {
+        if self.interval < Duration::from_millis(10) || self.interval > MAX_SPAN {
             return Err(ConfigError::Interval(self.interval));
         }
         Ok(LoadConfig {
@@ -382,6 +391,11 @@ mod tests {
         assert!(b().header("bad name: v").build().is_err());
         assert!(b().method("G T").build().is_err());
         assert!(b().conns(0).build().is_err());
+        assert!(b().conns(MAX_CONNS + 1).build().is_err());
+        let forever = Duration::from_secs(u64::MAX);
+        assert!(b().stop(Stop::Duration(forever)).build().is_err());
+        assert!(b().timeout(forever).build().is_err());
+        assert!(b().interval(forever).build().is_err());
         assert!(b().stop(Stop::Requests(0)).build().is_err());
         assert!(b().stop(Stop::Duration(Duration::ZERO)).build().is_err());
         assert!(b().timeout(Duration::ZERO).build().is_err());

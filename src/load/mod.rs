@@ -75,7 +75,7 @@ use tokio::sync::mpsc::unbounded_channel;
 use tokio::task::JoinHandle;
 
 pub use client::TlsSetupError;
-pub use config::{ConfigError, LoadConfig, LoadConfigBuilder, Target};
+pub use config::{ConfigError, LoadConfig, LoadConfigBuilder, MAX_CONNS, MAX_SPAN, Target};
 pub use record::{
     Counts, ErrorKind, IntervalSnapshot, LoadReport, MAX_LATENCY_NS, Recorded, new_histogram,
 };

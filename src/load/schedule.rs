@@ -50,7 +50,7 @@ impl Rate {
             Rate::Ramp { from, to, over } => {
                 check("the ramp start rate", from)?;
                 check("the ramp end rate", to)?;
-                if over.is_zero() {
+                if over.is_zero() || over > super::config::MAX_SPAN {
                     return Err(ConfigError::RampDuration);
                 }
                 Ok(())
@@ -155,7 +155,7 @@ pub struct Plan {
 impl Plan {
     pub fn new(rate: Rate, stop: Stop, start: Instant) -> Self {
         let end = match stop {
-            Stop::Duration(d) => Some(start + d),
+            Stop::Duration(d) => start.checked_add(d),
             Stop::Requests(_) => None,
         };
         Self {
@@ -193,9 +193,12 @@ impl Plan {
             return Slot::Done;
         }
         // Durations up to ~584 years fit; clamp absurd values instead of panicking.
-        match Duration::try_from_secs_f64(t) {
-            Ok(d) => Slot::At(self.start + d),
-            Err(_) => Slot::Done,
+        match Duration::try_from_secs_f64(t)
+            .ok()
+            .and_then(|d| self.start.checked_add(d))
+        {
+            Some(at) => Slot::At(at),
+            None => Slot::Done,
         }
     }
 
