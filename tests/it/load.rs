@@ -151,6 +151,18 @@ fn connection_close_answers_reconnect_without_errors() {
     assert_eq!(n(&v, &["errors"]), 0, "{v}");
 }
 
+/// Regression guard: a kept-alive connection the server closed while idle must be
+/// retried on a new connection, not counted as a failed request.
+#[test]
+fn idle_closed_keep_alive_connections_are_retried_not_counted() {
+    let s = servers::spawn(Behavior::OneShot);
+    let (code, v, err) = load_json(&[&s.url("/"), "-n", "30", "-c", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(n(&v, &["status_codes", "200"]), 30, "{v}");
+    assert_eq!(n(&v, &["errors"]), 0, "{v}");
+    assert_eq!(s.hits(), 30);
+}
+
 // === rates and schedules ===
 
 #[test]

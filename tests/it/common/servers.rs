@@ -14,7 +14,7 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -39,6 +39,9 @@ pub enum Behavior {
     ConnectionClose,
     /// Answers 200 after this delay.
     Delay(Duration),
+    /// Answers one request per connection (keep-alive not refused in the answer), then
+    /// closes it: the client finds its kept-alive connection dead on the next request.
+    OneShot,
     /// Accepts connections, reads, never answers.
     Silent,
     /// Accepts connections and closes them at once.
@@ -171,6 +174,27 @@ async fn serve(
             Behavior::Close => {
                 state.hits.fetch_add(1, Ordering::SeqCst);
                 drop(stream);
+            }
+            Behavior::OneShot => {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 8192];
+                    let mut len = 0;
+                    while len < buf.len() {
+                        match stream.read(&mut buf[len..]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => len += n,
+                        }
+                        if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                            state.hits.fetch_add(1, Ordering::SeqCst);
+                            let _ = stream
+                                .write_all(
+                                    b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\nhello world\n",
+                                )
+                                .await;
+                            break;
+                        }
+                    }
+                });
             }
             Behavior::Silent => {
                 state.hits.fetch_add(1, Ordering::SeqCst);
