@@ -6,4 +6,5 @@
 pub mod cli;
 pub mod cluster;
 pub mod istio;
+pub mod load;
 pub mod mesh;

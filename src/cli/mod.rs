@@ -7,6 +7,7 @@ mod change;
 mod cluster;
 mod completions;
 mod demo;
+pub mod load;
 mod mesh;
 mod validate;
 
@@ -112,6 +113,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Run a whole drill on a local mesh, with no setup.
     Demo(demo::DemoArgs),
+    /// Drive HTTP load at a target: closed loop or a fixed/ramping rate, HDR latency.
+    Load(load::LoadArgs),
     /// Print shell completions.
     Completions(completions::CompletionsArgs),
     /// The local mesh: VirtualServices on a real Envoy, no cluster.
@@ -163,6 +166,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Pods(c) => cluster::run_pods(c, &mut out, &mut err),
         Command::Validate(a) => validate::run(a, &mut out, &mut err),
         Command::Demo(a) => demo::run(a, &mut out, &mut err),
+        Command::Load(a) => load::run(a, &mut out, &mut err),
         Command::Completions(a) => completions::run(a, &mut out),
         Command::Mesh(c) => mesh::run(c, &mut out, &mut err),
     }

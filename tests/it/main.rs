@@ -5,5 +5,6 @@ mod common;
 mod cli_files;
 mod cluster;
 mod help;
+mod load;
 mod mesh;
 mod mesh_translate;

@@ -1,0 +1,499 @@
+//! `meshdrill load`: flags → [`LoadConfig`], run on a Tokio runtime with Ctrl-C and an
+//! optional progress bar and HdrHistogram interval log, then the text or JSON report.
+//!
+//! Exit codes: 0 done; 2 bad input (URL, rate, flags, files); 3 when no request got an
+//! HTTP answer at all (target unreachable: every request failed to connect, reset or
+//! timed out — the report is still printed); 130 after Ctrl-C (results so far printed).
+
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, anyhow};
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::V2Serializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use serde_json::{Map, Value, json};
+
+use super::{CliResult, Exit, Failure, io_err};
+use crate::load::{self, Cancel, IntervalSnapshot, LoadConfig, LoadReport, Rate, Stop};
+
+/// Output format of `meshdrill load`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadOutput {
+    /// A human summary.
+    Text,
+    /// One JSON object (see schema/load.json).
+    Json,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    after_help = "Closed loop by default (each connection sends its next request when the last answer \
+arrives). With --rate the loop is open: requests are due on a fixed schedule and latency counts from \
+each request's intended start, so a stalled target shows in the percentiles (no coordinated \
+omission); service_time_ms counts from the actual send. --ramp-to/--ramp make the rate climb \
+linearly (flood drills).\n\nExit codes: 0 done, 2 usage or input error, 3 no request got an HTTP \
+answer (target unreachable), 130 interrupted (results so far are printed)."
+)]
+pub struct LoadArgs {
+    /// Target URL (http:// or https://).
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// Connections (one request in flight on each).
+    #[arg(
+        short = 'c',
+        long = "connections",
+        value_name = "CONNS",
+        default_value_t = 50
+    )]
+    pub conns: usize,
+    /// Run for this long (e.g. 30s, 1m); no request starts after it. Default 10s.
+    #[arg(short = 'd', long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "requests")]
+    pub duration: Option<Duration>,
+    /// Send exactly this many requests.
+    #[arg(short = 'n', long, value_name = "REQUESTS", value_parser = parse_count)]
+    pub requests: Option<u64>,
+    /// Open loop at this many requests/s (over all connections).
+    #[arg(long, value_name = "RPS", allow_negative_numbers = true, value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Ramp the rate linearly from --rate to this (requests/s) over --ramp, then hold it.
+    #[arg(long, value_name = "RPS", requires_all = ["rate", "ramp"], allow_negative_numbers = true, value_parser = parse_rate)]
+    pub ramp_to: Option<f64>,
+    /// Length of the ramp (e.g. 30s).
+    #[arg(long, value_name = "DURATION", requires = "ramp_to", value_parser = parse_duration)]
+    pub ramp: Option<Duration>,
+    /// HTTP method.
+    #[arg(short = 'm', long, default_value = "GET")]
+    pub method: String,
+    /// A request header, 'Name: value' (repeatable; 'Host: name' routes in a mesh).
+    #[arg(short = 'H', long = "header", value_name = "K: V")]
+    pub headers: Vec<String>,
+    /// Request body.
+    #[arg(long, value_name = "STRING", conflicts_with = "body_file")]
+    pub body: Option<String>,
+    /// Request body from a file.
+    #[arg(long, value_name = "FILE")]
+    pub body_file: Option<PathBuf>,
+    /// Per-request timeout, connect included (a timed-out request counts as an error).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Use HTTP/2 (prior knowledge on http://, ALPN on https://).
+    #[arg(long)]
+    pub http2: bool,
+    /// Accept any TLS certificate.
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: LoadOutput,
+    /// Write an HdrHistogram interval log (values in ns; tag "service" = service time).
+    #[arg(long, value_name = "FILE")]
+    pub hist_log: Option<PathBuf>,
+    /// Snapshot interval for the progress bar and the interval log.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::istio::types::parse_go_duration(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            format!("invalid duration {s:?}: use a positive Go duration such as 500ms, 30s or 1m")
+        })
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "invalid rate {s:?}: must be a number of requests per second > 0"
+        )),
+    }
+}
+
+fn parse_count(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "invalid request count {s:?}: must be a whole number >= 1"
+        )),
+    }
+}
+
+/// Turns the flags into a validated [`LoadConfig`] (errors are input errors, exit 2).
+pub fn config(a: &LoadArgs) -> CliResult<LoadConfig> {
+    let mut b = LoadConfig::builder(a.url.clone())
+        .method(a.method.clone())
+        .conns(a.conns)
+        .timeout(a.timeout)
+        .http2(a.http2)
+        .insecure(a.insecure)
+        .interval(a.interval);
+    for h in &a.headers {
+        b = b.header(h.clone());
+    }
+    if let Some(body) = &a.body {
+        b = b.body(body.clone().into_bytes());
+    } else if let Some(f) = &a.body_file {
+        let bytes = std::fs::read(f)
+            .with_context(|| format!("cannot read --body-file {}", f.display()))
+            .map_err(Failure::input)?;
+        b = b.body(bytes);
+    }
+    b = b.stop(match (a.requests, a.duration) {
+        (Some(n), _) => Stop::Requests(n),
+        (None, Some(d)) => Stop::Duration(d),
+        (None, None) => Stop::Duration(Duration::from_secs(10)),
+    });
+    b = b.rate(match (a.rate, a.ramp_to, a.ramp) {
+        (None, _, _) => Rate::Max,
+        (Some(r), None, _) => Rate::Fixed(r),
+        (Some(from), Some(to), Some(over)) => Rate::Ramp { from, to, over },
+        (Some(_), Some(_), None) => {
+            return Err(Failure::input(anyhow!("--ramp-to needs --ramp DURATION")));
+        }
+    });
+    b.build().map_err(Failure::input)
+}
+
+/// Runs `meshdrill load`.
+pub fn run(a: LoadArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
+    let config = config(&a)?;
+    let mut hist_file = match &a.hist_log {
+        Some(p) => Some(BufWriter::new(
+            File::create(p)
+                .with_context(|| format!("cannot create --hist-log {}", p.display()))
+                .map_err(Failure::input)?,
+        )),
+        None => None,
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rt = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+    .context("cannot start the async runtime")
+    .map_err(Failure::target)?;
+
+    let progress = Progress::new(&config);
+    let mut serializer = V2Serializer::new();
+    let started = SystemTime::now();
+    let mut log_error: Option<String> = None;
+    let mut log = match hist_file.as_mut() {
+        Some(f) => Some(
+            IntervalLogWriterBuilder::new()
+                .add_comment("[Histogram log format version 1.3]")
+                .add_comment(&format!(
+                    "[meshdrill load {}: latency in nanoseconds; untagged = from intended start, tag=service = from actual send]",
+                    a.url
+                ))
+                .with_start_time(started)
+                .with_base_time(started)
+                .with_max_value_divisor(1_000_000.0)
+                .begin_log_with(f, &mut serializer)
+                .map_err(io_err)?,
+        ),
+        None => None,
+    };
+    let cancel = Cancel::new();
+    let result = rt.block_on(async {
+        let c = cancel.clone();
+        let ctrl_c = tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                c.cancel();
+            }
+        });
+        let r = load::run(config.clone(), cancel.clone(), |snap: &IntervalSnapshot| {
+            progress.update(snap);
+            if let Some(w) = log.as_mut() {
+                let mut write = |h: &Histogram<u64>, tag| {
+                    if let Err(e) = w.write_histogram(h, snap.start, snap.duration, tag) {
+                        log_error.get_or_insert_with(|| format!("{e}"));
+                    }
+                };
+                write(&snap.data.latency, None);
+                if let Some(s) = &snap.data.service {
+                    write(s, Tag::new("service"));
+                }
+            }
+        })
+        .await;
+        ctrl_c.abort();
+        r
+    });
+    progress.finish();
+    drop(log);
+    if let Some(Err(e)) = hist_file.as_mut().map(|f| f.flush()) {
+        log_error.get_or_insert_with(|| e.to_string());
+    }
+    // Worker tasks are done; don't wait for the Ctrl-C listener's blocking thread.
+    rt.shutdown_background();
+    let report = result.map_err(Failure::target)?;
+
+    match a.output {
+        LoadOutput::Json => {
+            let v = to_json(&config, &report);
+            writeln!(out, "{v}").map_err(io_err)?;
+            if let Some(w) = rate_warning(&report) {
+                let _ = writeln!(err, "warning: {w}");
+            }
+        }
+        LoadOutput::Text => write_text(out, &config, &report).map_err(io_err)?,
+    }
+    out.flush().map_err(io_err)?;
+    if let Some(e) = log_error {
+        return Err(Failure::target(anyhow!("cannot write --hist-log: {e}")));
+    }
+    if report.cancelled {
+        let _ = writeln!(err, "interrupted: results so far are above");
+        return Ok(Exit::Interrupted);
+    }
+    if report.requests() > 0 && report.data.counts.responses == 0 {
+        let kinds: Vec<String> = report
+            .data
+            .counts
+            .error_kinds()
+            .map(|(k, n)| format!("{n} {}", k.name()))
+            .collect();
+        return Err(Failure::target(anyhow!(
+            "no request to {} got an HTTP answer ({})",
+            a.url,
+            kinds.join(", ")
+        )));
+    }
+    Ok(Exit::Ok)
+}
+
+// === progress ===
+
+/// An indicatif bar on stderr, only when stderr is a terminal.
+struct Progress(Option<indicatif::ProgressBar>, Stop);
+
+impl Progress {
+    fn new(c: &LoadConfig) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Self(None, c.stop());
+        }
+        let len = match c.stop() {
+            Stop::Duration(d) => d.as_secs().max(1),
+            Stop::Requests(n) => n,
+        };
+        let bar = indicatif::ProgressBar::new(len);
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}") {
+            bar.set_style(style);
+        }
+        Self(Some(bar), c.stop())
+    }
+
+    fn update(&self, s: &IntervalSnapshot) {
+        let Some(bar) = &self.0 else { return };
+        match self.1 {
+            Stop::Duration(_) => bar.set_position((s.start + s.duration).as_secs()),
+            Stop::Requests(_) => bar.inc(s.data.counts.requests()),
+        }
+        bar.set_message(format!(
+            "{:.0} req/s  p99 {:.1} ms  errors {}",
+            s.rps(),
+            ms(s.data.latency.value_at_quantile(0.99)),
+            s.data.counts.errors()
+        ));
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+// === report ===
+
+fn ms(ns: u64) -> f64 {
+    (ns as f64 / 1_000.0).round() / 1_000.0
+}
+
+const QUANTILES: [(&str, f64); 4] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)];
+
+fn percentiles(h: &Histogram<u64>) -> Value {
+    let mut m = Map::new();
+    for (k, q) in QUANTILES {
+        let v = if h.is_empty() {
+            Value::Null
+        } else {
+            json!(ms(h.value_at_quantile(q)))
+        };
+        m.insert(k.to_string(), v);
+    }
+    let max = if h.is_empty() {
+        Value::Null
+    } else {
+        json!(ms(h.max()))
+    };
+    m.insert("max".to_string(), max);
+    Value::Object(m)
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// The `-o json` object (contract in DESIGN.md, schema in schema/load.json).
+pub fn to_json(c: &LoadConfig, r: &LoadReport) -> Value {
+    let counts = &r.data.counts;
+    let status: Map<String, Value> = counts
+        .statuses()
+        .map(|(code, n)| (code.to_string(), json!(n)))
+        .collect();
+    let kinds: Map<String, Value> = counts
+        .error_kinds()
+        .map(|(k, n)| (k.name().to_string(), json!(n)))
+        .collect();
+    let mut v = json!({
+        "requests": r.requests(),
+        "errors": r.errors(),
+        "duration_s": round3(r.elapsed.as_secs_f64()),
+        "rps": round3(r.rps()),
+        "status_codes": status,
+        "latency_ms": percentiles(&r.data.latency),
+    });
+    let Value::Object(m) = &mut v else {
+        return v;
+    };
+    if let Some(s) = &r.data.service {
+        m.insert("service_time_ms".into(), percentiles(s));
+    }
+    m.insert("error_kinds".into(), Value::Object(kinds));
+    m.insert("connections".into(), json!(c.conns()));
+    m.insert("open_loop".into(), json!(c.rate().is_open()));
+    m.insert("target_rps".into(), json!(r.target_rps.map(round3)));
+    m.insert("scheduled".into(), json!(r.scheduled));
+    m.insert("missed".into(), json!(r.missed()));
+    m.insert("body_bytes".into(), json!(counts.body_bytes));
+    m.insert("cancelled".into(), json!(r.cancelled));
+    v
+}
+
+fn rate_warning(r: &LoadReport) -> Option<String> {
+    let (target, missed, scheduled) = (r.target_rps?, r.missed()?, r.scheduled?);
+    (missed > 0 && missed * 1000 > scheduled).then(|| {
+        format!(
+            "the target rate was not reached: {missed} of {scheduled} due requests were never sent \
+             (achieved {:.1} req/s of {target:.1}); the target or the generator could not keep up",
+            r.rps()
+        )
+    })
+}
+
+/// The human summary.
+pub fn write_text(w: &mut impl Write, c: &LoadConfig, r: &LoadReport) -> std::io::Result<()> {
+    let counts = &r.data.counts;
+    let mode = match c.rate() {
+        Rate::Max => "closed loop".to_string(),
+        Rate::Fixed(x) => format!("open loop at {x} req/s"),
+        Rate::Ramp { from, to, over } => {
+            format!("open loop ramping {from} -> {to} req/s over {over:?}")
+        }
+    };
+    writeln!(
+        w,
+        "Target:    {} ({} connections, {mode})",
+        c.url(),
+        c.conns()
+    )?;
+    writeln!(
+        w,
+        "Requests:  {} in {:.2} s = {:.1} req/s{}",
+        r.requests(),
+        r.elapsed.as_secs_f64(),
+        r.rps(),
+        if r.cancelled { " (interrupted)" } else { "" }
+    )?;
+    if let (Some(t), Some(s), Some(m)) = (r.target_rps, r.scheduled, r.missed()) {
+        writeln!(w, "Rate:      target {t:.1} req/s, {s} due, {m} never sent")?;
+    }
+    if let Some(warn) = rate_warning(r) {
+        writeln!(w, "Warning:   {warn}")?;
+    }
+    let status: Vec<String> = counts
+        .statuses()
+        .map(|(s, n)| format!("{s}: {n}"))
+        .collect();
+    writeln!(
+        w,
+        "Status:    {}",
+        if status.is_empty() {
+            "none".into()
+        } else {
+            status.join("  ")
+        }
+    )?;
+    let errors: Vec<String> = counts
+        .error_kinds()
+        .map(|(k, n)| format!("{}: {n}", k.name()))
+        .collect();
+    writeln!(
+        w,
+        "Errors:    {}",
+        if errors.is_empty() {
+            "none".into()
+        } else {
+            errors.join("  ")
+        }
+    )?;
+    let line = |w: &mut dyn Write, label: &str, h: &Histogram<u64>| -> std::io::Result<()> {
+        if h.is_empty() {
+            return writeln!(w, "{label}no answers");
+        }
+        write!(w, "{label}")?;
+        for (k, q) in QUANTILES {
+            let k = if k == "p999" { "p99.9" } else { k };
+            write!(w, "{k} {:.3}  ", ms(h.value_at_quantile(q)))?;
+        }
+        writeln!(w, "max {:.3}", ms(h.max()))
+    };
+    if let Some(s) = &r.data.service {
+        line(w, "Latency (ms, from intended start): ", &r.data.latency)?;
+        line(w, "Service (ms, from actual send):    ", s)?;
+    } else {
+        line(w, "Latency (ms): ", &r.data.latency)?;
+    }
+    write_histogram(w, &r.data.latency)
+}
+
+/// Ten linear bins from min to max, with bars.
+fn write_histogram(w: &mut impl Write, h: &Histogram<u64>) -> std::io::Result<()> {
+    if h.is_empty() {
+        return Ok(());
+    }
+    const BINS: usize = 10;
+    let (lo, hi) = (h.min(), h.max().max(h.min() + 1));
+    let width = (hi - lo).div_ceil(BINS as u64).max(1);
+    let mut bins = [0u64; BINS];
+    for v in h.iter_recorded() {
+        let i = ((v.value_iterated_to().clamp(lo, hi) - lo) / width) as usize;
+        bins[i.min(BINS - 1)] += v.count_since_last_iteration();
+    }
+    let top = bins.iter().copied().max().unwrap_or(1).max(1);
+    writeln!(w, "Latency histogram (ms):")?;
+    for (i, n) in bins.iter().enumerate() {
+        let from = lo + width * i as u64;
+        let bar = "■".repeat(((n * 40).div_ceil(top)) as usize);
+        writeln!(
+            w,
+            "  {:>10.3} .. {:<10.3} {:>10}  {bar}",
+            ms(from),
+            ms(from + width),
+            n
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,363 @@
+//! The load generator: a concurrent HTTP client that drives a target at full speed
+//! (closed loop) or at a fixed or ramping rate (open loop, free of coordinated
+//! omission), and records every latency in HDR histograms.
+//!
+//! # What it owns, and what it must not do
+//! This module opens sockets and fills histograms; it never prints, draws progress bars
+//! or judges SLOs — callers read the histograms ([`IntervalSnapshot`], [`LoadReport`]).
+//! The hot loop (`worker.rs`) keeps per-worker state and per-worker histograms, shares
+//! only an atomic slot counter, takes no lock of its own, sends no message per request,
+//! and stores no per-request samples: memory is flat in the duration of a run.
+//!
+//! # Model
+//! - One worker per connection (`conns`), each with one request in flight (HTTP/1.1
+//!   keep-alive, or one HTTP/2 connection per worker).
+//! - [`Rate::Max`] (closed loop): a worker sends its next request when the last answer
+//!   arrives. Latency = service time.
+//! - [`Rate::Fixed`] / [`Rate::Ramp`] (open loop): request `i` is due at `t(i)`;
+//!   latency (`latency`) counts from `t(i)`, service time (`service`) from the actual
+//!   send. When the target stalls, the requests that were due meanwhile wait in the
+//!   generator and their latency includes that wait — what a closed loop hides. Timers
+//!   tick in milliseconds, so a worker wakes up to 2 ms before a slot and sends at once;
+//!   such a request counts from its actual send (never earlier than it left). When
+//!   the generator cannot keep up, [`LoadReport::missed`] says how many due requests
+//!   were never sent (achieved vs target rate) instead of silently sending fewer.
+//! - [`Stop::Duration`]: no request starts after the end; requests in flight finish
+//!   (bounded by the timeout). [`Stop::Requests`]: exactly that many requests complete.
+//! - Per-request timeout (connect included); failures are counted by [`ErrorKind`],
+//!   answers by status code. Latency is recorded for every answer (any status), not for
+//!   failures. Values are nanoseconds.
+//! - Every `interval` (1 s by default) the workers' data is merged into an
+//!   [`IntervalSnapshot`] (requests counted by completion time) handed to the callback;
+//!   the report holds the merge of all intervals.
+//! - Cancelling ([`Cancel::cancel`], e.g. on Ctrl-C) stops within ~50 ms; requests in
+//!   flight are abandoned (not counted) and the report holds everything so far.
+//!
+//! # Use from other modules (scenario runner, `meshdrill demo`)
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use meshdrill::load::{self, Cancel, LoadConfig, Rate, Stop};
+//!
+//! let config = LoadConfig::builder("http://127.0.0.1:8080/productpage")
+//!     .conns(20)
+//!     .rate(Rate::Fixed(200.0))
+//!     .stop(Stop::Duration(Duration::from_secs(60)))
+//!     .header("Host: bookinfo.local")
+//!     .build()?;
+//! let cancel = Cancel::new();
+//! // Runs in the background while faults change; the callback sees each second.
+//! let handle = load::spawn(config, cancel.clone(), |snap: &load::IntervalSnapshot| {
+//!     let p99 = snap.data.latency.value_at_quantile(0.99);
+//!     let _ = (snap.start, snap.rps(), snap.data.counts.of_status(503), p99);
+//! });
+//! // ... inject a fault, wait, clear it ...
+//! cancel.cancel(); // or let it run to its end
+//! let report = handle.await??;
+//! println!("{} requests, p99 {:?}", report.requests(), report.latency_at(0.99));
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod config;
+mod h1;
+mod record;
+mod schedule;
+mod worker;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::Notify;
+use tokio::sync::mpsc::unbounded_channel;
+use tokio::task::JoinHandle;
+
+pub use client::TlsSetupError;
+pub use config::{ConfigError, LoadConfig, LoadConfigBuilder, MAX_CONNS, MAX_SPAN, Target};
+pub use record::{
+    Counts, ErrorKind, IntervalSnapshot, LoadReport, MAX_LATENCY_NS, Recorded, new_histogram,
+};
+pub use schedule::{Rate, Stop};
+
+use worker::{Msg, Shared};
+
+/// Why a run could not happen. Failed requests are not errors: they are counted.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// `run` was called outside a Tokio runtime.
+    #[error("the load generator must run inside a Tokio runtime")]
+    NoRuntime,
+    /// The target host name does not resolve.
+    #[error("cannot resolve target host {host}:{port}")]
+    Resolve {
+        host: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS client configuration failed.
+    #[error(transparent)]
+    Tls(TlsSetupError),
+    /// A worker task panicked (a bug); the results are incomplete.
+    #[error("a load worker failed: {0}")]
+    Worker(String),
+}
+
+// === impl Cancel ===
+
+/// A cancellation flag shared by the caller and a run. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<CancelInner>);
+
+#[derive(Debug, Default)]
+struct CancelInner {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl Cancel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Stops the run(s) holding this flag; their results so far are returned.
+    pub fn cancel(&self) {
+        self.0.flag.store(true, Ordering::Release);
+        self.0.notify.notify_waiters();
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.flag.load(Ordering::Acquire)
+    }
+    /// Resolves once [`cancel`](Self::cancel) has been called.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+// === run ===
+
+/// Runs `config` to its end (or until `cancel`), calling `on_interval` with each
+/// merged interval, and returns the merged report. Must be awaited inside a Tokio
+/// runtime (workers are spawned on it). Dropping the future stops the workers.
+pub async fn run<F>(
+    config: LoadConfig,
+    cancel: Cancel,
+    mut on_interval: F,
+) -> Result<LoadReport, LoadError>
+where
+    F: FnMut(&IntervalSnapshot),
+{
+    let rt = tokio::runtime::Handle::try_current().map_err(|_| LoadError::NoRuntime)?;
+    let (host, port) = (config.target.host.clone(), config.target.port);
+    let addr = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .and_then(|mut a| {
+            a.next().ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no address found")
+            })
+        })
+        .map_err(|source| LoadError::Resolve { host, port, source })?;
+    let connector = client::Connector::new(&config, addr).map_err(LoadError::Tls)?;
+    let open_loop = config.rate.is_open();
+    let start = Instant::now();
+    let started_at = SystemTime::now();
+    let shared = Arc::new(Shared {
+        plan: schedule::Plan::new(config.rate, config.stop, start),
+        cancel: cancel.clone(),
+        connector,
+        template: client::Template::new(&config),
+        timeout: config.timeout,
+        interval: config.interval,
+        open_loop,
+    });
+    let (tx, mut rx) = unbounded_channel();
+    let workers = AbortOnDrop(
+        (0..config.conns)
+            .map(|id| rt.spawn(worker::run_worker(id, shared.clone(), tx.clone())))
+            .collect(),
+    );
+    drop(tx);
+
+    let mut agg = Aggregator::new(config.conns, open_loop, config.interval, config.rate);
+    // Every worker holds a sender: the channel closes when the last one has stopped.
+    while let Some(msg) = rx.recv().await {
+        agg.on(msg, start.elapsed(), &mut on_interval);
+    }
+    let elapsed = start.elapsed();
+    let mut failed = None;
+    for h in std::mem::take(&mut { workers }.0) {
+        if let Err(e) = h.await {
+            failed.get_or_insert(e.to_string());
+        }
+    }
+    agg.finish(elapsed, &mut on_interval);
+    if let Some(e) = failed {
+        return Err(LoadError::Worker(e));
+    }
+    let cancelled = cancel.is_cancelled();
+    let scheduled = shared.plan.due(elapsed, !cancelled);
+    let target_rps = match config.rate {
+        Rate::Max => None,
+        Rate::Fixed(r) => Some(r),
+        rate @ Rate::Ramp { .. } => {
+            let t = match config.stop {
+                Stop::Duration(d) if !cancelled => d,
+                Stop::Duration(d) => elapsed.min(d),
+                Stop::Requests(_) => elapsed,
+            }
+            .as_secs_f64();
+            (t > 0.0).then(|| rate.due_by(t) / t)
+        }
+    };
+    Ok(LoadReport {
+        started_at,
+        elapsed,
+        data: agg.total,
+        intervals: agg.emitted,
+        target_rps,
+        scheduled,
+        cancelled,
+    })
+}
+
+/// [`run`] on the current Tokio runtime, in the background.
+pub fn spawn<F>(
+    config: LoadConfig,
+    cancel: Cancel,
+    on_interval: F,
+) -> JoinHandle<Result<LoadReport, LoadError>>
+where
+    F: FnMut(&IntervalSnapshot) + Send + 'static,
+{
+    tokio::spawn(run(config, cancel, on_interval))
+}
+
+struct AbortOnDrop(Vec<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
+
+// === impl Aggregator ===
+
+/// Merges the workers' interval data; an interval is complete when every live worker
+/// has handed it over and its wall-clock end has passed.
+struct Aggregator {
+    open_loop: bool,
+    interval: Duration,
+    rate: Rate,
+    /// Intervals not yet emitted, starting at index `first`.
+    pending: VecDeque<Recorded>,
+    first: u64,
+    /// Per worker: the next interval index it will hand over.
+    next_from: Vec<u64>,
+    done: Vec<bool>,
+    total: Recorded,
+    emitted: u64,
+}
+
+impl Aggregator {
+    fn new(workers: usize, open_loop: bool, interval: Duration, rate: Rate) -> Self {
+        Self {
+            open_loop,
+            interval,
+            rate,
+            pending: VecDeque::new(),
+            first: 0,
+            next_from: vec![0; workers],
+            done: vec![false; workers],
+            total: Recorded::new(open_loop),
+            emitted: 0,
+        }
+    }
+
+    fn on(&mut self, msg: Msg, elapsed: Duration, cb: &mut impl FnMut(&IntervalSnapshot)) {
+        match msg {
+            Msg::Flush {
+                worker,
+                index,
+                data,
+            } => {
+                let Some(slot) = index.checked_sub(self.first) else {
+                    // Late data for an interval already emitted: count it in the total.
+                    if let Some(d) = data {
+                        self.total.add(&d);
+                    }
+                    return;
+                };
+                let slot = usize::try_from(slot).unwrap_or(usize::MAX);
+                while self.pending.len() <= slot {
+                    self.pending.push_back(Recorded::new(self.open_loop));
+                }
+                if let (Some(d), Some(p)) = (data, self.pending.get_mut(slot)) {
+                    p.add(&d);
+                }
+                if let Some(n) = self.next_from.get_mut(worker) {
+                    *n = (*n).max(index + 1);
+                }
+            }
+            Msg::Done { worker } => {
+                if let Some(d) = self.done.get_mut(worker) {
+                    *d = true;
+                }
+            }
+        }
+        while !self.pending.is_empty()
+            && self.interval_end(self.first) <= elapsed
+            && self
+                .next_from
+                .iter()
+                .zip(&self.done)
+                .all(|(n, d)| *d || *n > self.first)
+        {
+            self.emit(self.interval, cb);
+        }
+    }
+
+    fn interval_end(&self, index: u64) -> Duration {
+        self.interval
+            .saturating_mul(u32::try_from(index + 1).unwrap_or(u32::MAX))
+    }
+
+    fn emit(&mut self, duration: Duration, cb: &mut impl FnMut(&IntervalSnapshot)) {
+        let Some(data) = self.pending.pop_front() else {
+            return;
+        };
+        let start = self
+            .interval
+            .saturating_mul(u32::try_from(self.first).unwrap_or(u32::MAX));
+        let snap = IntervalSnapshot {
+            index: self.first,
+            start,
+            duration,
+            data,
+            target_rps: self.rate.rate_at(start.as_secs_f64()),
+        };
+        cb(&snap);
+        self.total.add(&snap.data);
+        self.first += 1;
+        self.emitted += 1;
+    }
+
+    /// Emits what is left; the last interval ends at `elapsed`.
+    fn finish(&mut self, elapsed: Duration, cb: &mut impl FnMut(&IntervalSnapshot)) {
+        while !self.pending.is_empty() {
+            let start = self.interval_end(self.first).saturating_sub(self.interval);
+            let duration = elapsed.saturating_sub(start).min(self.interval);
+            self.emit(duration, cb);
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! What a run records: latency histograms (nanoseconds) and counters, per worker and
+//! per interval, merged by the coordinator into [`IntervalSnapshot`]s and a
+//! [`LoadReport`]. Fixed-size arrays only: nothing grows with the number of requests.
+
+use std::time::{Duration, SystemTime};
+
+use hdrhistogram::Histogram;
+
+/// Largest latency recorded (longer ones are recorded as this): one hour, in ns.
+pub const MAX_LATENCY_NS: u64 = 3_600_000_000_000;
+
+/// A new latency histogram: nanoseconds, 3 significant digits, 1 µs resolution,
+/// growing only as far as the largest value seen (memory stays small for fast targets).
+pub fn new_histogram() -> Histogram<u64> {
+    #[allow(clippy::expect_used)]
+    let mut h = Histogram::new_with_bounds(1_000, 10_000_000, 3)
+        .expect("constant histogram bounds are valid");
+    h.auto(true);
+    h
+}
+
+/// Why a request got no HTTP answer. Counted in arrays indexed by `kind as usize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The TCP connection was refused (nothing listens on the port).
+    ConnectRefused,
+    /// Any other failure to connect (unreachable, address in use, ...).
+    Connect,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls,
+    /// No answer within the per-request timeout (connect included).
+    Timeout,
+    /// The peer reset or closed the connection before the answer was complete.
+    Reset,
+    /// The answer was not valid HTTP (or an HTTP/2 protocol error).
+    Protocol,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorKind {
+    /// Every kind, in index order.
+    pub const ALL: [ErrorKind; 7] = [
+        ErrorKind::ConnectRefused,
+        ErrorKind::Connect,
+        ErrorKind::Tls,
+        ErrorKind::Timeout,
+        ErrorKind::Reset,
+        ErrorKind::Protocol,
+        ErrorKind::Other,
+    ];
+    /// Number of kinds (array length).
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// A stable snake_case name (JSON keys).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::ConnectRefused => "connect_refused",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Reset => "reset",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+/// Number of status-code slots (codes 0..=999; hyper accepts 100..=999).
+const STATUS_SLOTS: usize = 1000;
+
+/// Request counters: answers by status code, failures by [`ErrorKind`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counts {
+    status: Box<[u64; STATUS_SLOTS]>,
+    errors: [u64; ErrorKind::COUNT],
+    /// Answers received (any status).
+    pub responses: u64,
+    /// Response body bytes received.
+    pub body_bytes: u64,
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Self {
+            status: Box::new([0; STATUS_SLOTS]),
+            errors: [0; ErrorKind::COUNT],
+            responses: 0,
+            body_bytes: 0,
+        }
+    }
+}
+
+impl Counts {
+    /// Counts one answer.
+    #[inline]
+    pub fn status(&mut self, code: u16) {
+        if let Some(c) = self.status.get_mut(code as usize) {
+            *c += 1;
+        }
+        self.responses += 1;
+    }
+    /// Counts one failure.
+    #[inline]
+    pub fn error(&mut self, kind: ErrorKind) {
+        self.errors[kind as usize] += 1;
+    }
+    /// Requests completed: answered or failed.
+    pub fn requests(&self) -> u64 {
+        self.responses + self.errors()
+    }
+    /// Requests that got no HTTP answer.
+    pub fn errors(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+    /// Failures of one kind.
+    pub fn errors_of(&self, kind: ErrorKind) -> u64 {
+        self.errors[kind as usize]
+    }
+    /// Answers with this status code.
+    pub fn of_status(&self, code: u16) -> u64 {
+        self.status.get(code as usize).copied().unwrap_or(0)
+    }
+    /// `(status, count)` for every status seen, ascending.
+    pub fn statuses(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.status
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(code, n)| (code as u16, *n))
+    }
+    /// `(kind, count)` for every kind seen.
+    pub fn error_kinds(&self) -> impl Iterator<Item = (ErrorKind, u64)> + '_ {
+        ErrorKind::ALL
+            .into_iter()
+            .map(|k| (k, self.errors[k as usize]))
+            .filter(|(_, n)| *n > 0)
+    }
+    /// Adds another set of counts.
+    pub fn add(&mut self, o: &Counts) {
+        for (a, b) in self.status.iter_mut().zip(o.status.iter()) {
+            *a += b;
+        }
+        for (a, b) in self.errors.iter_mut().zip(o.errors.iter()) {
+            *a += b;
+        }
+        self.responses += o.responses;
+        self.body_bytes += o.body_bytes;
+    }
+}
+
+/// One worker's measurements for one interval.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Latency: from the intended start at a fixed rate, else from the send.
+    pub latency: Histogram<u64>,
+    /// Service time, from the actual send (open loop only).
+    pub service: Option<Histogram<u64>>,
+    pub counts: Counts,
+}
+
+impl Recorded {
+    pub fn new(open_loop: bool) -> Self {
+        Self {
+            latency: new_histogram(),
+            service: open_loop.then(new_histogram),
+            counts: Counts::default(),
+        }
+    }
+
+    /// Records an answered request.
+    #[inline]
+    pub fn answer(&mut self, status: u16, latency: Duration, service: Duration, bytes: u64) {
+        // Auto-resizing histograms only fail to record past usize limits; the clamp
+        // keeps values far below that.
+        let _ = self.latency.record(nanos(latency).min(MAX_LATENCY_NS));
+        if let Some(s) = &mut self.service {
+            let _ = s.record(nanos(service).min(MAX_LATENCY_NS));
+        }
+        self.counts.status(status);
+        self.counts.body_bytes += bytes;
+    }
+
+    /// Adds another worker's data (histograms grow as needed).
+    pub fn add(&mut self, o: &Recorded) {
+        let _ = self.latency.add(&o.latency);
+        if let (Some(a), Some(b)) = (&mut self.service, &o.service) {
+            let _ = a.add(b);
+        }
+        self.counts.add(&o.counts);
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The merged measurements of all workers for one interval.
+#[derive(Debug, Clone)]
+pub struct IntervalSnapshot {
+    /// 0-based interval number.
+    pub index: u64,
+    /// Start of the interval, from the start of the run.
+    pub start: Duration,
+    /// Length of the interval (the last one may be shorter).
+    pub duration: Duration,
+    /// Requests completed in this interval, by completion time.
+    pub data: Recorded,
+    /// The target rate at the start of this interval (open loop).
+    pub target_rps: Option<f64>,
+}
+
+impl IntervalSnapshot {
+    /// Completed requests per second in this interval.
+    pub fn rps(&self) -> f64 {
+        per_sec(self.data.counts.requests(), self.duration)
+    }
+}
+
+/// The result of a run: merged histograms and counts, and how the schedule went.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// Wall-clock start of the run.
+    pub started_at: SystemTime,
+    /// From the start until the last worker stopped.
+    pub elapsed: Duration,
+    /// Everything recorded.
+    pub data: Recorded,
+    /// Number of intervals reported.
+    pub intervals: u64,
+    /// The mean target rate over the run (open loop), requests/s.
+    pub target_rps: Option<f64>,
+    /// Requests that were due by the end (open loop).
+    pub scheduled: Option<u64>,
+    /// Whether the run was cancelled before its end.
+    pub cancelled: bool,
+}
+
+impl LoadReport {
+    /// Requests completed (answered or failed).
+    pub fn requests(&self) -> u64 {
+        self.data.counts.requests()
+    }
+    /// Requests with no HTTP answer.
+    pub fn errors(&self) -> u64 {
+        self.data.counts.errors()
+    }
+    /// Completed requests per second over the whole run.
+    pub fn rps(&self) -> f64 {
+        per_sec(self.requests(), self.elapsed)
+    }
+    /// Scheduled requests that were never sent because the generator (or the target)
+    /// could not keep up (open loop).
+    pub fn missed(&self) -> Option<u64> {
+        self.scheduled.map(|s| s.saturating_sub(self.requests()))
+    }
+    /// Latency at quantile `q` (0..=1).
+    pub fn latency_at(&self, q: f64) -> Duration {
+        Duration::from_nanos(self.data.latency.value_at_quantile(q))
+    }
+}
+
+fn per_sec(n: u64, d: Duration) -> f64 {
+    let s = d.as_secs_f64();
+    if s > 0.0 { n as f64 / s } else { 0.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_status_and_kind() {
+        let mut a = Counts::default();
+        a.status(200);
+        a.status(200);
+        a.status(503);
+        a.error(ErrorKind::Timeout);
+        let mut b = Counts::default();
+        b.status(429);
+        b.error(ErrorKind::ConnectRefused);
+        a.add(&b);
+        assert_eq!(a.requests(), 6);
+        assert_eq!(a.errors(), 2);
+        assert_eq!(
+            a.statuses().collect::<Vec<_>>(),
+            vec![(200, 2), (429, 1), (503, 1)]
+        );
+        assert_eq!(a.errors_of(ErrorKind::Timeout), 1);
+    }
+
+    #[test]
+    fn histograms_merge_and_clamp() {
+        let mut a = Recorded::new(true);
+        a.answer(200, Duration::from_millis(5), Duration::from_millis(1), 12);
+        let mut b = Recorded::new(true);
+        b.answer(
+            200,
+            Duration::from_secs(100_000),
+            Duration::from_secs(2),
+            12,
+        );
+        a.add(&b);
+        assert_eq!(a.latency.len(), 2);
+        assert!(a.latency.max() >= MAX_LATENCY_NS / 2);
+        assert!(a.service.as_ref().is_some_and(|s| s.max() >= 1_999_000_000));
+    }
+}

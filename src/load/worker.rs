@@ -1,0 +1,194 @@
+//! The hot loop: one generic worker per connection, for every schedule (open/closed ×
+//! count/duration). It draws slots from the shared [`Plan`], waits for the intended
+//! start (open loop), runs one exchange under a single reusable timer, and records into
+//! its own histograms. At each interval boundary it hands its interval data to the
+//! coordinator (one message per worker per interval, none per request). It never
+//! prints, locks or stores per-request samples.
+
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Sleep;
+
+use super::Cancel;
+use super::client::{Conn, Connector, Template, exchange};
+use super::record::{ErrorKind, Recorded};
+use super::schedule::{Plan, Slot};
+
+/// How often a worker blocked on a long wait looks at the cancel flag.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
+
+/// Timers fire up to ~2 ms late (millisecond ticks, rounded up): an open-loop worker
+/// wakes this much before a slot and sends as soon as it wakes. A request sent early
+/// counts its latency from the actual send, one sent late from its slot, so timer
+/// slack never shows up as latency while real lateness always does.
+const TIMER_LEAD: Duration = Duration::from_millis(2);
+
+/// What every worker shares (read-only but for the plan's atomic counter).
+pub(crate) struct Shared {
+    pub plan: Plan,
+    pub cancel: Cancel,
+    pub connector: Connector,
+    pub template: Template,
+    pub timeout: Duration,
+    pub interval: Duration,
+    pub open_loop: bool,
+}
+
+/// Worker → coordinator.
+pub(crate) enum Msg {
+    /// The worker's data for interval `index` (None when it recorded nothing).
+    Flush {
+        worker: usize,
+        index: u64,
+        data: Option<Box<Recorded>>,
+    },
+    /// The worker stopped; it sends nothing more.
+    Done { worker: usize },
+}
+
+enum Guarded<T> {
+    Done(T),
+    Deadline,
+    Cancelled,
+}
+
+/// Per-worker state: the current interval's recorder and clock.
+struct Worker {
+    id: usize,
+    shared: Arc<Shared>,
+    tx: UnboundedSender<Msg>,
+    rec: Recorded,
+    index: u64,
+    boundary: Instant,
+}
+
+impl Worker {
+    /// Hands over every interval that ended before `now`.
+    #[inline]
+    fn roll(&mut self, now: Instant) {
+        while now >= self.boundary {
+            let data = if self.rec.counts.requests() > 0 {
+                Some(Box::new(std::mem::replace(
+                    &mut self.rec,
+                    Recorded::new(self.shared.open_loop),
+                )))
+            } else {
+                None
+            };
+            let _ = self.tx.send(Msg::Flush {
+                worker: self.id,
+                index: self.index,
+                data,
+            });
+            self.index += 1;
+            self.boundary += self.shared.interval;
+        }
+    }
+
+    /// Awaits `fut` until `deadline`, keeping the interval clock running and honouring
+    /// cancellation, with one timer reset per call.
+    async fn guard<F: Future>(
+        &mut self,
+        fut: F,
+        now: Instant,
+        deadline: Instant,
+        timer: &mut Pin<&mut Sleep>,
+    ) -> Guarded<F::Output> {
+        let mut fut = pin!(fut);
+        let mut now = now;
+        loop {
+            let wake = deadline.min(self.boundary).min(now + CANCEL_POLL);
+            timer.as_mut().reset(tokio::time::Instant::from_std(wake));
+            tokio::select! {
+                biased;
+                out = &mut fut => return Guarded::Done(out),
+                _ = timer.as_mut() => {}
+            }
+            now = Instant::now();
+            if self.shared.cancel.is_cancelled() {
+                return Guarded::Cancelled;
+            }
+            self.roll(now);
+            if now >= deadline {
+                return Guarded::Deadline;
+            }
+        }
+    }
+}
+
+/// One worker: one connection, requests one after the other, until the plan says done.
+pub(crate) async fn run_worker(id: usize, shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
+    let start = shared.plan.start();
+    let mut w = Worker {
+        id,
+        rec: Recorded::new(shared.open_loop),
+        index: 0,
+        boundary: start + shared.interval,
+        tx,
+        shared: shared.clone(),
+    };
+    let mut conn: Option<Conn> = None;
+    let timer = tokio::time::sleep(Duration::from_secs(3600));
+    let mut timer = pin!(timer);
+    let end = shared.plan.end();
+    loop {
+        let now = Instant::now();
+        w.roll(now);
+        if shared.cancel.is_cancelled() {
+            break;
+        }
+        let (intended, sent) = match shared.plan.next(now) {
+            Slot::Done => break,
+            Slot::Now => (now, now),
+            Slot::At(at) => {
+                let mut now = now;
+                if at > now + TIMER_LEAD {
+                    let wake = at - TIMER_LEAD;
+                    match w
+                        .guard(std::future::pending::<()>(), now, wake, &mut timer)
+                        .await
+                    {
+                        Guarded::Cancelled => break,
+                        Guarded::Deadline | Guarded::Done(()) => now = Instant::now(),
+                    }
+                }
+                // Behind schedule past the end: the slot is missed, not sent late.
+                if end.is_some_and(|e| now >= e) {
+                    break;
+                }
+                (at.min(now), now)
+            }
+        };
+        let fut = exchange(&mut conn, &shared.connector, &shared.template);
+        let res = w.guard(fut, sent, sent + shared.timeout, &mut timer).await;
+        let done = Instant::now();
+        w.roll(done);
+        match res {
+            Guarded::Done(Ok((status, bytes))) => w.rec.answer(
+                status,
+                done.saturating_duration_since(intended),
+                done.saturating_duration_since(sent),
+                bytes,
+            ),
+            Guarded::Done(Err(kind)) => w.rec.counts.error(kind),
+            Guarded::Deadline => {
+                conn = None;
+                w.rec.counts.error(ErrorKind::Timeout);
+            }
+            // Abandoned in flight: neither answered nor failed, not counted.
+            Guarded::Cancelled => break,
+        }
+    }
+    let Worker { rec, index, tx, .. } = w;
+    let data = (rec.counts.requests() > 0).then(|| Box::new(rec));
+    let _ = tx.send(Msg::Flush {
+        worker: id,
+        index,
+        data,
+    });
+    let _ = tx.send(Msg::Done { worker: id });
+}

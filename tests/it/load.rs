@@ -1,0 +1,625 @@
+//! `meshdrill load` and the `load` library against local servers on 127.0.0.1.
+//! Every run is bounded by a request count or a short duration, and a timeout.
+
+use std::path::Path;
+use std::time::Duration;
+
+use meshdrill::load::{self, Cancel, IntervalSnapshot, LoadConfig, LoadReport, Rate, Stop};
+use serde_json::Value;
+
+use crate::common::servers::{self, Behavior, refused_port};
+use crate::common::{meshdrill, root, run};
+
+// === helpers ===
+
+fn load_json(args: &[&str]) -> (i32, Value, String) {
+    let (code, out, err) = run(meshdrill().arg("load").args(args).args(["-o", "json"]));
+    let v: Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("one JSON object on stdout ({e}): {out:?} / {err}"));
+    (code, v, err)
+}
+
+fn n(v: &Value, path: &[&str]) -> u64 {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_u64()
+        .unwrap_or_else(|| panic!("{path:?} is not an integer in {v}"))
+}
+
+fn f(v: &Value, path: &[&str]) -> f64 {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_f64()
+        .unwrap_or_else(|| panic!("{path:?} is not a number in {v}"))
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Runs the library in-process, bounded by a wall-clock timeout.
+fn run_lib(config: LoadConfig, limit: Duration) -> (LoadReport, Vec<IntervalSnapshot>) {
+    rt().block_on(async {
+        let mut snaps = Vec::new();
+        let r = tokio::time::timeout(
+            limit,
+            load::run(config, Cancel::new(), |s: &IntervalSnapshot| {
+                snaps.push(s.clone())
+            }),
+        )
+        .await
+        .expect("run finished in time")
+        .expect("run");
+        (r, snaps)
+    })
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+// === counts ===
+
+#[test]
+fn exact_request_count_with_n() {
+    let s = servers::spawn(Behavior::Ok);
+    let (code, v, err) = load_json(&[&s.url("/"), "-n", "237", "-c", "7"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(n(&v, &["requests"]), 237);
+    assert_eq!(n(&v, &["errors"]), 0);
+    assert_eq!(n(&v, &["status_codes", "200"]), 237);
+    assert_eq!(n(&v, &["body_bytes"]), 237 * 12);
+    assert_eq!(s.hits(), 237, "the server saw exactly -n requests");
+}
+
+#[test]
+fn exact_request_count_at_a_fixed_rate() {
+    let s = servers::spawn(Behavior::Ok);
+    let (code, v, err) = load_json(&[&s.url("/"), "-n", "60", "-c", "3", "--rate", "400"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(n(&v, &["requests"]), 60);
+    assert_eq!(s.hits(), 60);
+    assert_eq!(v["open_loop"], true);
+    assert!(v["service_time_ms"]["p50"].is_number(), "{v}");
+}
+
+#[test]
+fn status_codes_are_counted_separately() {
+    let s = servers::spawn(Behavior::Pattern(vec![200, 429, 503, 200]));
+    let (code, v, err) = load_json(&[&s.url("/limited"), "-n", "400", "-c", "4"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(n(&v, &["status_codes", "200"]), 200);
+    assert_eq!(n(&v, &["status_codes", "429"]), 100);
+    assert_eq!(n(&v, &["status_codes", "503"]), 100);
+    assert_eq!(
+        n(&v, &["errors"]),
+        0,
+        "an HTTP answer is not a connection error"
+    );
+}
+
+#[test]
+fn refused_connections_are_errors_and_exit_3() {
+    let port = refused_port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let (code, v, err) = load_json(&[&url, "-n", "20", "-c", "2"]);
+    assert_eq!(code, 3, "no answer at all is a target error: {err}");
+    assert!(err.contains("no request"), "{err}");
+    assert_eq!(n(&v, &["requests"]), 20);
+    assert_eq!(n(&v, &["errors"]), 20);
+    assert_eq!(n(&v, &["error_kinds", "connect_refused"]), 20);
+    assert!(v["latency_ms"]["p99"].is_null());
+}
+
+#[test]
+fn timeouts_are_counted() {
+    let silent = servers::spawn(Behavior::Silent);
+    let (code, v, err) = load_json(&[&silent.url("/"), "-n", "4", "-c", "2", "--timeout", "200ms"]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(n(&v, &["error_kinds", "timeout"]), 4);
+
+    // Mixed: answers after 300 ms, timeout 100 ms on some, 2 s on others is not
+    // expressible per request; check a slow server under a short timeout instead.
+    let slow = servers::spawn(Behavior::Delay(Duration::from_millis(400)));
+    let (_, v, _) = load_json(&[&slow.url("/"), "-n", "3", "-c", "3", "--timeout", "100ms"]);
+    assert_eq!(n(&v, &["error_kinds", "timeout"]), 3);
+}
+
+#[test]
+fn closed_connections_are_counted_as_resets() {
+    let s = servers::spawn(Behavior::Close);
+    let (code, v, err) = load_json(&[&s.url("/"), "-n", "6", "-c", "2", "--timeout", "2s"]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(n(&v, &["errors"]), 6);
+    assert_eq!(n(&v, &["error_kinds", "reset"]), 6, "{v}");
+}
+
+#[test]
+fn connection_close_answers_reconnect_without_errors() {
+    let s = servers::spawn(Behavior::ConnectionClose);
+    let (code, v, err) = load_json(&[&s.url("/"), "-n", "50", "-c", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(n(&v, &["status_codes", "200"]), 50, "{v}");
+    assert_eq!(n(&v, &["errors"]), 0, "{v}");
+}
+
+/// Regression guard: a kept-alive connection the server closed while idle must be
+/// retried on a new connection, not counted as a failed request.
+#[test]
+fn idle_closed_keep_alive_connections_are_retried_not_counted() {
+    let s = servers::spawn(Behavior::OneShot);
+    let (code, v, err) = load_json(&[&s.url("/"), "-n", "30", "-c", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(n(&v, &["status_codes", "200"]), 30, "{v}");
+    assert_eq!(n(&v, &["errors"]), 0, "{v}");
+    assert_eq!(s.hits(), 30);
+}
+
+// === rates and schedules ===
+
+#[test]
+fn fixed_rate_is_accurate_at_a_modest_rate() {
+    let s = servers::spawn(Behavior::Ok);
+    let (code, v, err) = load_json(&[&s.url("/"), "--rate", "200", "-d", "2s", "-c", "4"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(n(&v, &["scheduled"]), 400, "{v}");
+    let requests = n(&v, &["requests"]);
+    // The schedule is exact; allow a generous 10% for a loaded 2-core machine.
+    assert!((360..=400).contains(&requests), "{v}");
+    let rps = f(&v, &["rps"]);
+    assert!((160.0..=220.0).contains(&rps), "{v}");
+    assert_eq!(f(&v, &["target_rps"]), 200.0);
+}
+
+#[test]
+fn ramp_schedules_the_integral_of_the_rate() {
+    let s = servers::spawn(Behavior::Ok);
+    // 100 -> 300 req/s over 1 s: 200 due in the ramp, then 300 in the next second.
+    let c = LoadConfig::builder(s.url("/"))
+        .conns(8)
+        .rate(Rate::Ramp {
+            from: 100.0,
+            to: 300.0,
+            over: Duration::from_secs(1),
+        })
+        .stop(Stop::Duration(Duration::from_secs(2)))
+        .build()
+        .expect("config");
+    let (r, snaps) = run_lib(c, Duration::from_secs(20));
+    assert_eq!(r.scheduled, Some(500));
+    assert!((450..=500).contains(&r.requests()), "{}", r.requests());
+    let target = r.target_rps.expect("target");
+    assert!((target - 250.0).abs() < 1.0, "{target}");
+    assert!(snaps.len() >= 2, "{}", snaps.len());
+    assert!(snaps[0].target_rps < snaps[1].target_rps);
+}
+
+#[test]
+fn intervals_add_up_to_the_report() {
+    let s = servers::spawn(Behavior::Ok);
+    let c = LoadConfig::builder(s.url("/"))
+        .conns(4)
+        .rate(Rate::Fixed(300.0))
+        .stop(Stop::Duration(Duration::from_millis(1300)))
+        .interval(Duration::from_millis(250))
+        .build()
+        .expect("config");
+    let (r, snaps) = run_lib(c, Duration::from_secs(20));
+    assert!(snaps.len() >= 5, "{}", snaps.len());
+    let sum: u64 = snaps.iter().map(|s| s.data.counts.requests()).sum();
+    assert_eq!(sum, r.requests());
+    let hist_sum: u64 = snaps.iter().map(|s| s.data.latency.len()).sum();
+    assert_eq!(hist_sum, r.data.latency.len());
+    for (i, s) in snaps.iter().enumerate() {
+        assert_eq!(s.index, i as u64);
+    }
+}
+
+#[test]
+fn cancel_returns_the_results_so_far() {
+    let s = servers::spawn(Behavior::Delay(Duration::from_millis(5)));
+    let c = LoadConfig::builder(s.url("/"))
+        .conns(4)
+        .stop(Stop::Duration(Duration::from_secs(60)))
+        .build()
+        .expect("config");
+    let r = rt().block_on(async {
+        let cancel = Cancel::new();
+        let h = load::spawn(c, cancel.clone(), |_: &IntervalSnapshot| {});
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(10), h)
+            .await
+            .expect("stops promptly")
+            .expect("join")
+            .expect("run")
+    });
+    assert!(r.cancelled);
+    assert!(r.requests() > 0);
+    assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
+}
+
+/// The coordinated-omission test: a server that freezes all answers 200 ms of every
+/// second. At a fixed rate, 20% of requests are due during a freeze and wait for its
+/// end, uniformly 0..200 ms: p90 ≈ 100 ms, p99 ≈ 190 ms. A closed loop sends almost
+/// nothing during a freeze, so its percentiles barely move.
+#[test]
+fn stall_shows_in_the_open_loop_tail_but_not_the_closed_loop() {
+    let stall = || {
+        servers::spawn(Behavior::Stall {
+            period: Duration::from_secs(1),
+            stall: Duration::from_millis(200),
+            offset: Duration::from_millis(300),
+        })
+    };
+    let s = stall();
+    let open = LoadConfig::builder(s.url("/"))
+        .conns(20)
+        .rate(Rate::Fixed(500.0))
+        .stop(Stop::Duration(Duration::from_secs(3)))
+        .build()
+        .expect("config");
+    let (o, _) = run_lib(open, Duration::from_secs(30));
+    let (p90, p99) = (
+        ms(o.data.latency.value_at_quantile(0.90)),
+        ms(o.data.latency.value_at_quantile(0.99)),
+    );
+    assert!((60.0..=160.0).contains(&p90), "open p90 {p90} ms");
+    assert!((150.0..=260.0).contains(&p99), "open p99 {p99} ms");
+    let service = o.data.service.as_ref().expect("service histogram");
+    assert!(
+        ms(service.value_at_quantile(0.90)) < p90 / 2.0,
+        "service time hides the backlog"
+    );
+
+    let s = stall();
+    let closed = LoadConfig::builder(s.url("/"))
+        .conns(20)
+        .stop(Stop::Duration(Duration::from_secs(3)))
+        .build()
+        .expect("config");
+    let (c, _) = run_lib(closed, Duration::from_secs(30));
+    let cp99 = ms(c.data.latency.value_at_quantile(0.99));
+    assert!(
+        cp99 < p99 / 2.0,
+        "closed-loop p99 {cp99} ms misses the stall"
+    );
+    assert!(ms(c.data.latency.max()) >= 150.0, "but its max sees it");
+}
+
+#[test]
+fn ctrl_c_prints_results_so_far_and_exits_130() {
+    let s = servers::spawn(Behavior::Delay(Duration::from_millis(2)));
+    let child = meshdrill()
+        .args(["load", &s.url("/"), "-c", "4", "-d", "60s", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(800));
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    let v: Value = serde_json::from_str(stdout.trim()).expect("results so far as JSON");
+    assert_eq!(v["cancelled"], true);
+    assert!(n(&v, &["requests"]) > 0, "{v}");
+    assert!(f(&v, &["duration_s"]) < 30.0, "{v}");
+}
+
+// === protocols ===
+
+#[test]
+fn http2_requests() {
+    let s = servers::spawn(Behavior::Ok);
+    let (code, v, err) = load_json(&[&s.url("/"), "--http2", "-n", "50", "-c", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(n(&v, &["status_codes", "200"]), 50, "{v}");
+}
+
+#[test]
+fn https_checks_certificates_unless_insecure() {
+    let s = servers::spawn_tls(Behavior::Ok);
+    let url = format!("https://127.0.0.1:{}/", s.addr.port());
+    let (code, v, err) = load_json(&[&url, "-n", "4", "-c", "2"]);
+    assert_eq!(code, 3, "a self-signed certificate is refused: {err}");
+    assert_eq!(n(&v, &["error_kinds", "tls"]), 4, "{v}");
+    let (code, v, err) = load_json(&[&url, "-n", "20", "-c", "2", "--insecure"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(n(&v, &["status_codes", "200"]), 20);
+    let (code, v, err) = load_json(&[&url, "-n", "10", "-c", "2", "-k", "--http2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(n(&v, &["status_codes", "200"]), 10);
+}
+
+#[test]
+fn method_headers_and_body_are_accepted() {
+    let s = servers::spawn(Behavior::Ok);
+    let dir = tempfile::tempdir().expect("tmp");
+    let body = crate::common::write(dir.path(), "body.json", "{\"a\":1}");
+    let (code, v, err) = run_json_with_file(&s.url("/post"), &body);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(n(&v, &["status_codes", "200"]), 5);
+}
+
+fn run_json_with_file(url: &str, body: &Path) -> (i32, Value, String) {
+    let (code, out, err) = run(meshdrill()
+        .args(["load", url, "-n", "5", "-c", "1", "-m", "POST"])
+        .args([
+            "-H",
+            "Host: reviews.default",
+            "-H",
+            "Content-Type: application/json",
+        ])
+        .arg("--body-file")
+        .arg(body)
+        .args(["-o", "json"]));
+    let v = serde_json::from_str(out.trim()).expect("json");
+    (code, v, err)
+}
+
+// === output ===
+
+#[test]
+fn json_output_matches_the_schema() {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("schema/load.json")).expect("schema/load.json"),
+    )
+    .expect("schema is JSON");
+    let s = servers::spawn(Behavior::Pattern(vec![200, 503]));
+    let refused = format!("http://127.0.0.1:{}/", refused_port());
+    for args in [
+        vec![
+            s.url("/"),
+            "-n".into(),
+            "30".into(),
+            "-c".into(),
+            "3".into(),
+        ],
+        vec![
+            s.url("/"),
+            "-n".into(),
+            "30".into(),
+            "--rate".into(),
+            "300".into(),
+        ],
+        vec![refused, "-n".into(), "3".into()],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (_, v, _) = load_json(&args);
+        let errors = schema::check(&schema, &schema, &v, "$");
+        assert!(errors.is_empty(), "{errors:#?}\n{v}");
+        for key in [
+            "requests",
+            "errors",
+            "duration_s",
+            "rps",
+            "status_codes",
+            "latency_ms",
+        ] {
+            assert!(v.get(key).is_some(), "{key} in {v}");
+        }
+    }
+    // The checker itself rejects what it should.
+    let bad = serde_json::json!({"requests": -1, "errors": 0, "duration_s": 1, "rps": 1,
+        "status_codes": {"20x": 1}, "latency_ms": {"p50": 1}, "extra": true});
+    assert!(schema::check(&schema, &schema, &bad, "$").len() >= 4);
+}
+
+#[test]
+fn text_output_has_rate_statuses_percentiles_and_histogram() {
+    let s = servers::spawn(Behavior::Pattern(vec![200, 200, 429]));
+    let (code, out, err) = run(meshdrill().args(["load", &s.url("/"), "-n", "90", "-c", "3"]));
+    assert_eq!(code, 0, "{err}");
+    for needle in [
+        "req/s",
+        "200: 60",
+        "429: 30",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "max",
+        "histogram",
+    ] {
+        assert!(out.contains(needle), "{needle} in {out}");
+    }
+    assert!(
+        err.is_empty(),
+        "no progress bar when stderr is not a terminal: {err}"
+    );
+}
+
+#[test]
+fn hist_log_reads_back_with_hdrhistogram() {
+    use hdrhistogram::serialization::Deserializer;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+
+    let s = servers::spawn(Behavior::Ok);
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("run.hlog");
+    let (code, v, err) = load_json(&[
+        &s.url("/"),
+        "--rate",
+        "200",
+        "-d",
+        "1500ms",
+        "-c",
+        "2",
+        "--interval",
+        "500ms",
+        "--hist-log",
+        log.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read(&log).expect("log written");
+    let mut de = Deserializer::new();
+    let (mut untagged, mut service, mut total) = (0, 0, 0u64);
+    for entry in IntervalLogIterator::new(&text) {
+        match entry.expect("valid log line") {
+            LogEntry::Interval(h) => {
+                let bytes = base64::Engine::decode(
+                    &base64::engine::general_purpose::STANDARD,
+                    h.encoded_histogram(),
+                )
+                .expect("base64");
+                let hist: hdrhistogram::Histogram<u64> =
+                    de.deserialize(&mut bytes.as_slice()).expect("histogram");
+                match h.tag().map(|t| t.as_str().to_string()) {
+                    None => {
+                        untagged += 1;
+                        total += hist.len();
+                    }
+                    Some(t) if t == "service" => service += 1,
+                    Some(t) => panic!("unexpected tag {t}"),
+                }
+            }
+            LogEntry::StartTime(_) | LogEntry::BaseTime(_) => {}
+        }
+    }
+    assert!(untagged >= 3, "{untagged} intervals");
+    assert_eq!(untagged, service);
+    assert_eq!(total, n(&v, &["requests"]));
+}
+
+// === bad input: exit 2 ===
+
+#[test]
+fn bad_input_exits_2_with_a_clear_message() {
+    let ok = "http://127.0.0.1:9/";
+    for (args, needle) in [
+        (vec!["not a url", "-n", "1"], "invalid target URL"),
+        (vec!["ftp://127.0.0.1/", "-n", "1"], "not http or https"),
+        (vec![ok, "--rate", "0", "-n", "1"], "invalid rate"),
+        (vec![ok, "--rate", "-5", "-n", "1"], "invalid rate"),
+        (vec![ok, "--rate", "abc", "-n", "1"], "invalid rate"),
+        (vec![ok, "-n", "0"], "invalid request count"),
+        (vec![ok, "-d", "0s"], "invalid duration"),
+        (vec![ok, "--bogus"], "unexpected argument"),
+        (vec![ok, "-n", "1", "-d", "1s"], "cannot be used with"),
+        (vec![ok, "-n", "1", "-H", "no colon"], "invalid header"),
+        (vec![ok, "-n", "1", "-c", "0"], "connections"),
+    ] {
+        let (code, out, err) = run(meshdrill().arg("load").args(&args));
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {needle:?} in {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+    }
+}
+
+/// A small JSON Schema checker for the subset schema/load.json uses: type, required,
+/// properties, additionalProperties, propertyNames (pattern of literal chars and
+/// `[a-b]` classes, enum), minimum, $ref to #/$defs.
+mod schema {
+    use serde_json::Value;
+
+    pub fn check(root: &Value, s: &Value, v: &Value, at: &str) -> Vec<String> {
+        let mut errs = Vec::new();
+        if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+            let name = r.trim_start_matches("#/$defs/");
+            return check(root, &root["$defs"][name], v, at);
+        }
+        if let Some(t) = s.get("type") {
+            let types: Vec<&str> = match t {
+                Value::String(x) => vec![x.as_str()],
+                Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+                _ => vec![],
+            };
+            if !types.iter().any(|t| is_type(v, t)) {
+                errs.push(format!("{at}: {v} is not {types:?}"));
+                return errs;
+            }
+        }
+        if let (Some(min), Some(x)) = (s.get("minimum").and_then(Value::as_f64), v.as_f64())
+            && x < min
+        {
+            errs.push(format!("{at}: {x} < {min}"));
+        }
+        if let Some(e) = s.get("enum").and_then(Value::as_array)
+            && !e.contains(v)
+        {
+            errs.push(format!("{at}: {v} not in {e:?}"));
+        }
+        if let Some(p) = s.get("pattern").and_then(Value::as_str)
+            && !v.as_str().is_some_and(|x| pattern(p, x))
+        {
+            errs.push(format!("{at}: {v} does not match {p}"));
+        }
+        let Some(obj) = v.as_object() else {
+            return errs;
+        };
+        for r in s
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(k) = r.as_str()
+                && !obj.contains_key(k)
+            {
+                errs.push(format!("{at}: missing {k}"));
+            }
+        }
+        let props = s.get("properties").and_then(Value::as_object);
+        for (k, x) in obj {
+            let here = format!("{at}.{k}");
+            if let Some(names) = s.get("propertyNames") {
+                errs.extend(check(root, names, &Value::String(k.clone()), &here));
+            }
+            match props.and_then(|p| p.get(k)) {
+                Some(ps) => errs.extend(check(root, ps, x, &here)),
+                None => match s.get("additionalProperties") {
+                    Some(Value::Bool(false)) => errs.push(format!("{here}: not allowed")),
+                    Some(ap @ Value::Object(_)) => errs.extend(check(root, ap, x, &here)),
+                    _ => {}
+                },
+            }
+        }
+        errs
+    }
+
+    fn is_type(v: &Value, t: &str) -> bool {
+        match t {
+            "object" => v.is_object(),
+            "array" => v.is_array(),
+            "string" => v.is_string(),
+            "boolean" => v.is_boolean(),
+            "null" => v.is_null(),
+            "integer" => v.is_u64() || v.is_i64(),
+            "number" => v.is_number(),
+            _ => false,
+        }
+    }
+
+    /// Anchored patterns of literal characters and `[x-y]` classes only.
+    fn pattern(p: &str, s: &str) -> bool {
+        let p = p.trim_start_matches('^').trim_end_matches('$');
+        let mut chars = s.chars();
+        let mut pc = p.chars().peekable();
+        while let Some(c) = pc.next() {
+            let Some(x) = chars.next() else { return false };
+            if c == '[' {
+                let (lo, _, hi, _) = (pc.next(), pc.next(), pc.next(), pc.next());
+                match (lo, hi) {
+                    (Some(lo), Some(hi)) if (lo..=hi).contains(&x) => {}
+                    _ => return false,
+                }
+            } else if c != x {
+                return false;
+            }
+        }
+        chars.next().is_none()
+    }
+}
