@@ -168,6 +168,9 @@ impl H1Conn {
                 match resp.parse(&self.buf[self.start..self.end]) {
                     Ok(httparse::Status::Complete(n)) => {
                         let code = resp.code.unwrap_or(0);
+                        if code < 100 {
+                            return Err(ErrorKind::Protocol.into());
+                        }
                         let mut framing = Framing::UntilClose;
                         let mut close = resp.version == Some(0);
                         for h in resp.headers.iter() {
@@ -322,6 +325,8 @@ mod tests {
         assert_eq!(r.ok(), Some((200, 0)));
         let r = roundtrip(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", false).await;
         assert_eq!(r.err(), Some(ErrorKind::Reset));
+        let r = roundtrip(b"HTTP/1.1 042 Odd\r\nContent-Length: 0\r\n\r\n", false).await;
+        assert_eq!(r.err(), Some(ErrorKind::Protocol));
         let r = roundtrip(b"garbage\r\n\r\n", false).await;
         assert_eq!(r.err(), Some(ErrorKind::Protocol));
         let r = roundtrip(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).await;
