@@ -4,6 +4,7 @@ mod common;
 
 mod cli_files;
 mod cluster;
+mod demo;
 mod help;
 mod load;
 mod mesh;

@@ -1,0 +1,67 @@
+//! `meshdrill demo`: the whole drill on a real Envoy, judged with statistical bounds.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::{meshdrill, run};
+
+#[test]
+fn the_demo_drill_shows_the_fault_the_retries_and_the_recovery() {
+    let (code, out, err) =
+        run(meshdrill().args(["demo", "--phase", "2s", "--rate", "60", "-o", "json"]));
+    assert_eq!(code, 0, "{err}\n{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let phases = v["phases"].as_array().expect("phases");
+    assert_eq!(phases.len(), 4);
+    let success = |i: usize| phases[i]["success"].as_f64().expect("success");
+    let n = |i: usize| phases[i]["requests"].as_u64().expect("requests");
+    for i in 0..4 {
+        assert!(n(i) >= 100, "phase {i}: {} requests at 60/s for 2 s", n(i));
+    }
+    assert_eq!(success(0), 1.0, "steady state: {}", phases[0]);
+    // 50% aborts, 10 retries at the ingress: a request fails with p = 0.5^11.
+    assert!(success(1) >= 0.98, "{}", phases[1]);
+    assert!(phases[1]["aborts_injected"].as_u64().expect("aborts") > 0);
+    assert!(phases[1]["retries"].as_u64().expect("retries") > 0);
+    // retries off: success within 3 sigma of 0.5
+    let sigma = (0.25 / n(2) as f64).sqrt();
+    assert!((success(2) - 0.5).abs() <= 3.0 * sigma, "{}", phases[2]);
+    assert_eq!(phases[2]["retries"], 0);
+    assert_eq!(success(3), 1.0, "recovery: {}", phases[3]);
+    assert_eq!(phases[3]["aborts_injected"], 0);
+}
+
+#[test]
+fn ctrl_c_during_the_demo_rolls_back_and_exits_130() {
+    let mut child = meshdrill()
+        .args(["demo", "--phase", "3s", "--rate", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    // wait (bounded) until the fault is live, then interrupt
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = String::new();
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("live change: abort") {
+            break;
+        }
+    }
+    assert!(seen.contains("live change: abort"), "{seen}");
+    let pid = child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("every change was rolled back"), "{err}");
+}
