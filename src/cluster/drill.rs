@@ -6,7 +6,7 @@ use kube::api::{Api, DynamicObject, ListParams, PatchParams};
 use kube::discovery::ApiResource;
 use serde_json::Value;
 
-use super::{ApiFailure, Cluster, Error, GROUP, VERSIONS, read_with_retry};
+use super::{ApiFailure, Cluster, Error, GROUP, VERSIONS, go_escape, read_with_retry};
 use crate::istio::manifest::escape_pointer;
 use crate::istio::{
     ANNOTATION, Change, DrillRecord, Owner, PlanError, RecordMeta, RouteSelector, plan_change,
@@ -179,6 +179,11 @@ impl Cluster {
     }
 
     /// Sends a JSON Patch (`application/json-patch+json`); never retried.
+    ///
+    /// The body is written as Go's encoding/json writes the stored object (`<`, `>`,
+    /// `&`, U+2028, U+2029 escaped): the API server applies JSON Patch with
+    /// evanphx/json-patch, which compares `test` values by their compacted raw bytes,
+    /// so a `test` over a string holding `&` would fail if sent unescaped.
     async fn patch_vs(
         &self,
         api: &VsApi,
@@ -186,9 +191,16 @@ impl Cluster {
         name: &str,
         patch: &Patch,
     ) -> Result<Value, Box<ApiFailure>> {
-        let vs = self.vs(api, Some(ns));
+        let url = <DynamicObject as kube::Resource>::url_path(&api.resource, Some(ns));
         let p: kube::api::Patch<()> = kube::api::Patch::Json(patch.clone());
-        vs.patch(name, &PatchParams::default(), &p)
+        let req = kube::core::Request::new(url)
+            .patch(name, &PatchParams::default(), &p)
+            .map_err(|e| self.failure(&kube::Error::BuildRequest(e)))?;
+        let (parts, body) = req.into_parts();
+        let mut req = http::Request::from_parts(parts, go_escape(&body));
+        req.extensions_mut().insert("patch");
+        self.client
+            .request::<DynamicObject>(req)
             .await
             .map(|o| to_value(&o))
             .map_err(|e| self.failure(&e))

@@ -20,6 +20,27 @@ pub use connect::ConnectOptions;
 pub use drill::{Applied, Cleared, DrillInfo, VsApi, owner_gone};
 pub use pods::{AccessCheck, pick_victims};
 
+/// Writes serialized JSON as Go's encoding/json does: `<`, `>`, `&`, U+2028 and
+/// U+2029 as `\u` escapes. These characters occur only inside JSON strings, so the
+/// text means the same; byte for byte it matches what the API server stored.
+pub fn go_escape(json: &[u8]) -> Vec<u8> {
+    let Ok(text) = std::str::from_utf8(json) else {
+        return json.to_vec();
+    };
+    let mut out = String::with_capacity(text.len() + 16);
+    for ch in text.chars() {
+        match ch {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out.into_bytes()
+}
+
 use crate::istio::PlanError;
 
 /// `networking.istio.io`, the group of VirtualServices.
@@ -278,5 +299,23 @@ impl Cluster {
 
     fn failure(&self, e: &kube::Error) -> Box<ApiFailure> {
         Box::new(ApiFailure::from_kube(e, &self.origin))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_escape_writes_what_go_stores_and_means_the_same() {
+        let v = serde_json::json!({"regex": "(?P<v>.+)", "h": "a&b", "s": "x\u{2028}y\u{2029}"});
+        let text = go_escape(v.to_string().as_bytes());
+        let text = String::from_utf8(text).expect("utf-8");
+        assert_eq!(
+            text,
+            r#"{"regex":"(?P\u003cv\u003e.+)","h":"a\u0026b","s":"x\u2028y\u2029"}"#
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(back, v);
     }
 }

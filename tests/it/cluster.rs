@@ -884,3 +884,92 @@ fn fake_server_answers_like_the_apiserver() {
         );
     });
 }
+
+/// A route whose match holds `<`, `>` and `&`: the stored object (written by Go) has
+/// them escaped, and evanphx/json-patch compares `test` values byte for byte.
+fn html_route_vs() -> Value {
+    let mut vs = reviews("default");
+    vs["spec"]["http"][0] = json!({
+        "name": "api",
+        "match": [{"uri": {"regex": "/v(?P<v>[0-9]+)/.*"},
+                   "headers": {"x-team": {"exact": "a&b"}, "x-cmp": {"exact": "1<2>0"}}}],
+        "route": [{"destination": {"host": "reviews", "subset": "v2"}}]
+    });
+    vs
+}
+
+#[test]
+fn a_route_with_html_characters_faults_and_clears_against_a_go_faithful_server() {
+    let kube = FakeKube::start();
+    let before = kube.put_vs(html_route_vs());
+    let (code, out, err) = run(md(&kube, Auth::Token).args([
+        "fault", "abort", "reviews", "--status", "503", "--route", "api",
+    ]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let p = patches(&kube);
+    assert!(
+        p[0].body.contains("\\u003c") && p[0].body.contains("\\u0026"),
+        "{}",
+        p[0].body
+    );
+    assert!(!p[0].body.contains(['<', '>', '&']), "{}", p[0].body);
+    let (code, out, err) = run(md(&kube, Auth::Token).args(["clear", "reviews"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        essence(&kube.vs("default", "reviews").expect("vs")),
+        essence(&before)
+    );
+}
+
+/// The fake is as strict as the real server: a `test` sent with raw `&` fails (422),
+/// the same value escaped as Go escapes it passes.
+#[test]
+fn fake_server_compares_test_values_by_raw_bytes_like_evanphx() {
+    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+    use kube::discovery::ApiResource;
+    let kube = FakeKube::start();
+    kube.put_vs(html_route_vs());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let ar = ApiResource {
+            group: "networking.istio.io".into(),
+            version: "v1".into(),
+            api_version: "networking.istio.io/v1".into(),
+            kind: "VirtualService".into(),
+            plural: "virtualservices".into(),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(kube_client(&kube), "default", &ar);
+        let raw: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "test", "path": "/spec/http/0/match/0/headers/x-team/exact", "value": "a&b"},
+            {"op": "add", "path": "/spec/http/0/timeout", "value": "1s"}
+        ]))
+        .expect("patch");
+        let (code, reason, msg) = api_status(
+            api.patch("reviews", &PatchParams::default(), &Patch::Json::<()>(raw))
+                .await
+                .expect_err("a raw & does not equal the stored \\u0026"),
+        );
+        assert_eq!((code, reason.as_str()), (422, "Invalid"), "{msg}");
+        // The same test, escaped as Go escapes it, passes (sent as raw bytes).
+        let body = r#"[{"op":"test","path":"/spec/http/0/match/0/headers/x-team/exact","value":"a\u0026b"},{"op":"add","path":"/spec/http/0/timeout","value":"1s"}]"#;
+        let req = http::Request::patch(
+            "/apis/networking.istio.io/v1/namespaces/default/virtualservices/reviews",
+        )
+        .header("Content-Type", "application/json-patch+json")
+        .body(body.as_bytes().to_vec())
+        .expect("request");
+        kube_client(&kube)
+            .request::<DynamicObject>(req)
+            .await
+            .expect("the escaped test passes");
+    });
+    assert_eq!(
+        kube.vs("default", "reviews")
+            .expect("vs")
+            .pointer("/spec/http/0/timeout"),
+        Some(&json!("1s"))
+    );
+}
