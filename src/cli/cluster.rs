@@ -174,7 +174,8 @@ async fn connect(
     };
     let c = Cluster::connect(&opts).await.map_err(fail)?;
     for w in &c.warnings {
-        writeln!(err, "warning: {w}").map_err(io_err)?;
+        // A warning that cannot be shown must not stop the command.
+        let _ = writeln!(err, "warning: {w}");
     }
     Ok(c)
 }
@@ -215,14 +216,69 @@ fn report(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<(), Failure> {
+    report_io(output, object, patch, line, out, err).map_err(io_err)
+}
+
+/// [`report`], returning the first write error (both writes are tried).
+fn report_io(
+    output: Option<Output>,
+    object: &Value,
+    patch: &json_patch::Patch,
+    line: &str,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> std::io::Result<()> {
     let text = match output {
-        None => return writeln!(out, "{line}").map_err(io_err),
-        Some(Output::Yaml) => manifest::to_yaml(&[object]),
-        Some(Output::Json) => pretty(object)?,
-        Some(Output::Patch) => pretty(patch)?,
+        None => return writeln!(out, "{line}"),
+        Some(Output::Yaml) => Ok(manifest::to_yaml(&[object])),
+        Some(Output::Json) => pretty(object),
+        Some(Output::Patch) => pretty(patch),
     };
-    out.write_all(text.as_bytes()).map_err(io_err)?;
-    writeln!(err, "{line}").map_err(io_err)
+    let a = match text {
+        Ok(t) => out.write_all(t.as_bytes()),
+        Err(f) => Err(std::io::Error::other(f.to_string())),
+    };
+    let b = writeln!(err, "{line}");
+    a.and(b)
+}
+
+/// Output errors once something was changed on the cluster: they must never keep
+/// meshdrill from holding and rolling the change back, so they are kept until the end.
+#[derive(Default)]
+struct OutputErrors(Option<std::io::Error>);
+
+impl OutputErrors {
+    fn keep(&mut self, r: std::io::Result<()>) {
+        if let (Err(e), None) = (r, &self.0) {
+            self.0 = Some(e);
+        }
+    }
+
+    /// The outcome; a failed write is reported only when nothing worse happened.
+    fn finish(self, r: CliResult) -> CliResult {
+        match (r, self.0) {
+            (Ok(_), Some(e)) => Err(io_err(e)),
+            (r, _) => r,
+        }
+    }
+}
+
+/// How long a rollback keeps trying through 429/5xx/no answer: 2 minutes, or
+/// `MESHDRILL_ROLLBACK_DEADLINE` (a Go duration; meant for tests).
+fn rollback_budget() -> Duration {
+    std::env::var("MESHDRILL_ROLLBACK_DEADLINE")
+        .ok()
+        .and_then(|s| crate::istio::types::parse_go_duration(&s))
+        .unwrap_or(Duration::from_secs(120))
+}
+
+fn retry_note(what: &str) -> impl FnMut(&cluster::Error, Duration) + '_ {
+    move |e, wait| {
+        tracing::warn!(
+            "rollback of {what} not done yet ({e}); trying again in {:.1}s",
+            wait.as_secs_f64()
+        );
+    }
 }
 
 // === fault / retries / timeout / clear ===
@@ -244,31 +300,65 @@ enum Held {
     Signal(&'static str),
 }
 
+/// SIGINT, SIGTERM and SIGHUP, counted by a task from the moment they are installed.
 struct Signals {
-    int: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
+    rx: cluster::Interrupts,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl Signals {
     fn new() -> Result<Self, Failure> {
         use tokio::signal::unix::{SignalKind, signal};
         let e = |e: std::io::Error| Failure::target(anyhow!("cannot handle signals: {e}"));
-        Ok(Self {
-            int: signal(SignalKind::interrupt()).map_err(e)?,
-            term: signal(SignalKind::terminate()).map_err(e)?,
-            hup: signal(SignalKind::hangup()).map_err(e)?,
-        })
+        let mut int = signal(SignalKind::interrupt()).map_err(e)?;
+        let mut term = signal(SignalKind::terminate()).map_err(e)?;
+        let mut hup = signal(SignalKind::hangup()).map_err(e)?;
+        let (tx, rx) = tokio::sync::watch::channel(cluster::Signalled::default());
+        let task = tokio::spawn(async move {
+            loop {
+                let name = tokio::select! {
+                    Some(()) = int.recv() => "SIGINT",
+                    Some(()) = term.recv() => "SIGTERM",
+                    Some(()) = hup.recv() => "SIGHUP",
+                    else => break,
+                };
+                tx.send_modify(|s| {
+                    s.count += 1;
+                    s.last = name;
+                });
+            }
+        });
+        Ok(Self { rx, task })
     }
 
+    fn seen(&self) -> cluster::Signalled {
+        *self.rx.borrow()
+    }
+
+    /// Waits for a signal beyond the first `after`.
+    async fn next(&mut self, after: u32) -> cluster::Signalled {
+        cluster::signalled_after(&mut self.rx, after).await
+    }
+
+    /// Holds for `d`, or until a signal (one that came during the apply counts).
     async fn hold(&mut self, d: Duration) -> Held {
         tokio::select! {
             _ = tokio::time::sleep(d) => Held::Expired,
-            _ = self.int.recv() => Held::Signal("SIGINT"),
-            _ = self.term.recv() => Held::Signal("SIGTERM"),
-            _ = self.hup.recv() => Held::Signal("SIGHUP"),
+            s = self.next(0) => Held::Signal(s.last),
         }
     }
+}
+
+fn interrupted_before(sig: &str, ns: &str, name: &str) -> Failure {
+    Failure::interrupted(anyhow!(
+        "interrupted by {sig} before the patch was sent; VirtualService {ns}/{name} was not changed"
+    ))
 }
 
 async fn apply_async(
@@ -279,16 +369,31 @@ async fn apply_async(
 ) -> CliResult {
     let flags = &t.cluster;
     let hold = flags.wait && !flags.dry_run && change.is_some();
-    // Installed before anything is changed, so a signal at any point is rolled back.
+    // Installed before anything is changed: a signal before the PATCH stops the run
+    // with nothing changed, one after it rolls the change back.
     let mut signals = if hold { Some(Signals::new()?) } else { None };
+    let stop = signals.as_ref().map(|s| s.rx.clone());
     let Some(name) = t.name.as_deref() else {
         return Err(Failure::input(anyhow!(
             "name the VirtualService: meshdrill ... <VS> [-n NS]"
         )));
     };
-    let c = connect(&flags.conn, t.namespace.as_deref(), err).await?;
+    let setup = async {
+        let c = connect(&flags.conn, t.namespace.as_deref(), err).await?;
+        let api = c.virtual_services().await.map_err(fail)?;
+        Ok::<_, Failure>((c, api))
+    };
+    let (c, api) = match stop.clone() {
+        Some(mut rx) => tokio::select! {
+            r = setup => r?,
+            s = cluster::signalled(&mut rx) => {
+                let ns = t.namespace.as_deref().unwrap_or("(default namespace)");
+                return Err(interrupted_before(s.last, ns, name));
+            }
+        },
+        None => setup.await?,
+    };
     let ns = c.namespace.clone();
-    let api = c.virtual_services().await.map_err(fail)?;
     let output = t.output.or(flags.dry_run.then_some(Output::Patch));
     let dry = if flags.dry_run {
         " (dry run: nothing sent)"
@@ -305,12 +410,34 @@ async fn apply_async(
         // `recover --orphans` must not take it for an orphan (see owner_gone).
         meta.owner.pid = 0;
     }
-    let applied = c
-        .apply_change(&api, &ns, name, &t.selector(), change, &meta, flags.dry_run)
+    let applied = match c
+        .apply_change(
+            &api,
+            &ns,
+            name,
+            &t.selector(),
+            change,
+            &meta,
+            flags.dry_run,
+            stop.as_ref(),
+        )
         .await
-        .map_err(fail)?;
+    {
+        Ok(a) => a,
+        Err(cluster::Error::Interrupted { .. }) => {
+            let sig = stop.as_ref().map_or("a signal", |s| s.borrow().last);
+            return Err(interrupted_before(sig, &ns, name));
+        }
+        Err(e @ cluster::Error::MayStillApply { .. }) if hold => {
+            return late_landing(&c, &api, &ns, name, e, err).await;
+        }
+        Err(e) => return Err(fail(e)),
+    };
+
+    // From here on the change is on the cluster: no output error may keep it there.
+    let mut outs = OutputErrors::default();
     for w in &applied.warnings {
-        writeln!(err, "warning: {w}").map_err(io_err)?;
+        outs.keep(writeln!(err, "warning: {w}"));
     }
     let line = format!(
         "{} patched ({change}, {}, expires {}){dry}",
@@ -318,20 +445,58 @@ async fn apply_async(
         routes_text(&applied.routes),
         when(applied.record.expires)
     );
-    report(output, &applied.object, &applied.patch, &line, out, err)?;
+    outs.keep(report_io(
+        output,
+        &applied.object,
+        &applied.patch,
+        &line,
+        out,
+        err,
+    ));
     let Some(signals) = signals.as_mut() else {
-        return Ok(Exit::Ok);
+        return outs.finish(Ok(Exit::Ok));
     };
 
-    writeln!(
+    outs.keep(writeln!(
         err,
         "holding the change on {ns}/{name} for {} (run {}); Ctrl-C rolls it back now",
         human(jiff::SignedDuration::try_from(t.ttl).unwrap_or(jiff::SignedDuration::MAX)),
         applied.record.run_id
-    )
-    .map_err(io_err)?;
+    ));
     let held = signals.hold(t.ttl).await;
-    let cleared = c.clear(&api, &ns, name, false).await;
+    let expires = when(applied.record.expires);
+    let what = format!("{ns}/{name}");
+    let rollback = c.rollback(&api, &ns, name, rollback_budget(), retry_note(&what));
+    tokio::pin!(rollback);
+    let mut seen = signals.seen().count;
+    let abandon_hint = format!(
+        "rolling back; press Ctrl-C again to abandon (the change stays until {expires}; `meshdrill recover -n {ns}` removes it)"
+    );
+    // After the signal that ended the hold, the next one abandons the rollback; after
+    // an expiry, the first one only prints the hint.
+    let mut warned = matches!(held, Held::Signal(_));
+    if warned {
+        outs.keep(writeln!(err, "{abandon_hint}"));
+    }
+    let cleared = loop {
+        tokio::select! {
+            r = &mut rollback => break Some(r),
+            s = signals.next(seen) => {
+                seen = s.count;
+                if warned {
+                    break None;
+                }
+                warned = true;
+                outs.keep(writeln!(err, "{abandon_hint}"));
+            }
+        }
+    };
+    let Some(cleared) = cleared else {
+        return outs.finish(Err(Failure::target(anyhow!(
+            "rollback abandoned by {}: the change on {ns}/{name} stays until {expires}; `meshdrill recover -n {ns}` removes it then (or `meshdrill clear {name} -n {ns}` now)",
+            signals.seen().last
+        ))));
+    };
     let restored_line = |c: &Cleared| match c {
         Cleared::Restored { record, .. } => format!(
             "{} restored (run {}: {})",
@@ -340,22 +505,26 @@ async fn apply_async(
             changes_text(record)
         ),
         Cleared::Nothing { .. } => format!(
-            "{} already restored (no meshdrill drill on it any more)",
+            "{} restored (no meshdrill drill on it any more)",
+            resource(name)
+        ),
+        Cleared::Gone => format!(
+            "{} is gone (deleted meanwhile): nothing to restore",
             resource(name)
         ),
     };
     // With -o the object or patch owns stdout; the status lines go to stderr.
     let mut say = |line: String| match output {
-        None => writeln!(out, "{line}").map_err(io_err),
-        Some(_) => writeln!(err, "{line}").map_err(io_err),
+        None => outs.keep(writeln!(out, "{line}")),
+        Some(_) => outs.keep(writeln!(err, "{line}")),
     };
-    match (held, cleared) {
+    let result = match (held, cleared) {
         (Held::Expired, Ok(cl)) => {
-            say(restored_line(&cl))?;
+            say(restored_line(&cl));
             Ok(Exit::Ok)
         }
         (Held::Signal(sig), Ok(cl)) => {
-            say(restored_line(&cl))?;
+            say(restored_line(&cl));
             Err(Failure::interrupted(anyhow!(
                 "interrupted by {sig}; the change on {ns}/{name} was rolled back"
             )))
@@ -366,11 +535,53 @@ async fn apply_async(
                 Held::Signal(s) => format!("interrupted by {s}"),
             };
             Err(Failure::target(anyhow!(
-                "{why}, but the rollback failed: {e}. The drill record stays on the object; `meshdrill recover -n {ns}` restores it after {}",
-                when(applied.record.expires)
+                "{why}, but the rollback failed: {e}. The drill record stays on the object; `meshdrill recover -n {ns}` restores it after {expires}"
             )))
         }
+    };
+    outs.finish(result)
+}
+
+/// `--wait` after a PATCH that got no answer in time: the server may still apply
+/// it. Reads the object a few times (bounded); if the change shows up, rolls it back.
+async fn late_landing(
+    c: &Cluster,
+    api: &VsApi,
+    ns: &str,
+    name: &str,
+    e: cluster::Error,
+    err: &mut impl Write,
+) -> CliResult {
+    const POLLS: usize = 5;
+    let cluster::Error::MayStillApply { run_id, .. } = &e else {
+        return Err(fail(e));
+    };
+    let _ = writeln!(
+        err,
+        "the patch of {ns}/{name} got no answer in time; checking whether it lands after all"
+    );
+    for _ in 0..POLLS {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Ok(now) = c.get_vs(api, ns, name).await else {
+            continue;
+        };
+        if !matches!(crate::istio::read_record(&now), Ok(Some(r)) if r.run_id == *run_id) {
+            continue;
+        }
+        let what = format!("{ns}/{name}");
+        return match c
+            .rollback(api, ns, name, rollback_budget(), retry_note(&what))
+            .await
+        {
+            Ok(_) => Err(Failure::target(anyhow!(
+                "{e}\nThe change landed after the timeout and was rolled back; nothing is left on {ns}/{name}"
+            ))),
+            Err(r) => Err(Failure::target(anyhow!(
+                "{e}\nThe change landed after the timeout, and rolling it back failed: {r}; `meshdrill recover -n {ns}` restores it after its expiry"
+            ))),
+        };
     }
+    Err(fail(e))
 }
 
 fn changes_text(r: &DrillRecord) -> String {
@@ -398,7 +609,20 @@ async fn clear_one(
     } else {
         ""
     };
-    match c.clear(api, ns, name, dry_run).await.map_err(fail)? {
+    let cleared = if dry_run {
+        c.clear(api, ns, name, true).await
+    } else {
+        // A rollback: tried again through 429/5xx/no answer, like the one of --wait.
+        let what = format!("{ns}/{name}");
+        c.rollback(api, ns, name, rollback_budget(), retry_note(&what))
+            .await
+    };
+    match cleared.map_err(fail)? {
+        Cleared::Gone => {
+            return Err(Failure::target(anyhow!(
+                "VirtualService {ns}/{name} not found (HTTP 404 NotFound): nothing to clear; check the name and -n"
+            )));
+        }
         Cleared::Nothing { object } => {
             let line = format!(
                 "{} unchanged (it carries no meshdrill drill; nothing to clear)",
@@ -602,7 +826,29 @@ pub fn run_recover(a: RecoverArgs, out: &mut impl Write, err: &mut impl Write) -
                 .map_err(io_err)?;
                 continue;
             };
-            match c.clear(&api, &d.namespace, &d.name, a.dry_run).await {
+            let what = format!("{}/{}", d.namespace, d.name);
+            let cleared = if a.dry_run {
+                c.clear(&api, &d.namespace, &d.name, true).await
+            } else {
+                c.rollback(
+                    &api,
+                    &d.namespace,
+                    &d.name,
+                    rollback_budget(),
+                    retry_note(&what),
+                )
+                .await
+            };
+            match cleared {
+                Ok(Cleared::Gone) => {
+                    writeln!(
+                        err,
+                        "{} in {} is gone (deleted meanwhile): nothing to restore",
+                        resource(&d.name),
+                        d.namespace
+                    )
+                    .map_err(io_err)?;
+                }
                 Ok(Cleared::Restored { record, .. }) => {
                     restored += 1;
                     writeln!(

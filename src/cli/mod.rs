@@ -129,6 +129,8 @@ pub fn main(cli: Cli) -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match run(cli) {
         Ok(exit) => ExitCode::from(exit as u8),
+        // A closed output pipe (see io_err): quiet, and not an error.
+        Err(f) if f.exit == Exit::Ok => ExitCode::SUCCESS,
         Err(f) => {
             let _ = writeln!(std::io::stderr(), "error: {f}");
             ExitCode::from(f.exit as u8)
@@ -173,6 +175,18 @@ pub fn run(cli: Cli) -> CliResult {
 }
 
 /// Writes to stdout/stderr, mapping a broken pipe to a clean exit.
+///
+/// A reader that stops early (`meshdrill status | head -1`) closes the pipe: that is
+/// not an error of meshdrill's, so it exits 0 without a message (as ripgrep does; a Go
+/// tool such as kubectl dies of SIGPIPE instead, which `set -o pipefail` scripts then
+/// have to filter out). Any other write error is exit 3. Commands that changed
+/// something still roll it back first: they collect output errors until the end.
 pub(crate) fn io_err(e: std::io::Error) -> Failure {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return Failure {
+            exit: Exit::Ok,
+            error: anyhow::anyhow!("output closed (broken pipe)"),
+        };
+    }
     Failure::target(anyhow::anyhow!("cannot write output: {e}"))
 }

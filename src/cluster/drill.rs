@@ -6,7 +6,7 @@ use kube::api::{Api, DynamicObject, ListParams, PatchParams};
 use kube::discovery::ApiResource;
 use serde_json::Value;
 
-use super::{ApiFailure, Cluster, Error, GROUP, VERSIONS, read_with_retry};
+use super::{ApiFailure, Cluster, Error, GROUP, Interrupts, VERSIONS, go_escape, read_with_retry};
 use crate::istio::manifest::escape_pointer;
 use crate::istio::{
     ANNOTATION, Change, DrillRecord, Owner, PlanError, RecordMeta, RouteSelector, plan_change,
@@ -18,6 +18,17 @@ const PATCH_ATTEMPTS: usize = 3;
 
 const UNCHANGED: &str = "nothing was changed";
 const UNKNOWN: &str = "the API server gave no usable answer and the object could not be read again: the patch may have been applied; check with `meshdrill status` (a change carries an expiry for `meshdrill recover`)";
+/// A timeout or 5xx, and the object read again does not show the change (yet): the
+/// API server may still carry it out ("may still be processing the request").
+const MAYBE_LATER: &str = "the API server gave no answer in time and the object does not show the change yet, but the server may still apply it: check with `meshdrill status`; `meshdrill clear` or `meshdrill recover` removes it (it carries an expiry)";
+
+/// The same for a rollback: the drill is still on the object, for now.
+const ROLLBACK_LATER: &str = "the API server gave no answer in time and the object still carries the drill, but the server may still apply the rollback: check with `meshdrill status`, then run `meshdrill clear` again if needed";
+
+/// Whether a failed PATCH (no HTTP status, or a 5xx) may still be carried out later.
+fn may_land_later(f: &ApiFailure) -> bool {
+    f.status.is_none_or(|c| c >= 500)
+}
 
 /// Whether a PATCH that got no usable answer may have landed.
 enum Landed {
@@ -58,6 +69,8 @@ pub struct Applied {
 pub enum Cleared {
     /// The object carries no drill record: nothing to do.
     Nothing { object: Value },
+    /// The object is gone (deleted meanwhile): there is nothing to restore.
+    Gone,
     /// Every route meshdrill changed is back as it was.
     Restored {
         object: Value,
@@ -85,6 +98,24 @@ pub fn owner_gone(owner: &Owner) -> Option<bool> {
         return None;
     }
     Some(!std::path::Path::new(&format!("/proc/{}", owner.pid)).exists())
+}
+
+fn interrupted(ns: &str, name: &str) -> Error {
+    Error::Interrupted {
+        namespace: ns.into(),
+        name: name.into(),
+    }
+}
+
+/// The outcome of a guarded patch refused although the object did not change. A
+/// failed JSON Patch `test` is a 422 whose Status names no cause on a real API server
+/// (a generic "rejected our request"); any cause it does give is in the failure text.
+fn refused(f: &ApiFailure) -> String {
+    if f.status == Some(422) {
+        "a `test` operation of the patch failed although the object did not change since meshdrill read it; nothing was changed. Check the drill with `meshdrill status` and the object with `kubectl get virtualservice -o yaml`".into()
+    } else {
+        UNCHANGED.into()
+    }
 }
 
 fn to_value(o: &DynamicObject) -> Value {
@@ -181,6 +212,11 @@ impl Cluster {
     }
 
     /// Sends a JSON Patch (`application/json-patch+json`); never retried.
+    ///
+    /// The body is written as Go's encoding/json writes the stored object (`<`, `>`,
+    /// `&`, U+2028, U+2029 escaped): the API server applies JSON Patch with
+    /// evanphx/json-patch, which compares `test` values by their compacted raw bytes,
+    /// so a `test` over a string holding `&` would fail if sent unescaped.
     async fn patch_vs(
         &self,
         api: &VsApi,
@@ -188,12 +224,37 @@ impl Cluster {
         name: &str,
         patch: &Patch,
     ) -> Result<Value, Box<ApiFailure>> {
-        let vs = self.vs(api, Some(ns));
+        let url = <DynamicObject as kube::Resource>::url_path(&api.resource, Some(ns));
         let p: kube::api::Patch<()> = kube::api::Patch::Json(patch.clone());
-        vs.patch(name, &PatchParams::default(), &p)
+        let req = kube::core::Request::new(url)
+            .patch(name, &PatchParams::default(), &p)
+            .map_err(|e| self.failure(&kube::Error::BuildRequest(e)))?;
+        let (parts, body) = req.into_parts();
+        let mut req = http::Request::from_parts(parts, go_escape(&body));
+        req.extensions_mut().insert("patch");
+        self.client
+            .request::<DynamicObject>(req)
             .await
             .map(|o| to_value(&o))
             .map_err(|e| self.failure(&e))
+    }
+
+    /// Reads the object unless a signal came first (then [`Error::Interrupted`]).
+    async fn get_unless_stopped(
+        &self,
+        api: &VsApi,
+        ns: &str,
+        name: &str,
+        stop: Option<&Interrupts>,
+    ) -> Result<Value, Error> {
+        let Some(stop) = stop else {
+            return self.get_vs(api, ns, name).await;
+        };
+        let mut stop = stop.clone();
+        tokio::select! {
+            r = self.get_vs(api, ns, name) => r,
+            _ = super::signalled(&mut stop) => Err(interrupted(ns, name)),
+        }
     }
 
     /// After a failed PATCH: a timeout, a reset or a 5xx may still have been carried
@@ -221,10 +282,11 @@ impl Cluster {
         change: &Change,
         meta: &RecordMeta,
         dry_run: bool,
+        stop: Option<&Interrupts>,
     ) -> Result<Applied, Error> {
         let mut last = None;
         for _ in 0..PATCH_ATTEMPTS {
-            let obj = self.get_vs(api, ns, name).await?;
+            let obj = self.get_unless_stopped(api, ns, name, stop).await?;
             let plan = plan_change(&obj, selector, change, meta).map_err(Error::Plan)?;
             if dry_run {
                 return Ok(Applied {
@@ -234,6 +296,10 @@ impl Cluster {
                     routes: plan.routes,
                     warnings: plan.warnings,
                 });
+            }
+            // The last moment a signal can stop the drill with nothing changed.
+            if stop.is_some_and(|s| s.borrow().count > 0) {
+                return Err(interrupted(ns, name));
             }
             match self.patch_vs(api, ns, name, &plan.patch).await {
                 Ok(object) => {
@@ -258,8 +324,8 @@ impl Cluster {
                         return Err(Error::PatchVirtualService {
                             namespace: ns.into(),
                             name: name.into(),
+                            outcome: refused(&f),
                             failure: f,
-                            outcome: UNCHANGED.into(),
                         });
                     }
                     last = Some(f);
@@ -277,6 +343,15 @@ impl Cluster {
                             });
                         }
                         Landed::Unknown => UNKNOWN.to_string(),
+                        Landed::Yes(_) if may_land_later(&f) => {
+                            return Err(Error::MayStillApply {
+                                namespace: ns.into(),
+                                name: name.into(),
+                                failure: f,
+                                run_id: plan.record.run_id,
+                                detail: MAYBE_LATER.into(),
+                            });
+                        }
                         _ => UNCHANGED.to_string(),
                     };
                     return Err(Error::PatchVirtualService {
@@ -345,8 +420,8 @@ impl Cluster {
                             return Err(Error::PatchVirtualService {
                                 namespace: ns.into(),
                                 name: name.into(),
+                                outcome: refused(&f),
                                 failure: f,
-                                outcome: UNCHANGED.into(),
                             });
                         }
                         Some(_) => last = Some(f),
@@ -362,6 +437,7 @@ impl Cluster {
                             });
                         }
                         Landed::Unknown => UNKNOWN.to_string(),
+                        Landed::Yes(_) if may_land_later(&f) => ROLLBACK_LATER.to_string(),
                         _ => UNCHANGED.to_string(),
                     };
                     return Err(Error::PatchVirtualService {
@@ -382,6 +458,43 @@ impl Cluster {
                     .unwrap_or_default()
             ),
         })
+    }
+
+    /// [`Cluster::clear`] until it is done, for a rollback that must not give up on a
+    /// throttled or failing API server: a 429, a 5xx or no answer is tried again
+    /// (re-read and re-planned each time, so it cannot apply twice) with exponential
+    /// backoff (0.2 s doubling to 15 s), at most 40 tries and for about `budget`. A 404
+    /// means the
+    /// object is gone: [`Cleared::Gone`]. `on_retry` hears about each retry.
+    pub async fn rollback(
+        &self,
+        api: &VsApi,
+        ns: &str,
+        name: &str,
+        budget: std::time::Duration,
+        mut on_retry: impl FnMut(&Error, std::time::Duration),
+    ) -> Result<Cleared, Error> {
+        const ATTEMPTS: u32 = 40;
+        let start = tokio::time::Instant::now();
+        let mut delay = std::time::Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            match self.clear(api, ns, name, false).await {
+                Err(e) if e.status() == Some(404) => return Ok(Cleared::Gone),
+                Err(e) if e.is_transient() && attempt < ATTEMPTS => {
+                    let left = budget.saturating_sub(start.elapsed());
+                    if left.is_zero() {
+                        return Err(e);
+                    }
+                    let wait = delay.min(left);
+                    on_retry(&e, wait);
+                    tokio::time::sleep(wait).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(15));
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
     }
 
     /// VirtualServices in `ns` (or all namespaces) that carry a drill record.

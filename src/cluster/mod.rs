@@ -20,6 +20,52 @@ pub use connect::ConnectOptions;
 pub use drill::{Applied, Cleared, DrillInfo, VsApi, owner_gone};
 pub use pods::{AccessCheck, pick_victims};
 
+/// Signals the CLI has seen so far: how many, and the name of the last one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Signalled {
+    pub count: u32,
+    pub last: &'static str,
+}
+
+/// The CLI's signal count, watched by operations that must stop before changing
+/// anything once a signal came.
+pub type Interrupts = tokio::sync::watch::Receiver<Signalled>;
+
+/// Resolves once more than `after` signals have been seen (never, when the sender is
+/// gone).
+pub async fn signalled_after(rx: &mut Interrupts, after: u32) -> Signalled {
+    match rx.wait_for(|s| s.count > after).await {
+        Ok(s) => *s,
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// Resolves once a signal has been seen (never, when the sender is gone).
+pub async fn signalled(rx: &mut Interrupts) -> Signalled {
+    signalled_after(rx, 0).await
+}
+
+/// Writes serialized JSON as Go's encoding/json does: `<`, `>`, `&`, U+2028 and
+/// U+2029 as `\u` escapes. These characters occur only inside JSON strings, so the
+/// text means the same; byte for byte it matches what the API server stored.
+pub fn go_escape(json: &[u8]) -> Vec<u8> {
+    let Ok(text) = std::str::from_utf8(json) else {
+        return json.to_vec();
+    };
+    let mut out = String::with_capacity(text.len() + 16);
+    for ch in text.chars() {
+        match ch {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out.into_bytes()
+}
+
 use crate::istio::PlanError;
 
 /// `networking.istio.io`, the group of VirtualServices.
@@ -66,6 +112,22 @@ pub enum Error {
         failure: Box<ApiFailure>,
         outcome: String,
     },
+    /// The PATCH got no answer in time (or a 5xx) and the object does not show the
+    /// change yet; the server may still apply it.
+    #[error("cannot patch VirtualService {namespace}/{name}: {failure}; {detail}")]
+    MayStillApply {
+        namespace: String,
+        name: String,
+        failure: Box<ApiFailure>,
+        /// The run id of the record the change carries, to find it if it lands.
+        run_id: String,
+        detail: String,
+    },
+    /// A signal came before the patch was sent.
+    #[error(
+        "VirtualService {namespace}/{name}: interrupted before the patch was sent; nothing was changed"
+    )]
+    Interrupted { namespace: String, name: String },
     /// Someone else changed what meshdrill was about to change.
     #[error(
         "VirtualService {namespace}/{name}: conflict: {detail}; nothing was changed. Inspect the object, then re-run"
@@ -109,10 +171,26 @@ impl Error {
             | Error::GetVirtualService { failure, .. }
             | Error::ListVirtualServices { failure, .. }
             | Error::PatchVirtualService { failure, .. }
+            | Error::MayStillApply { failure, .. }
             | Error::ListPods { failure, .. }
             | Error::DeletePod { failure, .. }
             | Error::AccessReview { failure, .. } => failure.status,
             _ => None,
+        }
+    }
+
+    /// Worth another try of a rollback: a 429, a 5xx, or no answer at all (a
+    /// re-read, re-planned, guarded patch cannot apply twice).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Discover { failure, .. }
+            | Error::GetVirtualService { failure, .. }
+            | Error::ListVirtualServices { failure, .. }
+            | Error::PatchVirtualService { failure, .. }
+            | Error::MayStillApply { failure, .. } => {
+                failure.status.is_none_or(|c| c == 429 || c >= 500)
+            }
+            _ => false,
         }
     }
 
@@ -136,6 +214,8 @@ pub struct ApiFailure {
     pub message: String,
     /// Where the connection settings came from (for transport errors).
     pub via: Option<String>,
+    /// The `Status` causes (`field: message`), when the server gave any.
+    pub causes: Vec<String>,
 }
 
 impl fmt::Display for ApiFailure {
@@ -144,6 +224,9 @@ impl fmt::Display for ApiFailure {
             Some(code) if self.reason.is_empty() => write!(f, "HTTP {code}: {}", self.message)?,
             Some(code) => write!(f, "HTTP {code} {}: {}", self.reason, self.message)?,
             None => write!(f, "{}", self.message)?,
+        }
+        if !self.causes.is_empty() {
+            write!(f, " ({})", self.causes.join("; "))?;
         }
         if let Some(v) = &self.via {
             write!(f, " (connection settings from {v})")?;
@@ -165,6 +248,19 @@ impl ApiFailure {
                 },
                 // The credentials were refused: say which ones.
                 via: (s.code == 401).then(|| via.to_string()),
+                causes: s
+                    .details
+                    .iter()
+                    .flat_map(|d| d.causes.iter())
+                    .filter(|c| !c.message.is_empty() && !s.message.contains(&c.message))
+                    .map(|c| {
+                        if c.field.is_empty() {
+                            c.message.clone()
+                        } else {
+                            format!("{}: {}", c.field, c.message)
+                        }
+                    })
+                    .collect(),
             },
             other => {
                 let mut msg = other.to_string();
@@ -182,6 +278,7 @@ impl ApiFailure {
                     reason: String::new(),
                     message: msg,
                     via: Some(via.to_string()),
+                    causes: Vec::new(),
                 }
             }
         }
@@ -278,5 +375,23 @@ impl Cluster {
 
     fn failure(&self, e: &kube::Error) -> Box<ApiFailure> {
         Box::new(ApiFailure::from_kube(e, &self.origin))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_escape_writes_what_go_stores_and_means_the_same() {
+        let v = serde_json::json!({"regex": "(?P<v>.+)", "h": "a&b", "s": "x\u{2028}y\u{2029}"});
+        let text = go_escape(v.to_string().as_bytes());
+        let text = String::from_utf8(text).expect("utf-8");
+        assert_eq!(
+            text,
+            r#"{"regex":"(?P\u003cv\u003e.+)","h":"a\u0026b","s":"x\u2028y\u2029"}"#
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(back, v);
     }
 }

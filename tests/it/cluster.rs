@@ -473,7 +473,31 @@ fn timeouts_retry_reads_and_a_patch_that_landed_is_found() {
         run(md(&kube, Auth::Token).args(["fault", "abort", "reviews", "--status", "503"]));
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("HTTP 504 Timeout"), "{err}");
-    assert!(err.contains("nothing was changed"), "{err}");
+    // The record is not there yet, but a 504 means the server may still apply it.
+    assert!(err.contains("may still apply"), "{err}");
+    assert!(err.contains("meshdrill status"), "{err}");
+    assert!(!err.contains("nothing was changed"), "{err}");
+}
+
+#[test]
+fn a_patch_that_lands_after_a_504_is_rolled_back_under_wait() {
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    kube.fail_next_then_apply("PATCH", 504, Duration::from_millis(1500));
+    let mut child = Spawned::start(md(&kube, Auth::Token).args([
+        "fault", "abort", "reviews", "--status", "503", "--for", "60s", "--wait",
+    ]));
+    let (code, out, err) = child.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(3), "{out}\n{err}");
+    assert!(err.contains("HTTP 504"), "{err}");
+    assert!(
+        err.contains("landed after the timeout and was rolled back"),
+        "{err}"
+    );
+    assert_eq!(
+        essence(&kube.vs("default", "reviews").expect("vs")),
+        essence(&before)
+    );
 }
 
 #[test]
@@ -883,4 +907,315 @@ fn fake_server_answers_like_the_apiserver() {
             "virtualservices.networking.istio.io \"reviews\" not found"
         );
     });
+}
+
+/// Spawns `cmd` (stdout and stderr piped) and closes the read ends at once: every
+/// write of meshdrill's then fails (EPIPE), as with `2>&-` or `| head -0`.
+fn spawn_with_closed_output(cmd: &mut Command) -> Spawned {
+    let mut child = Spawned::start(cmd);
+    if let Some(c) = child.0.as_mut() {
+        drop(c.stdout.take());
+        drop(c.stderr.take());
+    }
+    child
+}
+
+fn applied(kube: &FakeKube, ns: &str) -> bool {
+    wait_until(Duration::from_secs(20), || {
+        kube.vs(ns, "reviews")
+            .is_some_and(|o| o.pointer(ANN).is_some())
+    })
+}
+
+#[test]
+fn rollback_under_wait_retries_through_429_and_503() {
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    let mut child = Spawned::start(
+        md(&kube, Auth::Token)
+            .env("MESHDRILL_ROLLBACK_DEADLINE", "30s")
+            .args([
+                "fault", "abort", "reviews", "--status", "503", "--for", "2s", "--wait",
+            ]),
+    );
+    assert!(applied(&kube, "default"), "the fault was applied");
+    // The API server is overloaded when the rollback comes.
+    kube.fail_next("PATCH", 429);
+    kube.fail_next("PATCH", 503);
+    let (code, out, err) = child.finish(Duration::from_secs(40));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("restored"), "{out}");
+    assert!(err.contains("trying again"), "{err}");
+    assert_eq!(
+        essence(&kube.vs("default", "reviews").expect("vs")),
+        essence(&before)
+    );
+    assert_eq!(patches(&kube).len(), 4, "apply, 429, 503, rollback");
+}
+
+#[test]
+fn rollback_gives_up_after_its_deadline_and_says_how_to_recover() {
+    let kube = FakeKube::start();
+    kube.put_vs(reviews("default"));
+    let mut child = Spawned::start(
+        md(&kube, Auth::Token)
+            .env("MESHDRILL_ROLLBACK_DEADLINE", "1s")
+            .args([
+                "fault", "abort", "reviews", "--status", "503", "--for", "1s", "--wait",
+            ]),
+    );
+    assert!(applied(&kube, "default"));
+    for _ in 0..40 {
+        kube.fail_next("PATCH", 503);
+    }
+    let (code, out, err) = child.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(3), "{out}\n{err}");
+    assert!(err.contains("rollback failed"), "{err}");
+    assert!(err.contains("meshdrill recover"), "{err}");
+    let tries = patches(&kube).len();
+    assert!((2..10).contains(&tries), "bounded by the deadline: {tries}");
+}
+
+#[test]
+fn a_second_ctrl_c_abandons_a_long_rollback() {
+    let kube = FakeKube::start();
+    kube.put_vs(reviews("default"));
+    let mut child = Spawned::start(
+        md(&kube, Auth::Token)
+            .env("MESHDRILL_ROLLBACK_DEADLINE", "60s")
+            .args([
+                "fault", "abort", "reviews", "--status", "503", "--for", "60s", "--wait",
+            ]),
+    );
+    assert!(applied(&kube, "default"));
+    for _ in 0..40 {
+        kube.fail_next("PATCH", 503);
+    }
+    let int = |pid: u32| {
+        let status = Command::new("kill")
+            .args(["-INT".to_string(), pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    int(child.pid());
+    // The rollback is under way (and failing): apply + at least two tries.
+    assert!(wait_until(Duration::from_secs(20), || patches(&kube).len() >= 3));
+    int(child.pid());
+    let (code, out, err) = child.finish(Duration::from_secs(20));
+    assert_eq!(code, Some(3), "{out}\n{err}");
+    assert!(err.contains("press Ctrl-C again to abandon"), "{err}");
+    assert!(err.contains("rollback abandoned by SIGINT"), "{err}");
+    assert!(err.contains("meshdrill recover"), "{err}");
+    assert!(
+        kube.vs("default", "reviews")
+            .expect("vs")
+            .pointer(ANN)
+            .is_some(),
+        "abandoned: the drill stays, with its expiry"
+    );
+}
+
+#[test]
+fn clear_replans_after_an_unrelated_edit() {
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    let (code, _, err) =
+        run(md(&kube, Auth::Cert).args(["fault", "abort", "reviews", "--status", "503"]));
+    assert_eq!(code, 0, "{err}");
+    kube.edit_before_next("PATCH", "default", "reviews", |o| {
+        o["metadata"]["labels"]["team"] = json!("payments");
+    });
+    let (code, out, err) = run(md(&kube, Auth::Cert).args(["clear", "reviews"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("restored"), "{out}");
+    // `clear` of a name that does not exist is still an error.
+    let (code, _, err) = run(md(&kube, Auth::Cert).args(["clear", "ratings"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("404"), "{err}");
+    let now = kube.vs("default", "reviews").expect("vs");
+    assert_eq!(
+        now.pointer("/metadata/labels/team"),
+        Some(&json!("payments"))
+    );
+    assert_eq!(now.get("spec"), before.get("spec"));
+    assert!(now.pointer(ANN).is_none());
+    assert_eq!(
+        patches(&kube).len(),
+        3,
+        "apply, refused clear, re-planned clear"
+    );
+}
+
+#[test]
+fn a_signal_before_the_patch_exits_130_and_changes_nothing() {
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    // The first read (discovery) is slow: meshdrill is still waiting when the signal comes.
+    kube.delay_next("GET", Duration::from_secs(3));
+    let mut child = Spawned::start(md(&kube, Auth::Token).args([
+        "fault", "abort", "reviews", "--status", "503", "--for", "60s", "--wait",
+    ]));
+    assert!(wait_until(Duration::from_secs(20), || {
+        kube.requests().iter().any(|r| r.method == "GET")
+    }));
+    std::thread::sleep(Duration::from_millis(200));
+    let status = Command::new("kill")
+        .args(["-INT".to_string(), child.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let (code, out, err) = child.finish(Duration::from_secs(20));
+    assert_eq!(code, Some(130), "{out}\n{err}");
+    assert!(err.contains("before the patch was sent"), "{err}");
+    assert!(patches(&kube).is_empty(), "no PATCH was sent");
+    assert_eq!(
+        essence(&kube.vs("default", "reviews").expect("vs")),
+        essence(&before)
+    );
+}
+
+#[test]
+fn recover_takes_a_virtualservice_deleted_meanwhile_in_its_stride() {
+    let kube = FakeKube::start();
+    let b = kube.put_vs(reviews("b"));
+    for ns in ["a", "b", "c"] {
+        kube.put_vs(reviews(ns));
+        let (code, _, err) = run(md(&kube, Auth::Token).args([
+            "fault", "abort", "reviews", "-n", ns, "--status", "500", "--for", "1s",
+        ]));
+        assert_eq!(code, 0, "{err}");
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    // Deleted between recover's list and its read (a), and between read and patch (c).
+    kube.delete_before_next("GET", "a", "reviews");
+    kube.delete_before_next("PATCH", "c", "reviews");
+    let (code, out, err) = run(md(&kube, Auth::Token).args(["recover", "-A"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("in a is gone"), "{err}");
+    assert!(err.contains("in c is gone"), "{err}");
+    assert!(out.contains("restored in b"), "{out}");
+    assert_eq!(essence(&kube.vs("b", "reviews").expect("vs")), essence(&b));
+}
+
+#[test]
+fn closed_output_during_wait_still_rolls_back() {
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    let mut child = spawn_with_closed_output(md(&kube, Auth::Token).args([
+        "fault", "abort", "reviews", "--status", "503", "--for", "1s", "--wait",
+    ]));
+    assert!(applied(&kube, "default"), "the fault was applied");
+    let (code, _, _) = child.finish(Duration::from_secs(20));
+    // A closed pipe is a quiet exit 0 (see io_err); the rollback happened first.
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        essence(&kube.vs("default", "reviews").expect("vs")),
+        essence(&before)
+    );
+    assert_eq!(patches(&kube).len(), 2, "applied, then rolled back");
+
+    // `meshdrill status | head -0`: a broken pipe is no error.
+    let mut cmd = md(&kube, Auth::Token);
+    cmd.args(["status", "-o", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A route whose match holds `<`, `>` and `&`: the stored object (written by Go) has
+/// them escaped, and evanphx/json-patch compares `test` values byte for byte.
+fn html_route_vs() -> Value {
+    let mut vs = reviews("default");
+    vs["spec"]["http"][0] = json!({
+        "name": "api",
+        "match": [{"uri": {"regex": "/v(?P<v>[0-9]+)/.*"},
+                   "headers": {"x-team": {"exact": "a&b"}, "x-cmp": {"exact": "1<2>0"}}}],
+        "route": [{"destination": {"host": "reviews", "subset": "v2"}}]
+    });
+    vs
+}
+
+#[test]
+fn a_route_with_html_characters_faults_and_clears_against_a_go_faithful_server() {
+    let kube = FakeKube::start();
+    let before = kube.put_vs(html_route_vs());
+    let (code, out, err) = run(md(&kube, Auth::Token).args([
+        "fault", "abort", "reviews", "--status", "503", "--route", "api",
+    ]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let p = patches(&kube);
+    assert!(
+        p[0].body.contains("\\u003c") && p[0].body.contains("\\u0026"),
+        "{}",
+        p[0].body
+    );
+    assert!(!p[0].body.contains(['<', '>', '&']), "{}", p[0].body);
+    let (code, out, err) = run(md(&kube, Auth::Token).args(["clear", "reviews"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        essence(&kube.vs("default", "reviews").expect("vs")),
+        essence(&before)
+    );
+}
+
+/// The fake is as strict as the real server: a `test` sent with raw `&` fails (422),
+/// the same value escaped as Go escapes it passes.
+#[test]
+fn fake_server_compares_test_values_by_raw_bytes_like_evanphx() {
+    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+    use kube::discovery::ApiResource;
+    let kube = FakeKube::start();
+    kube.put_vs(html_route_vs());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let ar = ApiResource {
+            group: "networking.istio.io".into(),
+            version: "v1".into(),
+            api_version: "networking.istio.io/v1".into(),
+            kind: "VirtualService".into(),
+            plural: "virtualservices".into(),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(kube_client(&kube), "default", &ar);
+        let raw: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "test", "path": "/spec/http/0/match/0/headers/x-team/exact", "value": "a&b"},
+            {"op": "add", "path": "/spec/http/0/timeout", "value": "1s"}
+        ]))
+        .expect("patch");
+        let (code, reason, msg) = api_status(
+            api.patch("reviews", &PatchParams::default(), &Patch::Json::<()>(raw))
+                .await
+                .expect_err("a raw & does not equal the stored \\u0026"),
+        );
+        assert_eq!((code, reason.as_str()), (422, "Invalid"), "{msg}");
+        // The same test, escaped as Go escapes it, passes (sent as raw bytes).
+        let body = r#"[{"op":"test","path":"/spec/http/0/match/0/headers/x-team/exact","value":"a\u0026b"},{"op":"add","path":"/spec/http/0/timeout","value":"1s"}]"#;
+        let req = http::Request::patch(
+            "/apis/networking.istio.io/v1/namespaces/default/virtualservices/reviews",
+        )
+        .header("Content-Type", "application/json-patch+json")
+        .body(body.as_bytes().to_vec())
+        .expect("request");
+        kube_client(&kube)
+            .request::<DynamicObject>(req)
+            .await
+            .expect("the escaped test passes");
+    });
+    assert_eq!(
+        kube.vs("default", "reviews")
+            .expect("vs")
+            .pointer("/spec/http/0/timeout"),
+        Some(&json!("1s"))
+    );
 }

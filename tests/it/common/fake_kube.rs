@@ -12,8 +12,16 @@
 //! apiserver/pkg/endpoints/handlers/patch.go: a failed JSON-patch op is
 //! `NewGenericServerResponse(422, ...)`: reason Invalid, a generic message, empty details).
 //!
+//! Like the real server, it answers with JSON as Go's encoding/json writes it (`<`, `>`,
+//! `&`, U+2028, U+2029 escaped as `\u003c`...), and evaluates a JSON Patch `test` as
+//! evanphx/json-patch v4 (`lazyNode.equal`) does: objects key by key, arrays item by
+//! item, and every scalar by its compacted raw bytes — the stored object's bytes as Go
+//! wrote them against the bytes of the `value` as sent. So `"a&b"` sent unescaped does
+//! not equal the stored `"a\u0026b"`, as on a real cluster.
+//!
 //! Hooks: [`FakeKube::fail_next`], [`FakeKube::forbid`], [`FakeKube::edit_vs`] (a change
-//! behind meshdrill's back), [`FakeKube::requests`] (what was sent).
+//! behind meshdrill's back), [`FakeKube::delete_before_next`], [`FakeKube::requests`]
+//! (what was sent).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,6 +63,8 @@ pub struct Seen {
 struct Failing {
     method: String,
     status: u16,
+    /// Carry the request out anyway, visible only after this long.
+    late: Option<std::time::Duration>,
 }
 
 /// An edit someone else makes just before the next request with `method` is served.
@@ -64,6 +74,9 @@ type Edit = Box<dyn FnOnce(&mut Value) + Send>;
 struct State {
     delay_next: Vec<(String, std::time::Duration)>,
     edit_before: Vec<(String, String, String, Edit)>,
+    delete_before: Vec<(String, String, String)>,
+    /// Changes carried out but not yet visible: (when, key, object).
+    late: Vec<(std::time::Instant, (String, String), Value)>,
     versions: Vec<String>,
     vs: BTreeMap<(String, String), Value>,
     pods: BTreeMap<(String, String), Value>,
@@ -360,6 +373,14 @@ impl FakeKube {
             .push((method.into(), ns.into(), name.into(), Box::new(f)));
     }
 
+    /// Deletes a VirtualService just before the next request with `method` on that
+    /// object (its path ends with `/virtualservices/<name>`) is served.
+    pub fn delete_before_next(&self, method: &str, ns: &str, name: &str) {
+        self.lock()
+            .delete_before
+            .push((method.into(), ns.into(), name.into()));
+    }
+
     /// Carries out the next request with `method`, then holds the answer back for `d`:
     /// a client that gives up first does not know that it landed.
     pub fn delay_next(&self, method: &str, d: std::time::Duration) {
@@ -372,6 +393,17 @@ impl FakeKube {
         self.lock().fail_next.push(Failing {
             method: method.to_string(),
             status,
+            late: None,
+        });
+    }
+
+    /// Answers the next request with `method` with `status` (e.g. a 504), but carries
+    /// it out anyway, visible only `after` later: a server still processing it.
+    pub fn fail_next_then_apply(&self, method: &str, status: u16, after: std::time::Duration) {
+        self.lock().fail_next.push(Failing {
+            method: method.to_string(),
+            status,
+            late: Some(after),
         });
     }
 
@@ -421,8 +453,24 @@ impl Drop for FakeKube {
 
 type Resp = Response<Full<Bytes>>;
 
+/// JSON text as Go's encoding/json writes it (HTML-safe escaping, its default).
+pub fn go_json(v: &Value) -> String {
+    let mut out = String::new();
+    for ch in v.to_string().chars() {
+        match ch {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn reply(code: u16, body: &Value) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut r = Response::new(Full::new(Bytes::from(go_json(body))));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -713,8 +761,35 @@ async fn handle(
             obj["metadata"]["resourceVersion"] = json!(rv);
         }
     }
+    let on_object =
+        |ns: &str, n: &str| path.ends_with(&format!("/namespaces/{ns}/virtualservices/{n}"));
+    let now = std::time::Instant::now();
+    while let Some(i) = st.late.iter().position(|(due, _, _)| *due <= now) {
+        let (_, key, obj) = st.late.remove(i);
+        st.vs.insert(key, obj);
+    }
+    if let Some(i) = st
+        .delete_before
+        .iter()
+        .position(|(m, dns, n)| *m == method && on_object(dns, n))
+    {
+        let (_, dns, dname) = st.delete_before.remove(i);
+        st.vs.remove(&(dns, dname));
+    }
     if let Some(i) = st.fail_next.iter().position(|f| f.method == method) {
         let f = st.fail_next.remove(i);
+        if let (Some(after), [_, _, v, "namespaces", _, "virtualservices", _]) =
+            (f.late, seg.as_slice())
+        {
+            let key = (ns.clone(), name.clone());
+            if let Some(before) = st.vs.get(&key).cloned() {
+                let v = v.to_string();
+                let _ = one_vs(&mut st, &method, &v, &ns, &name, &content_type, &body);
+                if let Some(done) = st.vs.insert(key.clone(), before) {
+                    st.late.push((std::time::Instant::now() + after, key, done));
+                }
+            }
+        }
         return canned(f.status, &user, verb, &ns, &name);
     }
     let is_resource = seg.len() >= 5 || (seg.len() == 4 && seg[3] == "virtualservices");
@@ -909,7 +984,7 @@ fn one_vs(
                 Err(e) => return status(400, "BadRequest", &e.to_string(), None),
             };
             let mut patched = with_version(current.clone(), v);
-            if json_patch::patch(&mut patched, &patch.0).is_err() {
+            if apply_like_apiserver(&mut patched, &patch, body).is_err() {
                 // apiserver handlers/patch.go: NewGenericServerResponse(422, "", GroupResource{}, "", err, 0, false)
                 return status(
                     422,
@@ -943,6 +1018,167 @@ fn one_vs(
             Some(json!({})),
         ),
     }
+}
+
+// === JSON Patch as the API server applies it (evanphx/json-patch v4) ===
+
+/// JSON kept as its raw text: scalars as their bytes (strings with their escapes).
+#[derive(Debug)]
+enum Raw<'a> {
+    Obj(Vec<(String, Raw<'a>)>),
+    Arr(Vec<Raw<'a>>),
+    Leaf(&'a str),
+}
+
+struct RawParser<'a> {
+    s: &'a str,
+    i: usize,
+}
+
+impl<'a> RawParser<'a> {
+    fn parse(s: &'a str) -> Option<Raw<'a>> {
+        let mut p = Self { s, i: 0 };
+        let v = p.value()?;
+        p.ws();
+        (p.i == s.len()).then_some(v)
+    }
+    fn peek(&self) -> Option<u8> {
+        self.s.as_bytes().get(self.i).copied()
+    }
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+    fn string(&mut self) -> Option<&'a str> {
+        let start = self.i;
+        self.i += 1;
+        loop {
+            match self.peek()? {
+                b'\\' => self.i += 2,
+                b'"' => {
+                    self.i += 1;
+                    return self.s.get(start..self.i);
+                }
+                _ => self.i += 1,
+            }
+        }
+    }
+    fn value(&mut self) -> Option<Raw<'a>> {
+        self.ws();
+        match self.peek()? {
+            b'{' => {
+                self.i += 1;
+                let mut members = Vec::new();
+                self.ws();
+                if self.peek()? == b'}' {
+                    self.i += 1;
+                    return Some(Raw::Obj(members));
+                }
+                loop {
+                    self.ws();
+                    let key: String = serde_json::from_str(self.string()?).ok()?;
+                    self.ws();
+                    (self.peek()? == b':').then_some(())?;
+                    self.i += 1;
+                    members.push((key, self.value()?));
+                    self.ws();
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b'}' => {
+                            self.i += 1;
+                            return Some(Raw::Obj(members));
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b'[' => {
+                self.i += 1;
+                let mut items = Vec::new();
+                self.ws();
+                if self.peek()? == b']' {
+                    self.i += 1;
+                    return Some(Raw::Arr(items));
+                }
+                loop {
+                    items.push(self.value()?);
+                    self.ws();
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b']' => {
+                            self.i += 1;
+                            return Some(Raw::Arr(items));
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b'"' => self.string().map(Raw::Leaf),
+            _ => {
+                let start = self.i;
+                while !matches!(
+                    self.peek(),
+                    None | Some(b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r')
+                ) {
+                    self.i += 1;
+                }
+                self.s.get(start..self.i).map(Raw::Leaf)
+            }
+        }
+    }
+}
+
+/// `lazyNode.equal(stored, sent)`: the keys of `stored` must be in `sent` with equal
+/// values; arrays item by item; scalars by their (compacted) raw bytes.
+fn evanphx_equal(stored: &Raw, sent: &Raw) -> bool {
+    match (stored, sent) {
+        (Raw::Leaf(a), Raw::Leaf(b)) => a == b,
+        (Raw::Obj(a), Raw::Obj(b)) => a.iter().all(|(k, v)| {
+            b.iter()
+                .rev()
+                .find(|(bk, _)| bk == k)
+                .is_some_and(|(_, bv)| evanphx_equal(v, bv))
+        }),
+        (Raw::Arr(a), Raw::Arr(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| evanphx_equal(x, y))
+        }
+        _ => false,
+    }
+}
+
+/// Applies `patch` op by op; a `test` compares the document as Go stores it with the
+/// raw bytes of the op's `value` in `body`.
+fn apply_like_apiserver(
+    doc: &mut Value,
+    patch: &json_patch::Patch,
+    body: &[u8],
+) -> Result<(), String> {
+    let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
+    let Some(Raw::Arr(ops)) = RawParser::parse(text) else {
+        return Err("the patch is not a JSON array".into());
+    };
+    for (op, raw) in patch.0.iter().zip(&ops) {
+        if let json_patch::PatchOperation::Test(t) = op {
+            let sent = match raw {
+                Raw::Obj(m) => m.iter().rev().find(|(k, _)| k == "value").map(|(_, v)| v),
+                _ => None,
+            };
+            let stored_text = doc.pointer(t.path.as_str()).map(go_json);
+            let ok = match (&stored_text, sent) {
+                (Some(st), Some(sent)) => {
+                    RawParser::parse(st).is_some_and(|stored| evanphx_equal(&stored, sent))
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(format!("testing value {} failed", t.path));
+            }
+        } else {
+            json_patch::patch(doc, std::slice::from_ref(op)).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
 }
 
 fn access_review(st: &State, user: &str, body: &[u8]) -> Resp {
