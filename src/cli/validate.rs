@@ -37,10 +37,20 @@ pub fn run(a: ValidateArgs, out: &mut impl Write, err: &mut impl Write) -> CliRe
                         writeln!(err, "error: {i}").map_err(io_err)?;
                     }
                 }
+            } else if d.kind() == "Mesh" {
+                // A mesh file is checked together with everything in the same file (its
+                // VirtualServices and DestinationRules), as `mesh up` reads it.
+                match crate::mesh::MeshSpec::from_documents(&docs) {
+                    Ok(_) => writeln!(out, "{}: {what}: valid", d.locate("")).map_err(io_err)?,
+                    Err(e) => {
+                        bad += 1;
+                        writeln!(err, "error: {e}").map_err(io_err)?;
+                    }
+                }
             } else {
                 writeln!(
                     out,
-                    "{}: {what}: skipped (meshdrill validates VirtualServices)",
+                    "{}: {what}: skipped (meshdrill validates VirtualServices and Mesh files)",
                     d.locate("")
                 )
                 .map_err(io_err)?;

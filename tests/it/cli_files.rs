@@ -427,3 +427,23 @@ fn completions_for_each_shell() {
         assert!(out.contains("meshdrill"), "{sh}");
     }
 }
+
+#[test]
+fn validate_checks_mesh_files_too() {
+    let demo = crate::common::root().join("scenarios/demo-mesh.yaml");
+    let (code, out, err) = run(meshdrill().arg("validate").arg(&demo));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Mesh go-demo-8: valid"), "{out}");
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = write(
+        dir.path(),
+        "mesh.yaml",
+        "apiVersion: meshdrill.io/v1alpha1\nkind: Mesh\nmetadata: {name: x}\nspec:\n  services:\n  - name: a\n    replicas: -1\n    demo: {}\n",
+    );
+    let (code, _, err) = run(meshdrill().arg("validate").arg(&f));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("mesh.yaml:7: spec.services[0].replicas"),
+        "{err}"
+    );
+}
