@@ -710,12 +710,12 @@ fn previous_hosts() -> Value {
     }])
 }
 
-/// Istio's policy for routes with no `retries` block (retry/retry.go `defaultPolicy`:
-/// 503 is retriable unless istiod runs with EXCLUDE_503_FROM_DEFAULT_RETRIES).
+/// Istio's policy for routes with no `retries` block (retry/retry.go `defaultPolicy`).
+/// No retriable status codes: 503 left the default in Istio 1.24
+/// (EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY defaults to true; removed in 1.26).
 pub fn default_retry_policy() -> Value {
     json!({
         "retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
-        "retriable_status_codes": [503],
         "num_retries": 2,
         "retry_host_predicate": previous_hosts(),
         "host_selection_retry_max_attempts": 5
@@ -740,12 +740,9 @@ pub fn retry_policy(retries: Option<&Value>) -> Option<Value> {
         .filter(|s| !s.is_empty())
         .and_then(|s| s.parse::<RetryOn>().ok())
     {
-        // As ConvertPolicy: a given retryOn replaces both the conditions and the codes.
+        // As ConvertPolicy: a given retryOn sets both the conditions and the codes.
         let (names, codes) = on.to_envoy();
         p["retry_on"] = json!(names);
-        if let Some(m) = p.as_object_mut() {
-            m.remove("retriable_status_codes");
-        }
         if !codes.is_empty() {
             p["retriable_status_codes"] = json!(codes);
         }
@@ -783,13 +780,13 @@ mod retry_policy_tests {
     /// istiod's ConvertPolicy (pilot/pkg/networking/core/route/retry/retry.go).
     #[test]
     fn convert_policy_rules() {
+        // Istio >= 1.24: no status codes in the default policy
         let default = retry_policy(None).expect("default");
-        assert_eq!(default["retriable_status_codes"], json!([503]));
-        // attempts only: the default conditions and codes stay
+        assert!(default.get("retriable_status_codes").is_none(), "{default}");
+        // attempts only: the default conditions stay
         let p = retry_policy(Some(&json!({"attempts": 4}))).expect("p");
         assert_eq!(p["num_retries"], 4);
-        assert_eq!(p["retriable_status_codes"], json!([503]));
-        // a retryOn replaces conditions and codes: 5xx alone drops the default 503
+        assert_eq!(p["retry_on"], default["retry_on"]);
         let p = retry_policy(Some(&json!({"attempts": 2, "retryOn": "5xx"}))).expect("p");
         assert_eq!(p["retry_on"], "5xx");
         assert!(p.get("retriable_status_codes").is_none(), "{p}");
