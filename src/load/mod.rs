@@ -22,8 +22,12 @@
 //!   such a request counts from its actual send (never earlier than it left). When
 //!   the generator cannot keep up, [`LoadReport::missed`] says how many due requests
 //!   were never sent (achieved vs target rate) instead of silently sending fewer.
-//! - [`Stop::Duration`]: no request starts after the end; requests in flight finish
-//!   (bounded by the timeout). [`Stop::Requests`]: exactly that many requests complete.
+//! - [`Stop::Duration`]: closed loop, no request starts after the end; open loop, no
+//!   request is due after the end, but requests due before it and still unsent (the
+//!   target stalled) are sent late, latency from their slot, for up to the timeout
+//!   after the end — so `missed` counts only what the generator truly could not send.
+//!   Requests in flight finish (bounded by the timeout). [`Stop::Requests`]: exactly
+//!   that many requests complete.
 //! - Per-request timeout (connect included); failures are counted by [`ErrorKind`],
 //!   answers by status code. Latency is recorded for every answer (any status), not for
 //!   failures. Values are nanoseconds.
@@ -171,7 +175,7 @@ where
     let start = Instant::now();
     let started_at = SystemTime::now();
     let shared = Arc::new(Shared {
-        plan: schedule::Plan::new(config.rate, config.stop, start),
+        plan: schedule::Plan::new(config.rate, config.stop, start, config.timeout),
         cancel: cancel.clone(),
         connector,
         template: client::Template::new(&config),

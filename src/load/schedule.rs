@@ -27,9 +27,11 @@ pub enum Rate {
 /// When a run stops (besides cancellation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
-    /// No request starts after this much time; requests in flight finish (up to the
-    /// timeout). At a fixed rate, requests due before the end that could not be sent in
-    /// time are reported as missed.
+    /// No new request is due after this much time; requests in flight finish (up to
+    /// the timeout). At a fixed rate, requests due before the end that are still unsent
+    /// when it comes (the target stalled) are sent late, latency counted from their
+    /// intended start, for up to the timeout after the end; only what is still unsent
+    /// then is reported as missed.
     Duration(Duration),
     /// Exactly this many requests (answered or failed).
     Requests(u64),
@@ -149,36 +151,44 @@ pub struct Plan {
     stop: Stop,
     start: Instant,
     end: Option<Instant>,
+    /// Open loop: overdue slots (due before `end`) are still handed out until this.
+    drain_end: Option<Instant>,
     next: AtomicU64,
 }
 
 impl Plan {
-    pub fn new(rate: Rate, stop: Stop, start: Instant) -> Self {
+    /// `grace`: how long after the end of a duration run overdue open-loop slots are
+    /// still sent (the per-request timeout).
+    pub fn new(rate: Rate, stop: Stop, start: Instant, grace: Duration) -> Self {
         let end = match stop {
             Stop::Duration(d) => start.checked_add(d),
             Stop::Requests(_) => None,
         };
+        let drain_end = end.and_then(|e| e.checked_add(grace));
         Self {
             rate,
             stop,
             start,
             end,
+            drain_end,
             next: AtomicU64::new(0),
         }
-    }
-
-    /// The instant after which no request starts (duration runs).
-    pub fn end(&self) -> Option<Instant> {
-        self.end
     }
 
     pub fn start(&self) -> Instant {
         self.start
     }
 
-    /// Claims the next slot.
+    /// Claims the next slot. A closed loop stops at the end; an open loop keeps handing
+    /// out slots due before the end (overdue ones included) until `grace` after it, so
+    /// a stall near the end shows in the latency instead of vanishing as missed.
     pub fn next(&self, now: Instant) -> Slot {
-        if self.end.is_some_and(|end| now >= end) {
+        let stop_at = if self.rate.is_open() {
+            self.drain_end
+        } else {
+            self.end
+        };
+        if stop_at.is_some_and(|end| now >= end) {
             return Slot::Done;
         }
         let i = self.next.fetch_add(1, Ordering::Relaxed);
@@ -254,7 +264,7 @@ mod tests {
     #[test]
     fn plan_hands_out_exact_counts() {
         let start = Instant::now();
-        let p = Plan::new(Rate::Max, Stop::Requests(3), start);
+        let p = Plan::new(Rate::Max, Stop::Requests(3), start, Duration::ZERO);
         let got: Vec<_> = (0..5).map(|_| p.next(start)).collect();
         assert_eq!(got[..3], [Slot::Now; 3]);
         assert_eq!(got[3..], [Slot::Done; 2]);
@@ -263,6 +273,7 @@ mod tests {
             Rate::Fixed(10.0),
             Stop::Duration(Duration::from_secs(1)),
             start,
+            Duration::ZERO,
         );
         let n = (0..20)
             .filter(|_| matches!(p.next(start), Slot::At(_)))
@@ -270,5 +281,23 @@ mod tests {
         assert_eq!(n, 10);
         assert_eq!(p.due(Duration::from_secs(5), true), Some(10));
         assert_eq!(p.due(Duration::from_millis(450), false), Some(5));
+    }
+
+    /// Regression: overdue slots due before the end were dropped (counted as missed)
+    /// once the end had passed, hiding a stall near the end of a run.
+    #[test]
+    fn overdue_open_loop_slots_are_handed_out_until_the_grace_ends() {
+        let start = Instant::now();
+        let d = Duration::from_secs(1);
+        let p = Plan::new(Rate::Fixed(10.0), Stop::Duration(d), start, d);
+        let late = start + Duration::from_millis(1500);
+        let n = (0..20)
+            .filter(|_| matches!(p.next(late), Slot::At(at) if at < start + d))
+            .count();
+        assert_eq!(n, 10, "every slot due before the end, sent late");
+        let p = Plan::new(Rate::Fixed(10.0), Stop::Duration(d), start, d);
+        assert_eq!(p.next(start + Duration::from_secs(2)), Slot::Done);
+        let p = Plan::new(Rate::Max, Stop::Duration(d), start, d);
+        assert_eq!(p.next(late), Slot::Done, "a closed loop stops at the end");
     }
 }

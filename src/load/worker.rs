@@ -134,7 +134,6 @@ pub(crate) async fn run_worker(id: usize, shared: Arc<Shared>, tx: UnboundedSend
     let mut conn: Option<Conn> = None;
     let timer = tokio::time::sleep(Duration::from_secs(3600));
     let mut timer = pin!(timer);
-    let end = shared.plan.end();
     loop {
         let now = Instant::now();
         w.roll(now);
@@ -156,10 +155,8 @@ pub(crate) async fn run_worker(id: usize, shared: Arc<Shared>, tx: UnboundedSend
                         Guarded::Deadline | Guarded::Done(()) => now = Instant::now(),
                     }
                 }
-                // Behind schedule past the end: the slot is missed, not sent late.
-                if end.is_some_and(|e| now >= e) {
-                    break;
-                }
+                // Overdue slots (due before the end) are sent late, latency counted from
+                // their slot, until the plan's grace after the end runs out.
                 (at.min(now), now)
             }
         };

@@ -295,6 +295,35 @@ fn stall_shows_in_the_open_loop_tail_but_not_the_closed_loop() {
     assert!(ms(c.data.latency.max()) >= 150.0, "but its max sees it");
 }
 
+/// Regression: at the end of a duration run, slots due before the end but still unsent
+/// (the target froze) were dropped and only counted as `missed`, so a freeze near the
+/// end vanished from the tail. Here the server freezes during [1.5 s, 2.1 s) of a 2 s
+/// run at 200 req/s: the 100 slots due in [1.5 s, 2 s) (25%) wait 0.1..0.6 s, so p90 ≈
+/// 400 ms, and nothing is missed.
+#[test]
+fn a_stall_at_the_end_of_a_run_shows_in_the_tail_and_is_not_missed() {
+    let s = servers::spawn(Behavior::Stall {
+        period: Duration::from_secs(60),
+        stall: Duration::from_millis(600),
+        offset: Duration::from_millis(1500),
+    });
+    let c = LoadConfig::builder(s.url("/"))
+        .conns(10)
+        .rate(Rate::Fixed(200.0))
+        .stop(Stop::Duration(Duration::from_secs(2)))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("config");
+    let (r, _) = run_lib(c, Duration::from_secs(30));
+    let missed = r.missed().expect("open loop");
+    assert_eq!(r.scheduled, Some(400));
+    assert_eq!(r.requests() + missed, 400);
+    assert!(missed <= 4, "{missed} due requests dropped at the end");
+    assert_eq!(r.errors(), 0);
+    let p90 = ms(r.data.latency.value_at_quantile(0.90));
+    assert!(p90 >= 250.0, "p90 {p90} ms hides the freeze at the end");
+}
+
 #[test]
 fn ctrl_c_prints_results_so_far_and_exits_130() {
     let s = servers::spawn(Behavior::Delay(Duration::from_millis(2)));
