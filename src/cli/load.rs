@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, anyhow};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::V2Serializer;
+use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use serde_json::{Map, Value, json};
 
@@ -185,7 +185,9 @@ pub fn run(a: LoadArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult
     .map_err(Failure::target)?;
 
     let progress = Progress::new(&config);
-    let mut serializer = V2Serializer::new();
+    // Compressed (HISTF...) payloads: the only ones Java's HistogramLogReader (and so
+    // HistogramLogAnalyzer and the log processor) decodes.
+    let mut serializer = V2DeflateSerializer::new();
     let started = SystemTime::now();
     let mut log_error: Option<String> = None;
     let mut log = match hist_file.as_mut() {

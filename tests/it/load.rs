@@ -471,6 +471,7 @@ fn text_output_has_rate_statuses_percentiles_and_histogram() {
     );
 }
 
+/// Regression: the log used uncompressed payloads, unreadable by the Java tools.
 #[test]
 fn hist_log_reads_back_with_hdrhistogram() {
     use hdrhistogram::serialization::Deserializer;
@@ -499,6 +500,13 @@ fn hist_log_reads_back_with_hdrhistogram() {
     for entry in IntervalLogIterator::new(&text) {
         match entry.expect("valid log line") {
             LogEntry::Interval(h) => {
+                // Java's HistogramLogReader (HistogramLogAnalyzer, the log processor)
+                // decodes only compressed V2 payloads; uncompressed ones broke it.
+                assert!(
+                    h.encoded_histogram().starts_with("HISTF"),
+                    "compressed V2 payload: {}",
+                    h.encoded_histogram()
+                );
                 let bytes = base64::Engine::decode(
                     &base64::engine::general_purpose::STANDARD,
                     h.encoded_histogram(),
