@@ -380,6 +380,7 @@ pub fn to_json(c: &LoadConfig, r: &LoadReport) -> Value {
     m.insert("scheduled".into(), json!(r.scheduled));
     m.insert("missed".into(), json!(r.missed()));
     m.insert("body_bytes".into(), json!(counts.body_bytes));
+    m.insert("resent".into(), json!(counts.resent));
     m.insert("cancelled".into(), json!(r.cancelled));
     v
 }
@@ -450,6 +451,11 @@ pub fn write_text(w: &mut impl Write, c: &LoadConfig, r: &LoadReport) -> std::io
         } else {
             errors.join("  ")
         }
+    )?;
+    writeln!(
+        w,
+        "Resent:    {} (idempotent requests sent again after the server closed a kept-alive connection)",
+        counts.resent
     )?;
     let line = |w: &mut dyn Write, label: &str, h: &Histogram<u64>| -> std::io::Result<()> {
         if h.is_empty() {

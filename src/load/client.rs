@@ -32,6 +32,8 @@ pub(crate) struct Template {
     /// The whole HTTP/1.1 request, serialized once.
     raw: Bytes,
     head: bool,
+    /// Safe to send again when a kept-alive connection turns out dead (RFC 9110 9.2.2).
+    idempotent: bool,
 }
 
 impl Template {
@@ -49,6 +51,15 @@ impl Template {
             uri,
             raw: serialize(cfg),
             head: cfg.method == Method::HEAD,
+            idempotent: matches!(
+                cfg.method,
+                Method::GET
+                    | Method::HEAD
+                    | Method::OPTIONS
+                    | Method::PUT
+                    | Method::DELETE
+                    | Method::TRACE
+            ),
             headers,
             body: cfg.body.clone(),
         }
@@ -206,11 +217,13 @@ pub(crate) enum Conn {
 
 /// One request/response exchange on `conn` (connecting first if needed), the whole
 /// body read and dropped. Returns the status and body size. On error the connection
-/// is dropped so that the next request reconnects.
+/// is dropped so that the next request reconnects. Each re-send of the request on a
+/// new connection (see below) adds one to `resent`.
 pub(crate) async fn exchange(
     conn: &mut Option<Conn>,
     connector: &Connector,
     template: &Template,
+    resent: &mut u64,
 ) -> Result<(u16, u64), ErrorKind> {
     for attempt in 0..2 {
         if matches!(conn, Some(Conn::H1(h)) if !h.reusable()) {
@@ -223,10 +236,12 @@ pub(crate) async fn exchange(
         let r = match c {
             Conn::H1(h) => match h.exchange(&template.raw, template.head).await {
                 Ok(x) => Ok(x),
-                // A kept-alive connection the server closed between requests is not
-                // a request failure: retry once on a new connection.
-                Err(H1Error::Stale) if attempt == 0 => {
+                // A kept-alive connection the server closed between requests: an
+                // idempotent request is sent once more on a new connection (counted);
+                // any other may have reached the server, so it fails as a reset.
+                Err(H1Error::Stale) if attempt == 0 && template.idempotent => {
                     *conn = None;
+                    *resent += 1;
                     continue;
                 }
                 Err(H1Error::Stale) => Err(ErrorKind::Reset),

@@ -78,6 +78,10 @@ pub struct Counts {
     pub responses: u64,
     /// Response body bytes received.
     pub body_bytes: u64,
+    /// Re-sends: an idempotent request found its kept-alive connection closed by the
+    /// server before any byte of the answer and was sent again on a new connection.
+    /// Not a request of its own (the retried request counts once, by its outcome).
+    pub resent: u64,
 }
 
 impl Default for Counts {
@@ -87,6 +91,7 @@ impl Default for Counts {
             errors: [0; ErrorKind::COUNT],
             responses: 0,
             body_bytes: 0,
+            resent: 0,
         }
     }
 }
@@ -146,6 +151,7 @@ impl Counts {
         }
         self.responses += o.responses;
         self.body_bytes += o.body_bytes;
+        self.resent += o.resent;
     }
 }
 

@@ -160,10 +160,12 @@ pub(crate) async fn run_worker(id: usize, shared: Arc<Shared>, tx: UnboundedSend
                 (at.min(now), now)
             }
         };
-        let fut = exchange(&mut conn, &shared.connector, &shared.template);
+        let mut resent = 0;
+        let fut = exchange(&mut conn, &shared.connector, &shared.template, &mut resent);
         let res = w.guard(fut, sent, sent + shared.timeout, &mut timer).await;
         let done = Instant::now();
         w.roll(done);
+        w.rec.counts.resent += resent;
         match res {
             Guarded::Done(Ok((status, bytes))) => w.rec.answer(
                 status,

@@ -151,16 +151,44 @@ fn connection_close_answers_reconnect_without_errors() {
     assert_eq!(n(&v, &["errors"]), 0, "{v}");
 }
 
-/// Regression guard: a kept-alive connection the server closed while idle must be
-/// retried on a new connection, not counted as a failed request.
+/// A kept-alive connection the server closed while idle: an idempotent request is
+/// re-sent on a new connection — not a failed request, but counted in `resent`.
+/// Regression: re-sends were silent (and applied to any method).
 #[test]
-fn idle_closed_keep_alive_connections_are_retried_not_counted() {
+fn idle_closed_keep_alive_connections_are_retried_and_counted() {
     let s = servers::spawn(Behavior::OneShot);
     let (code, v, err) = load_json(&[&s.url("/"), "-n", "30", "-c", "2"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(n(&v, &["status_codes", "200"]), 30, "{v}");
     assert_eq!(n(&v, &["errors"]), 0, "{v}");
     assert_eq!(s.hits(), 30);
+    // Every request but each connection's first found its connection dead.
+    let resent = n(&v, &["resent"]);
+    assert!((28..=29).contains(&resent), "{v}");
+}
+
+/// Regression: a POST on a dead kept-alive connection was silently sent again, which
+/// can duplicate a non-idempotent request. It now fails as a reset, never re-sent.
+#[test]
+fn non_idempotent_requests_on_a_dead_keep_alive_connection_are_not_resent() {
+    let s = servers::spawn(Behavior::OneShot);
+    let (code, v, err) = load_json(&[
+        &s.url("/"),
+        "-n",
+        "10",
+        "-c",
+        "1",
+        "-m",
+        "POST",
+        "--body",
+        "x",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // One connection: answered, dead (reset), new connection answered, dead, ...
+    assert_eq!(n(&v, &["status_codes", "200"]), 5, "{v}");
+    assert_eq!(n(&v, &["error_kinds", "reset"]), 5, "{v}");
+    assert_eq!(n(&v, &["resent"]), 0, "{v}");
+    assert_eq!(s.hits(), 5, "the server saw each POST once");
 }
 
 // === rates and schedules ===
@@ -454,6 +482,7 @@ fn text_output_has_rate_statuses_percentiles_and_histogram() {
     assert_eq!(code, 0, "{err}");
     for needle in [
         "req/s",
+        "Resent:    0",
         "200: 60",
         "429: 30",
         "p50",
