@@ -50,7 +50,9 @@ pub struct LoadArgs {
         default_value_t = 50
     )]
     pub conns: usize,
-    /// Run for this long (e.g. 30s, 1m); no request starts after it. Default 10s.
+    /// Run for this long (e.g. 30s, 1m); no request is due after it. Default 10s.
+    /// duration_s and rps cover this send window; answers still in flight after it are
+    /// awaited (up to --timeout) and that wait is reported as drain_s.
     #[arg(short = 'd', long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "requests")]
     pub duration: Option<Duration>,
     /// Send exactly this many requests.
@@ -362,7 +364,7 @@ pub fn to_json(c: &LoadConfig, r: &LoadReport) -> Value {
     let mut v = json!({
         "requests": r.requests(),
         "errors": r.errors(),
-        "duration_s": round3(r.elapsed.as_secs_f64()),
+        "duration_s": round3(r.window.as_secs_f64()),
         "rps": round3(r.rps()),
         "status_codes": status,
         "latency_ms": percentiles(&r.data.latency),
@@ -373,6 +375,7 @@ pub fn to_json(c: &LoadConfig, r: &LoadReport) -> Value {
     if let Some(s) = &r.data.service {
         m.insert("service_time_ms".into(), percentiles(s));
     }
+    m.insert("drain_s".into(), json!(round3(r.drain().as_secs_f64())));
     m.insert("error_kinds".into(), Value::Object(kinds));
     m.insert("connections".into(), json!(c.conns()));
     m.insert("open_loop".into(), json!(c.rate().is_open()));
@@ -414,11 +417,12 @@ pub fn write_text(w: &mut impl Write, c: &LoadConfig, r: &LoadReport) -> std::io
     )?;
     writeln!(
         w,
-        "Requests:  {} in {:.2} s = {:.1} req/s{}",
+        "Requests:  {} in {:.2} s = {:.1} req/s{} (+{:.2} s waiting for the last answers)",
         r.requests(),
-        r.elapsed.as_secs_f64(),
+        r.window.as_secs_f64(),
         r.rps(),
-        if r.cancelled { " (interrupted)" } else { "" }
+        if r.cancelled { " (interrupted)" } else { "" },
+        r.drain().as_secs_f64()
     )?;
     if let (Some(t), Some(s), Some(m)) = (r.target_rps, r.scheduled, r.missed()) {
         writeln!(w, "Rate:      target {t:.1} req/s, {s} due, {m} never sent")?;

@@ -208,6 +208,10 @@ where
         return Err(LoadError::Worker(e));
     }
     let cancelled = cancel.is_cancelled();
+    let window = match config.stop {
+        Stop::Duration(d) => elapsed.min(d),
+        Stop::Requests(_) => elapsed,
+    };
     let scheduled = shared.plan.due(elapsed, !cancelled);
     let target_rps = match config.rate {
         Rate::Max => None,
@@ -225,6 +229,7 @@ where
     Ok(LoadReport {
         started_at,
         elapsed,
+        window,
         data: agg.total,
         intervals: agg.emitted,
         target_rps,

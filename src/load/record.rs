@@ -228,8 +228,12 @@ impl IntervalSnapshot {
 pub struct LoadReport {
     /// Wall-clock start of the run.
     pub started_at: SystemTime,
-    /// From the start until the last worker stopped.
+    /// From the start until the last worker stopped (the last answers included).
     pub elapsed: Duration,
+    /// The send window: for a duration run, `min(elapsed, d)`; for a count run (or
+    /// closed ones that stopped early), `elapsed`. Rates are computed over it; the rest
+    /// of `elapsed` is the [`drain`](Self::drain), waiting for requests in flight.
+    pub window: Duration,
     /// Everything recorded.
     pub data: Recorded,
     /// Number of intervals reported.
@@ -251,9 +255,15 @@ impl LoadReport {
     pub fn errors(&self) -> u64 {
         self.data.counts.errors()
     }
-    /// Completed requests per second over the whole run.
+    /// Completed requests per second over the send [`window`](Self::window) (the
+    /// achieved rate): a request hanging past the end does not dilute it.
     pub fn rps(&self) -> f64 {
-        per_sec(self.requests(), self.elapsed)
+        per_sec(self.requests(), self.window)
+    }
+    /// Time after the send window spent waiting for requests in flight (bounded by the
+    /// timeout).
+    pub fn drain(&self) -> Duration {
+        self.elapsed.saturating_sub(self.window)
     }
     /// Scheduled requests that were never sent because the generator (or the target)
     /// could not keep up (open loop).

@@ -193,6 +193,20 @@ fn non_idempotent_requests_on_a_dead_keep_alive_connection_are_not_resent() {
 
 // === rates and schedules ===
 
+/// Regression: duration_s and rps included the wait for the last answers, so one hung
+/// request in `-d 1s` stretched duration_s to its latency and cut rps accordingly.
+#[test]
+fn rps_and_duration_cover_the_send_window_not_the_drain() {
+    let s = servers::spawn(Behavior::Delay(Duration::from_millis(2500)));
+    let (code, v, err) = load_json(&[&s.url("/"), "-c", "1", "-d", "1s", "--timeout", "5s"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(n(&v, &["requests"]), 1, "{v}");
+    assert_eq!(f(&v, &["duration_s"]), 1.0, "{v}");
+    assert_eq!(f(&v, &["rps"]), 1.0, "{v}");
+    let drain = f(&v, &["drain_s"]);
+    assert!((1.4..=4.0).contains(&drain), "{v}");
+}
+
 #[test]
 fn fixed_rate_is_accurate_at_a_modest_rate() {
     let s = servers::spawn(Behavior::Ok);
