@@ -208,7 +208,11 @@ where
         return Err(LoadError::Worker(e));
     }
     let cancelled = cancel.is_cancelled();
+    // A duration run that reached its end sent over all of `d` (an open loop's last
+    // worker may stop a hair before it, after the last slot); a cancelled one up to
+    // when it stopped.
     let window = match config.stop {
+        Stop::Duration(d) if !cancelled => d,
         Stop::Duration(d) => elapsed.min(d),
         Stop::Requests(_) => elapsed,
     };

@@ -230,8 +230,8 @@ pub struct LoadReport {
     pub started_at: SystemTime,
     /// From the start until the last worker stopped (the last answers included).
     pub elapsed: Duration,
-    /// The send window: for a duration run, `min(elapsed, d)`; for a count run (or
-    /// closed ones that stopped early), `elapsed`. Rates are computed over it; the rest
+    /// The send window: for a duration run, `d` (`min(elapsed, d)` if cancelled); for
+    /// a count run, `elapsed`. Rates are computed over it; the rest
     /// of `elapsed` is the [`drain`](Self::drain), waiting for requests in flight.
     pub window: Duration,
     /// Everything recorded.
