@@ -18,8 +18,10 @@ use super::client::{Conn, Connector, Template, exchange};
 use super::record::{ErrorKind, Recorded};
 use super::schedule::{Plan, Slot};
 
-/// How often a worker blocked on a long wait looks at the cancel flag.
-const CANCEL_POLL: Duration = Duration::from_millis(50);
+/// A wait longer than this registers on the cancel [`Notify`](tokio::sync::Notify)
+/// (and then sleeps until its deadline, the interval boundary or a cancel); shorter
+/// ones (most exchanges) never touch it. Bounds how late a cancel is seen.
+const CANCEL_ARM: Duration = Duration::from_millis(50);
 
 /// Timers fire up to ~2 ms late (millisecond ticks, rounded up): an open-loop worker
 /// wakes this much before a slot and sends as soon as it wakes. A request sent early
@@ -61,7 +63,7 @@ struct Worker {
     id: usize,
     shared: Arc<Shared>,
     tx: UnboundedSender<Msg>,
-    rec: Recorded,
+    rec: Box<Recorded>,
     index: u64,
     boundary: Instant,
 }
@@ -72,10 +74,8 @@ impl Worker {
     fn roll(&mut self, now: Instant) {
         while now >= self.boundary {
             let data = if self.rec.counts.requests() > 0 {
-                Some(Box::new(std::mem::replace(
-                    &mut self.rec,
-                    Recorded::new(self.shared.open_loop),
-                )))
+                let fresh = Box::new(Recorded::new(self.shared.open_loop));
+                Some(std::mem::replace(&mut self.rec, fresh))
             } else {
                 None
             };
@@ -90,28 +90,39 @@ impl Worker {
     }
 
     /// Awaits `fut` until `deadline`, keeping the interval clock running and honouring
-    /// cancellation, with one timer reset per call.
+    /// cancellation, with one timer reset per wake. A wait that outlasts
+    /// [`CANCEL_ARM`] waits on the cancel notification instead of polling the flag, so
+    /// an idle worker wakes only at its deadline or an interval boundary.
     async fn guard<F: Future>(
         &mut self,
         fut: F,
         now: Instant,
         deadline: Instant,
         timer: &mut Pin<&mut Sleep>,
+        cancel: &Cancel,
     ) -> Guarded<F::Output> {
         let mut fut = pin!(fut);
+        // Not polled (so not registered) until armed.
+        let mut cancelled = pin!(cancel.cancelled());
+        let mut armed = false;
         let mut now = now;
         loop {
-            let wake = deadline.min(self.boundary).min(now + CANCEL_POLL);
+            let mut wake = deadline.min(self.boundary);
+            if !armed {
+                wake = wake.min(now + CANCEL_ARM);
+            }
             timer.as_mut().reset(tokio::time::Instant::from_std(wake));
             tokio::select! {
                 biased;
                 out = &mut fut => return Guarded::Done(out),
+                () = &mut cancelled, if armed => return Guarded::Cancelled,
                 _ = timer.as_mut() => {}
             }
             now = Instant::now();
-            if self.shared.cancel.is_cancelled() {
+            if cancel.is_cancelled() {
                 return Guarded::Cancelled;
             }
+            armed = true;
             self.roll(now);
             if now >= deadline {
                 return Guarded::Deadline;
@@ -125,7 +136,7 @@ pub(crate) async fn run_worker(id: usize, shared: Arc<Shared>, tx: UnboundedSend
     let start = shared.plan.start();
     let mut w = Worker {
         id,
-        rec: Recorded::new(shared.open_loop),
+        rec: Box::new(Recorded::new(shared.open_loop)),
         index: 0,
         boundary: start + shared.interval,
         tx,
@@ -148,7 +159,13 @@ pub(crate) async fn run_worker(id: usize, shared: Arc<Shared>, tx: UnboundedSend
                 if at > now + TIMER_LEAD {
                     let wake = at - TIMER_LEAD;
                     match w
-                        .guard(std::future::pending::<()>(), now, wake, &mut timer)
+                        .guard(
+                            std::future::pending::<()>(),
+                            now,
+                            wake,
+                            &mut timer,
+                            &shared.cancel,
+                        )
                         .await
                     {
                         Guarded::Cancelled => break,
@@ -162,7 +179,9 @@ pub(crate) async fn run_worker(id: usize, shared: Arc<Shared>, tx: UnboundedSend
         };
         let mut resent = 0;
         let fut = exchange(&mut conn, &shared.connector, &shared.template, &mut resent);
-        let res = w.guard(fut, sent, sent + shared.timeout, &mut timer).await;
+        let res = w
+            .guard(fut, sent, sent + shared.timeout, &mut timer, &shared.cancel)
+            .await;
         let done = Instant::now();
         w.roll(done);
         w.rec.counts.resent += resent;
@@ -183,7 +202,7 @@ pub(crate) async fn run_worker(id: usize, shared: Arc<Shared>, tx: UnboundedSend
         }
     }
     let Worker { rec, index, tx, .. } = w;
-    let data = (rec.counts.requests() > 0).then(|| Box::new(rec));
+    let data = (rec.counts.requests() > 0).then_some(rec);
     let _ = tx.send(Msg::Flush {
         worker: id,
         index,
