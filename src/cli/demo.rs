@@ -254,7 +254,7 @@ fn drill(
         }
         let before = mesh.stats().map_err(Failure::target)?;
         let config = LoadConfig::builder(format!("{}/", mesh.ingress_url()))
-            .header("Host: repeater")
+            .header("Host: repeater.acme.com")
             .conns(16)
             .rate(Rate::Fixed(a.rate))
             .stop(Stop::Duration(a.phase))

@@ -136,8 +136,15 @@ pub struct RateLimit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DestinationRule {
     pub name: String,
+    /// The DestinationRule's namespace (short hosts resolve in it).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
     pub host: String,
     pub subsets: Vec<Subset>,
+}
+
+fn default_namespace() -> String {
+    "default".to_string()
 }
 
 /// One subset of a DestinationRule.

@@ -20,7 +20,6 @@ use serde_json::{Map, Value, json};
 
 use super::spec::{MeshSpec, ServiceSpec};
 use crate::istio::patch::object_label;
-use crate::istio::spec::host_matches;
 use crate::istio::types::{GrpcStatus, IstioDuration, RetryOn};
 
 /// The ingress listener's route configuration.
@@ -198,11 +197,25 @@ struct Translator<'a> {
 }
 
 impl Translator<'_> {
-    fn service_for(&self, host: &str) -> Option<&ServiceSpec> {
+    /// The mesh service a host names, resolved in `ns` as istiod does: only when it
+    /// resolves to `<service>.<mesh namespace>.svc.cluster.local`.
+    fn service_for(&self, host: &str, ns: &str) -> Option<&ServiceSpec> {
+        let fqdn = resolve_host(host, ns);
         self.spec
             .services
             .iter()
-            .find(|s| host_matches(&s.name, host))
+            .find(|s| service_fqdn(&s.name, &self.spec.namespace) == fqdn)
+    }
+
+    /// The services a (resolved) VirtualService host names; wildcards name every
+    /// service they match.
+    fn services_named(&self, host: &str, ns: &str) -> Vec<&str> {
+        let fqdn = resolve_host(host, ns);
+        self.spec
+            .service_names()
+            .into_iter()
+            .filter(|s| wildcard_matches(&fqdn, &service_fqdn(s, &self.spec.namespace)))
+            .collect()
     }
 
     fn clusters(&mut self, layout: &Layout) -> Vec<Value> {
@@ -228,12 +241,9 @@ impl Translator<'_> {
             }
             let all: Vec<u16> = replicas.iter().map(|(p, _)| *p).collect();
             out.push(cluster(&cluster_name(port, None, name), &all));
-            for dr in self
-                .spec
-                .destination_rules
-                .iter()
-                .filter(|d| host_matches(name, &d.host))
-            {
+            for dr in self.spec.destination_rules.iter().filter(|d| {
+                resolve_host(&d.host, &d.namespace) == service_fqdn(name, &self.spec.namespace)
+            }) {
                 for sub in &dr.subsets {
                     let eps: Vec<u16> = replicas
                         .iter()
@@ -258,7 +268,7 @@ impl Translator<'_> {
         let mut used = BTreeSet::new();
         let spec = self.spec;
         for vs in spec.virtual_services.iter().filter(|v| bound_to_ingress(v)) {
-            let domains = self.domains(vs, &hosts(vs), &mut used);
+            let domains = self.gateway_domains(vs, &mut used);
             if domains.is_empty() {
                 continue;
             }
@@ -278,7 +288,7 @@ impl Translator<'_> {
             .filter(|v| bound_to_mesh(v))
             .collect();
         for vs in &mesh_vss {
-            let domains = self.domains(vs, &hosts(vs), &mut used);
+            let domains = self.sidecar_domains(vs, &mut used);
             if domains.is_empty() {
                 continue;
             }
@@ -287,14 +297,17 @@ impl Translator<'_> {
         }
         // Services no VirtualService covers get Istio's default route.
         for name in spec.service_names() {
-            let covered = mesh_vss
-                .iter()
-                .any(|vs| hosts(vs).iter().any(|h| host_matches(name, h)));
+            let covered = mesh_vss.iter().any(|vs| {
+                let ns = vs_namespace(vs);
+                hosts(vs)
+                    .iter()
+                    .any(|h| self.services_named(h, ns).contains(&name))
+            });
             if covered {
                 continue;
             }
-            let port = self.service_for(name).map(|s| s.port).unwrap_or(80);
-            let domains = self.host_domains(name, &mut used);
+            let port = self.service_port(name);
+            let domains = self.service_domains(name, &mut used);
             let route = json!({
                 "name": "default",
                 "match": {"prefix": "/"},
@@ -311,41 +324,110 @@ impl Translator<'_> {
         route_configuration(MESH_ROUTES, vhosts)
     }
 
-    fn domains(&mut self, vs: &Value, hosts: &[&str], used: &mut BTreeSet<String>) -> Vec<String> {
+    fn service_port(&self, name: &str) -> u16 {
+        self.spec
+            .services
+            .iter()
+            .find(|s| s.name == name)
+            .map_or(80, |s| s.port)
+    }
+
+    /// At a gateway istiod matches the VirtualService's hosts as resolved: a short
+    /// name only as its FQDN (`repeater` → `repeater.default.svc.cluster.local`).
+    fn gateway_domains(&mut self, vs: &Value, used: &mut BTreeSet<String>) -> Vec<String> {
+        let ns = vs_namespace(vs);
         let mut out = Vec::new();
-        for h in hosts {
-            let before = used.len();
-            let mut ds = self.host_domains(h, used);
-            if ds.is_empty() && before == used.len() {
-                self.warnings.push(format!(
-                    "{}: host {h} is already routed by another VirtualService on this hop; ignored here",
-                    object_label(vs)
-                ));
-            }
-            out.append(&mut ds);
+        for h in hosts(vs) {
+            let fqdn = resolve_host(h, ns);
+            let forms = if fqdn == "*" {
+                vec![fqdn]
+            } else {
+                vec![fqdn.clone(), format!("{fqdn}:*")]
+            };
+            self.claim(vs, h, forms, used, &mut out);
         }
         out
     }
 
-    /// The Host header forms of a host: `h`, `h:*`, and for short names the
-    /// namespace forms `h.ns`, `h.ns.svc`, `h.ns.svc.cluster.local`.
-    fn host_domains(&self, h: &str, used: &mut BTreeSet<String>) -> Vec<String> {
-        let mut forms = vec![h.to_string()];
-        if !h.contains('*') {
-            if !h.contains('.') {
-                let ns = &self.spec.namespace;
-                for f in [
-                    format!("{h}.{ns}"),
-                    format!("{h}.{ns}.svc"),
-                    format!("{h}.{ns}.svc.cluster.local"),
-                ] {
-                    forms.push(f);
+    /// On a sidecar a host naming a mesh service gets the service's whole alias set
+    /// (as istiod's sidecar virtual hosts); other hosts keep their literal domains.
+    fn sidecar_domains(&mut self, vs: &Value, used: &mut BTreeSet<String>) -> Vec<String> {
+        let ns = vs_namespace(vs);
+        let mut out = Vec::new();
+        for h in hosts(vs) {
+            let services: Vec<String> = self
+                .services_named(h, ns)
+                .into_iter()
+                .map(String::from)
+                .collect();
+            let fqdn = resolve_host(h, ns);
+            let forms = if !services.is_empty() && !h.contains('*') {
+                services.iter().flat_map(|s| self.aliases(s)).collect()
+            } else {
+                if services.is_empty() && !h.contains('*') {
+                    self.warnings.push(format!(
+                        "{}: host {h} ({fqdn}) is not a service of the mesh (namespace {}); it is routed by its literal name only",
+                        object_label(vs),
+                        self.spec.namespace
+                    ));
                 }
-            }
-            let with_port: Vec<String> = forms.iter().map(|f| format!("{f}:*")).collect();
-            forms.extend(with_port);
+                let mut f: Vec<String> = if fqdn == "*" {
+                    vec![fqdn]
+                } else {
+                    vec![fqdn.clone(), format!("{fqdn}:*")]
+                };
+                for s in &services {
+                    f.extend(self.aliases(s));
+                }
+                f
+            };
+            self.claim(vs, h, forms, used, &mut out);
         }
-        forms
+        out
+    }
+
+    fn claim(
+        &mut self,
+        vs: &Value,
+        h: &str,
+        forms: Vec<String>,
+        used: &mut BTreeSet<String>,
+        out: &mut Vec<String>,
+    ) {
+        let mut fresh: Vec<String> = forms
+            .into_iter()
+            .filter(|f| !out.contains(f) && used.insert(f.clone()))
+            .collect();
+        if fresh.is_empty() {
+            self.warnings.push(format!(
+                "{}: host {h} is already routed by another VirtualService on this hop; ignored here",
+                object_label(vs)
+            ));
+        }
+        out.append(&mut fresh);
+    }
+
+    /// A service's Host header forms on a sidecar: `svc`, `svc.ns`, `svc.ns.svc`,
+    /// `svc.ns.svc.cluster.local`, each also with `:*` and `:<port>`.
+    fn aliases(&self, name: &str) -> Vec<String> {
+        let ns = &self.spec.namespace;
+        let port = self.service_port(name);
+        let mut out = Vec::new();
+        for f in [
+            name.to_string(),
+            format!("{name}.{ns}"),
+            format!("{name}.{ns}.svc"),
+            service_fqdn(name, ns),
+        ] {
+            out.push(format!("{f}:*"));
+            out.push(format!("{f}:{port}"));
+            out.insert(out.len() - 2, f);
+        }
+        out
+    }
+
+    fn service_domains(&self, name: &str, used: &mut BTreeSet<String>) -> Vec<String> {
+        self.aliases(name)
             .into_iter()
             .filter(|f| used.insert(f.clone()))
             .collect()
@@ -394,7 +476,7 @@ impl Translator<'_> {
                     "{label}: spec.http[{i}] has both a fault and retries: the fault's own hop does not retry what it injects (istio#13705); put the retries on the calling route"
                 ));
             }
-            let action = self.action(&label, i, r, clusters);
+            let action = self.action(&label, i, r, vs_namespace(vs), clusters);
             let fault = r.get("fault").and_then(fault_config);
             let matches: Vec<Value> = match r.get("match").and_then(Value::as_array) {
                 Some(ms) if !ms.is_empty() => ms
@@ -482,6 +564,7 @@ impl Translator<'_> {
         label: &str,
         i: usize,
         r: &Value,
+        vs_ns: &str,
         clusters: &BTreeSet<String>,
     ) -> (String, Value) {
         if let Some(dr) = r.get("directResponse") {
@@ -509,7 +592,7 @@ impl Translator<'_> {
                 .get("weight")
                 .and_then(Value::as_u64)
                 .unwrap_or(if single { 100 } else { 0 });
-            let (name, port) = match self.service_for(host) {
+            let (name, port) = match self.service_for(host, vs_ns) {
                 Some(s) => (s.name.clone(), s.port),
                 None => {
                     self.warnings.push(format!(
@@ -532,7 +615,7 @@ impl Translator<'_> {
             }
             let cluster = cluster_name(port, subset, &name);
             if let Some(sub) = subset
-                && self.service_for(host).is_some()
+                && self.service_for(host, vs_ns).is_some()
                 && !clusters.contains(&cluster)
             {
                 self.warnings.push(format!(
@@ -573,6 +656,43 @@ impl Translator<'_> {
             route.insert("retry_policy".into(), p);
         }
         ("route".into(), Value::Object(route))
+    }
+}
+
+/// A VirtualService's namespace (`default` when absent).
+fn vs_namespace(vs: &Value) -> &str {
+    vs.pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+}
+
+/// A service's FQDN in a namespace.
+pub fn service_fqdn(name: &str, ns: &str) -> String {
+    format!("{name}.{ns}.svc.cluster.local")
+}
+
+/// istiod's ResolveShortnameToFQDN: `*`, IP addresses and names with a dot stay as
+/// they are; a short name becomes `<name>.<namespace>.svc.cluster.local`.
+pub fn resolve_host(host: &str, ns: &str) -> String {
+    if host.is_empty()
+        || host == "*"
+        || host.contains('.')
+        || host.contains(':')
+        || host.parse::<std::net::IpAddr>().is_ok()
+    {
+        return host.to_string();
+    }
+    service_fqdn(host, ns)
+}
+
+/// Whether a (resolved) host, possibly a wildcard (`*`, `*.suffix`), matches a name.
+fn wildcard_matches(host: &str, name: &str) -> bool {
+    if host == "*" {
+        return true;
+    }
+    match host.strip_prefix('*') {
+        Some(suffix) => name.ends_with(suffix) && name.len() > suffix.len(),
+        None => host == name,
     }
 }
 

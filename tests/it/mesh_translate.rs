@@ -12,6 +12,9 @@ use serde_json::Value;
 const HEAD: &str =
     "apiVersion: meshdrill.io/v1alpha1\nkind: Mesh\nmetadata: {name: t}\nspec:\n  services:\n";
 
+/// A mesh whose services live in namespace `bookinfo`.
+const HEAD_BOOKINFO: &str = "apiVersion: meshdrill.io/v1alpha1\nkind: Mesh\nmetadata: {name: t}\nspec:\n  namespace: bookinfo\n  services:\n";
+
 fn config(yaml: &str) -> EnvoyConfig {
     let loaded = MeshSpec::parse(yaml, "t.yaml").expect("parse");
     let mut ports = BTreeMap::new();
@@ -111,7 +114,7 @@ fn retries_and_timeouts_as_istio_converts_them() {
 #[test]
 fn matches_weights_subsets_and_gateway_binding() {
     let c = config(&format!(
-        "{HEAD}  - name: reviews\n    replicas: 2\n    labels: {{version: v1}}\n  - name: reviews\n    labels: {{version: v2}}\n  - name: productpage\n---\n{}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: productpage}}\nspec:\n  hosts: [productpage]\n  gateways: [bookinfo-gateway, mesh]\n  http:\n  - match:\n    - uri: {{exact: /productpage}}\n    - uri: {{prefix: /static}}\n      headers: {{end-user: {{regex: 'j.*'}}, x-any: {{prefix: ''}}}}\n    route: [{{destination: {{host: productpage, port: {{number: 80}}}}}}]\n",
+        "{HEAD_BOOKINFO}  - name: reviews\n    replicas: 2\n    labels: {{version: v1}}\n  - name: reviews\n    labels: {{version: v2}}\n  - name: productpage\n---\n{}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: productpage, namespace: bookinfo}}\nspec:\n  hosts: [productpage]\n  gateways: [bookinfo-gateway, mesh]\n  http:\n  - match:\n    - uri: {{exact: /productpage}}\n    - uri: {{prefix: /static}}\n      headers: {{end-user: {{regex: 'j.*'}}, x-any: {{prefix: ''}}}}\n    route: [{{destination: {{host: productpage, port: {{number: 80}}}}}}]\n",
         std::fs::read_to_string(crate::common::data("bookinfo-reviews.yaml")).expect("fixture")
     ));
     // reviews v3 has no replica here: said, not silently routed to nothing.
@@ -121,14 +124,14 @@ fn matches_weights_subsets_and_gateway_binding() {
     let mesh = routes(&c, "mesh");
     // productpage lists a gateway and mesh: both hops; reviews has no gateways: mesh only.
     assert_eq!(ingress.as_array().map(Vec::len), Some(1));
-    assert_eq!(ingress[0]["name"], "default/productpage");
+    assert_eq!(ingress[0]["name"], "bookinfo/productpage");
     let names: Vec<&str> = mesh
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|v| v["name"].as_str())
         .collect();
-    assert_eq!(names, ["bookinfo/reviews", "default/productpage"]);
+    assert_eq!(names, ["bookinfo/reviews", "bookinfo/productpage"]);
     // Two match clauses: two Envoy routes with the same action, in order.
     assert_eq!(ingress[0]["routes"][0]["match"]["path"], "/productpage");
     assert_eq!(ingress[0]["routes"][1]["match"]["prefix"], "/static");
@@ -160,4 +163,84 @@ fn gateway_only_virtual_service_is_not_on_sidecars_and_unknowns_warn() {
     assert!(w.contains("subset v9"), "{w}");
     assert!(w.contains("host elsewhere"), "{w}");
     snap!("default_sidecar_route", &mesh);
+}
+
+fn domains(vhost: &Value) -> Vec<&str> {
+    vhost["domains"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+fn vhost<'a>(vhosts: &'a Value, name: &str) -> Option<&'a Value> {
+    vhosts
+        .as_array()
+        .and_then(|a| a.iter().find(|v| v["name"] == name))
+}
+
+#[test]
+fn fqdn_hosts_route_the_service_by_every_alias_and_other_namespaces_do_not_hijack() {
+    // An FQDN host names the local service: its VS vhost answers to the short name too.
+    let c = config(&format!(
+        "{HEAD}  - name: go-demo-8\n    port: 8080\n  - name: ratings\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: go-demo-8}}\nspec:\n  hosts: [go-demo-8.default.svc.cluster.local]\n  http:\n  - fault: {{abort: {{httpStatus: 500, percentage: {{value: 100}}}}}}\n    route: [{{destination: {{host: go-demo-8.default.svc.cluster.local}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: ratings, namespace: prod}}\nspec:\n  hosts: [ratings]\n  http:\n  - fault: {{abort: {{httpStatus: 500, percentage: {{value: 100}}}}}}\n    route: [{{destination: {{host: ratings}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: ext}}\nspec:\n  hosts: [ratings.example.com]\n  http:\n  - route: [{{destination: {{host: ratings}}}}]\n"
+    ));
+    let mesh = routes(&c, "mesh");
+    let g = vhost(&mesh, "default/go-demo-8").expect("go-demo-8 vhost");
+    let d = domains(g);
+    for want in [
+        "go-demo-8",
+        "go-demo-8:*",
+        "go-demo-8:8080",
+        "go-demo-8.default",
+        "go-demo-8.default.svc",
+        "go-demo-8.default.svc.cluster.local",
+        "go-demo-8.default.svc.cluster.local:8080",
+    ] {
+        assert!(d.contains(&want), "{want} missing from {d:?}");
+    }
+    assert_eq!(
+        g["routes"][0]["route"]["cluster"],
+        "outbound|8080||go-demo-8"
+    );
+    // ratings.prod is not the local ratings: the default route stays, fault-free.
+    let local = vhost(&mesh, "ratings:80").expect("default ratings vhost");
+    assert!(domains(local).contains(&"ratings"), "{local}");
+    assert!(local["routes"][0].get("typed_per_filter_config").is_none());
+    let prod = vhost(&mesh, "prod/ratings").expect("prod vhost");
+    assert_eq!(
+        domains(prod),
+        [
+            "ratings.prod.svc.cluster.local",
+            "ratings.prod.svc.cluster.local:*"
+        ]
+    );
+    // An external host keeps its literal name, with a note.
+    let ext = vhost(&mesh, "default/ext").expect("ext vhost");
+    assert_eq!(
+        domains(ext),
+        ["ratings.example.com", "ratings.example.com:*"]
+    );
+    let w = c.warnings.join("\n");
+    assert!(w.contains("host ratings.example.com"), "{w}");
+    assert!(w.contains("ratings.prod.svc.cluster.local"), "{w}");
+    snap!("fqdn_and_namespaces_mesh", &mesh);
+}
+
+#[test]
+fn a_gateway_matches_short_hosts_only_as_their_fqdn() {
+    let c = config(&format!(
+        "{HEAD}  - name: repeater\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: repeater}}\nspec:\n  hosts: [repeater, repeater.acme.com]\n  gateways: [gw]\n  http:\n  - route: [{{destination: {{host: repeater}}}}]\n"
+    ));
+    let ingress = routes(&c, "ingress");
+    assert_eq!(
+        domains(&ingress[0]),
+        [
+            "repeater.default.svc.cluster.local",
+            "repeater.default.svc.cluster.local:*",
+            "repeater.acme.com",
+            "repeater.acme.com:*"
+        ]
+    );
 }
