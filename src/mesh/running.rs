@@ -165,6 +165,20 @@ impl RunningMesh {
             });
         }
         mesh.ingress_port = st.ingress_port;
+        // /ready says nothing about the routes: confirm that version 1 of each is
+        // active, as live changes do, else report Envoy's rejection.
+        let route_names: Vec<String> = cfg.routes.keys().cloned().collect();
+        control::confirm(&st, &files, &route_names, 1, 0).map_err(|e| match e {
+            MeshError::EnvoyRejected {
+                route_config,
+                reason,
+                ..
+            } => MeshError::InitialRejected {
+                route_config,
+                reason,
+            },
+            other => other,
+        })?;
         sd.write(&st)?;
 
         // Replicas.

@@ -538,7 +538,13 @@ impl Translator<'_> {
         if let Some(qs) = m.get("queryParams").and_then(Value::as_object) {
             let params: Vec<Value> = qs
                 .iter()
-                .map(|(name, v)| json!({"name": name, "string_match": envoy_string_match(v)}))
+                .map(|(name, v)| {
+                    if can_be_present_match(v) {
+                        json!({"name": name, "present_match": true})
+                    } else {
+                        json!({"name": name, "string_match": envoy_string_match(v)})
+                    }
+                })
                 .collect();
             out.insert("query_parameters".into(), Value::Array(params));
         }
@@ -757,9 +763,15 @@ fn envoy_string_match(v: &Value) -> Value {
     }
 }
 
+/// istiod's canBeConvertedToPresentMatch: no match type, or `regex: "*"` (not RE2;
+/// Istio's catch-all), is a presence match.
+fn can_be_present_match(v: &Value) -> bool {
+    string_match(v).is_none() || v.get("regex").and_then(Value::as_str) == Some("*")
+}
+
 fn header_matcher(name: &str, v: &Value) -> Value {
-    // As istiod: `prefix: ""` means "present".
-    if v.get("prefix").and_then(Value::as_str) == Some("") {
+    // As istiod: `prefix: ""`, `regex: "*"` or no match type mean "present".
+    if v.get("prefix").and_then(Value::as_str) == Some("") || can_be_present_match(v) {
         return json!({"name": name, "present_match": true});
     }
     json!({"name": name, "string_match": envoy_string_match(v)})

@@ -1080,3 +1080,51 @@ spec:
     let out = load(mesh.ingress_addr(), "front", "/", 5, 1, LIMIT);
     assert_eq!(share(&out, 404), 1.0, "{:?}", statuses(&out));
 }
+
+#[test]
+fn a_regex_star_match_is_accepted_and_a_rejected_initial_config_fails_start() {
+    let _s = serial();
+    // `regex: "*"` is Istio's catch-all: a presence match, which Envoy accepts.
+    let mesh = start(
+        "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: star}
+spec:
+  services:
+  - name: web
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web}
+spec:
+  hosts: [web]
+  gateways: [gw]
+  http:
+  - match: [{headers: {x-user: {regex: '*'}}, queryParams: {debug: {regex: '*'}}}]
+    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+    route: [{destination: {host: web}}]
+  - route: [{destination: {host: web}}]
+",
+    );
+    let host = "web.default.svc.cluster.local";
+    let with = crate::common::mesh::load_with(
+        mesh.ingress_addr(),
+        host,
+        "/?debug=1",
+        &[("x-user", "anyone")],
+        10,
+        1,
+        LIMIT,
+    );
+    assert_eq!(share(&with, 418), 1.0, "{:?}", statuses(&with));
+    let without = load(mesh.ingress_addr(), host, "/?debug=1", 10, 1, LIMIT);
+    assert_eq!(share(&without, 200), 1.0, "{:?}", statuses(&without));
+    drop(mesh);
+    // A configuration Envoy rejects (an RE2 program over Envoy's size limit) fails
+    // start-up with Envoy's reason instead of serving nothing.
+    let yaml = format!("{WEB}    match: [{{uri: {{regex: '/[a-z]{{1000}}'}}}}]\n");
+    let loaded = MeshSpec::parse(&yaml, "big.yaml").expect("parse");
+    let e = crate::common::mesh::try_start(loaded.spec).expect_err("rejected");
+    assert!(matches!(e, MeshError::InitialRejected { .. }), "{e}");
+    assert!(e.to_string().contains("program size"), "{e}");
+}

@@ -244,3 +244,19 @@ fn a_gateway_matches_short_hosts_only_as_their_fqdn() {
         ]
     );
 }
+
+#[test]
+fn regex_star_is_a_present_match_as_istiod_converts_it() {
+    let c = config(&format!(
+        "{HEAD}  - name: api\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: api}}\nspec:\n  hosts: [api]\n  http:\n  - match: [{{headers: {{x-user: {{regex: '*'}}}}, queryParams: {{debug: {{regex: '*'}}, q: {{exact: '1'}}}}}}]\n    route: [{{destination: {{host: api}}}}]\n"
+    ));
+    let m = &routes(&c, "mesh")[0]["routes"][0]["match"];
+    assert_eq!(m["headers"][0]["present_match"], true, "{m}");
+    assert!(m["headers"][0].get("string_match").is_none(), "{m}");
+    assert_eq!(m["query_parameters"][0]["present_match"], true, "{m}");
+    assert_eq!(
+        m["query_parameters"][1]["string_match"]["exact"], "1",
+        "{m}"
+    );
+    snap!("regex_star_present_match", m);
+}

@@ -40,6 +40,17 @@ pub fn start_in(yaml: &str, dir: Option<&std::path::Path>) -> RunningMesh {
     .expect("mesh starts")
 }
 
+/// Starts a mesh in a temp dir, returning the error instead of panicking.
+pub fn try_start(spec: MeshSpec) -> Result<RunningMesh, meshdrill::mesh::MeshError> {
+    RunningMesh::start(
+        spec,
+        MeshOptions {
+            exe: Some(env!("CARGO_BIN_EXE_meshdrill").into()),
+            ..MeshOptions::default()
+        },
+    )
+}
+
 pub fn meta() -> RecordMeta {
     RecordMeta {
         run_id: "test00000000".into(),
