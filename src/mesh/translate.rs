@@ -272,7 +272,7 @@ impl Translator<'_> {
             if domains.is_empty() {
                 continue;
             }
-            let routes = self.routes(vs, clusters);
+            let routes = self.routes(vs, clusters, Hop::Ingress);
             vhosts.push(json!({"name": vhost_name(vs), "domains": domains, "routes": routes}));
         }
         route_configuration(INGRESS_ROUTES, vhosts)
@@ -292,7 +292,13 @@ impl Translator<'_> {
             if domains.is_empty() {
                 continue;
             }
-            let routes = self.routes(vs, clusters);
+            // The port the calls are made to: the (first) service the VS names.
+            let ns = vs_namespace(vs);
+            let port = hosts(vs)
+                .iter()
+                .find_map(|h| self.services_named(h, ns).first().map(|s| s.to_string()))
+                .map_or(80, |s| self.service_port(&s));
+            let routes = self.routes(vs, clusters, Hop::Sidecar { port });
             vhosts.push(json!({"name": vhost_name(vs), "domains": domains, "routes": routes}));
         }
         // Services no VirtualService covers get Istio's default route.
@@ -433,7 +439,7 @@ impl Translator<'_> {
             .collect()
     }
 
-    fn routes(&mut self, vs: &Value, clusters: &BTreeSet<String>) -> Vec<Value> {
+    fn routes(&mut self, vs: &Value, clusters: &BTreeSet<String>, hop: Hop) -> Vec<Value> {
         let label = object_label(vs);
         let vs_name = vs
             .pointer("/metadata/name")
@@ -479,11 +485,20 @@ impl Translator<'_> {
             let action = self.action(&label, i, r, vs_namespace(vs), clusters);
             let fault = r.get("fault").and_then(fault_config);
             let matches: Vec<Value> = match r.get("match").and_then(Value::as_array) {
-                Some(ms) if !ms.is_empty() => ms
-                    .iter()
-                    .enumerate()
-                    .map(|(j, m)| self.route_match(&label, i, j, m))
-                    .collect(),
+                Some(ms) if !ms.is_empty() => {
+                    let kept: Vec<Value> = ms
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, m)| applies_on(m, vs, hop))
+                        .map(|(j, m)| self.route_match(&label, i, j, m))
+                        .collect();
+                    // As istiod: a route none of whose matches applies on this hop
+                    // is left out here.
+                    if kept.is_empty() {
+                        continue;
+                    }
+                    kept
+                }
                 _ => vec![json!({"prefix": "/"})],
             };
             for m in matches {
@@ -503,6 +518,9 @@ impl Translator<'_> {
 
     fn route_match(&mut self, label: &str, i: usize, j: usize, m: &Value) -> Value {
         let mut out = Map::new();
+        if m.get("ignoreUriCase").and_then(Value::as_bool) == Some(true) {
+            out.insert("case_sensitive".into(), json!(false));
+        }
         match m.get("uri").and_then(string_match) {
             Some(("exact", v)) => {
                 out.insert("path".into(), json!(v));
@@ -521,6 +539,18 @@ impl Translator<'_> {
         if let Some(hs) = m.get("headers").and_then(Value::as_object) {
             for (name, v) in hs {
                 headers.push(header_matcher(name, v));
+            }
+        }
+        // As istiod: withoutHeaders inverts the matcher; a missing header counts as
+        // empty unless it is a presence match.
+        if let Some(hs) = m.get("withoutHeaders").and_then(Value::as_object) {
+            for (name, v) in hs {
+                let mut h = header_matcher(name, v);
+                h["invert_match"] = json!(true);
+                if h.get("present_match").is_none() {
+                    h["treat_missing_header_as_empty"] = json!(true);
+                }
+                headers.push(h);
             }
         }
         for (key, header) in [
@@ -548,15 +578,7 @@ impl Translator<'_> {
                 .collect();
             out.insert("query_parameters".into(), Value::Array(params));
         }
-        for key in [
-            "port",
-            "sourceLabels",
-            "gateways",
-            "withoutHeaders",
-            "ignoreUriCase",
-            "sourceNamespace",
-            "statPrefix",
-        ] {
+        for key in ["sourceLabels", "sourceNamespace", "statPrefix"] {
             if m.get(key).is_some() {
                 self.warnings.push(format!("{label}: spec.http[{i}].match[{j}].{key} is not supported by the local mesh; ignored"));
             }
@@ -662,6 +684,50 @@ impl Translator<'_> {
             route.insert("retry_policy".into(), p);
         }
         ("route".into(), Value::Object(route))
+    }
+}
+
+/// The hop a route configuration is for.
+#[derive(Debug, Clone, Copy)]
+enum Hop {
+    /// The ingress gateway, taken to listen on port 80 (an Istio ingress gateway's
+    /// HTTP server port).
+    Ingress,
+    /// A sidecar's outbound calls to a service port.
+    Sidecar { port: u16 },
+}
+
+/// The gateway port `match.port` is compared with at the ingress.
+const INGRESS_MATCH_PORT: u64 = 80;
+
+/// Whether a match clause applies on a hop, as istiod's sourceMatchHTTP (`gateways`)
+/// and its per-port route building (`port`) decide.
+fn applies_on(m: &Value, vs: &Value, hop: Hop) -> bool {
+    if let Some(p) = m.get("port").and_then(Value::as_u64) {
+        let hop_port = match hop {
+            Hop::Ingress => INGRESS_MATCH_PORT,
+            Hop::Sidecar { port } => u64::from(port),
+        };
+        if p != hop_port {
+            return false;
+        }
+    }
+    let Some(gws) = m.get("gateways").and_then(Value::as_array) else {
+        return true;
+    };
+    if gws.is_empty() {
+        return true;
+    }
+    // `ns/name` and `name` name the same gateway here.
+    let short = |g: &str| g.rsplit('/').next().unwrap_or(g).to_string();
+    let listed: Vec<String> = gws.iter().filter_map(Value::as_str).map(short).collect();
+    match hop {
+        Hop::Sidecar { .. } => listed.iter().any(|g| g == "mesh"),
+        Hop::Ingress => gateways(vs).is_some_and(|vg| {
+            vg.iter()
+                .filter(|g| **g != "mesh")
+                .any(|g| listed.contains(&short(g)))
+        }),
     }
 }
 

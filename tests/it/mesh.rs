@@ -1128,3 +1128,34 @@ spec:
     assert!(matches!(e, MeshError::InitialRejected { .. }), "{e}");
     assert!(e.to_string().contains("program size"), "{e}");
 }
+
+#[test]
+fn ignore_uri_case_without_headers_port_and_gateways_pick_traffic_on_envoy() {
+    let _s = serial();
+    let mesh = start(crate::mesh_translate::MATCH_FIELDS);
+    let versions = envoy::route_versions(mesh.admin()).expect("versions");
+    assert!(versions.iter().all(|(_, v)| v == "1"), "{versions:?}");
+    let host = "api.default.svc.cluster.local";
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        let out =
+            crate::common::mesh::load_with(mesh.ingress_addr(), host, path, headers, 3, 1, LIMIT);
+        statuses(&out)
+    };
+    let only = |s: std::collections::BTreeMap<u16, usize>| -> Vec<u16> { s.into_keys().collect() };
+    assert_eq!(only(get("/API/x", &[])), [201], "ignoreUriCase");
+    assert_eq!(only(get("/w", &[])), [202], "withoutHeaders, header absent");
+    assert_eq!(only(get("/w", &[("x-canary", "no")])), [202]);
+    assert_eq!(only(get("/w", &[("x-canary", "yes")])), [200]);
+    assert_eq!(only(get("/w", &[("x-debug", "1")])), [200]);
+    assert_eq!(
+        only(get("/p", &[])),
+        [200],
+        "match.port 8080 is not the gateway's"
+    );
+    assert_eq!(
+        only(get("/m", &[])),
+        [200],
+        "gateways: [mesh] is not the ingress"
+    );
+    assert_eq!(only(get("/g", &[])), [452], "gateways: [default/gw]");
+}

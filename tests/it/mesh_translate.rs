@@ -260,3 +260,77 @@ fn regex_star_is_a_present_match_as_istiod_converts_it() {
     );
     snap!("regex_star_present_match", m);
 }
+
+/// ignoreUriCase, withoutHeaders, match.port and match.gateways, as istiod applies them.
+pub const MATCH_FIELDS: &str = "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: m}
+spec:
+  services:
+  - name: api
+    port: 8080
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: api}
+spec:
+  hosts: [api]
+  gateways: [gw, mesh]
+  http:
+  - name: case
+    match: [{uri: {prefix: /api}, ignoreUriCase: true}]
+    directResponse: {status: 201}
+  - name: without
+    match: [{uri: {prefix: /w}, withoutHeaders: {x-canary: {exact: 'yes'}, x-debug: {regex: '*'}}}]
+    directResponse: {status: 202}
+  - name: other-port
+    match: [{port: 9999}]
+    directResponse: {status: 203}
+  - name: port-8080
+    match: [{port: 8080, uri: {prefix: /p}}]
+    directResponse: {status: 206}
+  - name: mesh-only
+    match: [{gateways: [mesh], uri: {prefix: /m}}]
+    directResponse: {status: 451}
+  - name: gw-only
+    match: [{gateways: [default/gw], uri: {prefix: /g}}]
+    directResponse: {status: 452}
+  - route: [{destination: {host: api}}]
+";
+
+#[test]
+fn match_fields_that_change_which_traffic_matches() {
+    let c = config(MATCH_FIELDS);
+    assert!(
+        !c.warnings.iter().any(|w| w.contains("not supported")),
+        "{:#?}",
+        c.warnings
+    );
+    let names = |vh: &Value| -> Vec<String> {
+        vh[0]["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["name"].as_str().map(String::from))
+            .collect()
+    };
+    let ingress = routes(&c, "ingress");
+    let mesh = routes(&c, "mesh");
+    // Port 9999 matches no hop; the ingress (port 80) has no 8080 route; gateways pick.
+    assert_eq!(names(&ingress), ["case", "without", "gw-only", "api.6"]);
+    assert_eq!(
+        names(&mesh),
+        ["case", "without", "port-8080", "mesh-only", "api.6"]
+    );
+    let m = &ingress[0]["routes"][0]["match"];
+    assert_eq!(m["case_sensitive"], false, "{m}");
+    let h = &ingress[0]["routes"][1]["match"]["headers"];
+    assert_eq!(h[0]["name"], "x-canary");
+    assert_eq!(h[0]["invert_match"], true);
+    assert_eq!(h[0]["treat_missing_header_as_empty"], true);
+    assert_eq!(h[1]["present_match"], true);
+    assert_eq!(h[1]["invert_match"], true);
+    assert!(h[1].get("treat_missing_header_as_empty").is_none());
+    snap!("match_fields_ingress", &ingress);
+    snap!("match_fields_mesh", &mesh);
+}
