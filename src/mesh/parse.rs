@@ -574,7 +574,12 @@ pub(super) fn parse_destination_rule(d: &Document) -> Result<DestinationRule, Me
                 ));
             }
             let labels = string_map(d, &format!("{p}/labels"), s.get("labels"))?;
-            subsets.push(Subset { name, labels });
+            let traffic_policy = s.get("trafficPolicy").cloned();
+            subsets.push(Subset {
+                name,
+                labels,
+                traffic_policy,
+            });
         }
     }
     Ok(DestinationRule {
@@ -582,6 +587,7 @@ pub(super) fn parse_destination_rule(d: &Document) -> Result<DestinationRule, Me
         namespace: d.namespace().unwrap_or("default").to_string(),
         host,
         subsets,
+        traffic_policy: v.pointer("/spec/trafficPolicy").cloned(),
     })
 }
 

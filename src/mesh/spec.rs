@@ -141,6 +141,9 @@ pub struct DestinationRule {
     pub namespace: String,
     pub host: String,
     pub subsets: Vec<Subset>,
+    /// `spec.trafficPolicy` as read (translated to cluster settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_policy: Option<Value>,
 }
 
 fn default_namespace() -> String {
@@ -152,6 +155,9 @@ fn default_namespace() -> String {
 pub struct Subset {
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    /// The subset's own `trafficPolicy`, overriding the rule's per section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_policy: Option<Value>,
 }
 
 /// A mesh read from files, with notes about documents that were skipped.

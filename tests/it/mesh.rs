@@ -1159,3 +1159,25 @@ fn ignore_uri_case_without_headers_port_and_gateways_pick_traffic_on_envoy() {
     );
     assert_eq!(only(get("/g", &[])), [452], "gateways: [default/gw]");
 }
+
+#[test]
+fn destination_rule_max_retries_overflows_retries_on_envoy() {
+    let _s = serial();
+    let mesh = start(crate::mesh_translate::TRAFFIC_POLICY);
+    let before = mesh.stats().expect("stats");
+    let out = load(
+        mesh.ingress_addr(),
+        "front.default.svc.cluster.local",
+        "/",
+        600,
+        4,
+        LIMIT,
+    );
+    assert_eq!(out.len(), 600);
+    // maxRetries 0: every retry overflows the circuit breaker; success stays at 0.5
+    // instead of 1 - 0.5^3.
+    let ok = share(&out, 200);
+    assert_within_3_sigma(ok, 0.5, out.len(), "success with maxRetries 0");
+    let d = mesh.stats().expect("stats").since(&before);
+    assert!(d.totals().retry_overflow > 0, "{:?}", d.totals());
+}

@@ -334,3 +334,85 @@ fn match_fields_that_change_which_traffic_matches() {
     snap!("match_fields_ingress", &ingress);
     snap!("match_fields_mesh", &mesh);
 }
+
+/// A DestinationRule's trafficPolicy, as istiod's cluster builder applies it.
+pub const TRAFFIC_POLICY: &str = "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: tp}
+spec:
+  services:
+  - name: front
+    demo: {forward: 'http://back/'}
+  - name: back
+    replicas: 2
+    labels: {version: v1}
+    demo: {failRate: 0.5, failStatus: 500}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: front}
+spec:
+  hosts: [front]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: front}}]
+    retries: {attempts: 2, retryOn: 5xx}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: front}
+spec:
+  host: front
+  trafficPolicy:
+    connectionPool:
+      http: {maxRetries: 0, http1MaxPendingRequests: 100, http2MaxRequests: 200, idleTimeout: 1s}
+      tcp: {maxConnections: 50, connectTimeout: 2s}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: back}
+spec:
+  host: back.default.svc.cluster.local
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    outlierDetection: {consecutive5xxErrors: 7, interval: 5s, baseEjectionTime: 30s, maxEjectionPercent: 50}
+    tls: {mode: ISTIO_MUTUAL}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      loadBalancer: {simple: RANDOM}
+";
+
+#[test]
+fn destination_rule_traffic_policy_sets_circuit_breakers_outlier_detection_and_lb() {
+    let c = config(TRAFFIC_POLICY);
+    let cl = |name: &str| {
+        c.clusters
+            .iter()
+            .find(|x| x["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let front = cl("outbound|80||front");
+    let t = &front["circuit_breakers"]["thresholds"][0];
+    assert_eq!(t["max_retries"], 0, "{front}");
+    assert_eq!(t["max_pending_requests"], 100);
+    assert_eq!(t["max_requests"], 200);
+    assert_eq!(t["max_connections"], 50);
+    assert_eq!(front["connect_timeout"], "2s");
+    let back = cl("outbound|80||back");
+    assert_eq!(back["lb_policy"], "ROUND_ROBIN");
+    assert_eq!(back["outlier_detection"]["consecutive_5xx"], 7);
+    assert_eq!(back["outlier_detection"]["enforcing_consecutive_5xx"], 100);
+    assert_eq!(back["outlier_detection"]["base_ejection_time"], "30s");
+    assert_eq!(back["outlier_detection"]["max_ejection_percent"], 50);
+    // The subset's loadBalancer overrides the rule's; its outlierDetection is inherited.
+    let v1 = cl("outbound|80|v1|back");
+    assert_eq!(v1["lb_policy"], "RANDOM");
+    assert_eq!(v1["outlier_detection"]["interval"], "5s");
+    let w = c.warnings.join("\n");
+    assert!(w.contains("connectionPool.http.idleTimeout"), "{w}");
+    assert!(w.contains("trafficPolicy.tls"), "{w}");
+    snap!("traffic_policy_clusters", &c.clusters);
+}
