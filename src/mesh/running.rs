@@ -3,6 +3,7 @@
 //! on drop, and dies with this process even on `kill -9` (parent-death signal).
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -47,6 +48,8 @@ pub struct RunningMesh {
     ingress_port: u16,
     warnings: Vec<String>,
     stopped: bool,
+    /// The `--dir` owner lock, released when the mesh is dropped.
+    _owner_lock: Option<File>,
 }
 
 impl RunningMesh {
@@ -57,11 +60,12 @@ impl RunningMesh {
             Some(e) => e,
             None => std::env::current_exe().map_err(MeshError::io("current executable"))?,
         };
+        let mut owner_lock = None;
         let (dir, temp) = match &opts.dir {
             Some(d) => {
                 std::fs::create_dir_all(d).map_err(MeshError::io(d))?;
                 let d = d.canonicalize().map_err(MeshError::io(d))?;
-                clean_stale(&d)?;
+                owner_lock = Some(clean_stale(&d)?);
                 (d, None)
             }
             None => {
@@ -98,6 +102,7 @@ impl RunningMesh {
             ingress_port: 0,
             warnings: Vec::new(),
             stopped: false,
+            _owner_lock: owner_lock,
         };
         let mut st = MeshState {
             format: FORMAT,
@@ -476,17 +481,38 @@ impl Drop for RunningMesh {
 
 /// Cleans a `--dir` left by a mesh that did not stop: kills recorded processes that
 /// are still the ones meshdrill started, then removes the state files.
-pub fn clean_stale(dir: &Path) -> Result<(), MeshError> {
+pub fn clean_stale(dir: &Path) -> Result<File, MeshError> {
     let sd = StateDir::new(dir);
     let marker = sd.marker();
     let is_empty = std::fs::read_dir(dir)
         .map(|mut rd| rd.next().is_none())
         .unwrap_or(true);
-    if !is_empty && !marker.exists() && !sd.state_file().exists() {
+    // Only a directory meshdrill marked, or whose state.json is a meshdrill state of
+    // this format, is ours to clean: a foreign state.json proves nothing.
+    if !is_empty && !marker.exists() && sd.read().is_err() {
         return Err(MeshError::State {
             dir: dir.to_path_buf(),
             reason: "not empty and not a meshdrill mesh directory: give a new or empty --dir (meshdrill removes its files there on reuse)".into(),
         });
+    }
+    // The owner lock, held for the life of the mesh: a second `mesh up` on this dir
+    // is refused while the first runs (the lock dies with its process, even by kill -9).
+    let owner = sd.owner_lock_file();
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&owner)
+        .map_err(MeshError::io(&owner))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(MeshError::Busy {
+                dir: dir.to_path_buf(),
+                pid: sd.read().map_or(0, |st| st.owner.pid),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(MeshError::io(&owner)(e)),
     }
     if let Ok(st) = sd.read() {
         if st.owner.pid != std::process::id() && process::is_ours(&st.owner) {
@@ -516,5 +542,6 @@ pub fn clean_stale(dir: &Path) -> Result<(), MeshError> {
         let _ = std::fs::remove_dir_all(d);
     }
     std::fs::write(&marker, b"meshdrill local mesh state directory\n")
-        .map_err(MeshError::io(&marker))
+        .map_err(MeshError::io(&marker))?;
+    Ok(lock)
 }

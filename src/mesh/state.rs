@@ -89,6 +89,10 @@ impl StateDir {
     pub fn lock_file(&self) -> PathBuf {
         self.dir.join("lock")
     }
+    /// Held (flock) by the `mesh up` that owns the directory, for its whole life.
+    pub fn owner_lock_file(&self) -> PathBuf {
+        self.dir.join("owner.lock")
+    }
     pub fn access_log(&self) -> PathBuf {
         self.dir.join("access.log")
     }

@@ -875,6 +875,55 @@ fn a_dir_that_is_not_a_mesh_dir_is_refused_and_left_alone() {
         "{e}"
     );
     assert!(dir.path().join("logs").exists() && dir.path().join("notes.txt").exists());
+    // A state.json that is not a meshdrill state does not make the dir ours either.
+    write(dir.path(), "state.json", "{\"format\": \"theirs\"}");
+    let loaded = MeshSpec::parse(WEB, "web.yaml").expect("yaml");
+    let e = meshdrill::mesh::RunningMesh::start(
+        loaded.spec,
+        meshdrill::mesh::MeshOptions {
+            dir: Some(dir.path().into()),
+            ..Default::default()
+        },
+    )
+    .expect_err("refused");
+    assert!(
+        e.to_string().contains("not a meshdrill mesh directory"),
+        "{e}"
+    );
+    assert!(dir.path().join("logs").exists() && dir.path().join("notes.txt").exists());
+    assert!(dir.path().join("state.json").exists());
+}
+
+#[test]
+fn a_second_mesh_up_on_a_dir_in_use_is_refused_and_leaves_the_first_running() {
+    let _s = serial();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = start_in(WEB, Some(dir.path()));
+    let host = "web.default.svc.cluster.local";
+    // Same process (so the owner-PID check cannot tell them apart): the lock does.
+    let loaded = MeshSpec::parse(WEB, "web.yaml").expect("yaml");
+    let e = meshdrill::mesh::RunningMesh::start(
+        loaded.spec,
+        meshdrill::mesh::MeshOptions {
+            exe: Some(env!("CARGO_BIN_EXE_meshdrill").into()),
+            dir: Some(dir.path().into()),
+            ..Default::default()
+        },
+    )
+    .expect_err("busy");
+    assert!(matches!(e, MeshError::Busy { .. }), "{e}");
+    // And from the CLI.
+    let f = write(dir.path(), "web.yaml", WEB);
+    let (code, _, err) = run(meshdrill()
+        .args(["mesh", "up"])
+        .arg(&f)
+        .arg("--dir")
+        .arg(dir.path()));
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("already running"), "{err}");
+    let out = load(mesh.ingress_addr(), host, "/", 10, 1, LIMIT);
+    assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
+    assert!(dir.path().join("state.json").exists());
 }
 
 #[test]
