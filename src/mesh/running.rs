@@ -109,6 +109,7 @@ impl RunningMesh {
             owner: ProcRecord {
                 pid: std::process::id(),
                 cmdline: process::cmdline_of(std::process::id()).unwrap_or_default(),
+                pgid: None,
             },
             admin: mesh.admin,
             ingress_port: 0,
@@ -116,6 +117,7 @@ impl RunningMesh {
             envoy: ProcRecord {
                 pid: 0,
                 cmdline: Vec::new(),
+                pgid: None,
             },
             replicas: Vec::new(),
             rds_version: 1,
@@ -150,6 +152,7 @@ impl RunningMesh {
         st.envoy = ProcRecord {
             pid: child.id(),
             cmdline: Vec::new(),
+            pgid: None,
         };
         let envoy_child = mesh.envoy.insert(child);
         mesh.admin = envoy::wait_ready(envoy_child, &files, timeout)?;
@@ -204,6 +207,7 @@ impl RunningMesh {
                 mesh.wait_replica(&st, name, index, timeout)?;
             }
         }
+        refresh_cmdlines(&mut st);
         sd.write(&st)?;
         Ok(mesh)
     }
@@ -252,6 +256,7 @@ impl RunningMesh {
             process: Some(ProcRecord {
                 pid,
                 cmdline: process::cmdline_of(pid).unwrap_or_default(),
+                pgid: Some(pid),
             }),
         })
     }
@@ -340,8 +345,7 @@ impl RunningMesh {
         let targets = control::pick_replicas(&st, service, replica)?;
         for i in &targets {
             if let Some(mut c) = self.replicas.remove(&(service.to_string(), *i)) {
-                let _ = c.kill();
-                let _ = c.wait();
+                process::kill_group(&mut c);
             }
         }
         for r in st
@@ -368,7 +372,7 @@ impl RunningMesh {
         let targets = control::pick_replicas(&st, service, replica)?;
         for i in &targets {
             if let Some(mut c) = self.replicas.remove(&(service.to_string(), *i)) {
-                process::stop_child(&mut c, Duration::from_secs(2));
+                process::stop_group(&mut c, Duration::from_secs(2));
             }
             let rec = self.spawn_replica(&st, service, *i)?;
             if let Some(r) = st
@@ -382,6 +386,7 @@ impl RunningMesh {
         for i in &targets {
             self.wait_replica(&st, service, *i, Duration::from_secs(20))?;
         }
+        refresh_cmdlines(&mut st);
         sd.write(&st)?;
         Ok(targets)
     }
@@ -461,7 +466,7 @@ impl RunningMesh {
         }
         self.stopped = true;
         for (_, mut c) in std::mem::take(&mut self.replicas) {
-            process::stop_child(&mut c, Duration::from_millis(500));
+            process::stop_group(&mut c, Duration::from_millis(500));
         }
         if let Some(mut e) = self.envoy.take() {
             process::stop_child(&mut e, Duration::from_secs(2));
@@ -469,6 +474,17 @@ impl RunningMesh {
         let _ = std::fs::remove_file(StateDir::new(&self.dir).state_file());
         if let Some(t) = self.temp.take() {
             let _ = t.close();
+        }
+    }
+}
+
+/// Records each replica's command line as it is once listening: a user command that
+/// execs (`sh -c '... exec server'`) shows another one than at spawn, and a recorded
+/// process is only signalled while its command line still matches.
+fn refresh_cmdlines(st: &mut MeshState) {
+    for p in st.replicas.iter_mut().filter_map(|r| r.process.as_mut()) {
+        if let Some(c) = process::cmdline_of(p.pid) {
+            p.cmdline = c;
         }
     }
 }

@@ -1230,3 +1230,94 @@ fn destination_rule_max_retries_overflows_retries_on_envoy() {
     let d = mesh.stats().expect("stats").since(&before);
     assert!(d.totals().retry_overflow > 0, "{:?}", d.totals());
 }
+
+/// PIDs of the live (non-zombie) processes in process group `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...
+        let rest: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.split_whitespace().collect())
+            .unwrap_or_default();
+        if rest.first() != Some(&"Z") && rest.get(2).and_then(|g| g.parse().ok()) == Some(pgid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn wait_group_gone(pgid: u32) -> Vec<u32> {
+    let start = std::time::Instant::now();
+    loop {
+        let m = group_members(pgid);
+        if m.is_empty() || start.elapsed() > Duration::from_secs(5) {
+            return m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn mesh_kill_and_stop_take_a_user_command_s_children_with_it() {
+    let _s = serial();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = start_in(
+        "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: forking}
+spec:
+  services:
+  - name: files
+    replicas: 2
+    command: [sh, -c, 'sleep 297 & exec python3 -m http.server {port} --bind 127.0.0.1']
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: files}
+spec:
+  hosts: [files]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: files}}]
+",
+        Some(dir.path()),
+    );
+    let st = mesh.state().expect("state");
+    let groups: Vec<u32> = st
+        .replicas
+        .iter()
+        .filter_map(|r| r.process.as_ref().and_then(|p| p.pgid))
+        .collect();
+    assert_eq!(groups.len(), 2, "{:?}", st.replicas);
+    for g in &groups {
+        assert!(
+            group_members(*g).len() >= 2,
+            "server and sleep in group {g}"
+        );
+    }
+    // `mesh kill` (another process, from the state file) kills the whole group.
+    let (code, _, err) = run(meshdrill()
+        .args(["mesh", "kill", "files", "--replica", "0", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        wait_group_gone(groups[0]),
+        Vec::<u32>::new(),
+        "left after mesh kill"
+    );
+    assert!(group_members(groups[1]).len() >= 2);
+    // Stopping the mesh stops the other group, children included.
+    drop(mesh);
+    assert_eq!(
+        wait_group_gone(groups[1]),
+        Vec::<u32>::new(),
+        "left after stop"
+    );
+}
