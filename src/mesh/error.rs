@@ -56,6 +56,9 @@ pub enum MeshError {
         version: u64,
         reason: String,
     },
+    /// A signal arrived during start-up; everything started was stopped.
+    #[error("interrupted during start-up; everything started was stopped and its files removed")]
+    Interrupted,
     /// Envoy rejected the initial route configuration at start-up.
     #[error(
         "Envoy rejected the initial route configuration {route_config}: {reason}; nothing was started"

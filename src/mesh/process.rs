@@ -193,10 +193,18 @@ pub fn free_port() -> Result<u16, MeshError> {
 }
 
 /// Waits until something accepts connections on `127.0.0.1:port`.
-pub fn wait_listening(port: u16, child: &mut Child, timeout: Duration) -> Result<(), String> {
+pub fn wait_listening(
+    port: u16,
+    child: &mut Child,
+    timeout: Duration,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<(), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let start = Instant::now();
     loop {
+        if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Acquire)) {
+            return Err("interrupted".into());
+        }
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("exited with {status}"));
         }

