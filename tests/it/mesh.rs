@@ -1321,3 +1321,25 @@ spec:
         "left after stop"
     );
 }
+
+#[test]
+fn stats_wait_for_the_access_log_to_hold_every_completed_request() {
+    let _s = serial();
+    let mesh = start(WEB);
+    let before = mesh.stats().expect("stats");
+    let out = load(
+        mesh.ingress_addr(),
+        "web.default.svc.cluster.local",
+        "/",
+        300,
+        8,
+        LIMIT,
+    );
+    assert_eq!(out.len(), 300);
+    // Read at once: Envoy flushes its access log every 250 ms, stats wait for it.
+    let d = mesh.stats().expect("stats").since(&before);
+    let h = d.hop("ingress").expect("ingress");
+    assert_eq!(h.completed_requests, 300, "{h:?}");
+    assert_eq!(h.logged_requests, 300, "{h:?}");
+    assert_eq!(h.amplification(), Some(1.0), "{h:?}");
+}
