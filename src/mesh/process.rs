@@ -122,6 +122,35 @@ pub fn stop_recorded(rec: &ProcRecord, grace: Duration) {
     }
 }
 
+/// After a kill -9 of meshdrill the parent-death signal took each replica leader, but
+/// not a user command's own children: they remain in the leader's process group.
+/// Kills that group when its leader is gone and members remain (a PID in use as a
+/// process group ID is not handed out again, so the members are the replica's).
+pub fn kill_orphaned_group(rec: &ProcRecord) {
+    let Some(g) = rec.pgid else { return };
+    if is_ours(rec) || !group_has_members(g) {
+        return;
+    }
+    let _ = sys::signal_group(g, libc::SIGKILL);
+}
+
+fn group_has_members(pgid: u32) -> bool {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .any(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|st| {
+                    let rest = st.rsplit_once(')')?.1.to_string();
+                    rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+                })
+                == Some(pgid)
+        })
+}
+
 /// Kills a recorded process (and its process group) at once, if it is still ours.
 pub fn kill_recorded(rec: &ProcRecord) -> bool {
     is_ours(rec) && signal_recorded(rec, libc::SIGKILL)

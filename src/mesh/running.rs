@@ -565,6 +565,7 @@ pub fn clean_stale(dir: &Path) -> Result<File, MeshError> {
         for r in &st.replicas {
             if let Some(p) = &r.process {
                 process::stop_recorded(p, Duration::from_millis(500));
+                process::kill_orphaned_group(p);
             }
         }
         process::stop_recorded(&st.envoy, Duration::from_secs(2));

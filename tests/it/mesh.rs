@@ -1343,3 +1343,49 @@ fn stats_wait_for_the_access_log_to_hold_every_completed_request() {
     assert_eq!(h.logged_requests, 300, "{h:?}");
     assert_eq!(h.amplification(), Some(1.0), "{h:?}");
 }
+
+#[test]
+fn after_kill_9_the_next_mesh_up_kills_a_user_command_s_orphaned_children() {
+    let _s = serial();
+    let files = tempfile::tempdir().expect("tmp");
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = write(
+        files.path(),
+        "forking.yaml",
+        "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: forking}
+spec:
+  services:
+  - name: files
+    command: [sh, -c, 'sleep 296 & exec python3 -m http.server {port} --bind 127.0.0.1']
+",
+    );
+    let (child, _addr, drain) = spawn_up(&f, dir.path());
+    let mut child = KillOnDrop(child);
+    let st = meshdrill::mesh::state::StateDir::new(dir.path())
+        .read()
+        .expect("state");
+    let g = st.replicas[0]
+        .process
+        .as_ref()
+        .and_then(|p| p.pgid)
+        .expect("pgid");
+    assert!(group_members(g).len() >= 2);
+    child.0.kill().expect("kill -9");
+    let _ = child.0.wait();
+    let _ = drain.join();
+    // The parent-death signal takes the replica leader; its own child (the sleep)
+    // survives kill -9 of meshdrill, in the leader's group...
+    let start = std::time::Instant::now();
+    while group_members(g).len() > 1 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(group_members(g).len(), 1, "the orphaned sleep");
+    // ...until the next mesh up on the dir cleans the stale state.
+    let (child, _addr, drain) = spawn_up(&f, dir.path());
+    let mut child = KillOnDrop(child);
+    assert_eq!(wait_group_gone(g), Vec::<u32>::new());
+    assert!(child.terminate().success());
+    let _ = drain.join();
+}
