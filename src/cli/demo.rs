@@ -115,12 +115,34 @@ pub fn run(a: DemoArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult
     }
     let text = a.output == DemoOutput::Text;
     let spec = mesh::demo_mesh().map_err(Failure::input)?;
+    // The runtime and the signal handler first: a signal during start-up stops what
+    // was started, removes its files and exits 130.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::target(anyhow!("cannot start the async runtime: {e}")))?;
+    let cancel = Cancel::new();
+    let signals = {
+        let cancel = cancel.clone();
+        super::Signals::install(&rt, move || cancel.cancel())?
+    };
     let opts = MeshOptions {
         envoy: a.envoy.clone(),
+        cancel: Some(signals.flag.clone()),
         ..Default::default()
     };
     let started = Instant::now();
-    let mesh = RunningMesh::start(spec, opts).map_err(Failure::target)?;
+    let mesh = match RunningMesh::start(spec, opts) {
+        Ok(m) => m,
+        Err(crate::mesh::MeshError::Interrupted) => {
+            return Err(Failure::interrupted(anyhow!(
+                "{}",
+                crate::mesh::MeshError::Interrupted
+            )));
+        }
+        Err(e) => return Err(Failure::target(e)),
+    };
     if text {
         writeln!(
             out,
@@ -134,24 +156,6 @@ pub fn run(a: DemoArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult
         )
         .map_err(io_err)?;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::target(anyhow!("cannot start the async runtime: {e}")))?;
-    let cancel = Cancel::new();
-    {
-        let cancel = cancel.clone();
-        rt.spawn(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-            }
-            cancel.cancel();
-        });
-    }
-
     let outcome = drill(&a, &mesh, &rt, &cancel, out, text);
     // Always roll back, whatever happened: the record makes `clear` a no-op when
     // nothing is left, so both calls are safe to repeat.
@@ -254,7 +258,7 @@ fn drill(
         }
         let before = mesh.stats().map_err(Failure::target)?;
         let config = LoadConfig::builder(format!("{}/", mesh.ingress_url()))
-            .header("Host: repeater")
+            .header("Host: repeater.acme.com")
             .conns(16)
             .rate(Rate::Fixed(a.rate))
             .stop(Stop::Duration(a.phase))

@@ -176,15 +176,32 @@ fn run_up(a: UpArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
         writeln!(err, "note: {n}").map_err(io_err)?;
     }
     let name = loaded.spec.name.clone();
-    let mut mesh = RunningMesh::start(
+    // Signals first: one during start-up stops what was started and removes its files.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::target(anyhow!("cannot start the signal handler: {e}")))?;
+    let signals = super::Signals::install(&rt, || {})?;
+    let started = RunningMesh::start(
         loaded.spec,
         MeshOptions {
             envoy: a.envoy,
             dir: a.dir.clone(),
+            cancel: Some(signals.flag.clone()),
             ..MeshOptions::default()
         },
-    )
-    .map_err(fail)?;
+    );
+    let mut mesh = match started {
+        Ok(m) => m,
+        Err(MeshError::Interrupted) => {
+            return Err(Failure::interrupted(anyhow!(
+                "mesh {name}: {}",
+                MeshError::Interrupted
+            )));
+        }
+        Err(e) => return Err(fail(e)),
+    };
     for w in mesh.warnings() {
         writeln!(err, "warning: {w}").map_err(io_err)?;
     }
@@ -193,22 +210,14 @@ fn run_up(a: UpArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
     // the mesh.
     let _ = write_banner(&name, &mesh, &st, a.dir.as_deref(), out);
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::target(anyhow!("cannot start the signal handler: {e}")))?;
     let result: Result<&str, MeshError> = rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| MeshError::Control(format!("cannot watch SIGTERM: {e}")))?;
         loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => return Ok("interrupt"),
-                _ = term.recv() => return Ok("SIGTERM"),
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {
-                    for e in mesh.supervise()? {
-                        let _ = writeln!(err, "{e}");
-                    }
-                }
+            if let Some(why) = signals.raised() {
+                return Ok(why);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            for e in mesh.supervise()? {
+                let _ = writeln!(err, "{e}");
             }
         }
     });

@@ -68,6 +68,66 @@ impl Failure {
 
 pub type CliResult<T = Exit> = Result<T, Failure>;
 
+/// SIGINT/SIGTERM as a flag, installed (on `rt`'s worker threads) before anything is
+/// started, so a signal during start-up is seen between steps and cleaned up after.
+pub(crate) struct Signals {
+    /// Set on the first signal.
+    pub flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// 1 = SIGINT, 2 = SIGTERM.
+    pub which: std::sync::Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl Signals {
+    /// `rt` must be a multi-thread runtime: the handler task runs while the caller
+    /// blocks. `on_signal` runs once, on the first signal.
+    pub fn install(
+        rt: &tokio::runtime::Runtime,
+        on_signal: impl FnOnce() + Send + 'static,
+    ) -> CliResult<Signals> {
+        use std::sync::atomic::Ordering;
+        use tokio::signal::unix::{SignalKind, signal};
+        let (mut int, mut term) = rt
+            .block_on(async {
+                Ok::<_, std::io::Error>((
+                    signal(SignalKind::interrupt())?,
+                    signal(SignalKind::terminate())?,
+                ))
+            })
+            .map_err(|e| Failure::target(anyhow::anyhow!("cannot watch SIGINT/SIGTERM: {e}")))?;
+        let s = Signals {
+            flag: Default::default(),
+            which: Default::default(),
+        };
+        let (flag, which) = (s.flag.clone(), s.which.clone());
+        rt.spawn(async move {
+            let w = tokio::select! {
+                _ = int.recv() => 1,
+                _ = term.recv() => 2,
+            };
+            which.store(w, Ordering::Release);
+            flag.store(true, Ordering::Release);
+            on_signal();
+            // Later signals are absorbed: the first one already asked for a clean stop.
+            loop {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+        });
+        Ok(s)
+    }
+
+    pub fn raised(&self) -> Option<&'static str> {
+        match self.which.load(std::sync::atomic::Ordering::Acquire) {
+            1 => Some("interrupt"),
+            2 => Some("SIGTERM"),
+            _ if self.flag.load(std::sync::atomic::Ordering::Acquire) => Some("signal"),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "meshdrill",

@@ -371,7 +371,7 @@ pub fn write_route(layout: &Layout, name: &str, version: u64, rc: &Value) -> Res
 
 /// Waits until every route configuration in `names` runs `version`, or Envoy logs a
 /// rejection.
-fn confirm(
+pub(crate) fn confirm(
     st: &MeshState,
     files: &EnvoyFiles,
     names: &[String],

@@ -56,6 +56,17 @@ pub enum MeshError {
         version: u64,
         reason: String,
     },
+    /// A signal arrived during start-up; everything started was stopped.
+    #[error("interrupted during start-up; everything started was stopped and its files removed")]
+    Interrupted,
+    /// Envoy rejected the initial route configuration at start-up.
+    #[error(
+        "Envoy rejected the initial route configuration {route_config}: {reason}; nothing was started"
+    )]
+    InitialRejected {
+        route_config: String,
+        reason: String,
+    },
     /// Envoy did not confirm a new configuration in time.
     #[error(
         "Envoy did not confirm route configuration {route_config} version {version} within {waited_ms} ms (active: {active})"

@@ -19,7 +19,7 @@
 //! use meshdrill::istio::{AbortCode, AbortSpec, Change, HttpStatus, Percentage, RouteSelector};
 //! # fn meta() -> meshdrill::istio::RecordMeta { unimplemented!() }
 //! let mesh = meshdrill::mesh::Mesh::start(meshdrill::mesh::demo_mesh()?, Default::default())?;
-//! let url = mesh.ingress_url(); // send requests with `Host: repeater`
+//! let url = mesh.ingress_url(); // send requests with `Host: repeater.acme.com`
 //! let abort = Change::Abort(AbortSpec {
 //!     code: AbortCode::Http(HttpStatus::new(500)?),
 //!     percentage: Percentage::new(50.0)?,

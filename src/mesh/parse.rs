@@ -39,11 +39,22 @@ pub(super) fn parse_mesh(d: &Document) -> Result<MeshSpec, MeshError> {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => return Err(invalid(d, "/metadata/name", "metadata.name is required")),
     };
-    let namespace = v
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("default")
-        .to_string();
+    // The namespace of the mesh's services: spec.namespace, else metadata.namespace.
+    let namespace = match v.pointer("/spec/namespace") {
+        None => v
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_string(),
+        Some(Value::String(s)) if !s.is_empty() && !s.contains('.') => s.clone(),
+        Some(_) => {
+            return Err(invalid(
+                d,
+                "/spec/namespace",
+                "a Kubernetes namespace name (no dots)",
+            ));
+        }
+    };
     let Some(spec) = v.get("spec").and_then(Value::as_object) else {
         return Err(invalid(
             d,
@@ -52,11 +63,11 @@ pub(super) fn parse_mesh(d: &Document) -> Result<MeshSpec, MeshError> {
         ));
     };
     for k in spec.keys() {
-        if !["ingress", "services"].contains(&k.as_str()) {
+        if !["ingress", "services", "namespace"].contains(&k.as_str()) {
             return Err(invalid(
                 d,
                 &format!("/spec/{k}"),
-                "unknown field; allowed: ingress, services",
+                "unknown field; allowed: ingress, namespace, services",
             ));
         }
     }
@@ -563,13 +574,20 @@ pub(super) fn parse_destination_rule(d: &Document) -> Result<DestinationRule, Me
                 ));
             }
             let labels = string_map(d, &format!("{p}/labels"), s.get("labels"))?;
-            subsets.push(Subset { name, labels });
+            let traffic_policy = s.get("trafficPolicy").cloned();
+            subsets.push(Subset {
+                name,
+                labels,
+                traffic_policy,
+            });
         }
     }
     Ok(DestinationRule {
         name: d.name().to_string(),
+        namespace: d.namespace().unwrap_or("default").to_string(),
         host,
         subsets,
+        traffic_policy: v.pointer("/spec/trafficPolicy").cloned(),
     })
 }
 

@@ -93,7 +93,11 @@ pub fn record(child: &Child, cmd: &Command) -> ProcRecord {
             .map(|s| s.to_string_lossy().into_owned())
             .collect()
     });
-    ProcRecord { pid, cmdline }
+    ProcRecord {
+        pid,
+        cmdline,
+        pgid: None,
+    }
 }
 
 /// Whether `rec.pid` is still the process meshdrill started.
@@ -107,19 +111,88 @@ pub fn stop_recorded(rec: &ProcRecord, grace: Duration) {
     if !is_ours(rec) {
         return;
     }
-    let _ = sys::signal(rec.pid, libc::SIGTERM);
+    signal_recorded(rec, libc::SIGTERM);
     let start = Instant::now();
     while is_ours(rec) && start.elapsed() < grace {
         std::thread::sleep(Duration::from_millis(20));
     }
-    if is_ours(rec) {
-        let _ = sys::signal(rec.pid, libc::SIGKILL);
+    // The group too: the leader may have gone on SIGTERM and left its children.
+    if is_ours(rec) || rec.pgid.is_some() {
+        signal_recorded(rec, libc::SIGKILL);
     }
 }
 
-/// Kills a recorded process at once (SIGKILL), if it is still ours.
+/// After a kill -9 of meshdrill the parent-death signal took each replica leader, but
+/// not a user command's own children: they remain in the leader's process group.
+/// Kills that group when its leader is gone and members remain (a PID in use as a
+/// process group ID is not handed out again, so the members are the replica's).
+pub fn kill_orphaned_group(rec: &ProcRecord) {
+    let Some(g) = rec.pgid else { return };
+    if is_ours(rec) || !group_has_members(g) {
+        return;
+    }
+    let _ = sys::signal_group(g, libc::SIGKILL);
+}
+
+fn group_has_members(pgid: u32) -> bool {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .any(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|st| {
+                    let rest = st.rsplit_once(')')?.1.to_string();
+                    rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+                })
+                == Some(pgid)
+        })
+}
+
+/// Kills a recorded process (and its process group) at once, if it is still ours.
 pub fn kill_recorded(rec: &ProcRecord) -> bool {
-    is_ours(rec) && sys::signal(rec.pid, libc::SIGKILL).is_ok()
+    is_ours(rec) && signal_recorded(rec, libc::SIGKILL)
+}
+
+/// Signals a recorded process's group when it leads one, else the process.
+fn signal_recorded(rec: &ProcRecord, sig: libc::c_int) -> bool {
+    match rec.pgid {
+        Some(g) => sys::signal_group(g, sig).is_ok(),
+        None => sys::signal(rec.pid, sig).is_ok(),
+    }
+}
+
+/// Stops a replica, our child and the leader of its own process group: SIGTERM to
+/// the group, SIGKILL to the group after `grace` (and to what the leader left
+/// behind), then reaps it.
+pub fn stop_group(child: &mut Child, grace: Duration) {
+    let pgid = child.id();
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let _ = sys::signal_group(pgid, libc::SIGTERM);
+    let start = Instant::now();
+    while start.elapsed() < grace {
+        if let Ok(Some(_)) = child.try_wait() {
+            // Children of the leader that ignored SIGTERM or outlived it.
+            let _ = sys::signal_group(pgid, libc::SIGKILL);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    kill_group(child);
+}
+
+/// SIGKILLs a replica's whole process group (before reaping the leader, so the
+/// group ID cannot have been reused), then reaps the leader.
+pub fn kill_group(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        let _ = sys::signal_group(child.id(), libc::SIGKILL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Stops one of our children: SIGTERM, SIGKILL after `grace`, then reaps it.
@@ -149,10 +222,18 @@ pub fn free_port() -> Result<u16, MeshError> {
 }
 
 /// Waits until something accepts connections on `127.0.0.1:port`.
-pub fn wait_listening(port: u16, child: &mut Child, timeout: Duration) -> Result<(), String> {
+pub fn wait_listening(
+    port: u16,
+    child: &mut Child,
+    timeout: Duration,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<(), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let start = Instant::now();
     loop {
+        if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Acquire)) {
+            return Err("interrupted".into());
+        }
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("exited with {status}"));
         }
@@ -217,6 +298,8 @@ pub fn replica_command(l: &ReplicaLaunch<'_>) -> Result<Command, MeshError> {
     .env("MESHDRILL_REPLICA", l.index.to_string())
     .env("PORT", l.port.to_string())
     .stdin(Stdio::null());
+    // Its own process group, so stop and `mesh kill` reach the command's children.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let log = File::options()
         .create(true)
         .append(true)

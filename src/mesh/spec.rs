@@ -136,8 +136,18 @@ pub struct RateLimit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DestinationRule {
     pub name: String,
+    /// The DestinationRule's namespace (short hosts resolve in it).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
     pub host: String,
     pub subsets: Vec<Subset>,
+    /// `spec.trafficPolicy` as read (translated to cluster settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_policy: Option<Value>,
+}
+
+fn default_namespace() -> String {
+    "default".to_string()
 }
 
 /// One subset of a DestinationRule.
@@ -145,6 +155,9 @@ pub struct DestinationRule {
 pub struct Subset {
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    /// The subset's own `trafficPolicy`, overriding the rule's per section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_policy: Option<Value>,
 }
 
 /// A mesh read from files, with notes about documents that were skipped.

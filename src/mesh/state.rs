@@ -31,6 +31,10 @@ pub const FORMAT: u32 = 1;
 pub struct ProcRecord {
     pub pid: u32,
     pub cmdline: Vec<String>,
+    /// The process group the process leads (replicas), signalled as a whole so a
+    /// user command's own children go with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgid: Option<u32>,
 }
 
 /// One replica of a service.
@@ -88,6 +92,10 @@ impl StateDir {
     }
     pub fn lock_file(&self) -> PathBuf {
         self.dir.join("lock")
+    }
+    /// Held (flock) by the `mesh up` that owns the directory, for its whole life.
+    pub fn owner_lock_file(&self) -> PathBuf {
+        self.dir.join("owner.lock")
     }
     pub fn access_log(&self) -> PathBuf {
         self.dir.join("access.log")

@@ -3,8 +3,10 @@
 //! requests per downstream request (retry amplification) and response flags, per hop.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -18,6 +20,9 @@ pub struct HopStats {
     pub name: String,
     /// `http.<hop>.downstream_rq_total`.
     pub downstream_requests: u64,
+    /// `http.<hop>.downstream_rq_completed`: what the access log should hold.
+    #[serde(default)]
+    pub completed_requests: u64,
     pub aborts_injected: u64,
     pub delays_injected: u64,
     /// Requests in the access log.
@@ -79,6 +84,7 @@ impl MeshStats {
             out.hops.push(HopStats {
                 name: h.clone(),
                 downstream_requests: c(format!("http.{h}.downstream_rq_total")),
+                completed_requests: c(format!("http.{h}.downstream_rq_completed")),
                 aborts_injected: c(format!("http.{h}.fault.aborts_injected")),
                 delays_injected: c(format!("http.{h}.fault.delays_injected")),
                 ..HopStats::default()
@@ -106,7 +112,20 @@ impl MeshStats {
                 connect_failures: k("upstream_cx_connect_fail"),
             });
         }
-        read_access_log(access_log, &mut out.hops);
+        // Envoy flushes the access log every 250 ms: wait (bounded) until it holds a
+        // line for every request the counters say completed, reading only what is new.
+        let mut log = AccessLogReader::default();
+        log.read_new(access_log, &mut out.hops);
+        let deadline = Instant::now() + LOG_WAIT;
+        while out
+            .hops
+            .iter()
+            .any(|h| h.logged_requests < h.completed_requests)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(25));
+            log.read_new(access_log, &mut out.hops);
+        }
         Ok(out)
     }
 
@@ -133,6 +152,7 @@ impl MeshStats {
                     downstream_requests: h
                         .downstream_requests
                         .saturating_sub(e.downstream_requests),
+                    completed_requests: h.completed_requests.saturating_sub(e.completed_requests),
                     aborts_injected: h.aborts_injected.saturating_sub(e.aborts_injected),
                     delays_injected: h.delays_injected.saturating_sub(e.delays_injected),
                     logged_requests: h.logged_requests.saturating_sub(e.logged_requests),
@@ -207,10 +227,40 @@ fn parse_counters(text: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-fn read_access_log(path: &Path, hops: &mut [HopStats]) {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return;
-    };
+/// The longest wait for the access log to catch up with the counters.
+const LOG_WAIT: Duration = Duration::from_secs(1);
+
+/// Reads the access log incrementally: each call parses only the complete lines
+/// written since the last one.
+#[derive(Debug, Default)]
+struct AccessLogReader {
+    offset: u64,
+    partial: Vec<u8>,
+}
+
+impl AccessLogReader {
+    fn read_new(&mut self, path: &Path, hops: &mut [HopStats]) {
+        let Ok(mut f) = std::fs::File::open(path) else {
+            return;
+        };
+        if f.seek(SeekFrom::Start(self.offset)).is_err() {
+            return;
+        }
+        let mut buf = Vec::new();
+        let Ok(n) = f.read_to_end(&mut buf) else {
+            return;
+        };
+        self.offset += n as u64;
+        self.partial.extend_from_slice(&buf);
+        let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') else {
+            return;
+        };
+        let complete: Vec<u8> = self.partial.drain(..=end).collect();
+        count_lines(&String::from_utf8_lossy(&complete), hops);
+    }
+}
+
+fn count_lines(text: &str, hops: &mut [HopStats]) {
     for line in text.lines() {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             continue;
@@ -236,5 +286,33 @@ fn read_access_log(path: &Path, hops: &mut [HopStats]) {
                 *h.response_flags.entry(flag.to_string()).or_default() += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn the_access_log_is_read_incrementally_and_partial_lines_wait() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("access.log");
+        let mut f = std::fs::File::create(&p).expect("create");
+        let mut hops = vec![HopStats {
+            name: "ingress".into(),
+            ..HopStats::default()
+        }];
+        let mut r = AccessLogReader::default();
+        let line = r#"{"hop":"ingress","status":"200","flags":"-","attempts":"2"}"#;
+        write!(f, "{line}\n{}", &line[..10]).expect("write");
+        r.read_new(&p, &mut hops);
+        assert_eq!(hops[0].logged_requests, 1);
+        // The rest of the half-written line: counted once, nothing read twice.
+        writeln!(f, "{}", &line[10..]).expect("write");
+        r.read_new(&p, &mut hops);
+        r.read_new(&p, &mut hops);
+        assert_eq!(hops[0].logged_requests, 2);
+        assert_eq!(hops[0].upstream_attempts, 4);
     }
 }

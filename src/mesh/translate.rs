@@ -20,7 +20,6 @@ use serde_json::{Map, Value, json};
 
 use super::spec::{MeshSpec, ServiceSpec};
 use crate::istio::patch::object_label;
-use crate::istio::spec::host_matches;
 use crate::istio::types::{GrpcStatus, IstioDuration, RetryOn};
 
 /// The ingress listener's route configuration.
@@ -198,11 +197,25 @@ struct Translator<'a> {
 }
 
 impl Translator<'_> {
-    fn service_for(&self, host: &str) -> Option<&ServiceSpec> {
+    /// The mesh service a host names, resolved in `ns` as istiod does: only when it
+    /// resolves to `<service>.<mesh namespace>.svc.cluster.local`.
+    fn service_for(&self, host: &str, ns: &str) -> Option<&ServiceSpec> {
+        let fqdn = resolve_host(host, ns);
         self.spec
             .services
             .iter()
-            .find(|s| host_matches(&s.name, host))
+            .find(|s| service_fqdn(&s.name, &self.spec.namespace) == fqdn)
+    }
+
+    /// The services a (resolved) VirtualService host names; wildcards name every
+    /// service they match.
+    fn services_named(&self, host: &str, ns: &str) -> Vec<&str> {
+        let fqdn = resolve_host(host, ns);
+        self.spec
+            .service_names()
+            .into_iter()
+            .filter(|s| wildcard_matches(&fqdn, &service_fqdn(s, &self.spec.namespace)))
+            .collect()
     }
 
     fn clusters(&mut self, layout: &Layout) -> Vec<Value> {
@@ -227,13 +240,21 @@ impl Translator<'_> {
                 }
             }
             let all: Vec<u16> = replicas.iter().map(|(p, _)| *p).collect();
-            out.push(cluster(&cluster_name(port, None, name), &all));
-            for dr in self
-                .spec
+            let spec = self.spec;
+            let rules: Vec<&super::spec::DestinationRule> = spec
                 .destination_rules
                 .iter()
-                .filter(|d| host_matches(name, &d.host))
-            {
+                .filter(|d| {
+                    resolve_host(&d.host, &d.namespace) == service_fqdn(name, &spec.namespace)
+                })
+                .collect();
+            let mut c = cluster(&cluster_name(port, None, name), &all);
+            if let Some(dr) = rules.first() {
+                let label = format!("DestinationRule {}", dr.name);
+                self.traffic_policy(&mut c, &label, dr.traffic_policy.as_ref(), None);
+            }
+            out.push(c);
+            for dr in rules {
                 for sub in &dr.subsets {
                     let eps: Vec<u16> = replicas
                         .iter()
@@ -246,11 +267,168 @@ impl Translator<'_> {
                             dr.name, sub.name, dr.host, sub.labels
                         ));
                     }
-                    out.push(cluster(&cluster_name(port, Some(&sub.name), name), &eps));
+                    let mut c = cluster(&cluster_name(port, Some(&sub.name), name), &eps);
+                    let label = format!("DestinationRule {} subset {}", dr.name, sub.name);
+                    self.traffic_policy(
+                        &mut c,
+                        &label,
+                        dr.traffic_policy.as_ref(),
+                        sub.traffic_policy.as_ref(),
+                    );
+                    out.push(c);
                 }
             }
         }
         out
+    }
+
+    /// Applies a DestinationRule's trafficPolicy (a subset's sections override the
+    /// rule's) to a cluster, as istiod's cluster builder does for the supported fields;
+    /// warns for the rest.
+    fn traffic_policy(
+        &mut self,
+        c: &mut Value,
+        label: &str,
+        rule: Option<&Value>,
+        subset: Option<&Value>,
+    ) {
+        let section = |k: &str| {
+            subset
+                .and_then(|s| s.get(k))
+                .or_else(|| rule.and_then(|r| r.get(k)))
+        };
+        for p in [rule, subset].into_iter().flatten() {
+            if let Some(o) = p.as_object() {
+                for k in o.keys() {
+                    if !["connectionPool", "outlierDetection", "loadBalancer"].contains(&k.as_str())
+                    {
+                        self.warnings.push(format!(
+                            "{label}: trafficPolicy.{k} is not supported by the local mesh; ignored"
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(cp) = section("connectionPool") {
+            self.connection_pool(c, label, cp);
+        }
+        if let Some(od) = section("outlierDetection") {
+            self.outlier_detection(c, label, od);
+        }
+        if let Some(lb) = section("loadBalancer") {
+            match lb.get("simple").and_then(Value::as_str) {
+                Some("ROUND_ROBIN") => c["lb_policy"] = json!("ROUND_ROBIN"),
+                Some("LEAST_REQUEST" | "LEAST_CONN") => c["lb_policy"] = json!("LEAST_REQUEST"),
+                Some("RANDOM") => c["lb_policy"] = json!("RANDOM"),
+                Some("UNSPECIFIED") | None => {}
+                Some(other) => self.warnings.push(format!(
+                    "{label}: loadBalancer.simple {other} is not supported by the local mesh; ignored"
+                )),
+            }
+            if let Some(o) = lb.as_object() {
+                for k in o.keys().filter(|k| *k != "simple") {
+                    self.warnings.push(format!(
+                        "{label}: trafficPolicy.loadBalancer.{k} is not supported by the local mesh; ignored"
+                    ));
+                }
+            }
+        }
+    }
+
+    fn connection_pool(&mut self, c: &mut Value, label: &str, cp: &Value) {
+        let u = |p: &str| cp.pointer(p).and_then(Value::as_u64);
+        let t = &mut c["circuit_breakers"]["thresholds"][0];
+        for (p, k) in [
+            ("/tcp/maxConnections", "max_connections"),
+            ("/http/http1MaxPendingRequests", "max_pending_requests"),
+            ("/http/http2MaxRequests", "max_requests"),
+            ("/http/maxRetries", "max_retries"),
+        ] {
+            if let Some(n) = u(p) {
+                t[k] = json!(n);
+            }
+        }
+        if let Some(d) = cp
+            .pointer("/tcp/connectTimeout")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<IstioDuration>().ok())
+        {
+            c["connect_timeout"] = json!(proto_duration(d.as_duration().as_millis()));
+        }
+        let known: [(&str, &[&str]); 2] = [
+            ("tcp", &["maxConnections", "connectTimeout"]),
+            (
+                "http",
+                &["http1MaxPendingRequests", "http2MaxRequests", "maxRetries"],
+            ),
+        ];
+        let Some(o) = cp.as_object() else { return };
+        for (k, v) in o {
+            let fields = known.iter().find(|(n, _)| n == k).map(|(_, f)| *f);
+            match (fields, v.as_object()) {
+                (Some(fields), Some(inner)) => {
+                    for f in inner.keys().filter(|f| !fields.contains(&f.as_str())) {
+                        self.warnings.push(format!(
+                            "{label}: trafficPolicy.connectionPool.{k}.{f} is not supported by the local mesh; ignored"
+                        ));
+                    }
+                }
+                _ => self.warnings.push(format!(
+                    "{label}: trafficPolicy.connectionPool.{k} is not supported by the local mesh; ignored"
+                )),
+            }
+        }
+    }
+
+    /// istiod's applyOutlierDetection for the supported fields.
+    fn outlier_detection(&mut self, c: &mut Value, label: &str, od: &Value) {
+        let mut out = Map::new();
+        out.insert("enforcing_success_rate".into(), json!(0));
+        if let Some(n) = od.get("consecutive5xxErrors").and_then(Value::as_u64) {
+            out.insert("consecutive_5xx".into(), json!(n));
+            out.insert(
+                "enforcing_consecutive_5xx".into(),
+                json!(if n > 0 { 100 } else { 0 }),
+            );
+        }
+        for (k, envoy_k) in [
+            ("interval", "interval"),
+            ("baseEjectionTime", "base_ejection_time"),
+        ] {
+            if let Some(d) = od
+                .get(k)
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse::<IstioDuration>().ok())
+            {
+                out.insert(
+                    envoy_k.into(),
+                    json!(proto_duration(d.as_duration().as_millis())),
+                );
+            }
+        }
+        if let Some(n) = od
+            .get("maxEjectionPercent")
+            .and_then(Value::as_u64)
+            .filter(|n| *n > 0)
+        {
+            out.insert("max_ejection_percent".into(), json!(n));
+        }
+        const KNOWN: [&str; 4] = [
+            "consecutive5xxErrors",
+            "interval",
+            "baseEjectionTime",
+            "maxEjectionPercent",
+        ];
+        if let Some(o) = od.as_object() {
+            for k in o.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
+                self.warnings.push(format!(
+                    "{label}: trafficPolicy.outlierDetection.{k} is not supported by the local mesh; ignored"
+                ));
+            }
+        }
+        c["outlier_detection"] = Value::Object(out);
+        // As istiod: the panic threshold is disabled (minHealthPercent 0 by default).
+        c["common_lb_config"] = json!({"healthy_panic_threshold": {"value": 0.0}});
     }
 
     fn ingress_routes(&mut self, clusters: &BTreeSet<String>) -> Value {
@@ -258,11 +436,11 @@ impl Translator<'_> {
         let mut used = BTreeSet::new();
         let spec = self.spec;
         for vs in spec.virtual_services.iter().filter(|v| bound_to_ingress(v)) {
-            let domains = self.domains(vs, &hosts(vs), &mut used);
+            let domains = self.gateway_domains(vs, &mut used);
             if domains.is_empty() {
                 continue;
             }
-            let routes = self.routes(vs, clusters);
+            let routes = self.routes(vs, clusters, Hop::Ingress);
             vhosts.push(json!({"name": vhost_name(vs), "domains": domains, "routes": routes}));
         }
         route_configuration(INGRESS_ROUTES, vhosts)
@@ -278,23 +456,32 @@ impl Translator<'_> {
             .filter(|v| bound_to_mesh(v))
             .collect();
         for vs in &mesh_vss {
-            let domains = self.domains(vs, &hosts(vs), &mut used);
+            let domains = self.sidecar_domains(vs, &mut used);
             if domains.is_empty() {
                 continue;
             }
-            let routes = self.routes(vs, clusters);
+            // The port the calls are made to: the (first) service the VS names.
+            let ns = vs_namespace(vs);
+            let port = hosts(vs)
+                .iter()
+                .find_map(|h| self.services_named(h, ns).first().map(|s| s.to_string()))
+                .map_or(80, |s| self.service_port(&s));
+            let routes = self.routes(vs, clusters, Hop::Sidecar { port });
             vhosts.push(json!({"name": vhost_name(vs), "domains": domains, "routes": routes}));
         }
         // Services no VirtualService covers get Istio's default route.
         for name in spec.service_names() {
-            let covered = mesh_vss
-                .iter()
-                .any(|vs| hosts(vs).iter().any(|h| host_matches(name, h)));
+            let covered = mesh_vss.iter().any(|vs| {
+                let ns = vs_namespace(vs);
+                hosts(vs)
+                    .iter()
+                    .any(|h| self.services_named(h, ns).contains(&name))
+            });
             if covered {
                 continue;
             }
-            let port = self.service_for(name).map(|s| s.port).unwrap_or(80);
-            let domains = self.host_domains(name, &mut used);
+            let port = self.service_port(name);
+            let domains = self.service_domains(name, &mut used);
             let route = json!({
                 "name": "default",
                 "match": {"prefix": "/"},
@@ -311,47 +498,116 @@ impl Translator<'_> {
         route_configuration(MESH_ROUTES, vhosts)
     }
 
-    fn domains(&mut self, vs: &Value, hosts: &[&str], used: &mut BTreeSet<String>) -> Vec<String> {
+    fn service_port(&self, name: &str) -> u16 {
+        self.spec
+            .services
+            .iter()
+            .find(|s| s.name == name)
+            .map_or(80, |s| s.port)
+    }
+
+    /// At a gateway istiod matches the VirtualService's hosts as resolved: a short
+    /// name only as its FQDN (`repeater` → `repeater.default.svc.cluster.local`).
+    fn gateway_domains(&mut self, vs: &Value, used: &mut BTreeSet<String>) -> Vec<String> {
+        let ns = vs_namespace(vs);
         let mut out = Vec::new();
-        for h in hosts {
-            let before = used.len();
-            let mut ds = self.host_domains(h, used);
-            if ds.is_empty() && before == used.len() {
-                self.warnings.push(format!(
-                    "{}: host {h} is already routed by another VirtualService on this hop; ignored here",
-                    object_label(vs)
-                ));
-            }
-            out.append(&mut ds);
+        for h in hosts(vs) {
+            let fqdn = resolve_host(h, ns);
+            let forms = if fqdn == "*" {
+                vec![fqdn]
+            } else {
+                vec![fqdn.clone(), format!("{fqdn}:*")]
+            };
+            self.claim(vs, h, forms, used, &mut out);
         }
         out
     }
 
-    /// The Host header forms of a host: `h`, `h:*`, and for short names the
-    /// namespace forms `h.ns`, `h.ns.svc`, `h.ns.svc.cluster.local`.
-    fn host_domains(&self, h: &str, used: &mut BTreeSet<String>) -> Vec<String> {
-        let mut forms = vec![h.to_string()];
-        if !h.contains('*') {
-            if !h.contains('.') {
-                let ns = &self.spec.namespace;
-                for f in [
-                    format!("{h}.{ns}"),
-                    format!("{h}.{ns}.svc"),
-                    format!("{h}.{ns}.svc.cluster.local"),
-                ] {
-                    forms.push(f);
+    /// On a sidecar a host naming a mesh service gets the service's whole alias set
+    /// (as istiod's sidecar virtual hosts); other hosts keep their literal domains.
+    fn sidecar_domains(&mut self, vs: &Value, used: &mut BTreeSet<String>) -> Vec<String> {
+        let ns = vs_namespace(vs);
+        let mut out = Vec::new();
+        for h in hosts(vs) {
+            let services: Vec<String> = self
+                .services_named(h, ns)
+                .into_iter()
+                .map(String::from)
+                .collect();
+            let fqdn = resolve_host(h, ns);
+            let forms = if !services.is_empty() && !h.contains('*') {
+                services.iter().flat_map(|s| self.aliases(s)).collect()
+            } else {
+                if services.is_empty() && !h.contains('*') {
+                    self.warnings.push(format!(
+                        "{}: host {h} ({fqdn}) is not a service of the mesh (namespace {}); it is routed by its literal name only",
+                        object_label(vs),
+                        self.spec.namespace
+                    ));
                 }
-            }
-            let with_port: Vec<String> = forms.iter().map(|f| format!("{f}:*")).collect();
-            forms.extend(with_port);
+                let mut f: Vec<String> = if fqdn == "*" {
+                    vec![fqdn]
+                } else {
+                    vec![fqdn.clone(), format!("{fqdn}:*")]
+                };
+                for s in &services {
+                    f.extend(self.aliases(s));
+                }
+                f
+            };
+            self.claim(vs, h, forms, used, &mut out);
         }
-        forms
+        out
+    }
+
+    fn claim(
+        &mut self,
+        vs: &Value,
+        h: &str,
+        forms: Vec<String>,
+        used: &mut BTreeSet<String>,
+        out: &mut Vec<String>,
+    ) {
+        let mut fresh: Vec<String> = forms
+            .into_iter()
+            .filter(|f| !out.contains(f) && used.insert(f.clone()))
+            .collect();
+        if fresh.is_empty() {
+            self.warnings.push(format!(
+                "{}: host {h} is already routed by another VirtualService on this hop; ignored here",
+                object_label(vs)
+            ));
+        }
+        out.append(&mut fresh);
+    }
+
+    /// A service's Host header forms on a sidecar: `svc`, `svc.ns`, `svc.ns.svc`,
+    /// `svc.ns.svc.cluster.local`, each also with `:*` and `:<port>`.
+    fn aliases(&self, name: &str) -> Vec<String> {
+        let ns = &self.spec.namespace;
+        let port = self.service_port(name);
+        let mut out = Vec::new();
+        for f in [
+            name.to_string(),
+            format!("{name}.{ns}"),
+            format!("{name}.{ns}.svc"),
+            service_fqdn(name, ns),
+        ] {
+            out.push(format!("{f}:*"));
+            out.push(format!("{f}:{port}"));
+            out.insert(out.len() - 2, f);
+        }
+        out
+    }
+
+    fn service_domains(&self, name: &str, used: &mut BTreeSet<String>) -> Vec<String> {
+        self.aliases(name)
             .into_iter()
             .filter(|f| used.insert(f.clone()))
             .collect()
     }
 
-    fn routes(&mut self, vs: &Value, clusters: &BTreeSet<String>) -> Vec<Value> {
+    fn routes(&mut self, vs: &Value, clusters: &BTreeSet<String>, hop: Hop) -> Vec<Value> {
         let label = object_label(vs);
         let vs_name = vs
             .pointer("/metadata/name")
@@ -394,14 +650,23 @@ impl Translator<'_> {
                     "{label}: spec.http[{i}] has both a fault and retries: the fault's own hop does not retry what it injects (istio#13705); put the retries on the calling route"
                 ));
             }
-            let action = self.action(&label, i, r, clusters);
+            let action = self.action(&label, i, r, vs_namespace(vs), clusters);
             let fault = r.get("fault").and_then(fault_config);
             let matches: Vec<Value> = match r.get("match").and_then(Value::as_array) {
-                Some(ms) if !ms.is_empty() => ms
-                    .iter()
-                    .enumerate()
-                    .map(|(j, m)| self.route_match(&label, i, j, m))
-                    .collect(),
+                Some(ms) if !ms.is_empty() => {
+                    let kept: Vec<Value> = ms
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, m)| applies_on(m, vs, hop))
+                        .map(|(j, m)| self.route_match(&label, i, j, m))
+                        .collect();
+                    // As istiod: a route none of whose matches applies on this hop
+                    // is left out here.
+                    if kept.is_empty() {
+                        continue;
+                    }
+                    kept
+                }
                 _ => vec![json!({"prefix": "/"})],
             };
             for m in matches {
@@ -421,6 +686,9 @@ impl Translator<'_> {
 
     fn route_match(&mut self, label: &str, i: usize, j: usize, m: &Value) -> Value {
         let mut out = Map::new();
+        if m.get("ignoreUriCase").and_then(Value::as_bool) == Some(true) {
+            out.insert("case_sensitive".into(), json!(false));
+        }
         match m.get("uri").and_then(string_match) {
             Some(("exact", v)) => {
                 out.insert("path".into(), json!(v));
@@ -441,6 +709,18 @@ impl Translator<'_> {
                 headers.push(header_matcher(name, v));
             }
         }
+        // As istiod: withoutHeaders inverts the matcher; a missing header counts as
+        // empty unless it is a presence match.
+        if let Some(hs) = m.get("withoutHeaders").and_then(Value::as_object) {
+            for (name, v) in hs {
+                let mut h = header_matcher(name, v);
+                h["invert_match"] = json!(true);
+                if h.get("present_match").is_none() {
+                    h["treat_missing_header_as_empty"] = json!(true);
+                }
+                headers.push(h);
+            }
+        }
         for (key, header) in [
             ("method", ":method"),
             ("authority", ":authority"),
@@ -456,19 +736,17 @@ impl Translator<'_> {
         if let Some(qs) = m.get("queryParams").and_then(Value::as_object) {
             let params: Vec<Value> = qs
                 .iter()
-                .map(|(name, v)| json!({"name": name, "string_match": envoy_string_match(v)}))
+                .map(|(name, v)| {
+                    if can_be_present_match(v) {
+                        json!({"name": name, "present_match": true})
+                    } else {
+                        json!({"name": name, "string_match": envoy_string_match(v)})
+                    }
+                })
                 .collect();
             out.insert("query_parameters".into(), Value::Array(params));
         }
-        for key in [
-            "port",
-            "sourceLabels",
-            "gateways",
-            "withoutHeaders",
-            "ignoreUriCase",
-            "sourceNamespace",
-            "statPrefix",
-        ] {
+        for key in ["sourceLabels", "sourceNamespace", "statPrefix"] {
             if m.get(key).is_some() {
                 self.warnings.push(format!("{label}: spec.http[{i}].match[{j}].{key} is not supported by the local mesh; ignored"));
             }
@@ -482,6 +760,7 @@ impl Translator<'_> {
         label: &str,
         i: usize,
         r: &Value,
+        vs_ns: &str,
         clusters: &BTreeSet<String>,
     ) -> (String, Value) {
         if let Some(dr) = r.get("directResponse") {
@@ -509,7 +788,7 @@ impl Translator<'_> {
                 .get("weight")
                 .and_then(Value::as_u64)
                 .unwrap_or(if single { 100 } else { 0 });
-            let (name, port) = match self.service_for(host) {
+            let (name, port) = match self.service_for(host, vs_ns) {
                 Some(s) => (s.name.clone(), s.port),
                 None => {
                     self.warnings.push(format!(
@@ -532,7 +811,7 @@ impl Translator<'_> {
             }
             let cluster = cluster_name(port, subset, &name);
             if let Some(sub) = subset
-                && self.service_for(host).is_some()
+                && self.service_for(host, vs_ns).is_some()
                 && !clusters.contains(&cluster)
             {
                 self.warnings.push(format!(
@@ -573,6 +852,87 @@ impl Translator<'_> {
             route.insert("retry_policy".into(), p);
         }
         ("route".into(), Value::Object(route))
+    }
+}
+
+/// The hop a route configuration is for.
+#[derive(Debug, Clone, Copy)]
+enum Hop {
+    /// The ingress gateway, taken to listen on port 80 (an Istio ingress gateway's
+    /// HTTP server port).
+    Ingress,
+    /// A sidecar's outbound calls to a service port.
+    Sidecar { port: u16 },
+}
+
+/// The gateway port `match.port` is compared with at the ingress.
+const INGRESS_MATCH_PORT: u64 = 80;
+
+/// Whether a match clause applies on a hop, as istiod's sourceMatchHTTP (`gateways`)
+/// and its per-port route building (`port`) decide.
+fn applies_on(m: &Value, vs: &Value, hop: Hop) -> bool {
+    if let Some(p) = m.get("port").and_then(Value::as_u64) {
+        let hop_port = match hop {
+            Hop::Ingress => INGRESS_MATCH_PORT,
+            Hop::Sidecar { port } => u64::from(port),
+        };
+        if p != hop_port {
+            return false;
+        }
+    }
+    let Some(gws) = m.get("gateways").and_then(Value::as_array) else {
+        return true;
+    };
+    if gws.is_empty() {
+        return true;
+    }
+    // `ns/name` and `name` name the same gateway here.
+    let short = |g: &str| g.rsplit('/').next().unwrap_or(g).to_string();
+    let listed: Vec<String> = gws.iter().filter_map(Value::as_str).map(short).collect();
+    match hop {
+        Hop::Sidecar { .. } => listed.iter().any(|g| g == "mesh"),
+        Hop::Ingress => gateways(vs).is_some_and(|vg| {
+            vg.iter()
+                .filter(|g| **g != "mesh")
+                .any(|g| listed.contains(&short(g)))
+        }),
+    }
+}
+
+/// A VirtualService's namespace (`default` when absent).
+fn vs_namespace(vs: &Value) -> &str {
+    vs.pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+}
+
+/// A service's FQDN in a namespace.
+pub fn service_fqdn(name: &str, ns: &str) -> String {
+    format!("{name}.{ns}.svc.cluster.local")
+}
+
+/// istiod's ResolveShortnameToFQDN: `*`, IP addresses and names with a dot stay as
+/// they are; a short name becomes `<name>.<namespace>.svc.cluster.local`.
+pub fn resolve_host(host: &str, ns: &str) -> String {
+    if host.is_empty()
+        || host == "*"
+        || host.contains('.')
+        || host.contains(':')
+        || host.parse::<std::net::IpAddr>().is_ok()
+    {
+        return host.to_string();
+    }
+    service_fqdn(host, ns)
+}
+
+/// Whether a (resolved) host, possibly a wildcard (`*`, `*.suffix`), matches a name.
+fn wildcard_matches(host: &str, name: &str) -> bool {
+    if host == "*" {
+        return true;
+    }
+    match host.strip_prefix('*') {
+        Some(suffix) => name.ends_with(suffix) && name.len() > suffix.len(),
+        None => host == name,
     }
 }
 
@@ -637,9 +997,15 @@ fn envoy_string_match(v: &Value) -> Value {
     }
 }
 
+/// istiod's canBeConvertedToPresentMatch: no match type, or `regex: "*"` (not RE2;
+/// Istio's catch-all), is a presence match.
+fn can_be_present_match(v: &Value) -> bool {
+    string_match(v).is_none() || v.get("regex").and_then(Value::as_str) == Some("*")
+}
+
 fn header_matcher(name: &str, v: &Value) -> Value {
-    // As istiod: `prefix: ""` means "present".
-    if v.get("prefix").and_then(Value::as_str) == Some("") {
+    // As istiod: `prefix: ""`, `regex: "*"` or no match type mean "present".
+    if v.get("prefix").and_then(Value::as_str) == Some("") || can_be_present_match(v) {
         return json!({"name": name, "present_match": true});
     }
     json!({"name": name, "string_match": envoy_string_match(v)})

@@ -34,8 +34,10 @@ fn the_demo_drill_shows_the_fault_the_retries_and_the_recovery() {
 
 #[test]
 fn ctrl_c_during_the_demo_rolls_back_and_exits_130() {
+    let tmp = tempfile::tempdir().expect("tmp");
     let mut child = meshdrill()
         .args(["demo", "--phase", "3s", "--rate", "20"])
+        .env("TMPDIR", tmp.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -54,6 +56,10 @@ fn ctrl_c_during_the_demo_rolls_back_and_exits_130() {
         }
     }
     assert!(seen.contains("live change: abort"), "{seen}");
+    // Envoy and the replicas of this run.
+    let started = crate::common::mesh::descendants(child.id());
+    assert!(started.len() >= 4, "envoy + 3 replicas: {started:?}");
+    assert_eq!(crate::common::mesh::mesh_temp_dirs(tmp.path()).len(), 1);
     let pid = child.id().to_string();
     let status = std::process::Command::new("kill")
         .args(["-INT", &pid])
@@ -64,4 +70,70 @@ fn ctrl_c_during_the_demo_rolls_back_and_exits_130() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.contains("every change was rolled back"), "{err}");
+    assert_eq!(
+        crate::common::mesh::wait_all_gone(&started),
+        Vec::<u32>::new()
+    );
+    assert_eq!(
+        crate::common::mesh::mesh_temp_dirs(tmp.path()),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_signal_during_mesh_up_start_up_stops_everything_and_exits_130() {
+    let _s = crate::common::mesh::serial();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = crate::common::write(
+        tmp.path(),
+        "slow.yaml",
+        "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: slow-start}
+spec:
+  services:
+  - name: fast
+  - name: slow
+    command: [sh, -c, 'sleep 30; exec python3 -m http.server {port} --bind 127.0.0.1']
+",
+    );
+    let child = meshdrill()
+        .args(["mesh", "up"])
+        .arg(&file)
+        .env("TMPDIR", tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Bounded wait until start-up is under way: Envoy and the replicas spawned (the
+    // slow one sleeps before it listens).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut started = Vec::new();
+    while Instant::now() < deadline {
+        started = crate::common::mesh::descendants(child.id());
+        // envoy, the fast demo replica, sh and its sleep
+        if started.len() >= 4 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(started.len() >= 4, "{started:?}");
+    assert_eq!(crate::common::mesh::mesh_temp_dirs(tmp.path()).len(), 1);
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted during start-up"), "{err}");
+    assert_eq!(
+        crate::common::mesh::wait_all_gone(&started),
+        Vec::<u32>::new()
+    );
+    assert_eq!(
+        crate::common::mesh::mesh_temp_dirs(tmp.path()),
+        Vec::<String>::new()
+    );
 }

@@ -74,7 +74,14 @@ fn abort_30_percent_of_5000_requests() {
         .expect("apply");
     assert!(applied.changed);
     let before = mesh.stats().expect("stats");
-    let out = load(mesh.ingress_addr(), "web", "/", 5000, 16, LIMIT);
+    let out = load(
+        mesh.ingress_addr(),
+        "web.default.svc.cluster.local",
+        "/",
+        5000,
+        16,
+        LIMIT,
+    );
     assert_eq!(out.len(), 5000, "all requests sent in time");
     let aborted = share(&out, 503);
     assert_eq!(share(&out, 200) + aborted, 1.0, "only 200 and 503");
@@ -94,7 +101,14 @@ fn delay_200ms_at_100_percent_sets_the_median() {
     let mesh = start(WEB);
     mesh.apply("web", &all(), Some(&delay(200, 100.0)), &meta())
         .expect("apply");
-    let out = load(mesh.ingress_addr(), "web", "/", 300, 30, LIMIT);
+    let out = load(
+        mesh.ingress_addr(),
+        "web.default.svc.cluster.local",
+        "/",
+        300,
+        30,
+        LIMIT,
+    );
     assert_eq!(out.len(), 300);
     assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
     let p50 = percentile_ms(&out, 0.5);
@@ -117,7 +131,14 @@ fn delay_and_abort_on_one_route_apply_independently() {
         fault.get("delay").is_some() && fault.get("abort").is_some(),
         "{fault}"
     );
-    let out = load(mesh.ingress_addr(), "web", "/", 2000, 40, LIMIT);
+    let out = load(
+        mesh.ingress_addr(),
+        "web.default.svc.cluster.local",
+        "/",
+        2000,
+        40,
+        LIMIT,
+    );
     assert_eq!(out.len(), 2000);
     let delayed = |o: &&&crate::common::mesh::Outcome| o.latency >= Duration::from_millis(95);
     let aborted: Vec<_> = out.iter().filter(|o| o.status == 503).collect();
@@ -188,7 +209,14 @@ fn two_hop_retries_match_the_math_and_faults_are_not_retried_on_their_own_hop() 
     // 1. back fails 50%; the ingress retries 5xx twice: success 1 - 0.5^3 = 0.875,
     //    upstream requests per request 1 + 0.5 + 0.25 = 1.75.
     let before = mesh.stats().expect("stats");
-    let out = load(mesh.ingress_addr(), "front", "/", 4000, 16, LIMIT);
+    let out = load(
+        mesh.ingress_addr(),
+        "front.default.svc.cluster.local",
+        "/",
+        4000,
+        16,
+        LIMIT,
+    );
     assert_eq!(out.len(), 4000);
     let ok = share(&out, 200);
     assert_within_3_sigma(ok, 0.875, out.len(), "success with 2 retries");
@@ -217,7 +245,7 @@ fn two_hop_retries_match_the_math_and_faults_are_not_retried_on_their_own_hop() 
     let before = mesh.stats().expect("stats");
     let out = load(
         mesh.ingress_addr(),
-        "front-noretry",
+        "front-noretry.default.svc.cluster.local",
         "/?addr=http://back-ok/",
         2000,
         16,
@@ -250,8 +278,16 @@ fn live_changes_under_load_fail_no_request_and_clear_restores() {
     let original = envoy::active_route_config(mesh.admin(), "ingress").expect("dump");
     let vs_before = mesh.state().expect("state").spec.virtual_services;
     let addr = mesh.ingress_addr();
-    let loader =
-        std::thread::spawn(move || load(addr, "web", "/", 100_000, 8, Duration::from_secs(4)));
+    let loader = std::thread::spawn(move || {
+        load(
+            addr,
+            "web.default.svc.cluster.local",
+            "/",
+            100_000,
+            8,
+            Duration::from_secs(4),
+        )
+    });
     std::thread::sleep(Duration::from_millis(500));
     let changes = [
         delay(5, 100.0),
@@ -325,8 +361,10 @@ fn load_while_killing(
     host: &'static str,
 ) -> Vec<crate::common::mesh::Outcome> {
     let addr = mesh.ingress_addr();
+    // At a gateway a short VirtualService host matches only as its FQDN.
+    let fqdn = format!("{host}.default.svc.cluster.local");
     let loader =
-        std::thread::spawn(move || load(addr, host, "/", 100_000, 8, Duration::from_secs(3)));
+        std::thread::spawn(move || load(addr, &fqdn, "/", 100_000, 8, Duration::from_secs(3)));
     std::thread::sleep(Duration::from_millis(800));
     let killed = mesh.kill(host, Some(0)).expect("kill");
     assert_eq!(killed, vec![0]);
@@ -368,7 +406,14 @@ fn killing_a_replica_under_load_three_replicas_vs_one() {
     );
     // Restart brings it back.
     mesh.restart("one", Some(0)).expect("restart");
-    let back = load(mesh.ingress_addr(), "one", "/", 50, 2, LIMIT);
+    let back = load(
+        mesh.ingress_addr(),
+        "one.default.svc.cluster.local",
+        "/",
+        50,
+        2,
+        LIMIT,
+    );
     assert_eq!(share(&back, 200), 1.0, "{:?}", statuses(&back));
     eprintln!(
         "kill: 3 replicas {failed}/{} failed; 1 replica {:.1}% failed after the kill",
@@ -418,7 +463,14 @@ spec:
     let out = load(mesh.ingress_addr(), "nope", "/", 5, 1, LIMIT);
     assert_eq!(share(&out, 404), 1.0, "{:?}", statuses(&out));
     // The old routes serve; the files and state agree with what Envoy runs.
-    let out = load(mesh.ingress_addr(), "web", "/anything", 100, 4, LIMIT);
+    let out = load(
+        mesh.ingress_addr(),
+        "web.default.svc.cluster.local",
+        "/anything",
+        100,
+        4,
+        LIMIT,
+    );
     assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
     let st = mesh.state().expect("state");
     assert!(st.rds_version > before);
@@ -443,7 +495,14 @@ spec:
         .arg(dir.path()));
     assert_eq!(code, 0, "{err}");
     assert!(o.contains("Envoy runs route version"), "{o}");
-    let out = load(mesh.ingress_addr(), "web", "/", 20, 2, LIMIT);
+    let out = load(
+        mesh.ingress_addr(),
+        "web.default.svc.cluster.local",
+        "/",
+        20,
+        2,
+        LIMIT,
+    );
     assert_eq!(share(&out, 503), 1.0, "{:?}", statuses(&out));
     let (code, o, err) = run(meshdrill()
         .args(["mesh", "stats", "-o", "json", "--mesh"])
@@ -453,7 +512,14 @@ spec:
     assert!(v["hops"][0]["aborts_injected"].as_u64() >= Some(20), "{o}");
     let (code, _, err) = run(meshdrill().args(["clear", "web", "--mesh"]).arg(dir.path()));
     assert_eq!(code, 0, "{err}");
-    let out = load(mesh.ingress_addr(), "web", "/", 20, 2, LIMIT);
+    let out = load(
+        mesh.ingress_addr(),
+        "web.default.svc.cluster.local",
+        "/",
+        20,
+        2,
+        LIMIT,
+    );
     assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
     let (code, _, err) = run(meshdrill()
         .args(["clear", "nope", "--mesh"])
@@ -530,7 +596,7 @@ fn mesh_up_runs_the_demo_scenario_until_sigterm_and_cleans_stale_state() {
     let _ = other.kill();
     let _ = other.wait();
 
-    let out = load(addr, "repeater", "/", 50, 4, LIMIT);
+    let out = load(addr, "repeater.acme.com", "/", 50, 4, LIMIT);
     assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
     // The go-demo-8 drill: 50% aborts on the sidecar hop, absorbed by the ingress retries.
     let (code, _, err) = run(meshdrill()
@@ -546,7 +612,7 @@ fn mesh_up_runs_the_demo_scenario_until_sigterm_and_cleans_stale_state() {
         ])
         .arg(dir.path()));
     assert_eq!(code, 0, "{err}");
-    let out = load(addr, "repeater", "/", 400, 8, LIMIT);
+    let out = load(addr, "repeater.acme.com", "/", 400, 8, LIMIT);
     assert!(
         share(&out, 200) > 0.99,
         "retries absorb the aborts: {}",
@@ -610,15 +676,22 @@ fn envoy_accepts_every_translated_case() {
     let _s = serial();
     let yaml = format!(
         "{}---\n{}",
-        "apiVersion: meshdrill.io/v1alpha1\nkind: Mesh\nmetadata: {name: all}\nspec:\n  services:\n  - name: reviews\n    labels: {version: v1}\n  - name: reviews\n    labels: {version: v2}\n  - name: reviews\n    labels: {version: v3}\n  - name: api\n",
+        "apiVersion: meshdrill.io/v1alpha1\nkind: Mesh\nmetadata: {name: all}\nspec:\n  namespace: bookinfo\n  services:\n  - name: reviews\n    labels: {version: v1}\n  - name: reviews\n    labels: {version: v2}\n  - name: reviews\n    labels: {version: v3}\n  - name: api\n",
         std::fs::read_to_string(crate::common::data("bookinfo-reviews.yaml")).expect("fixture")
-    ) + "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: api}\nspec:\n  hosts: [api]\n  gateways: [gw, mesh]\n  http:\n  - match: [{uri: {regex: '/c/[0-9]+'}, headers: {x-a: {prefix: ''}}, queryParams: {q: {exact: '1'}}, method: {exact: GET}}]\n    retries: {attempts: 3, perTryTimeout: 250ms, retryOn: '5xx,connect-failure,503', retryRemoteLocalities: true}\n    timeout: 2s\n    fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 0.5}}, delay: {fixedDelay: 1ms, percent: 1}}\n    route: [{destination: {host: api}}]\n  - route: [{destination: {host: reviews, subset: v1}, weight: 70}, {destination: {host: reviews, subset: v2}, weight: 30}]\n";
+    ) + "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: api, namespace: bookinfo}\nspec:\n  hosts: [api]\n  gateways: [gw, mesh]\n  http:\n  - match: [{uri: {regex: '/c/[0-9]+'}, headers: {x-a: {prefix: ''}}, queryParams: {q: {exact: '1'}}, method: {exact: GET}}]\n    retries: {attempts: 3, perTryTimeout: 250ms, retryOn: '5xx,connect-failure,503', retryRemoteLocalities: true}\n    timeout: 2s\n    fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 0.5}}, delay: {fixedDelay: 1ms, percent: 1}}\n    route: [{destination: {host: api}}]\n  - route: [{destination: {host: reviews, subset: v1}, weight: 70}, {destination: {host: reviews, subset: v2}, weight: 30}]\n";
     let mesh = start(&yaml);
     let versions = envoy::route_versions(mesh.admin()).expect("versions");
     assert_eq!(versions.len(), 2, "{versions:?}");
     assert!(versions.iter().all(|(_, v)| v == "1"), "{versions:?}");
     // jason's route (fault delay 7s) vs the weighted default route.
-    let out = load(mesh.ingress_addr(), "api", "/", 20, 2, LIMIT);
+    let out = load(
+        mesh.ingress_addr(),
+        "api.bookinfo.svc.cluster.local",
+        "/",
+        20,
+        2,
+        LIMIT,
+    );
     assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
     let s: MeshStats = mesh.stats().expect("stats");
     assert!(
@@ -677,7 +750,10 @@ fn kill_9_of_meshdrill_takes_envoy_and_services_with_it_and_up_reuses_the_dir() 
     let procs = recorded_processes(dir.path());
     assert_eq!(procs.len(), 4);
     assert!(procs.iter().all(alive));
-    assert_eq!(share(&load(addr, "repeater", "/", 10, 1, LIMIT), 200), 1.0);
+    assert_eq!(
+        share(&load(addr, "repeater.acme.com", "/", 10, 1, LIMIT), 200),
+        1.0
+    );
     // kill -9: no chance to clean up; the parent-death signal does it.
     child.0.kill().expect("kill -9");
     let _ = child.0.wait();
@@ -697,7 +773,10 @@ fn kill_9_of_meshdrill_takes_envoy_and_services_with_it_and_up_reuses_the_dir() 
     // A new mesh on the same --dir cleans the stale state and runs.
     let (child, addr, drain) = spawn_up(&scenario, dir.path());
     let mut child = KillOnDrop(child);
-    assert_eq!(share(&load(addr, "repeater", "/", 10, 1, LIMIT), 200), 1.0);
+    assert_eq!(
+        share(&load(addr, "repeater.acme.com", "/", 10, 1, LIMIT), 200),
+        1.0
+    );
     assert!(child.terminate().success());
     let _ = drain.join();
 }
@@ -729,7 +808,14 @@ fn timeouts_and_per_try_timeouts_are_enforced_and_counted() {
     mesh.apply("slow", &all(), Some(&timeout), &meta())
         .expect("timeout");
     let before = mesh.stats().expect("stats");
-    let out = load(mesh.ingress_addr(), "slow", "/", 20, 4, LIMIT);
+    let out = load(
+        mesh.ingress_addr(),
+        "slow.default.svc.cluster.local",
+        "/",
+        20,
+        4,
+        LIMIT,
+    );
     assert_eq!(share(&out, 504), 1.0, "{:?}", statuses(&out));
     std::thread::sleep(Duration::from_millis(600)); // access log flush
     let d = mesh.stats().expect("stats").since(&before);
@@ -752,7 +838,14 @@ fn timeouts_and_per_try_timeouts_are_enforced_and_counted() {
     mesh.apply("slow", &all(), Some(&per_try), &meta())
         .expect("retries");
     let before = mesh.stats().expect("stats");
-    let out = load(mesh.ingress_addr(), "slow", "/", 10, 2, LIMIT);
+    let out = load(
+        mesh.ingress_addr(),
+        "slow.default.svc.cluster.local",
+        "/",
+        10,
+        2,
+        LIMIT,
+    );
     assert_eq!(share(&out, 504), 1.0, "{:?}", statuses(&out));
     std::thread::sleep(Duration::from_millis(600));
     let d = mesh.stats().expect("stats").since(&before);
@@ -782,6 +875,55 @@ fn a_dir_that_is_not_a_mesh_dir_is_refused_and_left_alone() {
         "{e}"
     );
     assert!(dir.path().join("logs").exists() && dir.path().join("notes.txt").exists());
+    // A state.json that is not a meshdrill state does not make the dir ours either.
+    write(dir.path(), "state.json", "{\"format\": \"theirs\"}");
+    let loaded = MeshSpec::parse(WEB, "web.yaml").expect("yaml");
+    let e = meshdrill::mesh::RunningMesh::start(
+        loaded.spec,
+        meshdrill::mesh::MeshOptions {
+            dir: Some(dir.path().into()),
+            ..Default::default()
+        },
+    )
+    .expect_err("refused");
+    assert!(
+        e.to_string().contains("not a meshdrill mesh directory"),
+        "{e}"
+    );
+    assert!(dir.path().join("logs").exists() && dir.path().join("notes.txt").exists());
+    assert!(dir.path().join("state.json").exists());
+}
+
+#[test]
+fn a_second_mesh_up_on_a_dir_in_use_is_refused_and_leaves_the_first_running() {
+    let _s = serial();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = start_in(WEB, Some(dir.path()));
+    let host = "web.default.svc.cluster.local";
+    // Same process (so the owner-PID check cannot tell them apart): the lock does.
+    let loaded = MeshSpec::parse(WEB, "web.yaml").expect("yaml");
+    let e = meshdrill::mesh::RunningMesh::start(
+        loaded.spec,
+        meshdrill::mesh::MeshOptions {
+            exe: Some(env!("CARGO_BIN_EXE_meshdrill").into()),
+            dir: Some(dir.path().into()),
+            ..Default::default()
+        },
+    )
+    .expect_err("busy");
+    assert!(matches!(e, MeshError::Busy { .. }), "{e}");
+    // And from the CLI.
+    let f = write(dir.path(), "web.yaml", WEB);
+    let (code, _, err) = run(meshdrill()
+        .args(["mesh", "up"])
+        .arg(&f)
+        .arg("--dir")
+        .arg(dir.path()));
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("already running"), "{err}");
+    let out = load(mesh.ingress_addr(), host, "/", 10, 1, LIMIT);
+    assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
+    assert!(dir.path().join("state.json").exists());
 }
 
 #[test]
@@ -829,7 +971,7 @@ spec:
     );
     let jason = crate::common::mesh::load_with(
         mesh.ingress_addr(),
-        "reviews",
+        "reviews.default.svc.cluster.local",
         "/",
         &[("end-user", "jason")],
         40,
@@ -842,7 +984,14 @@ spec:
             .all(|o| o.status == 200 && o.replica == Some(2)),
         "{jason:?}"
     );
-    let others = load(mesh.ingress_addr(), "reviews", "/", 40, 4, LIMIT);
+    let others = load(
+        mesh.ingress_addr(),
+        "reviews.default.svc.cluster.local",
+        "/",
+        40,
+        4,
+        LIMIT,
+    );
     assert!(
         others
             .iter()
@@ -853,7 +1002,14 @@ spec:
     assert!(
         others.iter().any(|o| o.replica == Some(0)) && others.iter().any(|o| o.replica == Some(1))
     );
-    let split = load(mesh.ingress_addr(), "reviews", "/split", 1000, 8, LIMIT);
+    let split = load(
+        mesh.ingress_addr(),
+        "reviews.default.svc.cluster.local",
+        "/split",
+        1000,
+        8,
+        LIMIT,
+    );
     let v2 = split.iter().filter(|o| o.replica == Some(2)).count() as f64 / split.len() as f64;
     assert_within_3_sigma(v2, 0.5, split.len(), "50/50 weighted split");
 }
@@ -896,7 +1052,14 @@ spec:
   - route: [{destination: {host: files}}]
 ",
     );
-    let out = load(mesh.ingress_addr(), "files", "/", 5, 1, LIMIT);
+    let out = load(
+        mesh.ingress_addr(),
+        "files.default.svc.cluster.local",
+        "/",
+        5,
+        1,
+        LIMIT,
+    );
     assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
     let st = mesh.state().expect("state");
     let rec = st.replicas[0].process.clone().expect("running");
@@ -908,4 +1071,321 @@ spec:
     );
     drop(mesh);
     assert!(!alive(&rec), "the user's process is stopped with the mesh");
+}
+
+#[test]
+fn an_fqdn_virtual_service_applies_to_a_call_by_short_name_and_other_namespaces_do_not() {
+    let _s = serial();
+    let mesh = start(
+        "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: fqdn}
+spec:
+  services:
+  - name: front
+    demo: {forward: http://back/}
+  - name: front2
+    demo: {forward: http://ratings/}
+  - name: back
+  - name: ratings
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: edge}
+spec:
+  hosts: [front.acme.com, front2.acme.com]
+  gateways: [gw]
+  http:
+  - match: [{authority: {exact: front.acme.com}}]
+    route: [{destination: {host: front}}]
+  - route: [{destination: {host: front2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: back}
+spec:
+  hosts: [back.default.svc.cluster.local]
+  http:
+  - fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+    route: [{destination: {host: back.default.svc.cluster.local}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings, namespace: prod}
+spec:
+  hosts: [ratings]
+  http:
+  - fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+    route: [{destination: {host: ratings}}]
+",
+    );
+    // front calls `back` by its short name: the FQDN VirtualService's fault applies.
+    let out = load(mesh.ingress_addr(), "front.acme.com", "/", 20, 2, LIMIT);
+    assert_eq!(share(&out, 418), 1.0, "{:?}", statuses(&out));
+    // A VirtualService of namespace prod does not touch the local (default) ratings.
+    let out = load(mesh.ingress_addr(), "front2.acme.com", "/", 20, 2, LIMIT);
+    assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
+    // At the gateway a short name matches only as its FQDN.
+    let out = load(mesh.ingress_addr(), "front", "/", 5, 1, LIMIT);
+    assert_eq!(share(&out, 404), 1.0, "{:?}", statuses(&out));
+}
+
+#[test]
+fn a_regex_star_match_is_accepted_and_a_rejected_initial_config_fails_start() {
+    let _s = serial();
+    // `regex: "*"` is Istio's catch-all: a presence match, which Envoy accepts.
+    let mesh = start(
+        "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: star}
+spec:
+  services:
+  - name: web
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web}
+spec:
+  hosts: [web]
+  gateways: [gw]
+  http:
+  - match: [{headers: {x-user: {regex: '*'}}, queryParams: {debug: {regex: '*'}}}]
+    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+    route: [{destination: {host: web}}]
+  - route: [{destination: {host: web}}]
+",
+    );
+    let host = "web.default.svc.cluster.local";
+    let with = crate::common::mesh::load_with(
+        mesh.ingress_addr(),
+        host,
+        "/?debug=1",
+        &[("x-user", "anyone")],
+        10,
+        1,
+        LIMIT,
+    );
+    assert_eq!(share(&with, 418), 1.0, "{:?}", statuses(&with));
+    let without = load(mesh.ingress_addr(), host, "/?debug=1", 10, 1, LIMIT);
+    assert_eq!(share(&without, 200), 1.0, "{:?}", statuses(&without));
+    drop(mesh);
+    // A configuration Envoy rejects (an RE2 program over Envoy's size limit) fails
+    // start-up with Envoy's reason instead of serving nothing.
+    let yaml = format!("{WEB}    match: [{{uri: {{regex: '/[a-z]{{1000}}'}}}}]\n");
+    let loaded = MeshSpec::parse(&yaml, "big.yaml").expect("parse");
+    let e = crate::common::mesh::try_start(loaded.spec).expect_err("rejected");
+    assert!(matches!(e, MeshError::InitialRejected { .. }), "{e}");
+    assert!(e.to_string().contains("program size"), "{e}");
+}
+
+#[test]
+fn ignore_uri_case_without_headers_port_and_gateways_pick_traffic_on_envoy() {
+    let _s = serial();
+    let mesh = start(crate::mesh_translate::MATCH_FIELDS);
+    let versions = envoy::route_versions(mesh.admin()).expect("versions");
+    assert!(versions.iter().all(|(_, v)| v == "1"), "{versions:?}");
+    let host = "api.default.svc.cluster.local";
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        let out =
+            crate::common::mesh::load_with(mesh.ingress_addr(), host, path, headers, 3, 1, LIMIT);
+        statuses(&out)
+    };
+    let only = |s: std::collections::BTreeMap<u16, usize>| -> Vec<u16> { s.into_keys().collect() };
+    assert_eq!(only(get("/API/x", &[])), [201], "ignoreUriCase");
+    assert_eq!(only(get("/w", &[])), [202], "withoutHeaders, header absent");
+    assert_eq!(only(get("/w", &[("x-canary", "no")])), [202]);
+    assert_eq!(only(get("/w", &[("x-canary", "yes")])), [200]);
+    assert_eq!(only(get("/w", &[("x-debug", "1")])), [200]);
+    assert_eq!(
+        only(get("/p", &[])),
+        [200],
+        "match.port 8080 is not the gateway's"
+    );
+    assert_eq!(
+        only(get("/m", &[])),
+        [200],
+        "gateways: [mesh] is not the ingress"
+    );
+    assert_eq!(only(get("/g", &[])), [452], "gateways: [default/gw]");
+}
+
+#[test]
+fn destination_rule_max_retries_overflows_retries_on_envoy() {
+    let _s = serial();
+    let mesh = start(crate::mesh_translate::TRAFFIC_POLICY);
+    let before = mesh.stats().expect("stats");
+    let out = load(
+        mesh.ingress_addr(),
+        "front.default.svc.cluster.local",
+        "/",
+        600,
+        4,
+        LIMIT,
+    );
+    assert_eq!(out.len(), 600);
+    // maxRetries 0: every retry overflows the circuit breaker; success stays at 0.5
+    // instead of 1 - 0.5^3.
+    let ok = share(&out, 200);
+    assert_within_3_sigma(ok, 0.5, out.len(), "success with maxRetries 0");
+    let d = mesh.stats().expect("stats").since(&before);
+    assert!(d.totals().retry_overflow > 0, "{:?}", d.totals());
+}
+
+/// PIDs of the live (non-zombie) processes in process group `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...
+        let rest: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.split_whitespace().collect())
+            .unwrap_or_default();
+        if rest.first() != Some(&"Z") && rest.get(2).and_then(|g| g.parse().ok()) == Some(pgid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn wait_group_gone(pgid: u32) -> Vec<u32> {
+    let start = std::time::Instant::now();
+    loop {
+        let m = group_members(pgid);
+        if m.is_empty() || start.elapsed() > Duration::from_secs(5) {
+            return m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn mesh_kill_and_stop_take_a_user_command_s_children_with_it() {
+    let _s = serial();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = start_in(
+        "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: forking}
+spec:
+  services:
+  - name: files
+    replicas: 2
+    command: [sh, -c, 'sleep 297 & exec python3 -m http.server {port} --bind 127.0.0.1']
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: files}
+spec:
+  hosts: [files]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: files}}]
+",
+        Some(dir.path()),
+    );
+    let st = mesh.state().expect("state");
+    let groups: Vec<u32> = st
+        .replicas
+        .iter()
+        .filter_map(|r| r.process.as_ref().and_then(|p| p.pgid))
+        .collect();
+    assert_eq!(groups.len(), 2, "{:?}", st.replicas);
+    for g in &groups {
+        assert!(
+            group_members(*g).len() >= 2,
+            "server and sleep in group {g}"
+        );
+    }
+    // `mesh kill` (another process, from the state file) kills the whole group.
+    let (code, _, err) = run(meshdrill()
+        .args(["mesh", "kill", "files", "--replica", "0", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        wait_group_gone(groups[0]),
+        Vec::<u32>::new(),
+        "left after mesh kill"
+    );
+    assert!(group_members(groups[1]).len() >= 2);
+    // Stopping the mesh stops the other group, children included.
+    drop(mesh);
+    assert_eq!(
+        wait_group_gone(groups[1]),
+        Vec::<u32>::new(),
+        "left after stop"
+    );
+}
+
+#[test]
+fn stats_wait_for_the_access_log_to_hold_every_completed_request() {
+    let _s = serial();
+    let mesh = start(WEB);
+    let before = mesh.stats().expect("stats");
+    let out = load(
+        mesh.ingress_addr(),
+        "web.default.svc.cluster.local",
+        "/",
+        300,
+        8,
+        LIMIT,
+    );
+    assert_eq!(out.len(), 300);
+    // Read at once: Envoy flushes its access log every 250 ms, stats wait for it.
+    let d = mesh.stats().expect("stats").since(&before);
+    let h = d.hop("ingress").expect("ingress");
+    assert_eq!(h.completed_requests, 300, "{h:?}");
+    assert_eq!(h.logged_requests, 300, "{h:?}");
+    assert_eq!(h.amplification(), Some(1.0), "{h:?}");
+}
+
+#[test]
+fn after_kill_9_the_next_mesh_up_kills_a_user_command_s_orphaned_children() {
+    let _s = serial();
+    let files = tempfile::tempdir().expect("tmp");
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = write(
+        files.path(),
+        "forking.yaml",
+        "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: forking}
+spec:
+  services:
+  - name: files
+    command: [sh, -c, 'sleep 296 & exec python3 -m http.server {port} --bind 127.0.0.1']
+",
+    );
+    let (child, _addr, drain) = spawn_up(&f, dir.path());
+    let mut child = KillOnDrop(child);
+    let st = meshdrill::mesh::state::StateDir::new(dir.path())
+        .read()
+        .expect("state");
+    let g = st.replicas[0]
+        .process
+        .as_ref()
+        .and_then(|p| p.pgid)
+        .expect("pgid");
+    assert!(group_members(g).len() >= 2);
+    child.0.kill().expect("kill -9");
+    let _ = child.0.wait();
+    let _ = drain.join();
+    // The parent-death signal takes the replica leader; its own child (the sleep)
+    // survives kill -9 of meshdrill, in the leader's group...
+    let start = std::time::Instant::now();
+    while group_members(g).len() > 1 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(group_members(g).len(), 1, "the orphaned sleep");
+    // ...until the next mesh up on the dir cleans the stale state.
+    let (child, _addr, drain) = spawn_up(&f, dir.path());
+    let mut child = KillOnDrop(child);
+    assert_eq!(wait_group_gone(g), Vec::<u32>::new());
+    assert!(child.terminate().success());
+    let _ = drain.join();
 }

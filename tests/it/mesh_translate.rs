@@ -12,6 +12,9 @@ use serde_json::Value;
 const HEAD: &str =
     "apiVersion: meshdrill.io/v1alpha1\nkind: Mesh\nmetadata: {name: t}\nspec:\n  services:\n";
 
+/// A mesh whose services live in namespace `bookinfo`.
+const HEAD_BOOKINFO: &str = "apiVersion: meshdrill.io/v1alpha1\nkind: Mesh\nmetadata: {name: t}\nspec:\n  namespace: bookinfo\n  services:\n";
+
 fn config(yaml: &str) -> EnvoyConfig {
     let loaded = MeshSpec::parse(yaml, "t.yaml").expect("parse");
     let mut ports = BTreeMap::new();
@@ -111,7 +114,7 @@ fn retries_and_timeouts_as_istio_converts_them() {
 #[test]
 fn matches_weights_subsets_and_gateway_binding() {
     let c = config(&format!(
-        "{HEAD}  - name: reviews\n    replicas: 2\n    labels: {{version: v1}}\n  - name: reviews\n    labels: {{version: v2}}\n  - name: productpage\n---\n{}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: productpage}}\nspec:\n  hosts: [productpage]\n  gateways: [bookinfo-gateway, mesh]\n  http:\n  - match:\n    - uri: {{exact: /productpage}}\n    - uri: {{prefix: /static}}\n      headers: {{end-user: {{regex: 'j.*'}}, x-any: {{prefix: ''}}}}\n    route: [{{destination: {{host: productpage, port: {{number: 80}}}}}}]\n",
+        "{HEAD_BOOKINFO}  - name: reviews\n    replicas: 2\n    labels: {{version: v1}}\n  - name: reviews\n    labels: {{version: v2}}\n  - name: productpage\n---\n{}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: productpage, namespace: bookinfo}}\nspec:\n  hosts: [productpage]\n  gateways: [bookinfo-gateway, mesh]\n  http:\n  - match:\n    - uri: {{exact: /productpage}}\n    - uri: {{prefix: /static}}\n      headers: {{end-user: {{regex: 'j.*'}}, x-any: {{prefix: ''}}}}\n    route: [{{destination: {{host: productpage, port: {{number: 80}}}}}}]\n",
         std::fs::read_to_string(crate::common::data("bookinfo-reviews.yaml")).expect("fixture")
     ));
     // reviews v3 has no replica here: said, not silently routed to nothing.
@@ -121,14 +124,14 @@ fn matches_weights_subsets_and_gateway_binding() {
     let mesh = routes(&c, "mesh");
     // productpage lists a gateway and mesh: both hops; reviews has no gateways: mesh only.
     assert_eq!(ingress.as_array().map(Vec::len), Some(1));
-    assert_eq!(ingress[0]["name"], "default/productpage");
+    assert_eq!(ingress[0]["name"], "bookinfo/productpage");
     let names: Vec<&str> = mesh
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|v| v["name"].as_str())
         .collect();
-    assert_eq!(names, ["bookinfo/reviews", "default/productpage"]);
+    assert_eq!(names, ["bookinfo/reviews", "bookinfo/productpage"]);
     // Two match clauses: two Envoy routes with the same action, in order.
     assert_eq!(ingress[0]["routes"][0]["match"]["path"], "/productpage");
     assert_eq!(ingress[0]["routes"][1]["match"]["prefix"], "/static");
@@ -160,4 +163,256 @@ fn gateway_only_virtual_service_is_not_on_sidecars_and_unknowns_warn() {
     assert!(w.contains("subset v9"), "{w}");
     assert!(w.contains("host elsewhere"), "{w}");
     snap!("default_sidecar_route", &mesh);
+}
+
+fn domains(vhost: &Value) -> Vec<&str> {
+    vhost["domains"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+fn vhost<'a>(vhosts: &'a Value, name: &str) -> Option<&'a Value> {
+    vhosts
+        .as_array()
+        .and_then(|a| a.iter().find(|v| v["name"] == name))
+}
+
+#[test]
+fn fqdn_hosts_route_the_service_by_every_alias_and_other_namespaces_do_not_hijack() {
+    // An FQDN host names the local service: its VS vhost answers to the short name too.
+    let c = config(&format!(
+        "{HEAD}  - name: go-demo-8\n    port: 8080\n  - name: ratings\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: go-demo-8}}\nspec:\n  hosts: [go-demo-8.default.svc.cluster.local]\n  http:\n  - fault: {{abort: {{httpStatus: 500, percentage: {{value: 100}}}}}}\n    route: [{{destination: {{host: go-demo-8.default.svc.cluster.local}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: ratings, namespace: prod}}\nspec:\n  hosts: [ratings]\n  http:\n  - fault: {{abort: {{httpStatus: 500, percentage: {{value: 100}}}}}}\n    route: [{{destination: {{host: ratings}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: ext}}\nspec:\n  hosts: [ratings.example.com]\n  http:\n  - route: [{{destination: {{host: ratings}}}}]\n"
+    ));
+    let mesh = routes(&c, "mesh");
+    let g = vhost(&mesh, "default/go-demo-8").expect("go-demo-8 vhost");
+    let d = domains(g);
+    for want in [
+        "go-demo-8",
+        "go-demo-8:*",
+        "go-demo-8:8080",
+        "go-demo-8.default",
+        "go-demo-8.default.svc",
+        "go-demo-8.default.svc.cluster.local",
+        "go-demo-8.default.svc.cluster.local:8080",
+    ] {
+        assert!(d.contains(&want), "{want} missing from {d:?}");
+    }
+    assert_eq!(
+        g["routes"][0]["route"]["cluster"],
+        "outbound|8080||go-demo-8"
+    );
+    // ratings.prod is not the local ratings: the default route stays, fault-free.
+    let local = vhost(&mesh, "ratings:80").expect("default ratings vhost");
+    assert!(domains(local).contains(&"ratings"), "{local}");
+    assert!(local["routes"][0].get("typed_per_filter_config").is_none());
+    let prod = vhost(&mesh, "prod/ratings").expect("prod vhost");
+    assert_eq!(
+        domains(prod),
+        [
+            "ratings.prod.svc.cluster.local",
+            "ratings.prod.svc.cluster.local:*"
+        ]
+    );
+    // An external host keeps its literal name, with a note.
+    let ext = vhost(&mesh, "default/ext").expect("ext vhost");
+    assert_eq!(
+        domains(ext),
+        ["ratings.example.com", "ratings.example.com:*"]
+    );
+    let w = c.warnings.join("\n");
+    assert!(w.contains("host ratings.example.com"), "{w}");
+    assert!(w.contains("ratings.prod.svc.cluster.local"), "{w}");
+    snap!("fqdn_and_namespaces_mesh", &mesh);
+}
+
+#[test]
+fn a_gateway_matches_short_hosts_only_as_their_fqdn() {
+    let c = config(&format!(
+        "{HEAD}  - name: repeater\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: repeater}}\nspec:\n  hosts: [repeater, repeater.acme.com]\n  gateways: [gw]\n  http:\n  - route: [{{destination: {{host: repeater}}}}]\n"
+    ));
+    let ingress = routes(&c, "ingress");
+    assert_eq!(
+        domains(&ingress[0]),
+        [
+            "repeater.default.svc.cluster.local",
+            "repeater.default.svc.cluster.local:*",
+            "repeater.acme.com",
+            "repeater.acme.com:*"
+        ]
+    );
+}
+
+#[test]
+fn regex_star_is_a_present_match_as_istiod_converts_it() {
+    let c = config(&format!(
+        "{HEAD}  - name: api\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: api}}\nspec:\n  hosts: [api]\n  http:\n  - match: [{{headers: {{x-user: {{regex: '*'}}}}, queryParams: {{debug: {{regex: '*'}}, q: {{exact: '1'}}}}}}]\n    route: [{{destination: {{host: api}}}}]\n"
+    ));
+    let m = &routes(&c, "mesh")[0]["routes"][0]["match"];
+    assert_eq!(m["headers"][0]["present_match"], true, "{m}");
+    assert!(m["headers"][0].get("string_match").is_none(), "{m}");
+    assert_eq!(m["query_parameters"][0]["present_match"], true, "{m}");
+    assert_eq!(
+        m["query_parameters"][1]["string_match"]["exact"], "1",
+        "{m}"
+    );
+    snap!("regex_star_present_match", m);
+}
+
+/// ignoreUriCase, withoutHeaders, match.port and match.gateways, as istiod applies them.
+pub const MATCH_FIELDS: &str = "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: m}
+spec:
+  services:
+  - name: api
+    port: 8080
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: api}
+spec:
+  hosts: [api]
+  gateways: [gw, mesh]
+  http:
+  - name: case
+    match: [{uri: {prefix: /api}, ignoreUriCase: true}]
+    directResponse: {status: 201}
+  - name: without
+    match: [{uri: {prefix: /w}, withoutHeaders: {x-canary: {exact: 'yes'}, x-debug: {regex: '*'}}}]
+    directResponse: {status: 202}
+  - name: other-port
+    match: [{port: 9999}]
+    directResponse: {status: 203}
+  - name: port-8080
+    match: [{port: 8080, uri: {prefix: /p}}]
+    directResponse: {status: 206}
+  - name: mesh-only
+    match: [{gateways: [mesh], uri: {prefix: /m}}]
+    directResponse: {status: 451}
+  - name: gw-only
+    match: [{gateways: [default/gw], uri: {prefix: /g}}]
+    directResponse: {status: 452}
+  - route: [{destination: {host: api}}]
+";
+
+#[test]
+fn match_fields_that_change_which_traffic_matches() {
+    let c = config(MATCH_FIELDS);
+    assert!(
+        !c.warnings.iter().any(|w| w.contains("not supported")),
+        "{:#?}",
+        c.warnings
+    );
+    let names = |vh: &Value| -> Vec<String> {
+        vh[0]["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["name"].as_str().map(String::from))
+            .collect()
+    };
+    let ingress = routes(&c, "ingress");
+    let mesh = routes(&c, "mesh");
+    // Port 9999 matches no hop; the ingress (port 80) has no 8080 route; gateways pick.
+    assert_eq!(names(&ingress), ["case", "without", "gw-only", "api.6"]);
+    assert_eq!(
+        names(&mesh),
+        ["case", "without", "port-8080", "mesh-only", "api.6"]
+    );
+    let m = &ingress[0]["routes"][0]["match"];
+    assert_eq!(m["case_sensitive"], false, "{m}");
+    let h = &ingress[0]["routes"][1]["match"]["headers"];
+    assert_eq!(h[0]["name"], "x-canary");
+    assert_eq!(h[0]["invert_match"], true);
+    assert_eq!(h[0]["treat_missing_header_as_empty"], true);
+    assert_eq!(h[1]["present_match"], true);
+    assert_eq!(h[1]["invert_match"], true);
+    assert!(h[1].get("treat_missing_header_as_empty").is_none());
+    snap!("match_fields_ingress", &ingress);
+    snap!("match_fields_mesh", &mesh);
+}
+
+/// A DestinationRule's trafficPolicy, as istiod's cluster builder applies it.
+pub const TRAFFIC_POLICY: &str = "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: tp}
+spec:
+  services:
+  - name: front
+    demo: {forward: 'http://back/'}
+  - name: back
+    replicas: 2
+    labels: {version: v1}
+    demo: {failRate: 0.5, failStatus: 500}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: front}
+spec:
+  hosts: [front]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: front}}]
+    retries: {attempts: 2, retryOn: 5xx}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: front}
+spec:
+  host: front
+  trafficPolicy:
+    connectionPool:
+      http: {maxRetries: 0, http1MaxPendingRequests: 100, http2MaxRequests: 200, idleTimeout: 1s}
+      tcp: {maxConnections: 50, connectTimeout: 2s}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: back}
+spec:
+  host: back.default.svc.cluster.local
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    outlierDetection: {consecutive5xxErrors: 7, interval: 5s, baseEjectionTime: 30s, maxEjectionPercent: 50}
+    tls: {mode: ISTIO_MUTUAL}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      loadBalancer: {simple: RANDOM}
+";
+
+#[test]
+fn destination_rule_traffic_policy_sets_circuit_breakers_outlier_detection_and_lb() {
+    let c = config(TRAFFIC_POLICY);
+    let cl = |name: &str| {
+        c.clusters
+            .iter()
+            .find(|x| x["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let front = cl("outbound|80||front");
+    let t = &front["circuit_breakers"]["thresholds"][0];
+    assert_eq!(t["max_retries"], 0, "{front}");
+    assert_eq!(t["max_pending_requests"], 100);
+    assert_eq!(t["max_requests"], 200);
+    assert_eq!(t["max_connections"], 50);
+    assert_eq!(front["connect_timeout"], "2s");
+    let back = cl("outbound|80||back");
+    assert_eq!(back["lb_policy"], "ROUND_ROBIN");
+    assert_eq!(back["outlier_detection"]["consecutive_5xx"], 7);
+    assert_eq!(back["outlier_detection"]["enforcing_consecutive_5xx"], 100);
+    assert_eq!(back["outlier_detection"]["base_ejection_time"], "30s");
+    assert_eq!(back["outlier_detection"]["max_ejection_percent"], 50);
+    // The subset's loadBalancer overrides the rule's; its outlierDetection is inherited.
+    let v1 = cl("outbound|80|v1|back");
+    assert_eq!(v1["lb_policy"], "RANDOM");
+    assert_eq!(v1["outlier_detection"]["interval"], "5s");
+    let w = c.warnings.join("\n");
+    assert!(w.contains("connectionPool.http.idleTimeout"), "{w}");
+    assert!(w.contains("trafficPolicy.tls"), "{w}");
+    snap!("traffic_policy_clusters", &c.clusters);
 }

@@ -40,6 +40,17 @@ pub fn start_in(yaml: &str, dir: Option<&std::path::Path>) -> RunningMesh {
     .expect("mesh starts")
 }
 
+/// Starts a mesh in a temp dir, returning the error instead of panicking.
+pub fn try_start(spec: MeshSpec) -> Result<RunningMesh, meshdrill::mesh::MeshError> {
+    RunningMesh::start(
+        spec,
+        MeshOptions {
+            exe: Some(env!("CARGO_BIN_EXE_meshdrill").into()),
+            ..MeshOptions::default()
+        },
+    )
+}
+
 pub fn meta() -> RecordMeta {
     RecordMeta {
         run_id: "test00000000".into(),
@@ -204,4 +215,69 @@ pub fn statuses(out: &[Outcome]) -> std::collections::BTreeMap<u16, usize> {
         *m.entry(o.status).or_default() += 1;
     }
     m
+}
+
+/// `(ppid, pgrp, state)` of a live process, from `/proc/PID/stat`.
+fn stat_of(pid: u32) -> Option<(u32, u32, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some((
+        rest.get(1)?.parse().ok()?,
+        rest.get(2)?.parse().ok()?,
+        rest.first()?.to_string(),
+    ))
+}
+
+/// Whether `pid` is a live process (not a zombie).
+pub fn pid_alive(pid: u32) -> bool {
+    stat_of(pid).is_some_and(|(_, _, s)| s != "Z")
+}
+
+/// The live descendants of `pid` (children, their children, ...).
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let all: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter_map(|p| {
+            stat_of(p)
+                .filter(|(_, _, s)| s != "Z")
+                .map(|(pp, _, _)| (p, pp))
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for (c, _) in all.iter().filter(|(_, pp)| *pp == p) {
+            if !out.contains(c) {
+                out.push(*c);
+                frontier.push(*c);
+            }
+        }
+    }
+    out
+}
+
+/// Waits (bounded, 5 s) until none of `pids` is alive; returns those still alive.
+pub fn wait_all_gone(pids: &[u32]) -> Vec<u32> {
+    let start = std::time::Instant::now();
+    loop {
+        let left: Vec<u32> = pids.iter().copied().filter(|p| pid_alive(*p)).collect();
+        if left.is_empty() || start.elapsed() > Duration::from_secs(5) {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Entries of `dir` whose name starts with `meshdrill-mesh-`.
+pub fn mesh_temp_dirs(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(String::from))
+        .filter(|n| n.starts_with("meshdrill-mesh-"))
+        .collect()
 }
