@@ -215,10 +215,69 @@ pub fn stop_child(child: &mut Child, grace: Duration) {
 /// A free loopback port (bound and released; the kernel does not hand it out again
 /// at once).
 pub fn free_port() -> Result<u16, MeshError> {
+    // A port is chosen here and bound later by Envoy or a replica. Ports the kernel
+    // hands out for port 0 come from the ephemeral range, which every outgoing
+    // connection on the machine also draws its local port from: under load (tests,
+    // drills) such a port can be taken before it is bound. So pick outside that range,
+    // checking each candidate with a bind, and fall back to port 0 only if that fails.
+    let (lo, hi) = ephemeral_range();
+    let mut candidates: Vec<(u16, u16)> = Vec::new();
+    if lo > 10_000 {
+        candidates.push((10_000, lo - 1));
+    }
+    if hi < 65_000 {
+        candidates.push((hi + 1, 65_000));
+    }
+    let total: u32 = candidates.iter().map(|(a, b)| u32::from(b - a) + 1).sum();
+    if total > 0 {
+        for _ in 0..256 {
+            let mut k = rand::random::<u32>() % total;
+            let port = candidates
+                .iter()
+                .find_map(|(a, b)| {
+                    let n = u32::from(b - a) + 1;
+                    if k < n {
+                        u16::try_from(u32::from(*a) + k).ok()
+                    } else {
+                        k -= n;
+                        None
+                    }
+                })
+                .unwrap_or(0);
+            if port != 0 && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(MeshError::io("127.0.0.1:0"))?;
     l.local_addr()
         .map(|a| a.port())
         .map_err(MeshError::io("127.0.0.1:0"))
+}
+
+/// The kernel's ephemeral port range (Linux default 32768-60999).
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .filter(|(lo, hi)| lo <= hi)
+        .unwrap_or((32_768, 60_999))
+}
+
+#[cfg(test)]
+mod port_tests {
+    #[test]
+    fn free_ports_avoid_the_ephemeral_range() {
+        let (lo, hi) = super::ephemeral_range();
+        for _ in 0..50 {
+            let p = super::free_port().expect("port");
+            assert!(!(lo..=hi).contains(&p), "{p} in {lo}-{hi}");
+            assert!(std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        }
+    }
 }
 
 /// Waits until something accepts connections on `127.0.0.1:port`.

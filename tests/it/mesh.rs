@@ -773,9 +773,12 @@ fn kill_9_of_meshdrill_takes_envoy_and_services_with_it_and_up_reuses_the_dir() 
     // A new mesh on the same --dir cleans the stale state and runs.
     let (child, addr, drain) = spawn_up(&scenario, dir.path());
     let mut child = KillOnDrop(child);
+    let out = load(addr, "repeater.acme.com", "/", 10, 1, LIMIT);
+    let statuses: Vec<(u16, Option<u8>)> = out.iter().map(|o| (o.status, o.replica)).collect();
     assert_eq!(
-        share(&load(addr, "repeater.acme.com", "/", 10, 1, LIMIT), 200),
-        1.0
+        share(&out, 200),
+        1.0,
+        "second mesh on the reused dir: {statuses:?}"
     );
     assert!(child.terminate().success());
     let _ = drain.join();
