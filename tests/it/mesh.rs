@@ -67,6 +67,10 @@ spec:
 
 #[test]
 fn abort_30_percent_of_5000_requests() {
+    crate::common::mesh::with_second_sample(abort_30_percent_of_5000_requests_once);
+}
+
+fn abort_30_percent_of_5000_requests_once() {
     let _s = serial();
     let mesh = start(WEB);
     let applied = mesh
@@ -118,6 +122,10 @@ fn delay_200ms_at_100_percent_sets_the_median() {
 
 #[test]
 fn delay_and_abort_on_one_route_apply_independently() {
+    crate::common::mesh::with_second_sample(delay_and_abort_on_one_route_apply_independently_once);
+}
+
+fn delay_and_abort_on_one_route_apply_independently_once() {
     let _s = serial();
     let mesh = start(WEB);
     mesh.apply("web", &all(), Some(&delay(100, 50.0)), &meta())
@@ -202,6 +210,12 @@ spec:
 
 #[test]
 fn two_hop_retries_match_the_math_and_faults_are_not_retried_on_their_own_hop() {
+    crate::common::mesh::with_second_sample(
+        two_hop_retries_match_the_math_and_faults_are_not_retried_on_their_own_hop_once,
+    );
+}
+
+fn two_hop_retries_match_the_math_and_faults_are_not_retried_on_their_own_hop_once() {
     let _s = serial();
     let mesh = start(TWO_HOPS);
     let front = "outbound|80||front";
@@ -931,6 +945,10 @@ fn a_second_mesh_up_on_a_dir_in_use_is_refused_and_leaves_the_first_running() {
 
 #[test]
 fn header_matches_and_subsets_pick_replicas_by_label() {
+    crate::common::mesh::with_second_sample(header_matches_and_subsets_pick_replicas_by_label_once);
+}
+
+fn header_matches_and_subsets_pick_replicas_by_label_once() {
     let _s = serial();
     let mesh = start(
         "apiVersion: meshdrill.io/v1alpha1
@@ -1214,6 +1232,12 @@ fn ignore_uri_case_without_headers_port_and_gateways_pick_traffic_on_envoy() {
 
 #[test]
 fn destination_rule_max_retries_overflows_retries_on_envoy() {
+    crate::common::mesh::with_second_sample(
+        destination_rule_max_retries_overflows_retries_on_envoy_once,
+    );
+}
+
+fn destination_rule_max_retries_overflows_retries_on_envoy_once() {
     let _s = serial();
     let mesh = start(crate::mesh_translate::TRAFFIC_POLICY);
     let before = mesh.stats().expect("stats");
