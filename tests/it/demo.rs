@@ -69,23 +69,11 @@ fn ctrl_c_during_the_demo_rolls_back_and_exits_130() {
     let started = crate::common::mesh::descendants(child.id());
     assert!(started.len() >= 4, "envoy + 3 replicas: {started:?}");
     assert_eq!(crate::common::mesh::mesh_temp_dirs(tmp.path()).len(), 1);
-    let pid = child.id().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let out = child.wait_with_output().expect("wait");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
-    assert!(err.contains("every change was rolled back"), "{err}");
-    assert_eq!(
-        crate::common::mesh::wait_all_gone(&started),
-        Vec::<u32>::new()
-    );
-    assert_eq!(
-        crate::common::mesh::mesh_temp_dirs(tmp.path()),
-        Vec::<String>::new()
+    interrupt_and_check_nothing_is_left(
+        child,
+        &started,
+        tmp.path(),
+        "every change was rolled back",
     );
 }
 
@@ -128,6 +116,17 @@ spec:
     }
     assert!(started.len() >= 4, "{started:?}");
     assert_eq!(crate::common::mesh::mesh_temp_dirs(tmp.path()).len(), 1);
+    interrupt_and_check_nothing_is_left(child, &started, tmp.path(), "interrupted during start-up");
+}
+
+/// SIGINT to a running `meshdrill`: exit 130 with `says` on stderr, and none of the
+/// processes it `started` nor any mesh temp dir under `tmp` is left.
+fn interrupt_and_check_nothing_is_left(
+    child: std::process::Child,
+    started: &[u32],
+    tmp: &std::path::Path,
+    says: &str,
+) {
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -136,13 +135,13 @@ spec:
     let out = child.wait_with_output().expect("wait");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
-    assert!(err.contains("interrupted during start-up"), "{err}");
+    assert!(err.contains(says), "{err}");
     assert_eq!(
-        crate::common::mesh::wait_all_gone(&started),
+        crate::common::mesh::wait_all_gone(started),
         Vec::<u32>::new()
     );
     assert_eq!(
-        crate::common::mesh::mesh_temp_dirs(tmp.path()),
+        crate::common::mesh::mesh_temp_dirs(tmp),
         Vec::<String>::new()
     );
 }

@@ -873,41 +873,33 @@ fn timeouts_and_per_try_timeouts_are_enforced_and_counted() {
     assert_eq!(hop.amplification(), Some(3.0), "{hop:?}");
 }
 
+/// `mesh up --dir` on `dir` is refused, and the user's files there are untouched.
+fn refused_and_left_alone(dir: &std::path::Path) {
+    let loaded = MeshSpec::parse(WEB, "web.yaml").expect("yaml");
+    let e = meshdrill::mesh::RunningMesh::start(
+        loaded.spec,
+        meshdrill::mesh::MeshOptions {
+            dir: Some(dir.into()),
+            ..Default::default()
+        },
+    )
+    .expect_err("refused");
+    assert!(
+        e.to_string().contains("not a meshdrill mesh directory"),
+        "{e}"
+    );
+    assert!(dir.join("logs").exists() && dir.join("notes.txt").exists());
+}
+
 #[test]
 fn a_dir_that_is_not_a_mesh_dir_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().expect("tmp");
     write(dir.path(), "notes.txt", "mine");
     std::fs::create_dir(dir.path().join("logs")).expect("mkdir");
-    let loaded = MeshSpec::parse(WEB, "web.yaml").expect("yaml");
-    let e = meshdrill::mesh::RunningMesh::start(
-        loaded.spec,
-        meshdrill::mesh::MeshOptions {
-            dir: Some(dir.path().into()),
-            ..Default::default()
-        },
-    )
-    .expect_err("refused");
-    assert!(
-        e.to_string().contains("not a meshdrill mesh directory"),
-        "{e}"
-    );
-    assert!(dir.path().join("logs").exists() && dir.path().join("notes.txt").exists());
+    refused_and_left_alone(dir.path());
     // A state.json that is not a meshdrill state does not make the dir ours either.
     write(dir.path(), "state.json", "{\"format\": \"theirs\"}");
-    let loaded = MeshSpec::parse(WEB, "web.yaml").expect("yaml");
-    let e = meshdrill::mesh::RunningMesh::start(
-        loaded.spec,
-        meshdrill::mesh::MeshOptions {
-            dir: Some(dir.path().into()),
-            ..Default::default()
-        },
-    )
-    .expect_err("refused");
-    assert!(
-        e.to_string().contains("not a meshdrill mesh directory"),
-        "{e}"
-    );
-    assert!(dir.path().join("logs").exists() && dir.path().join("notes.txt").exists());
+    refused_and_left_alone(dir.path());
     assert!(dir.path().join("state.json").exists());
 }
 
