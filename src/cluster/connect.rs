@@ -297,11 +297,7 @@ async fn from_kubeconfig(
         .await
         .map_err(|e| settings_err(origin.clone(), e.to_string()))?;
     Ok(Settings {
-        server: config
-            .cluster_url
-            .to_string()
-            .trim_end_matches('/')
-            .to_string(),
+        server: server_of(&config),
         namespace: config.default_namespace.clone(),
         user: ctx.user.clone().unwrap_or_else(|| "anonymous".into()),
         config,
@@ -310,16 +306,21 @@ async fn from_kubeconfig(
     })
 }
 
+/// The API server URL as users write it (no trailing slash).
+fn server_of(config: &kube::Config) -> String {
+    config
+        .cluster_url
+        .to_string()
+        .trim_end_matches('/')
+        .to_string()
+}
+
 fn in_cluster() -> Result<Settings, Error> {
     let config = kube::Config::incluster()
         .map_err(|e| settings_err("in-cluster service account", e.to_string()))?;
     let sa = Path::new("/var/run/secrets/kubernetes.io/serviceaccount");
     Ok(Settings {
-        server: config
-            .cluster_url
-            .to_string()
-            .trim_end_matches('/')
-            .to_string(),
+        server: server_of(&config),
         namespace: config.default_namespace.clone(),
         user: format!("service account (token {})", sa.join("token").display()),
         config,

@@ -389,14 +389,15 @@ pub(crate) fn confirm(
         if pending.is_empty() {
             return Ok(());
         }
+        let route_config = pending
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         let rejected = envoy::rejections_since(&files.log, log_offset);
         if let Some(reason) = rejected.last() {
             return Err(MeshError::EnvoyRejected {
-                route_config: pending
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                route_config,
                 version,
                 reason: reason.clone(),
             });
@@ -408,11 +409,7 @@ pub(crate) fn confirm(
                 .collect::<Vec<_>>()
                 .join(", ");
             return Err(MeshError::NotConfirmed {
-                route_config: pending
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                route_config,
                 version,
                 active: now,
                 waited_ms: start.elapsed().as_millis() as u64,
