@@ -8,3 +8,5 @@ pub mod cluster;
 pub mod istio;
 pub mod load;
 pub mod mesh;
+pub mod scenario;
+pub mod slo;

@@ -1,0 +1,11 @@
+//! Drills as files: the scenario format ([`model`], read by [`parse`]), and the runner
+//! that carries one out — steady state, method, stop conditions, rollback, verdict.
+//!
+//! What it owns: the lifecycle of a drill, for every caller (`meshdrill run`, `demo`,
+//! `fault … --wait`). What it must not do: print (it reports events to the caller).
+
+pub mod model;
+mod parse;
+
+pub use model::*;
+pub use parse::{ScenarioError, check_against_mesh, is_scenario, parse_document, parse_file};
