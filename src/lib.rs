@@ -3,6 +3,7 @@
 //! Data flows one way: CLI → spec ([`istio`]) → patch → target (`cluster` | `mesh`);
 //! `load` → histogram → `slo` → verdict → `report`. Only [`cli`] prints.
 
+pub mod cancel;
 pub mod cli;
 pub mod cluster;
 pub mod istio;
@@ -10,3 +11,4 @@ pub mod load;
 pub mod mesh;
 pub mod scenario;
 pub mod slo;
+pub mod target;

@@ -1,94 +1,26 @@
-//! `fault`, `retries`, `timeout`, `clear`: parse flags into an [`istio::Change`] and
-//! carry it out on the chosen target (a manifest file for now).
+//! `fault`, `retries`, `timeout`, `clear`: flags → an [`istio::Change`](Change), carried
+//! out on the chosen [`Target`] — once, as a dry run, or held with `--wait` by the
+//! drill runner (which rolls it back on expiry, error, Ctrl-C and SIGTERM).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::anyhow;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
 
+use super::args::{Output, TargetArgs, fail, runtime};
 use super::{CliResult, Exit, Failure, io_err};
-use crate::istio::manifest::{self, Document};
+use crate::cancel::Cancel;
+use crate::istio::manifest;
 use crate::istio::{
-    AbortCode, AbortSpec, Change, DelaySpec, GrpcStatus, HttpStatus, IstioDuration, Percentage,
-    RecordMeta, RetryOn, RetrySpec, RouteSelector, plan_change, plan_clear,
-    validate_virtual_service,
+    AbortCode, AbortSpec, Change, DelaySpec, DrillRecord, GrpcStatus, HttpStatus, IstioDuration,
+    Percentage, RecordMeta, RetryOn, RetrySpec,
 };
-
-/// Output formats of commands that change a VirtualService.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// The changed object as YAML.
-    Yaml,
-    /// The changed object as JSON.
-    Json,
-    /// The RFC 6902 JSON Patch (with its `test` guards).
-    Patch,
-}
-
-/// Where a change goes, and which routes it touches (shared by every changing command).
-#[derive(Debug, Clone, Args)]
-pub struct TargetArgs {
-    /// The VirtualService name (optional with -f when the file holds only one).
-    #[arg(value_name = "VS")]
-    pub name: Option<String>,
-    /// Change a manifest file instead of the cluster: print the result, change nothing.
-    #[arg(
-        short = 'f',
-        long = "filename",
-        value_name = "FILE",
-        conflicts_with = "mesh"
-    )]
-    pub file: Option<PathBuf>,
-    /// Change a running local mesh (the --dir of `meshdrill mesh up`).
-    #[arg(long, value_name = "DIR")]
-    pub mesh: Option<PathBuf>,
-    /// Output: yaml|json (the changed object) or patch (the RFC 6902 patch). With -f the default is yaml.
-    #[arg(short = 'o', long = "output", value_enum)]
-    pub output: Option<Output>,
-    /// Namespace of the VirtualService (default: the kubeconfig context's).
-    #[arg(short = 'n', long)]
-    pub namespace: Option<String>,
-    /// Only the route with this name.
-    #[arg(long, value_name = "NAME", group = "routesel")]
-    pub route: Option<String>,
-    /// Only the route at this 0-based index of spec.http.
-    #[arg(long, value_name = "N", group = "routesel")]
-    pub route_index: Option<usize>,
-    /// Only routes with a destination to HOST (short name or FQDN), optionally HOST/SUBSET.
-    #[arg(long, value_name = "HOST[/SUBSET]", group = "routesel")]
-    pub destination: Option<String>,
-    /// How long the change may stay: after this, `meshdrill recover` rolls it back.
-    #[arg(long = "for", value_name = "DURATION", default_value = "10m", value_parser = parse_ttl)]
-    pub ttl: Duration,
-    #[command(flatten)]
-    pub cluster: super::cluster::ClusterArgs,
-}
-
-fn parse_ttl(s: &str) -> Result<Duration, String> {
-    crate::istio::types::parse_go_duration(s)
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("invalid duration {s:?}: use Go syntax such as 90s, 10m or 1h"))
-}
-
-impl TargetArgs {
-    pub fn selector(&self) -> RouteSelector {
-        if let Some(n) = &self.route {
-            RouteSelector::Name(n.clone())
-        } else if let Some(i) = self.route_index {
-            RouteSelector::Index(i)
-        } else if let Some(d) = &self.destination {
-            let (host, subset) = match d.split_once('/') {
-                Some((h, s)) => (h.to_string(), Some(s.to_string())),
-                None => (d.clone(), None),
-            };
-            RouteSelector::Destination { host, subset }
-        } else {
-            RouteSelector::All
-        }
-    }
-}
+use crate::scenario::journal::{Ending, RollbackRecord};
+use crate::scenario::model::{Expect, Hold, Scenario, Step, StepKind, TargetSpec, VsRef};
+use crate::scenario::{Event, Observer, RunOptions};
+use crate::target::{Changed, Cleared, Kind, Target};
 
 #[derive(Debug, Subcommand)]
 pub enum FaultCommand {
@@ -247,19 +179,27 @@ pub fn run_timeout(a: TimeoutArgs, out: &mut impl Write, err: &mut impl Write) -
 }
 
 pub fn run_clear(a: ClearArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
-    if a.target.selector() != RouteSelector::All {
+    if a.target.selector() != crate::istio::RouteSelector::All {
         return Err(Failure::input(anyhow!(
             "clear restores every route meshdrill changed on the VirtualService, as one drill record; it takes no --route, --route-index or --destination"
+        )));
+    }
+    if a.target.wait {
+        return Err(Failure::input(anyhow!(
+            "clear takes no --wait: it restores at once, there is nothing to hold"
         )));
     }
     apply(&a.target, None, out, err)
 }
 
-/// Identity of this run for the drill record.
-pub fn record_meta(ttl: Duration) -> RecordMeta {
+/// Identity of a one-shot change (no --wait): no process holds it, so it lives until
+/// its expiry and `recover --orphans` must not take it for an orphan (see `owner_gone`).
+pub fn one_shot_meta(ttl: Duration) -> RecordMeta {
+    let mut owner = crate::istio::Owner::current();
+    owner.pid = 0;
     RecordMeta {
         run_id: crate::istio::new_run_id(),
-        owner: crate::istio::Owner::current(),
+        owner,
         now: jiff::Timestamp::now(),
         ttl,
     }
@@ -271,135 +211,480 @@ fn apply(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> CliResult {
-    if let Some(file) = &t.file {
-        if t.cluster.wait || t.cluster.dry_run {
-            return Err(Failure::input(anyhow!(
-                "--wait and --dry-run are for the cluster; with -f nothing is changed anyway: the result is printed"
-            )));
-        }
-        return apply_file(file, t, change.as_ref(), out, err);
-    }
-    if let Some(dir) = &t.mesh {
-        return super::mesh::apply_change(dir, t, change.as_ref(), out, err);
-    }
-    super::cluster::apply_change(t, change.as_ref(), out, err)
-}
-
-/// Picks the VirtualService named `name` (or the only one) from a file's documents.
-pub fn pick_virtual_service<'a>(
-    docs: &'a [Document],
-    name: Option<&str>,
-    ns: Option<&str>,
-    file: &Path,
-) -> Result<&'a Document, Failure> {
-    let vss: Vec<&Document> = docs.iter().filter(|d| d.is_virtual_service()).collect();
-    let names = || {
-        vss.iter()
-            .map(|d| d.name().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let found: Vec<&&Document> = vss
-        .iter()
-        .filter(|d| {
-            name.is_none_or(|n| d.name() == n)
-                && ns.is_none_or(|n| d.namespace().is_none_or(|dn| dn == n))
-        })
-        .collect();
-    match (found.as_slice(), name) {
-        ([d], _) => Ok(d),
-        ([], None) if !vss.is_empty() => Err(Failure::input(anyhow!(
-            "{}: no VirtualService in namespace {:?}; the file has: {}",
-            file.display(),
-            ns.unwrap_or_default(),
-            names()
-        ))),
-        ([], _) if vss.is_empty() => Err(Failure::input(anyhow!(
-            "{}: no VirtualService in this file",
-            file.display()
-        ))),
-        ([], Some(n)) => Err(Failure::input(anyhow!(
-            "{}: no VirtualService named {n:?}; the file has: {}",
-            file.display(),
-            names()
-        ))),
-        (_, _) => Err(Failure::input(anyhow!(
-            "{}: several VirtualServices ({}); name one: meshdrill ... <VS> -f {}",
-            file.display(),
-            names(),
-            file.display()
-        ))),
-    }
-}
-
-/// Reads and validates the VirtualService a command should change.
-pub fn load_for_change(file: &Path, t: &TargetArgs) -> Result<Document, Failure> {
-    let docs = manifest::read_file(file).map_err(Failure::input)?;
-    let doc = pick_virtual_service(&docs, t.name.as_deref(), t.namespace.as_deref(), file)?;
-    let issues = validate_virtual_service(doc);
-    if !issues.is_empty() {
-        let list: Vec<String> = issues.iter().map(|i| format!("  {i}")).collect();
+    t.check()?;
+    if t.file.is_none() && t.name.is_none() {
+        let hint = match &t.mesh {
+            Some(d) => format!("--mesh {}", d.display()),
+            None => "[-n NS]".into(),
+        };
         return Err(Failure::input(anyhow!(
-            "{}: VirtualService {} is not valid; nothing was changed:\n{}",
-            file.display(),
-            doc.name(),
-            list.join("\n")
+            "name the VirtualService: meshdrill ... <VS> {hint}"
         )));
     }
-    Ok(doc.clone())
+    let rt = runtime()?;
+    if t.wait && change.is_some() {
+        return rt.block_on(hold(t, change, out, err));
+    }
+    rt.block_on(async {
+        let target = t.open(None).await?;
+        for w in cluster_warnings(&target) {
+            let _ = writeln!(err, "warning: {w}");
+        }
+        let name = t.name.clone().unwrap_or_default();
+        let ns = t.namespace.as_deref();
+        let meta = one_shot_meta(t.ttl);
+        let changed = if t.dry_run {
+            target
+                .plan(&name, ns, &t.selector(), change.as_ref(), &meta)
+                .await
+        } else {
+            target
+                .apply(&name, ns, &t.selector(), change.as_ref(), &meta, None)
+                .await
+        }
+        .map_err(fail)?;
+        for w in &changed.warnings {
+            writeln!(err, "warning: {w}").map_err(io_err)?;
+        }
+        let mut view = View::new(t, &target, &name);
+        view.changed(change.as_ref(), &changed, out, err)?;
+        view.outs.finish(Ok(Exit::Ok))
+    })
 }
 
-fn apply_file(
-    file: &Path,
+fn cluster_warnings(t: &Target) -> Vec<String> {
+    match t {
+        Target::Cluster(c) => c.cluster.warnings.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// `--wait`: the drill runner holds the change for `--for` and rolls it back.
+async fn hold(
     t: &TargetArgs,
-    change: Option<&Change>,
+    change: Option<Change>,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> CliResult {
-    let doc = load_for_change(file, t)?;
-    let located = |e: crate::istio::PlanError| {
-        let at = match e {
-            crate::istio::PlanError::BadRecord { .. } => {
-                doc.locate("/metadata/annotations/meshdrill.io~1drill")
-            }
-            _ => doc.locate("/spec/http"),
-        };
-        Failure::input(anyhow!("{at}: {e}"))
+    let Some(change) = change else {
+        return Ok(Exit::Ok);
     };
-    let (patch, after) = match change {
-        Some(c) => {
-            let plan =
-                plan_change(&doc.value, &t.selector(), c, &record_meta(t.ttl)).map_err(located)?;
-            for w in &plan.warnings {
-                writeln!(err, "warning: {w}").map_err(io_err)?;
-            }
-            (plan.patch, plan.after)
+    let name = t.name.clone().unwrap_or_default();
+    // Signals first: one before the patch is sent stops with nothing changed, one
+    // after it rolls the change back.
+    let cancel = Cancel::new();
+    let _signals = cancel
+        .watch_signals()
+        .map_err(|e| Failure::target(anyhow!("cannot handle signals: {e}")))?;
+    let target = match t.open(Some(&cancel)).await {
+        Ok(t) => t,
+        Err(_) if cancel.signal().is_some() => {
+            let sig = cancel.signal().map_or("a signal", |s| s.name());
+            let ns = t.namespace.as_deref().unwrap_or("(default namespace)");
+            return Err(interrupted_before(sig, ns, &name));
         }
-        None => match plan_clear(&doc.value).map_err(located)? {
-            Some(p) => (p.patch, p.after),
-            None => {
-                writeln!(
-                    err,
-                    "{}: VirtualService {} carries no meshdrill change; nothing to clear",
-                    file.display(),
-                    doc.name()
-                )
-                .map_err(io_err)?;
-                (json_patch::Patch(Vec::new()), doc.value.clone())
-            }
+        Err(e) => return Err(e),
+    };
+    for w in cluster_warnings(&target) {
+        let _ = writeln!(err, "warning: {w}");
+    }
+    let vs = VsRef {
+        name: name.clone(),
+        namespace: t.namespace.clone(),
+    };
+    let label = format!("{change} on {name}");
+    let scenario = Scenario {
+        name: label.clone(),
+        source: "command line".into(),
+        target: TargetSpec::Mesh {
+            file: Default::default(),
         },
+        allowed_hosts: Vec::new(),
+        load: None,
+        slos: Vec::new(),
+        confidence: 0.95,
+        steady_state: None,
+        method: vec![
+            Step {
+                index: 0,
+                label,
+                at: "command line".into(),
+                kind: StepKind::Change {
+                    vs,
+                    selector: t.selector(),
+                    change: change.clone(),
+                },
+            },
+            Step {
+                index: 1,
+                label: format!("hold {}", crate::scenario::runner::human(t.ttl)),
+                at: "command line".into(),
+                kind: StepKind::Hold(Hold {
+                    duration: t.ttl,
+                    expect: Expect::Ignore,
+                    retry_check: None,
+                }),
+            },
+        ],
+        stop_conditions: Vec::new(),
+        rollbacks: Vec::new(),
     };
-    let text = match t.output.unwrap_or(Output::Yaml) {
-        Output::Yaml => manifest::to_yaml(&[&after]),
-        Output::Json => pretty(&after)?,
-        Output::Patch => pretty(&patch)?,
+    let opts = RunOptions {
+        ttl: Some(t.ttl),
+        ..RunOptions::default()
     };
-    out.write_all(text.as_bytes()).map_err(io_err)?;
-    Ok(Exit::Ok)
+    let mut view = View::new(t, &target, &name);
+    let journal = {
+        let mut obs = WaitObserver {
+            view: &mut view,
+            change: &change,
+            out,
+            err,
+        };
+        crate::scenario::run(&scenario, &target, &opts, &cancel, &mut obs).await
+    };
+    let ns = view.ns.clone();
+    let expires = view.expires.clone().unwrap_or_else(|| "its expiry".into());
+    let result = match journal.ending {
+        Ending::Completed => Ok(Exit::Ok),
+        Ending::Interrupted { signal } => Err(Failure::interrupted(anyhow!(
+            "interrupted by {signal}; the change on {ns}/{name} was rolled back"
+        ))),
+        Ending::InterruptedBeforeChange { signal } => Err(interrupted_before(&signal, &ns, &name)),
+        Ending::RollbackAbandoned { signal } => Err(Failure::target(anyhow!(
+            "rollback abandoned by {signal}: the change on {ns}/{name} stays until {expires}; `meshdrill recover -n {ns}` removes it then (or `meshdrill clear {name} -n {ns}` now)"
+        ))),
+        Ending::RollbackFailed { message } => Err(Failure::target(anyhow!(
+            "{message}. The drill record stays on the object; `meshdrill recover -n {ns}` restores it after {expires}"
+        ))),
+        Ending::InputError { message } => Err(Failure::input(anyhow!("{message}"))),
+        other => Err(Failure::target(anyhow!("{}", ending_message(&other)))),
+    };
+    if let Target::Mesh(m) = target {
+        m.stop();
+    }
+    view.outs.finish(result)
+}
+
+fn ending_message(e: &Ending) -> String {
+    match e {
+        Ending::TargetError { message } | Ending::InputError { message } => message.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn interrupted_before(sig: &str, ns: &str, name: &str) -> Failure {
+    Failure::interrupted(anyhow!(
+        "interrupted by {sig} before the patch was sent; VirtualService {ns}/{name} was not changed"
+    ))
+}
+
+/// Output errors once something was changed: they must never keep meshdrill from
+/// holding and rolling the change back, so they are kept until the end.
+#[derive(Default)]
+pub(crate) struct OutputErrors(Option<std::io::Error>);
+
+impl OutputErrors {
+    pub fn keep(&mut self, r: std::io::Result<()>) {
+        if let (Err(e), None) = (r, &self.0) {
+            self.0 = Some(e);
+        }
+    }
+
+    /// The outcome; a failed write is reported only when nothing worse happened.
+    pub fn finish(self, r: CliResult) -> CliResult {
+        match (r, self.0) {
+            (Ok(_), Some(e)) => Err(io_err(e)),
+            (r, _) => r,
+        }
+    }
+}
+
+/// How a change is shown, per target kind (kubectl-like lines on a cluster, Envoy's
+/// confirmation on a mesh, the object on a file).
+struct View {
+    kind: Kind,
+    output: Option<Output>,
+    dry_run: bool,
+    name: String,
+    ns: String,
+    source: String,
+    expires: Option<String>,
+    outs: OutputErrors,
+}
+
+fn resource(name: &str) -> String {
+    format!("virtualservice.{}/{name}", crate::cluster::GROUP)
+}
+
+fn routes_text(routes: &[usize]) -> String {
+    let list: Vec<String> = routes.iter().map(|i| format!("#{i}")).collect();
+    if routes.len() == 1 {
+        format!("route {}", list.join(""))
+    } else {
+        format!("routes {}", list.join(", "))
+    }
+}
+
+pub fn when(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+pub fn human(d: jiff::SignedDuration) -> String {
+    let s = d.as_secs().unsigned_abs();
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+pub fn changes_text(r: &DrillRecord) -> String {
+    let list: Vec<String> = r
+        .changes
+        .iter()
+        .map(|c| format!("{} on {}", c.change, routes_text(&c.routes)))
+        .collect();
+    format!("{} rolled back", list.join("; "))
 }
 
 pub fn pretty(v: &impl serde::Serialize) -> Result<String, Failure> {
     serde_json::to_string_pretty(v)
         .map(|s| s + "\n")
         .map_err(|e| Failure::target(anyhow!("cannot render JSON: {e}")))
+}
+
+fn render(output: Output, object: &Value, patch: &json_patch::Patch) -> String {
+    match output {
+        Output::Yaml => manifest::to_yaml(&[object]),
+        Output::Json => pretty(object).unwrap_or_default(),
+        Output::Patch => pretty(patch).unwrap_or_default(),
+    }
+}
+
+impl View {
+    fn new(t: &TargetArgs, target: &Target, name: &str) -> Self {
+        let kind = target.kind();
+        let output = match kind {
+            Kind::File => Some(t.output.unwrap_or(if t.dry_run {
+                Output::Patch
+            } else {
+                Output::Yaml
+            })),
+            _ => t.output.or(t.dry_run.then_some(Output::Patch)),
+        };
+        let ns = t
+            .namespace
+            .clone()
+            .or_else(|| target.default_namespace().map(str::to_string))
+            .unwrap_or_else(|| "default".into());
+        Self {
+            kind,
+            output,
+            dry_run: t.dry_run,
+            name: name.to_string(),
+            ns,
+            source: t
+                .file
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_default(),
+            expires: None,
+            outs: OutputErrors::default(),
+        }
+    }
+
+    fn dry(&self) -> &'static str {
+        if self.dry_run {
+            " (dry run: nothing sent)"
+        } else {
+            ""
+        }
+    }
+
+    /// Prints the outcome of a change (or a clear, `change == None`).
+    fn changed(
+        &mut self,
+        change: Option<&Change>,
+        c: &Changed,
+        out: &mut impl Write,
+        err: &mut impl Write,
+    ) -> CliResult<()> {
+        self.ns = c.namespace.clone();
+        if let Some(r) = &c.record {
+            self.expires = Some(when(r.expires));
+        }
+        let line = match (self.kind, change) {
+            (Kind::File, None) if c.record.is_none() => Some(format!(
+                "{}: VirtualService {} carries no meshdrill change; nothing to clear",
+                self.source,
+                c.object
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&self.name)
+            )),
+            (Kind::File, _) => self.dry_run.then(|| "dry run: nothing changed".to_string()),
+            (Kind::Cluster, Some(ch)) => Some(format!(
+                "{} patched ({ch}, {}, expires {}){}",
+                resource(&self.name),
+                routes_text(&c.routes),
+                c.record.as_ref().map_or("?".into(), |r| when(r.expires)),
+                self.dry()
+            )),
+            (Kind::Cluster, None) if c.object.is_null() => {
+                return Err(Failure::target(anyhow!(
+                    "VirtualService {}/{} not found (HTTP 404 NotFound): nothing to clear; check the name and -n",
+                    self.ns,
+                    self.name
+                )));
+            }
+            (Kind::Cluster, None) => Some(match &c.record {
+                Some(r) => format!(
+                    "{} restored (run {}: {}){}",
+                    resource(&self.name),
+                    r.run_id,
+                    changes_text(r),
+                    self.dry()
+                ),
+                None => format!(
+                    "{} unchanged (it carries no meshdrill drill; nothing to clear)",
+                    resource(&self.name)
+                ),
+            }),
+            (Kind::Mesh, _) => Some(self.mesh_line(change, c)),
+        };
+        let text = self.output.map(|o| render(o, &c.object, &c.patch));
+        match (text, line) {
+            (Some(t), line) => {
+                self.outs.keep(out.write_all(t.as_bytes()));
+                if let Some(l) = line {
+                    self.outs.keep(writeln!(err, "{l}"));
+                }
+            }
+            (None, Some(l)) => self.outs.keep(writeln!(out, "{l}")),
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    fn mesh_line(&self, change: Option<&Change>, c: &Changed) -> String {
+        let name = &self.name;
+        let what = match change {
+            Some(ch) => format!(
+                "{ch} on route(s) {}",
+                c.routes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None if c.patch.0.is_empty() => {
+                "carries no meshdrill change; nothing to clear".to_string()
+            }
+            None => "meshdrill's changes removed; routes restored".to_string(),
+        };
+        if self.dry_run {
+            return format!("VirtualService {name}: would apply {what} (dry run: nothing changed)");
+        }
+        match c.envoy {
+            Some((v, d)) => format!(
+                "VirtualService {name}: {what}; Envoy runs route version {v} (confirmed in {} ms)",
+                d.as_millis()
+            ),
+            None => format!("VirtualService {name}: {what}; Envoy's routes are unchanged"),
+        }
+    }
+
+    /// The line after a rollback.
+    fn restored(&mut self, rec: &RollbackRecord, cleared: Option<&Cleared>) -> Option<String> {
+        let name = &self.name;
+        Some(match (self.kind, cleared) {
+            (Kind::Mesh, Some(Cleared::Restored { .. })) => {
+                format!("VirtualService {name}: meshdrill's changes removed; routes restored")
+            }
+            (_, Some(Cleared::Restored { record, .. })) => format!(
+                "{} restored (run {}: {})",
+                resource(name),
+                record.run_id,
+                changes_text(record)
+            ),
+            (_, Some(Cleared::Nothing { .. })) => format!(
+                "{} restored (no meshdrill drill on it any more)",
+                resource(name)
+            ),
+            (_, Some(Cleared::Gone)) => format!(
+                "{} is gone (deleted meanwhile): nothing to restore",
+                resource(name)
+            ),
+            (_, None) if rec.ok => return None,
+            (_, None) => return None,
+        })
+    }
+}
+
+/// Prints the events of `fault … --wait`.
+struct WaitObserver<'v, 'c, O: Write, E: Write> {
+    view: &'v mut View,
+    change: &'c Change,
+    out: &'v mut O,
+    err: &'v mut E,
+}
+
+impl<O: Write, E: Write> Observer for WaitObserver<'_, '_, O, E> {
+    fn event(&mut self, e: Event<'_>) {
+        match e {
+            Event::Changed { changed, .. } => {
+                for w in &changed.warnings {
+                    self.view.outs.keep(writeln!(self.err, "warning: {w}"));
+                }
+                let _ = self
+                    .view
+                    .changed(Some(self.change), changed, self.out, self.err);
+            }
+            Event::Holding {
+                vs,
+                namespace,
+                duration,
+                run_id,
+            } => {
+                let d =
+                    jiff::SignedDuration::try_from(duration).unwrap_or(jiff::SignedDuration::MAX);
+                self.view.outs.keep(writeln!(
+                    self.err,
+                    "holding the change on {namespace}/{vs} for {} (run {run_id}); Ctrl-C rolls it back now",
+                    human(d)
+                ));
+            }
+            Event::LateLanding { vs, namespace } => {
+                self.view.outs.keep(writeln!(
+                    self.err,
+                    "the patch of {namespace}/{vs} got no answer in time; checking whether it lands after all"
+                ));
+            }
+            Event::RollbackStarted {
+                signalled: true, ..
+            }
+            | Event::RollbackSignal { .. } => {
+                let ns = self.view.ns.clone();
+                let expires = self.view.expires.clone().unwrap_or_default();
+                self.view.outs.keep(writeln!(
+                    self.err,
+                    "rolling back; press Ctrl-C again to abandon (the change stays until {expires}; `meshdrill recover -n {ns}` removes it)"
+                ));
+            }
+            Event::RolledBack { record, cleared } => {
+                if let Some(line) = self.view.restored(record, cleared) {
+                    // With -o the object or patch owns stdout; the status lines go to stderr.
+                    let r = match self.view.output {
+                        None => writeln!(self.out, "{line}"),
+                        Some(_) => writeln!(self.err, "{line}"),
+                    };
+                    self.view.outs.keep(r);
+                }
+            }
+            Event::Warning(w) => self.view.outs.keep(writeln!(self.err, "warning: {w}")),
+            _ => {}
+        }
+    }
 }

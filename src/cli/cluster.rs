@@ -1,58 +1,25 @@
-//! The cluster target (default when neither -f nor --mesh is given) and the cluster
-//! commands: `status`, `recover`, `cluster check`, `pods kill`.
+//! `status` and `recover` (on a cluster or a running mesh), and the cluster-only
+//! commands `cluster check` and `pods kill`.
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::anyhow;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
-use super::change::{Output, TargetArgs, pretty, record_meta};
+use super::args::{self, ConnArgs, ScopeArgs};
+use super::change::{changes_text, human, pretty, when};
 use super::{CliResult, Exit, Failure, io_err};
-use crate::cluster::{self, Cleared, Cluster, ConnectOptions, VsApi};
-use crate::istio::{Change, DrillRecord, manifest};
+use crate::cluster::{self, Cluster};
+use crate::istio::{DrillRecord, RecordMeta, RouteSelector};
+use crate::target::{Cleared, Target, rollback_budget};
+
+/// The identity a planned clear needs (only its time is read).
+fn clear_meta() -> RecordMeta {
+    super::change::one_shot_meta(std::time::Duration::from_secs(1))
+}
 
 // === Arguments ===
-
-/// How to reach the cluster (kubectl's flags; `KUBERNETES_HOST` and friends win when set).
-#[derive(Debug, Clone, Default, Args)]
-pub struct ConnArgs {
-    /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config); refused when KUBERNETES_HOST is set, since the KUBERNETES_* variables win.
-    #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context to use (default: current-context).
-    #[arg(long, value_name = "NAME")]
-    pub context: Option<String>,
-    /// Do not verify the API server's certificate (insecure; prints a warning).
-    #[arg(long)]
-    pub insecure_skip_tls_verify: bool,
-    /// How long to wait for each API server answer (Go duration; 0 = no limit).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
-    pub request_timeout: Duration,
-}
-
-fn parse_timeout(s: &str) -> Result<Duration, String> {
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    crate::istio::types::parse_go_duration(s)
-        .ok_or_else(|| format!("invalid duration {s:?}: use Go syntax such as 5s or 1m"))
-}
-
-/// Cluster flags of the changing commands (`fault`, `retries`, `timeout`, `clear`).
-#[derive(Debug, Clone, Default, Args)]
-pub struct ClusterArgs {
-    #[command(flatten)]
-    pub conn: ConnArgs,
-    /// Print what would be sent (the patch, or -o yaml|json the object) and change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Hold the change for the --for duration, then roll it back; Ctrl-C/SIGTERM rolls back at once (exit 130).
-    #[arg(long)]
-    pub wait: bool,
-}
 
 /// Output of `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -64,13 +31,7 @@ pub enum ListOutput {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
-    pub conn: ConnArgs,
-    /// Namespace (default: the context's).
-    #[arg(short = 'n', long, conflicts_with = "all_namespaces")]
-    pub namespace: Option<String>,
-    /// Every namespace.
-    #[arg(short = 'A', long)]
-    pub all_namespaces: bool,
+    pub scope: ScopeArgs,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub output: ListOutput,
@@ -79,13 +40,7 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct RecoverArgs {
     #[command(flatten)]
-    pub conn: ConnArgs,
-    /// Namespace (default: the context's).
-    #[arg(short = 'n', long, conflicts_with = "all_namespaces")]
-    pub namespace: Option<String>,
-    /// Every namespace.
-    #[arg(short = 'A', long)]
-    pub all_namespaces: bool,
+    pub scope: ScopeArgs,
     /// Also restore drills whose owner process is gone (known only for drills started on this host).
     #[arg(long)]
     pub orphans: bool,
@@ -165,14 +120,9 @@ async fn connect(
     namespace: Option<&str>,
     err: &mut impl Write,
 ) -> Result<Cluster, Failure> {
-    let opts = ConnectOptions {
-        kubeconfig: conn.kubeconfig.clone(),
-        context: conn.context.clone(),
-        namespace: namespace.map(str::to_string),
-        insecure_skip_tls_verify: conn.insecure_skip_tls_verify,
-        request_timeout: Some(conn.request_timeout),
-    };
-    let c = Cluster::connect(&opts).await.map_err(fail)?;
+    let c = Cluster::connect(&conn.options(namespace))
+        .await
+        .map_err(fail)?;
     for w in &c.warnings {
         // A warning that cannot be shown must not stop the command.
         let _ = writeln!(err, "warning: {w}");
@@ -184,474 +134,15 @@ fn resource(name: &str) -> String {
     format!("virtualservice.{}/{name}", cluster::GROUP)
 }
 
-fn routes_text(routes: &[usize]) -> String {
-    let list: Vec<String> = routes.iter().map(|i| format!("#{i}")).collect();
-    if routes.len() == 1 {
-        format!("route {}", list.join(""))
-    } else {
-        format!("routes {}", list.join(", "))
-    }
-}
-
-fn when(t: jiff::Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-fn human(d: jiff::SignedDuration) -> String {
-    let s = d.as_secs().unsigned_abs();
-    match s {
-        0..=119 => format!("{s}s"),
-        120..=7199 => format!("{}m", s / 60),
-        7200..=172_799 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
-    }
-}
-
-/// Prints the object or the patch (with -o), and the kubectl-like line.
-fn report(
-    output: Option<Output>,
-    object: &Value,
-    patch: &json_patch::Patch,
-    line: &str,
-    out: &mut impl Write,
-    err: &mut impl Write,
-) -> Result<(), Failure> {
-    report_io(output, object, patch, line, out, err).map_err(io_err)
-}
-
-/// [`report`], returning the first write error (both writes are tried).
-fn report_io(
-    output: Option<Output>,
-    object: &Value,
-    patch: &json_patch::Patch,
-    line: &str,
-    out: &mut impl Write,
-    err: &mut impl Write,
-) -> std::io::Result<()> {
-    let text = match output {
-        None => return writeln!(out, "{line}"),
-        Some(Output::Yaml) => Ok(manifest::to_yaml(&[object])),
-        Some(Output::Json) => pretty(object),
-        Some(Output::Patch) => pretty(patch),
-    };
-    let a = match text {
-        Ok(t) => out.write_all(t.as_bytes()),
-        Err(f) => Err(std::io::Error::other(f.to_string())),
-    };
-    let b = writeln!(err, "{line}");
-    a.and(b)
-}
-
-/// Output errors once something was changed on the cluster: they must never keep
-/// meshdrill from holding and rolling the change back, so they are kept until the end.
-#[derive(Default)]
-struct OutputErrors(Option<std::io::Error>);
-
-impl OutputErrors {
-    fn keep(&mut self, r: std::io::Result<()>) {
-        if let (Err(e), None) = (r, &self.0) {
-            self.0 = Some(e);
+/// Opens the scope's target and shows the cluster's warnings.
+async fn open_scope(scope: &ScopeArgs, err: &mut impl Write) -> Result<Target, Failure> {
+    let t = scope.open().await?;
+    if let Target::Cluster(c) = &t {
+        for w in &c.cluster.warnings {
+            let _ = writeln!(err, "warning: {w}");
         }
     }
-
-    /// The outcome; a failed write is reported only when nothing worse happened.
-    fn finish(self, r: CliResult) -> CliResult {
-        match (r, self.0) {
-            (Ok(_), Some(e)) => Err(io_err(e)),
-            (r, _) => r,
-        }
-    }
-}
-
-/// How long a rollback keeps trying through 429/5xx/no answer: 2 minutes, or
-/// `MESHDRILL_ROLLBACK_DEADLINE` (a Go duration; meant for tests).
-fn rollback_budget() -> Duration {
-    std::env::var("MESHDRILL_ROLLBACK_DEADLINE")
-        .ok()
-        .and_then(|s| crate::istio::types::parse_go_duration(&s))
-        .unwrap_or(Duration::from_secs(120))
-}
-
-fn retry_note(what: &str) -> impl FnMut(&cluster::Error, Duration) + '_ {
-    move |e, wait| {
-        tracing::warn!(
-            "rollback of {what} not done yet ({e}); trying again in {:.1}s",
-            wait.as_secs_f64()
-        );
-    }
-}
-
-// === fault / retries / timeout / clear ===
-
-/// Applies `change` (or clears, when `None`) to the VirtualService `t.name` on the
-/// cluster.
-pub fn apply_change(
-    t: &TargetArgs,
-    change: Option<&Change>,
-    out: &mut impl Write,
-    err: &mut impl Write,
-) -> CliResult {
-    runtime()?.block_on(apply_async(t, change, out, err))
-}
-
-/// Why a hold ended.
-enum Held {
-    Expired,
-    Signal(&'static str),
-}
-
-/// SIGINT, SIGTERM and SIGHUP, counted by a task from the moment they are installed.
-struct Signals {
-    rx: cluster::Interrupts,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Signals {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Signals {
-    fn new() -> Result<Self, Failure> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let e = |e: std::io::Error| Failure::target(anyhow!("cannot handle signals: {e}"));
-        let mut int = signal(SignalKind::interrupt()).map_err(e)?;
-        let mut term = signal(SignalKind::terminate()).map_err(e)?;
-        let mut hup = signal(SignalKind::hangup()).map_err(e)?;
-        let (tx, rx) = tokio::sync::watch::channel(cluster::Signalled::default());
-        let task = tokio::spawn(async move {
-            loop {
-                let name = tokio::select! {
-                    Some(()) = int.recv() => "SIGINT",
-                    Some(()) = term.recv() => "SIGTERM",
-                    Some(()) = hup.recv() => "SIGHUP",
-                    else => break,
-                };
-                tx.send_modify(|s| {
-                    s.count += 1;
-                    s.last = name;
-                });
-            }
-        });
-        Ok(Self { rx, task })
-    }
-
-    fn seen(&self) -> cluster::Signalled {
-        *self.rx.borrow()
-    }
-
-    /// Waits for a signal beyond the first `after`.
-    async fn next(&mut self, after: u32) -> cluster::Signalled {
-        cluster::signalled_after(&mut self.rx, after).await
-    }
-
-    /// Holds for `d`, or until a signal (one that came during the apply counts).
-    async fn hold(&mut self, d: Duration) -> Held {
-        tokio::select! {
-            _ = tokio::time::sleep(d) => Held::Expired,
-            s = self.next(0) => Held::Signal(s.last),
-        }
-    }
-}
-
-fn interrupted_before(sig: &str, ns: &str, name: &str) -> Failure {
-    Failure::interrupted(anyhow!(
-        "interrupted by {sig} before the patch was sent; VirtualService {ns}/{name} was not changed"
-    ))
-}
-
-async fn apply_async(
-    t: &TargetArgs,
-    change: Option<&Change>,
-    out: &mut impl Write,
-    err: &mut impl Write,
-) -> CliResult {
-    let flags = &t.cluster;
-    let hold = flags.wait && !flags.dry_run && change.is_some();
-    // Installed before anything is changed: a signal before the PATCH stops the run
-    // with nothing changed, one after it rolls the change back.
-    let mut signals = if hold { Some(Signals::new()?) } else { None };
-    let stop = signals.as_ref().map(|s| s.rx.clone());
-    let Some(name) = t.name.as_deref() else {
-        return Err(Failure::input(anyhow!(
-            "name the VirtualService: meshdrill ... <VS> [-n NS]"
-        )));
-    };
-    let setup = async {
-        let c = connect(&flags.conn, t.namespace.as_deref(), err).await?;
-        let api = c.virtual_services().await.map_err(fail)?;
-        Ok::<_, Failure>((c, api))
-    };
-    let (c, api) = match stop.clone() {
-        Some(mut rx) => tokio::select! {
-            r = setup => r?,
-            s = cluster::signalled(&mut rx) => {
-                let ns = t.namespace.as_deref().unwrap_or("(default namespace)");
-                return Err(interrupted_before(s.last, ns, name));
-            }
-        },
-        None => setup.await?,
-    };
-    let ns = c.namespace.clone();
-    let output = t.output.or(flags.dry_run.then_some(Output::Patch));
-    let dry = if flags.dry_run {
-        " (dry run: nothing sent)"
-    } else {
-        ""
-    };
-
-    let Some(change) = change else {
-        return clear_one(&c, &api, &ns, name, flags.dry_run, output, out, err).await;
-    };
-    let mut meta = record_meta(t.ttl);
-    if !hold {
-        // No process holds a one-shot change: it lives until its expiry, and
-        // `recover --orphans` must not take it for an orphan (see owner_gone).
-        meta.owner.pid = 0;
-    }
-    let applied = match c
-        .apply_change(
-            &api,
-            &ns,
-            name,
-            &t.selector(),
-            change,
-            &meta,
-            flags.dry_run,
-            stop.as_ref(),
-        )
-        .await
-    {
-        Ok(a) => a,
-        Err(cluster::Error::Interrupted { .. }) => {
-            let sig = stop.as_ref().map_or("a signal", |s| s.borrow().last);
-            return Err(interrupted_before(sig, &ns, name));
-        }
-        Err(e @ cluster::Error::MayStillApply { .. }) if hold => {
-            return late_landing(&c, &api, &ns, name, e, err).await;
-        }
-        Err(e) => return Err(fail(e)),
-    };
-
-    // From here on the change is on the cluster: no output error may keep it there.
-    let mut outs = OutputErrors::default();
-    for w in &applied.warnings {
-        outs.keep(writeln!(err, "warning: {w}"));
-    }
-    let line = format!(
-        "{} patched ({change}, {}, expires {}){dry}",
-        resource(name),
-        routes_text(&applied.routes),
-        when(applied.record.expires)
-    );
-    outs.keep(report_io(
-        output,
-        &applied.object,
-        &applied.patch,
-        &line,
-        out,
-        err,
-    ));
-    let Some(signals) = signals.as_mut() else {
-        return outs.finish(Ok(Exit::Ok));
-    };
-
-    outs.keep(writeln!(
-        err,
-        "holding the change on {ns}/{name} for {} (run {}); Ctrl-C rolls it back now",
-        human(jiff::SignedDuration::try_from(t.ttl).unwrap_or(jiff::SignedDuration::MAX)),
-        applied.record.run_id
-    ));
-    let held = signals.hold(t.ttl).await;
-    let expires = when(applied.record.expires);
-    let what = format!("{ns}/{name}");
-    let rollback = c.rollback(&api, &ns, name, rollback_budget(), retry_note(&what));
-    tokio::pin!(rollback);
-    let mut seen = signals.seen().count;
-    let abandon_hint = format!(
-        "rolling back; press Ctrl-C again to abandon (the change stays until {expires}; `meshdrill recover -n {ns}` removes it)"
-    );
-    // After the signal that ended the hold, the next one abandons the rollback; after
-    // an expiry, the first one only prints the hint.
-    let mut warned = matches!(held, Held::Signal(_));
-    if warned {
-        outs.keep(writeln!(err, "{abandon_hint}"));
-    }
-    let cleared = loop {
-        tokio::select! {
-            r = &mut rollback => break Some(r),
-            s = signals.next(seen) => {
-                seen = s.count;
-                if warned {
-                    break None;
-                }
-                warned = true;
-                outs.keep(writeln!(err, "{abandon_hint}"));
-            }
-        }
-    };
-    let Some(cleared) = cleared else {
-        return outs.finish(Err(Failure::target(anyhow!(
-            "rollback abandoned by {}: the change on {ns}/{name} stays until {expires}; `meshdrill recover -n {ns}` removes it then (or `meshdrill clear {name} -n {ns}` now)",
-            signals.seen().last
-        ))));
-    };
-    let restored_line = |c: &Cleared| match c {
-        Cleared::Restored { record, .. } => format!(
-            "{} restored (run {}: {})",
-            resource(name),
-            record.run_id,
-            changes_text(record)
-        ),
-        Cleared::Nothing { .. } => format!(
-            "{} restored (no meshdrill drill on it any more)",
-            resource(name)
-        ),
-        Cleared::Gone => format!(
-            "{} is gone (deleted meanwhile): nothing to restore",
-            resource(name)
-        ),
-    };
-    // With -o the object or patch owns stdout; the status lines go to stderr.
-    let mut say = |line: String| match output {
-        None => outs.keep(writeln!(out, "{line}")),
-        Some(_) => outs.keep(writeln!(err, "{line}")),
-    };
-    let result = match (held, cleared) {
-        (Held::Expired, Ok(cl)) => {
-            say(restored_line(&cl));
-            Ok(Exit::Ok)
-        }
-        (Held::Signal(sig), Ok(cl)) => {
-            say(restored_line(&cl));
-            Err(Failure::interrupted(anyhow!(
-                "interrupted by {sig}; the change on {ns}/{name} was rolled back"
-            )))
-        }
-        (held, Err(e)) => {
-            let why = match held {
-                Held::Expired => "the hold ended".to_string(),
-                Held::Signal(s) => format!("interrupted by {s}"),
-            };
-            Err(Failure::target(anyhow!(
-                "{why}, but the rollback failed: {e}. The drill record stays on the object; `meshdrill recover -n {ns}` restores it after {expires}"
-            )))
-        }
-    };
-    outs.finish(result)
-}
-
-/// `--wait` after a PATCH that got no answer in time: the server may still apply
-/// it. Reads the object a few times (bounded); if the change shows up, rolls it back.
-async fn late_landing(
-    c: &Cluster,
-    api: &VsApi,
-    ns: &str,
-    name: &str,
-    e: cluster::Error,
-    err: &mut impl Write,
-) -> CliResult {
-    const POLLS: usize = 5;
-    let cluster::Error::MayStillApply { run_id, .. } = &e else {
-        return Err(fail(e));
-    };
-    let _ = writeln!(
-        err,
-        "the patch of {ns}/{name} got no answer in time; checking whether it lands after all"
-    );
-    for _ in 0..POLLS {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let Ok(now) = c.get_vs(api, ns, name).await else {
-            continue;
-        };
-        if !matches!(crate::istio::read_record(&now), Ok(Some(r)) if r.run_id == *run_id) {
-            continue;
-        }
-        let what = format!("{ns}/{name}");
-        return match c
-            .rollback(api, ns, name, rollback_budget(), retry_note(&what))
-            .await
-        {
-            Ok(_) => Err(Failure::target(anyhow!(
-                "{e}\nThe change landed after the timeout and was rolled back; nothing is left on {ns}/{name}"
-            ))),
-            Err(r) => Err(Failure::target(anyhow!(
-                "{e}\nThe change landed after the timeout, and rolling it back failed: {r}; `meshdrill recover -n {ns}` restores it after its expiry"
-            ))),
-        };
-    }
-    Err(fail(e))
-}
-
-fn changes_text(r: &DrillRecord) -> String {
-    let list: Vec<String> = r
-        .changes
-        .iter()
-        .map(|c| format!("{} on {}", c.change, routes_text(&c.routes)))
-        .collect();
-    format!("{} rolled back", list.join("; "))
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn clear_one(
-    c: &Cluster,
-    api: &VsApi,
-    ns: &str,
-    name: &str,
-    dry_run: bool,
-    output: Option<Output>,
-    out: &mut impl Write,
-    err: &mut impl Write,
-) -> CliResult {
-    let dry = if dry_run {
-        " (dry run: nothing sent)"
-    } else {
-        ""
-    };
-    let cleared = if dry_run {
-        c.clear(api, ns, name, true).await
-    } else {
-        // A rollback: tried again through 429/5xx/no answer, like the one of --wait.
-        let what = format!("{ns}/{name}");
-        c.rollback(api, ns, name, rollback_budget(), retry_note(&what))
-            .await
-    };
-    match cleared.map_err(fail)? {
-        Cleared::Gone => {
-            return Err(Failure::target(anyhow!(
-                "VirtualService {ns}/{name} not found (HTTP 404 NotFound): nothing to clear; check the name and -n"
-            )));
-        }
-        Cleared::Nothing { object } => {
-            let line = format!(
-                "{} unchanged (it carries no meshdrill drill; nothing to clear)",
-                resource(name)
-            );
-            report(
-                output,
-                &object,
-                &json_patch::Patch(Vec::new()),
-                &line,
-                out,
-                err,
-            )?;
-        }
-        Cleared::Restored {
-            object,
-            patch,
-            record,
-        } => {
-            let line = format!(
-                "{} restored (run {}: {}){dry}",
-                resource(name),
-                record.run_id,
-                changes_text(&record)
-            );
-            report(output, &object, &patch, &line, out, err)?;
-        }
-    }
-    Ok(Exit::Ok)
+    Ok(t)
 }
 
 // === status ===
@@ -712,10 +203,9 @@ fn table(rows: &[Vec<String>], out: &mut impl Write) -> Result<(), Failure> {
 
 pub fn run_status(a: StatusArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
     runtime()?.block_on(async {
-        let c = connect(&a.conn, a.namespace.as_deref(), err).await?;
-        let api = c.virtual_services().await.map_err(fail)?;
-        let scope = (!a.all_namespaces).then_some(c.namespace.as_str());
-        let drills = c.drills(&api, scope).await.map_err(fail)?;
+        let t = open_scope(&a.scope, err).await?;
+        let scope = a.scope.scope(&t);
+        let drills = t.drills(scope).await.map_err(args::fail)?;
         let now = jiff::Timestamp::now();
         if a.output == ListOutput::Json {
             let all: Vec<Value> = drills.iter().map(|d| status_json(d, now)).collect();
@@ -787,10 +277,9 @@ pub fn run_status(a: StatusArgs, out: &mut impl Write, err: &mut impl Write) -> 
 
 pub fn run_recover(a: RecoverArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
     runtime()?.block_on(async {
-        let c = connect(&a.conn, a.namespace.as_deref(), err).await?;
-        let api = c.virtual_services().await.map_err(fail)?;
-        let scope = (!a.all_namespaces).then_some(c.namespace.as_str());
-        let drills = c.drills(&api, scope).await.map_err(fail)?;
+        let t = open_scope(&a.scope, err).await?;
+        let scope = a.scope.scope(&t);
+        let drills = t.drills(scope).await.map_err(args::fail)?;
         let now = jiff::Timestamp::now();
         let dry = if a.dry_run {
             " (dry run: nothing sent)"
@@ -826,18 +315,26 @@ pub fn run_recover(a: RecoverArgs, out: &mut impl Write, err: &mut impl Write) -
                 .map_err(io_err)?;
                 continue;
             };
-            let what = format!("{}/{}", d.namespace, d.name);
             let cleared = if a.dry_run {
-                c.clear(&api, &d.namespace, &d.name, true).await
-            } else {
-                c.rollback(
-                    &api,
-                    &d.namespace,
+                t.plan(
                     &d.name,
-                    rollback_budget(),
-                    retry_note(&what),
+                    Some(&d.namespace),
+                    &RouteSelector::All,
+                    None,
+                    &clear_meta(),
                 )
                 .await
+                .map(|c| match c.record {
+                    Some(record) => Cleared::Restored {
+                        object: c.object,
+                        patch: c.patch,
+                        record,
+                    },
+                    None => Cleared::Nothing { object: c.object },
+                })
+            } else {
+                t.clear(&d.name, Some(&d.namespace), rollback_budget())
+                    .await
             };
             match cleared {
                 Ok(Cleared::Gone) => {

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::anyhow;
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::change::{Output, TargetArgs, pretty, record_meta};
+use super::change::pretty;
 use super::{CliResult, Exit, Failure, io_err};
 use crate::istio::manifest;
-use crate::istio::{Change, validate_virtual_service};
+use crate::istio::validate_virtual_service;
 use crate::mesh::demo::DemoServer;
 use crate::mesh::stats::MeshStats;
 use crate::mesh::{DemoConfig, MeshDir, MeshError, MeshOptions, MeshSpec, RunningMesh};
@@ -182,13 +182,19 @@ fn run_up(a: UpArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
         .enable_all()
         .build()
         .map_err(|e| Failure::target(anyhow!("cannot start the signal handler: {e}")))?;
-    let signals = super::Signals::install(&rt, || {})?;
+    let cancel = crate::cancel::Cancel::new();
+    let _signals = {
+        let _guard = rt.enter();
+        cancel
+            .watch_signals()
+            .map_err(|e| Failure::target(anyhow!("cannot watch SIGINT/SIGTERM: {e}")))?
+    };
     let started = RunningMesh::start(
         loaded.spec,
         MeshOptions {
             envoy: a.envoy,
             dir: a.dir.clone(),
-            cancel: Some(signals.flag.clone()),
+            cancel: Some(cancel.clone()),
             ..MeshOptions::default()
         },
     );
@@ -212,8 +218,11 @@ fn run_up(a: UpArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
 
     let result: Result<&str, MeshError> = rt.block_on(async {
         loop {
-            if let Some(why) = signals.raised() {
-                return Ok(why);
+            if let Some(why) = cancel.reason() {
+                return Ok(match why {
+                    crate::cancel::Reason::Interrupt => "interrupt",
+                    other => other.name(),
+                });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
             for e in mesh.supervise()? {
@@ -305,68 +314,6 @@ fn run_apply(a: ApplyArgs, out: &mut impl Write, err: &mut impl Write) -> CliRes
         return Err(Failure::input(anyhow!(
             "no VirtualService in the given files"
         )));
-    }
-    Ok(Exit::Ok)
-}
-
-/// Applies `change` (or clears, when `None`) to the VirtualService `t.name` of the
-/// running local mesh in `dir`.
-pub fn apply_change(
-    dir: &Path,
-    t: &TargetArgs,
-    change: Option<&Change>,
-    out: &mut impl Write,
-    err: &mut impl Write,
-) -> CliResult {
-    let Some(name) = t.name.as_deref() else {
-        return Err(Failure::input(anyhow!(
-            "name the VirtualService: meshdrill ... <VS> --mesh {}",
-            dir.display()
-        )));
-    };
-    let md = MeshDir::open(dir).map_err(fail)?;
-    let applied = md
-        .apply(
-            name,
-            t.namespace.as_deref(),
-            &t.selector(),
-            change,
-            &record_meta(t.ttl),
-        )
-        .map_err(fail)?;
-    for w in &applied.warnings {
-        writeln!(err, "warning: {w}").map_err(io_err)?;
-    }
-    match t.output {
-        Some(Output::Yaml) => out
-            .write_all(manifest::to_yaml(&[&applied.object]).as_bytes())
-            .map_err(io_err)?,
-        Some(Output::Json) => out
-            .write_all(pretty(&applied.object)?.as_bytes())
-            .map_err(io_err)?,
-        Some(Output::Patch) => out
-            .write_all(pretty(&applied.patch)?.as_bytes())
-            .map_err(io_err)?,
-        None => {
-            let what = match change {
-                Some(c) => format!("{c} on route(s) {}", list(&applied.routes)),
-                None if applied.patch.0.is_empty() => {
-                    "carries no meshdrill change; nothing to clear".to_string()
-                }
-                None => "meshdrill's changes removed; routes restored".to_string(),
-            };
-            if applied.changed {
-                writeln!(
-                    out,
-                    "VirtualService {name}: {what}; Envoy runs route version {} (confirmed in {} ms)",
-                    applied.version,
-                    applied.confirmed_in.as_millis()
-                )
-            } else {
-                writeln!(out, "VirtualService {name}: {what}; Envoy's routes are unchanged")
-            }
-            .map_err(io_err)?;
-        }
     }
     Ok(Exit::Ok)
 }

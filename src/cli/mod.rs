@@ -3,12 +3,15 @@
 //! clap structs stop here; handlers turn them into validated domain values (`istio`
 //! specs) and map every outcome to the exit codes of the CLI contract.
 
+mod args;
 mod change;
 mod cluster;
 mod completions;
 mod demo;
+mod drill;
 pub mod load;
 mod mesh;
+mod run;
 mod validate;
 
 use std::fmt;
@@ -28,6 +31,8 @@ pub enum Exit {
     Input = 2,
     /// Target error (cluster, Envoy, network).
     Target = 3,
+    /// The sample cannot tell whether the SLOs hold.
+    Inconclusive = 4,
     /// Interrupted (after rollback).
     Interrupted = 130,
 }
@@ -67,66 +72,6 @@ impl Failure {
 }
 
 pub type CliResult<T = Exit> = Result<T, Failure>;
-
-/// SIGINT/SIGTERM as a flag, installed (on `rt`'s worker threads) before anything is
-/// started, so a signal during start-up is seen between steps and cleaned up after.
-pub(crate) struct Signals {
-    /// Set on the first signal.
-    pub flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// 1 = SIGINT, 2 = SIGTERM.
-    pub which: std::sync::Arc<std::sync::atomic::AtomicU8>,
-}
-
-impl Signals {
-    /// `rt` must be a multi-thread runtime: the handler task runs while the caller
-    /// blocks. `on_signal` runs once, on the first signal.
-    pub fn install(
-        rt: &tokio::runtime::Runtime,
-        on_signal: impl FnOnce() + Send + 'static,
-    ) -> CliResult<Signals> {
-        use std::sync::atomic::Ordering;
-        use tokio::signal::unix::{SignalKind, signal};
-        let (mut int, mut term) = rt
-            .block_on(async {
-                Ok::<_, std::io::Error>((
-                    signal(SignalKind::interrupt())?,
-                    signal(SignalKind::terminate())?,
-                ))
-            })
-            .map_err(|e| Failure::target(anyhow::anyhow!("cannot watch SIGINT/SIGTERM: {e}")))?;
-        let s = Signals {
-            flag: Default::default(),
-            which: Default::default(),
-        };
-        let (flag, which) = (s.flag.clone(), s.which.clone());
-        rt.spawn(async move {
-            let w = tokio::select! {
-                _ = int.recv() => 1,
-                _ = term.recv() => 2,
-            };
-            which.store(w, Ordering::Release);
-            flag.store(true, Ordering::Release);
-            on_signal();
-            // Later signals are absorbed: the first one already asked for a clean stop.
-            loop {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
-            }
-        });
-        Ok(s)
-    }
-
-    pub fn raised(&self) -> Option<&'static str> {
-        match self.which.load(std::sync::atomic::Ordering::Acquire) {
-            1 => Some("interrupt"),
-            2 => Some("SIGTERM"),
-            _ if self.flag.load(std::sync::atomic::Ordering::Acquire) => Some("signal"),
-            _ => None,
-        }
-    }
-}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -171,6 +116,8 @@ pub enum Command {
     Pods(cluster::PodsCommand),
     /// Check manifests with Istio's validation rules.
     Validate(validate::ValidateArgs),
+    /// Run a drill from a scenario file: steady state, faults, SLO verdicts, rollback.
+    Run(run::RunArgs),
     /// Run a whole drill on a local mesh, with no setup.
     Demo(demo::DemoArgs),
     /// Drive HTTP load at a target: closed loop or a fixed/ramping rate, HDR latency.
@@ -227,6 +174,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Cluster(c) => cluster::run_cluster(c, &mut out, &mut err),
         Command::Pods(c) => cluster::run_pods(c, &mut out, &mut err),
         Command::Validate(a) => validate::run(a, &mut out, &mut err),
+        Command::Run(a) => run::run(a, &mut out, &mut err),
         Command::Demo(a) => demo::run(a, &mut out, &mut err),
         Command::Load(a) => load::run(a, &mut out, &mut err),
         Command::Completions(a) => completions::run(a, &mut out),

@@ -6,10 +6,11 @@ use kube::api::{Api, DynamicObject, ListParams, PatchParams};
 use kube::discovery::ApiResource;
 use serde_json::Value;
 
-use super::{ApiFailure, Cluster, Error, GROUP, Interrupts, VERSIONS, go_escape, read_with_retry};
+use super::{ApiFailure, Cluster, Error, GROUP, VERSIONS, go_escape, read_with_retry};
+use crate::cancel::Cancel;
 use crate::istio::manifest::escape_pointer;
 use crate::istio::{
-    ANNOTATION, Change, DrillRecord, Owner, PlanError, RecordMeta, RouteSelector, plan_change,
+    ANNOTATION, Change, DrillInfo, DrillRecord, PlanError, RecordMeta, RouteSelector, plan_change,
     plan_clear, read_record,
 };
 
@@ -77,27 +78,6 @@ pub enum Cleared {
         patch: Patch,
         record: DrillRecord,
     },
-}
-
-/// A VirtualService that carries a drill record.
-#[derive(Debug, Clone)]
-pub struct DrillInfo {
-    pub namespace: String,
-    pub name: String,
-    /// The record, or why it cannot be read.
-    pub record: Result<DrillRecord, String>,
-}
-
-/// Whether the process that owns a drill is gone: `Some` only when the owner ran on
-/// this host (its `/proc/PID` is checked); `None` when it cannot be known from here, or
-/// when the drill has no owning process (pid 0: a one-shot change that lives until its
-/// expiry).
-pub fn owner_gone(owner: &Owner) -> Option<bool> {
-    let here = Owner::current();
-    if owner.pid == 0 || owner.host != here.host {
-        return None;
-    }
-    Some(!std::path::Path::new(&format!("/proc/{}", owner.pid)).exists())
 }
 
 fn interrupted(ns: &str, name: &str) -> Error {
@@ -239,21 +219,20 @@ impl Cluster {
             .map_err(|e| self.failure(&e))
     }
 
-    /// Reads the object unless a signal came first (then [`Error::Interrupted`]).
+    /// Reads the object unless `stop` was cancelled first (then [`Error::Interrupted`]).
     async fn get_unless_stopped(
         &self,
         api: &VsApi,
         ns: &str,
         name: &str,
-        stop: Option<&Interrupts>,
+        stop: Option<&Cancel>,
     ) -> Result<Value, Error> {
         let Some(stop) = stop else {
             return self.get_vs(api, ns, name).await;
         };
-        let mut stop = stop.clone();
         tokio::select! {
             r = self.get_vs(api, ns, name) => r,
-            _ = super::signalled(&mut stop) => Err(interrupted(ns, name)),
+            () = stop.cancelled() => Err(interrupted(ns, name)),
         }
     }
 
@@ -282,7 +261,7 @@ impl Cluster {
         change: &Change,
         meta: &RecordMeta,
         dry_run: bool,
-        stop: Option<&Interrupts>,
+        stop: Option<&Cancel>,
     ) -> Result<Applied, Error> {
         let mut last = None;
         for _ in 0..PATCH_ATTEMPTS {
@@ -298,7 +277,7 @@ impl Cluster {
                 });
             }
             // The last moment a signal can stop the drill with nothing changed.
-            if stop.is_some_and(|s| s.borrow().count > 0) {
+            if stop.is_some_and(Cancel::is_cancelled) {
                 return Err(interrupted(ns, name));
             }
             match self.patch_vs(api, ns, name, &plan.patch).await {

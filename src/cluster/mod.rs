@@ -16,34 +16,10 @@ mod pods;
 use std::fmt;
 use std::time::Duration;
 
+pub use crate::istio::{DrillInfo, owner_gone};
 pub use connect::ConnectOptions;
-pub use drill::{Applied, Cleared, DrillInfo, VsApi, owner_gone};
+pub use drill::{Applied, Cleared, VsApi};
 pub use pods::{AccessCheck, pick_victims};
-
-/// Signals the CLI has seen so far: how many, and the name of the last one.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Signalled {
-    pub count: u32,
-    pub last: &'static str,
-}
-
-/// The CLI's signal count, watched by operations that must stop before changing
-/// anything once a signal came.
-pub type Interrupts = tokio::sync::watch::Receiver<Signalled>;
-
-/// Resolves once more than `after` signals have been seen (never, when the sender is
-/// gone).
-pub async fn signalled_after(rx: &mut Interrupts, after: u32) -> Signalled {
-    match rx.wait_for(|s| s.count > after).await {
-        Ok(s) => *s,
-        Err(_) => std::future::pending().await,
-    }
-}
-
-/// Resolves once a signal has been seen (never, when the sender is gone).
-pub async fn signalled(rx: &mut Interrupts) -> Signalled {
-    signalled_after(rx, 0).await
-}
 
 /// Writes serialized JSON as Go's encoding/json does: `<`, `>`, `&`, U+2028 and
 /// U+2029 as `\u` escapes. These characters occur only inside JSON strings, so the

@@ -13,8 +13,8 @@ pub mod validate;
 
 pub use manifest::{Document, ManifestError, Source};
 pub use patch::{
-    ANNOTATION, ClearPlan, DrillRecord, Owner, Plan, PlanError, RecordMeta, plan_change,
-    plan_clear, read_record,
+    ANNOTATION, ClearPlan, DrillInfo, DrillRecord, Owner, Plan, PlanError, RecordMeta, owner_gone,
+    plan_change, plan_clear, read_record,
 };
 pub use spec::{AbortCode, AbortSpec, Change, DelaySpec, RetrySpec, RouteSelector};
 pub use types::{GrpcStatus, HttpStatus, IstioDuration, Percentage, RetryOn, ValueError};

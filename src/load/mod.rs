@@ -71,13 +71,12 @@ mod worker;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::Notify;
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::task::JoinHandle;
 
+pub use crate::cancel::Cancel;
 pub use client::TlsSetupError;
 pub use config::{ConfigError, LoadConfig, LoadConfigBuilder, MAX_CONNS, MAX_SPAN, Target};
 pub use record::{
@@ -107,44 +106,6 @@ pub enum LoadError {
     /// A worker task panicked (a bug); the results are incomplete.
     #[error("a load worker failed: {0}")]
     Worker(String),
-}
-
-// === impl Cancel ===
-
-/// A cancellation flag shared by the caller and a run. Cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<CancelInner>);
-
-#[derive(Debug, Default)]
-struct CancelInner {
-    flag: AtomicBool,
-    notify: Notify,
-}
-
-impl Cancel {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Stops the run(s) holding this flag; their results so far are returned.
-    pub fn cancel(&self) {
-        self.0.flag.store(true, Ordering::Release);
-        self.0.notify.notify_waiters();
-    }
-    pub fn is_cancelled(&self) -> bool {
-        self.0.flag.load(Ordering::Acquire)
-    }
-    /// Resolves once [`cancel`](Self::cancel) has been called.
-    pub async fn cancelled(&self) {
-        loop {
-            let notified = self.0.notify.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_cancelled() {
-                return;
-            }
-            notified.await;
-        }
-    }
 }
 
 // === run ===

@@ -18,7 +18,9 @@ use super::spec::MeshSpec;
 use super::state::{MeshState, StateDir};
 use super::stats::MeshStats;
 use super::translate::{self, INGRESS_LISTENER, Layout, discovery_response, sidecar_listener};
-use crate::istio::{Change, RecordMeta, RouteSelector, plan_change, plan_clear};
+use crate::istio::{
+    Change, DrillInfo, RecordMeta, RouteSelector, owner_gone, plan_change, plan_clear, read_record,
+};
 
 /// How long Envoy may take to confirm a route update.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,26 +67,144 @@ pub fn hops(spec: &MeshSpec) -> Vec<String> {
         .collect()
 }
 
-fn vs_matches(vs: &Value, name: &str, ns: Option<&str>) -> bool {
-    vs.pointer("/metadata/name").and_then(Value::as_str) == Some(name)
-        && ns.is_none_or(|n| {
-            vs.pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .is_none_or(|x| x == n)
-        })
+/// A VirtualService's namespace: `metadata.namespace`, else `default` (where
+/// `kubectl apply` without `-n` puts it; the translation reads it the same way).
+pub fn vs_namespace(vs: &Value) -> &str {
+    vs.pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+}
+
+fn vs_name(vs: &Value) -> &str {
+    vs.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 fn vs_names(spec: &MeshSpec) -> String {
-    let names: Vec<&str> = spec
+    let names: Vec<String> = spec
         .virtual_services
         .iter()
-        .filter_map(|v| v.pointer("/metadata/name").and_then(Value::as_str))
+        .map(|v| format!("{}/{}", vs_namespace(v), vs_name(v)))
         .collect();
     if names.is_empty() {
         "(none)".into()
     } else {
         names.join(", ")
     }
+}
+
+/// The index of the VirtualService `name` in `namespace` (`-n`). Without a namespace,
+/// the one VirtualService of that name in any namespace; several are an error that
+/// asks for `-n`, never a guess.
+pub fn find_virtual_service(
+    spec: &MeshSpec,
+    name: &str,
+    namespace: Option<&str>,
+) -> Result<usize, MeshError> {
+    let found: Vec<usize> = spec
+        .virtual_services
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| vs_name(v) == name && namespace.is_none_or(|n| vs_namespace(v) == n))
+        .map(|(i, _)| i)
+        .collect();
+    match found.as_slice() {
+        [i] => Ok(*i),
+        [] => Err(MeshError::NoSuchVirtualService {
+            name: match namespace {
+                Some(n) => format!("{n}/{name}"),
+                None => name.to_string(),
+            },
+            have: vs_names(spec),
+        }),
+        several => Err(MeshError::AmbiguousVirtualService {
+            name: name.to_string(),
+            namespaces: several
+                .iter()
+                .filter_map(|i| spec.virtual_services.get(*i))
+                .map(|v| vs_namespace(v).to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// The drill records on the VirtualServices of `spec` (in `namespace`, or all).
+pub fn drills_in(spec: &MeshSpec, namespace: Option<&str>) -> Vec<DrillInfo> {
+    let mut out: Vec<DrillInfo> = spec
+        .virtual_services
+        .iter()
+        .filter(|v| namespace.is_none_or(|n| vs_namespace(v) == n))
+        .filter_map(|v| {
+            let record = match read_record(v) {
+                Ok(None) => return None,
+                Ok(Some(r)) => Ok(r),
+                Err(e) => Err(e.to_string()),
+            };
+            Some(DrillInfo {
+                namespace: vs_namespace(v).to_string(),
+                name: vs_name(v).to_string(),
+                record,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    out
+}
+
+/// What `recover` did with one drill: rolled back (`Some`), kept (`None`: neither
+/// expired nor orphaned), or failed.
+#[derive(Debug)]
+pub struct Recovery {
+    pub info: DrillInfo,
+    /// Why it was rolled back (`expired …`, `owner pid 123 is gone`).
+    pub why: String,
+    pub outcome: Result<Option<Applied>, MeshError>,
+}
+
+/// A planned (not applied) change on a mesh VirtualService.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub index: usize,
+    pub before: Value,
+    pub after: Value,
+    pub patch: Patch,
+    pub routes: Vec<usize>,
+    pub warnings: Vec<String>,
+    pub record: Option<crate::istio::DrillRecord>,
+}
+
+/// Plans `change` (or a clear, `None`) on the VirtualService `name` of `spec`.
+pub fn plan_on(
+    spec: &MeshSpec,
+    name: &str,
+    namespace: Option<&str>,
+    selector: &RouteSelector,
+    change: Option<&Change>,
+    meta: &RecordMeta,
+) -> Result<Planned, MeshError> {
+    let index = find_virtual_service(spec, name, namespace)?;
+    let obj = &spec.virtual_services[index];
+    let (patch, after, routes, warnings, record) = match change {
+        Some(c) => {
+            let p = plan_change(obj, selector, c, meta)?;
+            (p.patch, p.after, p.routes, p.warnings, Some(p.record))
+        }
+        None => match plan_clear(obj)? {
+            Some(p) => (p.patch, p.after, Vec::new(), Vec::new(), Some(p.record)),
+            None => (Patch(Vec::new()), obj.clone(), Vec::new(), Vec::new(), None),
+        },
+    };
+    Ok(Planned {
+        index,
+        before: obj.clone(),
+        after,
+        patch,
+        routes,
+        warnings,
+        record,
+    })
 }
 
 impl MeshDir {
@@ -127,26 +247,14 @@ impl MeshDir {
     ) -> Result<Applied, MeshError> {
         let _lock = self.dir.lock()?;
         let mut st = self.dir.read()?;
-        let idx = st
-            .spec
-            .virtual_services
-            .iter()
-            .position(|v| vs_matches(v, name, namespace))
-            .ok_or_else(|| MeshError::NoSuchVirtualService {
-                name: name.to_string(),
-                have: vs_names(&st.spec),
-            })?;
-        let obj = &st.spec.virtual_services[idx];
-        let (patch, after, routes, mut warnings) = match change {
-            Some(c) => {
-                let p = plan_change(obj, selector, c, meta)?;
-                (p.patch, p.after, p.routes, p.warnings)
-            }
-            None => match plan_clear(obj)? {
-                Some(p) => (p.patch, p.after, Vec::new(), Vec::new()),
-                None => (Patch(Vec::new()), obj.clone(), Vec::new(), Vec::new()),
-            },
-        };
+        let Planned {
+            index: idx,
+            after,
+            patch,
+            routes,
+            mut warnings,
+            ..
+        } = plan_on(&st.spec, name, namespace, selector, change, meta)?;
         let mut spec = st.spec.clone();
         spec.virtual_services[idx] = after.clone();
         let (changed, t_warn, confirmed_in) = self.update_routes(&mut st, &spec)?;
@@ -170,6 +278,94 @@ impl MeshDir {
         })
     }
 
+    /// Plans `change` (or a clear) without applying it: what `--dry-run` shows.
+    pub fn plan(
+        &self,
+        name: &str,
+        namespace: Option<&str>,
+        selector: &RouteSelector,
+        change: Option<&Change>,
+        meta: &RecordMeta,
+    ) -> Result<Planned, MeshError> {
+        let st = self.dir.read()?;
+        plan_on(&st.spec, name, namespace, selector, change, meta)
+    }
+
+    /// The VirtualService as it is now (with its drill record, if any).
+    pub fn virtual_service(&self, name: &str, namespace: Option<&str>) -> Result<Value, MeshError> {
+        let st = self.dir.read()?;
+        let i = find_virtual_service(&st.spec, name, namespace)?;
+        Ok(st.spec.virtual_services[i].clone())
+    }
+
+    /// VirtualServices that carry a drill record (in `namespace`, or all).
+    pub fn drills(&self, namespace: Option<&str>) -> Result<Vec<DrillInfo>, MeshError> {
+        let st = self.dir.read()?;
+        Ok(drills_in(&st.spec, namespace))
+    }
+
+    /// Rolls back every drill that expired by `now` (and, with `orphans`, every drill
+    /// whose owning process on this host is gone). Returns what it did per
+    /// VirtualService; one that fails does not stop the others.
+    pub fn recover(
+        &self,
+        namespace: Option<&str>,
+        orphans: bool,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<Recovery>, MeshError> {
+        let mut out = Vec::new();
+        for d in self.drills(namespace)? {
+            let why = match &d.record {
+                Err(e) => {
+                    out.push(Recovery {
+                        outcome: Err(MeshError::Control(format!(
+                            "VirtualService {}/{}: unreadable drill record: {e}",
+                            d.namespace, d.name
+                        ))),
+                        why: String::new(),
+                        info: d,
+                    });
+                    continue;
+                }
+                Ok(r) if r.is_expired(now) => {
+                    format!("expired {}", r.expires.strftime("%Y-%m-%dT%H:%M:%SZ"))
+                }
+                Ok(r) if orphans && owner_gone(&r.owner) == Some(true) => {
+                    format!("owner pid {} is gone", r.owner.pid)
+                }
+                Ok(_) => {
+                    out.push(Recovery {
+                        outcome: Ok(None),
+                        why: String::new(),
+                        info: d,
+                    });
+                    continue;
+                }
+            };
+            let meta = RecordMeta {
+                run_id: String::new(),
+                owner: crate::istio::Owner::current(),
+                now,
+                ttl: Duration::from_secs(1),
+            };
+            let outcome = self
+                .apply(
+                    &d.name,
+                    Some(&d.namespace),
+                    &RouteSelector::All,
+                    None,
+                    &meta,
+                )
+                .map(Some);
+            out.push(Recovery {
+                info: d,
+                why,
+                outcome,
+            });
+        }
+        Ok(out)
+    }
+
     /// Replaces (or adds) a whole VirtualService, as `kubectl apply` would.
     pub fn put_virtual_service(&self, vs: Value) -> Result<Applied, MeshError> {
         let _lock = self.dir.lock()?;
@@ -184,10 +380,11 @@ impl MeshDir {
             .and_then(Value::as_str)
             .map(String::from);
         let mut spec = st.spec.clone();
+        let ns = ns.unwrap_or_else(|| "default".into());
         match spec
             .virtual_services
             .iter()
-            .position(|v| vs_matches(v, &name, ns.as_deref()))
+            .position(|v| vs_name(v) == name && vs_namespace(v) == ns)
         {
             Some(i) => spec.virtual_services[i] = vs.clone(),
             None => spec.virtual_services.push(vs.clone()),

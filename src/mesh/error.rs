@@ -93,6 +93,11 @@ pub enum MeshError {
     /// The VirtualService is not part of the mesh.
     #[error("no VirtualService {name:?} in the mesh; it has: {have}")]
     NoSuchVirtualService { name: String, have: String },
+    /// Several VirtualServices have that name: the namespace must be given.
+    #[error(
+        "several VirtualServices named {name:?} in the mesh (namespaces {namespaces}): give the namespace with -n"
+    )]
+    AmbiguousVirtualService { name: String, namespaces: String },
     /// The service is not part of the mesh.
     #[error("no service {name:?} in the mesh; it has: {have}")]
     NoSuchService { name: String, have: String },
@@ -125,6 +130,7 @@ impl MeshError {
                 | MeshError::Invalid { .. }
                 | MeshError::NoMesh(_)
                 | MeshError::NoSuchVirtualService { .. }
+                | MeshError::AmbiguousVirtualService { .. }
                 | MeshError::NoSuchService { .. }
                 | MeshError::NoSuchReplica { .. }
                 | MeshError::Plan(_)

@@ -33,6 +33,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod chain;
 pub mod control;
 pub mod demo;
 pub mod envoy;
@@ -55,14 +56,14 @@ pub use stats::MeshStats;
 /// The mesh file's `apiVersion`.
 pub const API_VERSION: &str = "meshdrill.io/v1alpha1";
 
-/// The two-service demo mesh of `meshdrill demo` (scenarios/demo-mesh.yaml): the
+/// The two-service demo mesh of `meshdrill demo` (scenarios/meshes/go-demo-8.yaml): the
 /// ingress routes to `repeater` (retrying 5xx), which calls `go-demo-8` through its
 /// sidecar, where faults go.
-pub const DEMO_MESH_YAML: &str = include_str!("../../scenarios/demo-mesh.yaml");
+pub const DEMO_MESH_YAML: &str = include_str!("../../scenarios/meshes/go-demo-8.yaml");
 
 /// The demo mesh, parsed.
 pub fn demo_mesh() -> Result<MeshSpec, MeshError> {
-    MeshSpec::parse(DEMO_MESH_YAML, "scenarios/demo-mesh.yaml").map(|l| l.spec)
+    MeshSpec::parse(DEMO_MESH_YAML, "scenarios/meshes/go-demo-8.yaml").map(|l| l.spec)
 }
 
 /// Alias so callers can write `mesh::Mesh::start(spec, opts)`.

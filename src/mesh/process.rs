@@ -285,12 +285,12 @@ pub fn wait_listening(
     port: u16,
     child: &mut Child,
     timeout: Duration,
-    cancel: Option<&std::sync::atomic::AtomicBool>,
+    cancel: Option<&crate::cancel::Cancel>,
 ) -> Result<(), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let start = Instant::now();
     loop {
-        if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Acquire)) {
+        if cancel.is_some_and(crate::cancel::Cancel::is_cancelled) {
             return Err("interrupted".into());
         }
         if let Ok(Some(status)) = child.try_wait() {

@@ -7,8 +7,6 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -21,6 +19,7 @@ use super::spec::MeshSpec;
 use super::state::{FORMAT, MeshState, ProcRecord, ReplicaRecord, StateDir};
 use super::stats::MeshStats;
 use super::translate::{self, INGRESS_LISTENER, discovery_response};
+use crate::cancel::Cancel;
 use crate::istio::{Change, RecordMeta, RouteSelector};
 
 /// How to start a mesh.
@@ -35,14 +34,14 @@ pub struct MeshOptions {
     pub exe: Option<PathBuf>,
     /// How long Envoy and each replica may take to come up (default 20 s).
     pub startup_timeout: Option<Duration>,
-    /// Set (by a SIGINT/SIGTERM handler) to abandon start-up: start stops what it
-    /// started, removes its files and returns [`MeshError::Interrupted`].
-    pub cancel: Option<Arc<AtomicBool>>,
+    /// Cancelled (by a SIGINT/SIGTERM handler) to abandon start-up: start stops what
+    /// it started, removes its files and returns [`MeshError::Interrupted`].
+    pub cancel: Option<Cancel>,
 }
 
-fn cancelled(c: &Option<Arc<AtomicBool>>) -> Result<(), MeshError> {
+fn cancelled(c: &Option<Cancel>) -> Result<(), MeshError> {
     match c {
-        Some(f) if f.load(Ordering::Acquire) => Err(MeshError::Interrupted),
+        Some(c) if c.is_cancelled() => Err(MeshError::Interrupted),
         _ => Ok(()),
     }
 }
@@ -62,8 +61,10 @@ pub struct RunningMesh {
     stopped: bool,
     /// The `--dir` owner lock, released when the mesh is dropped.
     _owner_lock: Option<File>,
-    /// Start-up's interrupt flag.
-    cancel: Option<Arc<AtomicBool>>,
+    /// Start-up's cancellation.
+    cancel: Option<Cancel>,
+    /// When [`supervise`](Self::supervise) last looked for expired drills.
+    expiry_checked: Option<std::time::Instant>,
 }
 
 impl RunningMesh {
@@ -120,6 +121,7 @@ impl RunningMesh {
             stopped: false,
             _owner_lock: owner_lock,
             cancel: cancel.clone(),
+            expiry_checked: None,
         };
         let mut st = MeshState {
             format: FORMAT,
@@ -299,7 +301,7 @@ impl RunningMesh {
             return Ok(());
         };
         let cancel = self.cancel.clone();
-        match process::wait_listening(port, child, timeout, cancel.as_deref()) {
+        match process::wait_listening(port, child, timeout, cancel.as_ref()) {
             Ok(()) => Ok(()),
             Err(_) if cancelled(&cancel).is_err() => Err(MeshError::Interrupted),
             Err(reason) => Err(MeshError::ReplicaNotReady {
@@ -417,9 +419,26 @@ impl RunningMesh {
     }
 
     /// For a long-running owner (`mesh up`): reaps replicas that exited (killed from
-    /// another process) and serves restart requests from `mesh restart`. Returns what it did.
+    /// another process), serves restart requests from `mesh restart`, and about once a
+    /// second rolls back every drill whose expiry (`--for`) has passed — the mesh's
+    /// own `recover`, so a fault left by a killed `fault --wait` ends on time. Returns
+    /// what it did.
     pub fn supervise(&mut self) -> Result<Vec<String>, MeshError> {
         let mut events = Vec::new();
+        if self
+            .expiry_checked
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.expiry_checked = Some(std::time::Instant::now());
+            for r in MeshDir::open(&self.dir)?.recover(None, false, jiff::Timestamp::now())? {
+                let what = format!("VirtualService {}/{}", r.info.namespace, r.info.name);
+                match r.outcome {
+                    Ok(Some(_)) => events.push(format!("{what}: drill rolled back ({})", r.why)),
+                    Ok(None) => {}
+                    Err(e) => events.push(format!("{what}: expired drill not rolled back: {e}")),
+                }
+            }
+        }
         let exited: Vec<(String, usize)> = self
             .replicas
             .iter_mut()

@@ -71,6 +71,21 @@ pub fn cluster_name(port: u16, subset: Option<&str>, host: &str) -> String {
     format!("outbound|{port}|{}|{host}", subset.unwrap_or(""))
 }
 
+/// The Envoy cluster of the first destination of one HTTP route of `vs`: where a
+/// retry validation reads that hop's upstream requests, retries and overflow.
+/// `None` when the destination is not a service of the mesh.
+pub fn route_cluster(spec: &MeshSpec, vs: &Value, route: &Value) -> Option<String> {
+    let d = route.get("route")?.as_array()?.first()?;
+    let host = d.pointer("/destination/host")?.as_str()?;
+    let subset = d.pointer("/destination/subset").and_then(Value::as_str);
+    let fqdn = resolve_host(host, vs_namespace(vs));
+    let s = spec
+        .services
+        .iter()
+        .find(|s| service_fqdn(&s.name, &spec.namespace) == fqdn)?;
+    Some(cluster_name(s.port, subset, &s.name))
+}
+
 /// Whether a VirtualService applies at the ingress gateway.
 pub fn bound_to_ingress(vs: &Value) -> bool {
     gateways(vs).is_some_and(|g| g.iter().any(|x| *x != "mesh"))

@@ -4,8 +4,14 @@
 //! What it owns: the lifecycle of a drill, for every caller (`meshdrill run`, `demo`,
 //! `fault … --wait`). What it must not do: print (it reports events to the caller).
 
+mod collect;
+pub mod journal;
 pub mod model;
 mod parse;
+pub mod runner;
+mod search;
 
+pub use journal::{DrillVerdict, Ending, Journal};
 pub use model::*;
 pub use parse::{ScenarioError, check_against_mesh, is_scenario, parse_document, parse_file};
+pub use runner::{Event, Observer, Quiet, RollbackStrategy, RunOptions, run};

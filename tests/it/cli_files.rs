@@ -430,7 +430,7 @@ fn completions_for_each_shell() {
 
 #[test]
 fn validate_checks_mesh_files_too() {
-    let demo = crate::common::root().join("scenarios/demo-mesh.yaml");
+    let demo = crate::common::root().join("scenarios/meshes/go-demo-8.yaml");
     let (code, out, err) = run(meshdrill().arg("validate").arg(&demo));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("Mesh go-demo-8: valid"), "{out}");

@@ -562,7 +562,7 @@ fn everything_started_is_stopped_also_when_a_test_panics() {
 #[test]
 fn mesh_up_runs_the_demo_scenario_until_sigterm_and_cleans_stale_state() {
     let _s = serial();
-    let scenario = root().join("scenarios/demo-mesh.yaml");
+    let scenario = root().join("scenarios/meshes/go-demo-8.yaml");
     let loaded = MeshSpec::load(std::slice::from_ref(&scenario)).expect("scenario");
     assert!(loaded.notes.is_empty(), "{:?}", loaded.notes);
     let dir = tempfile::tempdir().expect("tmp");
@@ -758,7 +758,7 @@ fn recorded_processes(dir: &std::path::Path) -> Vec<meshdrill::mesh::state::Proc
 fn kill_9_of_meshdrill_takes_envoy_and_services_with_it_and_up_reuses_the_dir() {
     let _s = serial();
     let dir = tempfile::tempdir().expect("tmp");
-    let scenario = root().join("scenarios/demo-mesh.yaml");
+    let scenario = root().join("scenarios/meshes/go-demo-8.yaml");
     let (child, addr, drain) = spawn_up(&scenario, dir.path());
     let mut child = KillOnDrop(child);
     let procs = recorded_processes(dir.path());

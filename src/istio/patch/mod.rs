@@ -180,6 +180,27 @@ impl DrillRecord {
     }
 }
 
+/// A VirtualService that carries a drill record.
+#[derive(Debug, Clone)]
+pub struct DrillInfo {
+    pub namespace: String,
+    pub name: String,
+    /// The record, or why it cannot be read.
+    pub record: Result<DrillRecord, String>,
+}
+
+/// Whether the process that owns a drill is gone: `Some` only when the owner ran on
+/// this host (its `/proc/PID` is checked); `None` when it cannot be known from here, or
+/// when the drill has no owning process (pid 0: a one-shot change that lives until its
+/// expiry).
+pub fn owner_gone(owner: &Owner) -> Option<bool> {
+    let here = Owner::current();
+    if owner.pid == 0 || owner.host != here.host {
+        return None;
+    }
+    Some(!std::path::Path::new(&format!("/proc/{}", owner.pid)).exists())
+}
+
 /// Identity and lifetime of a change.
 #[derive(Debug, Clone)]
 pub struct RecordMeta {

@@ -1,0 +1,353 @@
+//! How a drill looks in the terminal (`meshdrill run`, `meshdrill demo`): one line per
+//! step and phase while it runs, then the SLO table, the retry validations, the
+//! searches and the verdict in words — and the exit code the journal says.
+
+use std::io::Write;
+
+use anyhow::anyhow;
+
+use super::{CliResult, Exit, Failure};
+use crate::scenario::journal::{DrillVerdict, Ending, Journal, PhaseRecord};
+use crate::scenario::{Event, Observer};
+use crate::slo::{SloResult, Verdict};
+
+/// Prints progress as the runner reports it.
+pub struct Progress<W: Write> {
+    pub w: W,
+    /// Print each second of the load (`-v`).
+    pub intervals: bool,
+    start: std::time::Instant,
+    /// The first write error (the drill goes on; it is reported at the end).
+    pub error: Option<std::io::Error>,
+}
+
+impl<W: Write> Progress<W> {
+    pub fn new(w: W, intervals: bool) -> Self {
+        Self {
+            w,
+            intervals,
+            start: std::time::Instant::now(),
+            error: None,
+        }
+    }
+
+    fn line(&mut self, text: &str) {
+        let t = self.start.elapsed().as_secs_f64();
+        let r = writeln!(self.w, "[{t:6.1}s] {text}").and_then(|()| self.w.flush());
+        if let (Err(e), None) = (r, &self.error) {
+            self.error = Some(e);
+        }
+    }
+}
+
+fn mark(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "ok",
+        Verdict::Fail => "FAIL",
+        Verdict::Inconclusive => "??",
+    }
+}
+
+fn phase_verdict(p: &PhaseRecord) -> &'static str {
+    match (p.verdict, p.expect.starts_with("breach")) {
+        (None, _) => "not judged",
+        (Some(Verdict::Pass), false) => "held",
+        (Some(Verdict::Pass), true) => "breached, as expected",
+        (Some(Verdict::Fail), false) => "BROKE",
+        (Some(Verdict::Fail), true) => "DID NOT BREACH",
+        (Some(Verdict::Inconclusive), _) => "inconclusive",
+    }
+}
+
+fn slo_cells(slos: &[SloResult]) -> String {
+    slos.iter()
+        .map(|r| format!("{} {} {}", r.name, r.measured_text, mark(r.verdict)))
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+impl<W: Write> Observer for Progress<W> {
+    fn event(&mut self, e: Event<'_>) {
+        match e {
+            Event::Started { scenario, target } => {
+                self.line(&format!("drill {scenario} on {target}"))
+            }
+            Event::Plan(l) => self.line(&l),
+            Event::Planned { step, vs, changed } => {
+                let patch = serde_json::to_string(&changed.patch).unwrap_or_default();
+                self.line(&format!(
+                    "{}. {} → patch of {}/{vs} (dry run: not sent): {patch}",
+                    step.index + 1,
+                    step.label,
+                    changed.namespace
+                ));
+            }
+            Event::LoadStarted { description } => self.line(&format!("load: {description}")),
+            Event::PhaseStarted { name, duration, .. } => self.line(&format!(
+                "{name}: measuring for {}",
+                crate::scenario::runner::human(duration)
+            )),
+            Event::Changed {
+                step,
+                changed,
+                record,
+                ..
+            } => {
+                let envoy = match changed.envoy {
+                    Some((v, d)) => format!(
+                        " (Envoy runs route version {v}, confirmed in {} ms)",
+                        d.as_millis()
+                    ),
+                    None => String::new(),
+                };
+                self.line(&format!(
+                    "{}. {}: {} on {}/{}{envoy}",
+                    step.index + 1,
+                    record.action,
+                    record.change,
+                    changed.namespace,
+                    record.object
+                ));
+                for w in &changed.warnings {
+                    self.line(&format!("warning: {w}"));
+                }
+            }
+            Event::Workload { step, what } => {
+                self.line(&format!("{}. {what}", step.index + 1))
+            }
+            Event::Holding { .. } => {}
+            Event::Interval(i) => {
+                if self.intervals {
+                    self.line(&format!(
+                        "  t={:>4.0}s {:>5} req  ok {:>5}  5xx {:>4}  failed {:>4}  p99 {}",
+                        i.t,
+                        i.requests,
+                        i.ok,
+                        i.server_errors,
+                        i.failed,
+                        i.p99_ms.map_or("-".into(), |v| format!("{v:.1} ms"))
+                    ));
+                }
+            }
+            Event::PhaseEnded(p) => {
+                let mut text = format!(
+                    "{}: {} ({} requests)  {}",
+                    p.name,
+                    phase_verdict(p),
+                    p.summary.requests,
+                    slo_cells(&p.slos)
+                );
+                if let Some(f) = &p.flood {
+                    text.push_str(&format!(
+                        "; flood {} requests at {:.0}/s {}",
+                        f.summary.requests,
+                        f.summary.rps,
+                        slo_cells(&f.slos)
+                    ));
+                }
+                self.line(&text);
+                if let Some(r) = &p.retry_check {
+                    self.line(&format!("  retries: {} {}", mark(r.verdict), r.detail));
+                }
+            }
+            Event::StopFired(s) => self.line(&format!(
+                "stop condition {} fired at {:.0}s: the method stops, everything is rolled back",
+                s.condition, s.at_s
+            )),
+            Event::LateLanding { vs, namespace } => self.line(&format!(
+                "the patch of {namespace}/{vs} got no answer in time; checking whether it lands after all"
+            )),
+            Event::RollbackStarted { signalled, hint } => {
+                if signalled {
+                    self.line(&hint);
+                } else {
+                    self.line("rolling back everything meshdrill changed");
+                }
+            }
+            Event::RollbackSignal { hint } => self.line(&hint),
+            Event::RolledBack { record, .. } => {
+                self.line(&format!("rollback: {}: {}", record.action, record.outcome))
+            }
+            Event::Searched(s) => self.line(&format!("search {}: {}", s.over, s.answer)),
+            Event::Warning(w) => self.line(&format!("warning: {w}")),
+        }
+    }
+}
+
+/// The summary after a drill: SLOs per judged phase, checks, verdict.
+pub fn write_summary(w: &mut impl Write, j: &Journal) -> std::io::Result<()> {
+    let judged: Vec<&PhaseRecord> = j
+        .phases
+        .iter()
+        .filter(|p| !p.slos.is_empty() || p.flood.is_some())
+        .collect();
+    if !judged.is_empty() {
+        writeln!(w)?;
+        writeln!(
+            w,
+            "{:<34} {:>8} {:>10} {:>10} {:>10}  {}",
+            "phase", "requests", "success", "p50 ms", "p99 ms", "verdict"
+        )?;
+        for p in &judged {
+            let ok: u64 = p
+                .summary
+                .status_codes
+                .iter()
+                .filter(|(k, _)| k.parse::<u16>().is_ok_and(|c| (200..400).contains(&c)))
+                .map(|(_, n)| *n)
+                .sum();
+            let success = if p.summary.requests > 0 {
+                format!("{:.2}%", ok as f64 * 100.0 / p.summary.requests as f64)
+            } else {
+                "-".into()
+            };
+            let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+            writeln!(
+                w,
+                "{:<34} {:>8} {:>10} {:>10} {:>10}  {}",
+                truncate(&p.name, 34),
+                p.summary.requests,
+                success,
+                ms(p.summary.latency_ms.p50),
+                ms(p.summary.latency_ms.p99),
+                phase_verdict(p)
+            )?;
+        }
+        writeln!(w)?;
+        writeln!(w, "objectives ({}% confidence):", j.confidence * 100.0)?;
+        for p in &judged {
+            for r in p
+                .slos
+                .iter()
+                .chain(p.flood.iter().flat_map(|f| f.slos.iter()))
+            {
+                let ci = match r.ci {
+                    Some((lo, hi)) if r.objective.contains('%') => {
+                        format!("  CI {:.2}%–{:.2}%", lo * 100.0, hi * 100.0)
+                    }
+                    Some((lo, hi)) => format!("  CI {lo:.1}–{hi:.1}"),
+                    None => String::new(),
+                };
+                let needed = r
+                    .needed
+                    .map(|n| format!("  (about {n} requests would decide)"))
+                    .unwrap_or_default();
+                writeln!(
+                    w,
+                    "  {:<28} {:<30} {:>14} {:<5}{ci}{needed}",
+                    truncate(&p.name, 28),
+                    r.objective,
+                    r.measured_text,
+                    mark(r.verdict)
+                )?;
+            }
+        }
+    }
+    for p in j.phases.iter().filter(|p| p.retry_check.is_some()) {
+        if let Some(r) = &p.retry_check {
+            writeln!(w)?;
+            writeln!(w, "retry validation during {}: {}", p.name, mark(r.verdict))?;
+            writeln!(
+                w,
+                "  policy {}, upstream failing {:.1}% of attempts{}",
+                r.policy,
+                r.failure_rate * 100.0,
+                if r.retried { "" } else { " (not retried)" }
+            )?;
+            writeln!(
+                w,
+                "  success: predicted {:.2}%, measured {}, 3σ band {:.2}%–{:.2}%",
+                r.predicted.success * 100.0,
+                r.measured_success
+                    .map_or("-".into(), |m| format!("{:.2}%", m * 100.0)),
+                r.success_band.0 * 100.0,
+                r.success_band.1 * 100.0
+            )?;
+            if let (Some(m), Some((lo, hi))) = (r.measured_amplification, r.amplification_band) {
+                writeln!(
+                    w,
+                    "  amplification: predicted {:.3} upstream requests per request, measured {m:.3}, 3σ band {lo:.3}–{hi:.3}",
+                    r.predicted.amplification
+                )?;
+            }
+            writeln!(w, "  {}", r.detail)?;
+        }
+    }
+    if !j.retry_chains.is_empty() {
+        writeln!(w)?;
+        for c in &j.retry_chains {
+            writeln!(w, "warning: retries multiply along {c}")?;
+        }
+    }
+    for r in &j.recovery {
+        writeln!(
+            w,
+            "recovery: {} {} (objective {}): {}",
+            r.name,
+            r.measured_text,
+            r.objective,
+            mark(r.verdict)
+        )?;
+    }
+    for s in &j.searches {
+        writeln!(w)?;
+        writeln!(w, "search over {}:", s.over)?;
+        for p in &s.probes {
+            writeln!(
+                w,
+                "  {:>8}{}  {:<12} {}",
+                p.value, s.unit, p.verdict, p.detail
+            )?;
+        }
+        writeln!(w, "  answer: {}", s.answer)?;
+    }
+    writeln!(w)?;
+    let exit = j.exit_code;
+    let word = match j.verdict {
+        DrillVerdict::Held => "HELD",
+        DrillVerdict::Broke => "BROKE",
+        DrillVerdict::Inconclusive => "INCONCLUSIVE",
+        DrillVerdict::NotJudged => "not judged",
+    };
+    writeln!(w, "verdict: {word}: {} (exit {exit})", j.verdict_text)?;
+    Ok(())
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// The exit of a drill command, from its journal.
+pub fn outcome(j: &Journal) -> CliResult {
+    match &j.ending {
+        Ending::Completed
+        | Ending::SteadyStateFailed
+        | Ending::StopCondition { .. }
+        | Ending::DryRun => Ok(match j.exit_code {
+            0 => Exit::Ok,
+            1 => Exit::SloViolated,
+            4 => Exit::Inconclusive,
+            _ => Exit::Target,
+        }),
+        Ending::Interrupted { signal } => Err(Failure::interrupted(anyhow!(
+            "interrupted by {signal}; everything meshdrill changed was rolled back"
+        ))),
+        Ending::InterruptedBeforeChange { signal } => Err(Failure::interrupted(anyhow!(
+            "interrupted by {signal} before anything was changed"
+        ))),
+        Ending::InputError { message } => Err(Failure::input(anyhow!("{message}"))),
+        Ending::TargetError { message } => Err(Failure::target(anyhow!("{message}"))),
+        Ending::RollbackFailed { message } => Err(Failure::target(anyhow!(
+            "{message}; the drill records stay (with their expiry): `meshdrill recover` (or the next `meshdrill mesh up`) removes them"
+        ))),
+        Ending::RollbackAbandoned { signal } => Err(Failure::target(anyhow!(
+            "rollback abandoned by {signal}: the changes stay until their expiry; `meshdrill recover` removes them then (or `meshdrill clear VS` now)"
+        ))),
+    }
+}

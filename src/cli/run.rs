@@ -1,0 +1,287 @@
+//! `meshdrill run SCENARIO`: a drill from a file, on the scenario's target or the one
+//! given here, judged, rolled back, journaled.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::anyhow;
+use clap::{Parser, ValueEnum};
+
+use super::args::{ConnArgs, fail, parse_ttl, runtime};
+use super::drill::{Progress, outcome, write_summary};
+use super::{CliResult, Failure, io_err};
+use crate::cancel::Cancel;
+use crate::mesh::{MeshOptions, MeshSpec};
+use crate::scenario::journal::Journal;
+use crate::scenario::model::{Scenario, TargetSpec};
+use crate::scenario::{RollbackStrategy, RunOptions};
+use crate::target::{ClusterTarget, FileTarget, MeshTarget, Target};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunOutput {
+    /// Progress lines, then the SLO table and the verdict.
+    Text,
+    /// The journal (one JSON object) on stdout; progress on stderr.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    Always,
+    Deviated,
+    Never,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    after_help = "Exit codes: 0 every judged phase met its objectives, 1 an SLO was \
+violated (or a step that expects a breach saw none, or a stop condition fired, or the steady \
+state did not hold), 2 usage or input error (file:line: field), 3 target error (cluster, \
+Envoy, network) or a rollback that did not complete, 4 inconclusive (the sample cannot tell; \
+the output says how many requests would), 130 interrupted (after the rollback)."
+)]
+pub struct RunArgs {
+    /// The scenario file (`kind: Scenario`).
+    #[arg(value_name = "SCENARIO")]
+    pub file: PathBuf,
+    /// Run on a local mesh instead of the scenario's target: a mesh file (started for
+    /// the run) or the --dir of a running `meshdrill mesh up`.
+    #[arg(long, value_name = "FILE|DIR", conflicts_with = "cluster")]
+    pub mesh: Option<PathBuf>,
+    /// Run on the cluster (kubeconfig / KUBERNETES_* variables) instead of the
+    /// scenario's target.
+    #[arg(long)]
+    pub cluster: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Namespace of the VirtualServices on a cluster (default: the scenario's, else the context's).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// What {ingress} in load URLs stands for on a cluster (HOST:PORT).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub ingress: Option<String>,
+    /// When the scenario's `rollbacks` run (meshdrill's own changes are undone anyway).
+    #[arg(long, value_enum, default_value = "always")]
+    pub rollback_strategy: Strategy,
+    /// Print the plan and every patch; touch nothing (a mesh file is not started).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write the journal (JSON: phases, patches, SLO results, series, verdict) here.
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Output: text, or the journal as JSON.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: RunOutput,
+    /// Expiry of every change's drill record (default: the drill's planned length + 5m).
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_ttl)]
+    pub ttl: Option<Duration>,
+    /// The Envoy binary for a local mesh.
+    #[arg(long, value_name = "PATH")]
+    pub envoy: Option<PathBuf>,
+    /// Print every second of the background load.
+    #[arg(long)]
+    pub intervals: bool,
+}
+
+pub fn run(a: RunArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
+    let mut s = crate::scenario::parse_file(&a.file).map_err(Failure::input)?;
+    if a.mesh.is_some() && a.conn.any() {
+        return Err(Failure::input(anyhow!(
+            "--kubeconfig, --context and --insecure-skip-tls-verify are for the cluster, not --mesh"
+        )));
+    }
+    if let Some(m) = &a.mesh {
+        s.target = TargetSpec::Mesh { file: m.clone() };
+    } else if a.cluster || a.conn.any() {
+        let ingress = match &s.target {
+            TargetSpec::Cluster { ingress, .. } => ingress.clone(),
+            TargetSpec::Mesh { .. } => None,
+        };
+        s.target = TargetSpec::Cluster {
+            context: a.conn.context.clone(),
+            namespace: a.namespace.clone(),
+            kubeconfig: a.conn.kubeconfig.clone(),
+            ingress,
+        };
+    }
+    if a.namespace.is_some() && matches!(s.target, TargetSpec::Mesh { .. }) {
+        return Err(Failure::input(anyhow!(
+            "-n is for a cluster target; on a mesh, steps name their namespace (`namespace:`)"
+        )));
+    }
+    let opts = RunOptions {
+        dry_run: a.dry_run,
+        rollback_strategy: match a.rollback_strategy {
+            Strategy::Always => RollbackStrategy::Always,
+            Strategy::Deviated => RollbackStrategy::Deviated,
+            Strategy::Never => RollbackStrategy::Never,
+        },
+        ttl: a.ttl,
+        ingress: a.ingress.clone().or_else(|| match &s.target {
+            TargetSpec::Cluster { ingress, .. } => ingress.clone(),
+            TargetSpec::Mesh { .. } => None,
+        }),
+        detached: false,
+    };
+    let journal = drill(&s, &a, &opts, out, err)?;
+    finish(&journal, a.journal.as_deref(), a.output, out)
+}
+
+/// Writes the journal file and the summary; returns the drill's exit.
+pub fn finish(
+    j: &Journal,
+    journal: Option<&Path>,
+    output: RunOutput,
+    out: &mut impl Write,
+) -> CliResult {
+    if let Some(p) = journal {
+        let text = serde_json::to_vec_pretty(j)
+            .map_err(|e| Failure::target(anyhow!("cannot encode the journal: {e}")))?;
+        std::fs::write(p, text).map_err(|e| {
+            Failure::target(anyhow!("cannot write the journal {}: {e}", p.display()))
+        })?;
+    }
+    match output {
+        RunOutput::Json => {
+            let text = serde_json::to_string_pretty(j)
+                .map_err(|e| Failure::target(anyhow!("cannot encode the journal: {e}")))?;
+            writeln!(out, "{text}").map_err(io_err)?;
+        }
+        RunOutput::Text => write_summary(out, j).map_err(io_err)?,
+    }
+    outcome(j)
+}
+
+/// Opens the target (starting a mesh file), runs the drill, stops what it started.
+fn drill(
+    s: &Scenario,
+    a: &RunArgs,
+    opts: &RunOptions,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> CliResult<Journal> {
+    let rt = runtime()?;
+    let cancel = Cancel::new();
+    let _signals = {
+        let _g = rt.enter();
+        cancel
+            .watch_signals()
+            .map_err(|e| Failure::target(anyhow!("cannot handle signals: {e}")))?
+    };
+    let target = open_target(
+        s,
+        Some(&a.conn),
+        a.envoy.clone(),
+        opts.dry_run,
+        &cancel,
+        &rt,
+    )?;
+    let journal = {
+        let mut progress: Progress<&mut dyn Write> = match a.output {
+            RunOutput::Text => Progress::new(out, a.intervals),
+            RunOutput::Json => Progress::new(err, a.intervals),
+        };
+        let j = rt.block_on(crate::scenario::run(
+            s,
+            &target,
+            opts,
+            &cancel,
+            &mut progress,
+        ));
+        if let Some(e) = progress.error.take()
+            && e.kind() != std::io::ErrorKind::BrokenPipe
+        {
+            tracing::warn!("progress output failed: {e}");
+        }
+        j
+    };
+    if let Target::Mesh(m) = target {
+        m.stop();
+    }
+    rt.shutdown_background();
+    Ok(journal)
+}
+
+/// The scenario's target: a mesh started from its file (or a running mesh's
+/// directory), or the cluster. A signal during start-up stops it (exit 130).
+pub fn open_target(
+    s: &Scenario,
+    conn: Option<&ConnArgs>,
+    envoy: Option<PathBuf>,
+    dry_run: bool,
+    cancel: &Cancel,
+    rt: &tokio::runtime::Runtime,
+) -> CliResult<Target> {
+    match &s.target {
+        TargetSpec::Mesh { file } if file.is_dir() => {
+            let t = MeshTarget::open(file).map_err(fail)?;
+            let spec = t.spec().map_err(fail)?;
+            crate::scenario::check_against_mesh(s, &spec).map_err(Failure::input)?;
+            Ok(Target::Mesh(t))
+        }
+        TargetSpec::Mesh { file } => {
+            let loaded = MeshSpec::load(std::slice::from_ref(file)).map_err(|e| {
+                if e.is_input() {
+                    Failure::input(e)
+                } else {
+                    Failure::target(e)
+                }
+            })?;
+            crate::scenario::check_against_mesh(s, &loaded.spec).map_err(Failure::input)?;
+            if dry_run {
+                // Nothing is started: the plan reads the mesh file's VirtualServices.
+                let label = file.display().to_string();
+                return Ok(Target::File(FileTarget::from_values(
+                    &label,
+                    loaded.spec.virtual_services.clone(),
+                )));
+            }
+            let opts = MeshOptions {
+                envoy,
+                cancel: Some(cancel.clone()),
+                ..MeshOptions::default()
+            };
+            let spec = loaded.spec;
+            let started = rt
+                .block_on(tokio::task::spawn_blocking(move || {
+                    MeshTarget::start(spec, opts)
+                }))
+                .map_err(|e| Failure::target(anyhow!("mesh start-up failed: {e}")))?;
+            started.map(Target::Mesh).map_err(|e| {
+                if e.is_interrupted() {
+                    Failure::interrupted(anyhow!("{e}"))
+                } else {
+                    fail(e)
+                }
+            })
+        }
+        TargetSpec::Cluster {
+            context,
+            namespace,
+            kubeconfig,
+            ..
+        } => {
+            let mut conn = conn.cloned().unwrap_or_else(|| ConnArgs {
+                request_timeout: Duration::from_secs(30),
+                ..ConnArgs::default()
+            });
+            if conn.kubeconfig.is_none() {
+                conn.kubeconfig = kubeconfig.clone();
+            }
+            if conn.context.is_none() {
+                conn.context = context.clone();
+            }
+            let options = conn.options(namespace.as_deref());
+            rt.block_on(ClusterTarget::connect(&options, Some(cancel), ""))
+                .map(Target::Cluster)
+                .map_err(|e| {
+                    if e.is_interrupted() {
+                        Failure::interrupted(anyhow!("{e}"))
+                    } else {
+                        fail(e)
+                    }
+                })
+        }
+    }
+}

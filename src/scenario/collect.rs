@@ -1,0 +1,308 @@
+//! Turns the load engine's 100 ms snapshots into what the runner judges: the merged
+//! measurements of each phase (a snapshot counts in a phase only when it lies wholly
+//! inside it, so the moment a fault goes live never blurs two phases), and a 1 s
+//! series with each SLO's value per second, watched by the stop conditions.
+//!
+//! Memory stays flat in the length of a drill: phases keep one merged [`Recorded`]
+//! each, the series keeps numbers only.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use super::journal::{IntervalSummary, Percentiles, StopRecord, Summary};
+use super::model::StopCondition;
+use crate::cancel::Cancel;
+use crate::load::{IntervalSnapshot, Recorded};
+use crate::slo::{Objective, Window, point_value};
+
+/// The load engine's snapshot interval for drills.
+pub const FINE: Duration = Duration::from_millis(100);
+/// The series' interval.
+pub const SECOND: Duration = Duration::from_secs(1);
+
+/// One phase being measured.
+#[derive(Debug)]
+struct PhaseAcc {
+    id: usize,
+    start: Duration,
+    end: Option<Duration>,
+    data: Recorded,
+    /// Sum of snapshot durations, and of target rate × duration (open loop).
+    measured: Duration,
+    asked: f64,
+}
+
+/// A phase's measurements, handed back when the phase is closed.
+#[derive(Debug)]
+pub struct Measured {
+    pub data: Recorded,
+    pub duration: Duration,
+    pub asked_rps: Option<f64>,
+}
+
+impl Measured {
+    pub fn window(&self) -> Window<'_> {
+        Window {
+            data: &self.data,
+            duration: self.duration,
+            asked_rps: self.asked_rps,
+        }
+    }
+}
+
+/// Stop-condition state.
+#[derive(Debug)]
+struct Watch {
+    conditions: Vec<(StopCondition, Objective)>,
+    /// Consecutive breaching seconds, per condition, and their values.
+    runs: Vec<Vec<Option<f64>>>,
+    active: bool,
+    suppressed: bool,
+    fired: Option<StopRecord>,
+    /// Cancelled when a condition fires (the method's token).
+    stop: Option<Cancel>,
+}
+
+/// Shared between the load's interval callback and the runner (behind a mutex,
+/// touched once per 100 ms snapshot — never per request).
+#[derive(Debug)]
+pub struct Collector {
+    open_loop: bool,
+    slos: Vec<Objective>,
+    phases: Vec<PhaseAcc>,
+    next_id: usize,
+    bucket: Option<(u64, Recorded, f64)>,
+    pub series: Vec<IntervalSummary>,
+    watch: Watch,
+    /// The last snapshot's end: how far the measurements have got.
+    pub covered: Duration,
+}
+
+impl Collector {
+    pub fn new(
+        open_loop: bool,
+        slos: Vec<Objective>,
+        stops: Vec<(StopCondition, Objective)>,
+    ) -> Self {
+        let n = stops.len();
+        Self {
+            open_loop,
+            slos,
+            phases: Vec::new(),
+            next_id: 0,
+            bucket: None,
+            series: Vec::new(),
+            watch: Watch {
+                conditions: stops,
+                runs: vec![Vec::new(); n],
+                active: false,
+                suppressed: false,
+                fired: None,
+                stop: None,
+            },
+            covered: Duration::ZERO,
+        }
+    }
+
+    /// Starts measuring a phase at `at` (from the start of the load).
+    pub fn open_phase(&mut self, at: Duration) -> usize {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.phases.push(PhaseAcc {
+            id,
+            start: at,
+            end: None,
+            data: Recorded::new(self.open_loop),
+            measured: Duration::ZERO,
+            asked: 0.0,
+        });
+        id
+    }
+
+    /// Ends phase `id` at `at`; its measurements are complete once
+    /// [`covered`](Self::covered) reaches `at`.
+    pub fn end_phase(&mut self, id: usize, at: Duration) {
+        if let Some(p) = self.phases.iter_mut().find(|p| p.id == id) {
+            p.end = Some(at);
+        }
+    }
+
+    /// Removes phase `id` and returns what it measured.
+    pub fn take_phase(&mut self, id: usize) -> Option<Measured> {
+        let i = self.phases.iter().position(|p| p.id == id)?;
+        let p = self.phases.remove(i);
+        let secs = p.measured.as_secs_f64();
+        Some(Measured {
+            data: p.data,
+            duration: p.measured,
+            asked_rps: (self.open_loop && secs > 0.0).then(|| p.asked / secs),
+        })
+    }
+
+    /// Stop conditions watch from now on (the method runs), cancelling `stop` when one
+    /// fires.
+    pub fn arm(&mut self, stop: Cancel) {
+        self.watch.active = true;
+        self.watch.stop = Some(stop);
+    }
+
+    /// Stop conditions stop watching (the method is over).
+    pub fn disarm(&mut self) {
+        self.watch.active = false;
+    }
+
+    /// While set, seconds are not watched (a step that expects a breach).
+    pub fn suppress(&mut self, on: bool) {
+        self.watch.suppressed = on;
+        if on {
+            for r in &mut self.watch.runs {
+                r.clear();
+            }
+        }
+    }
+
+    pub fn fired(&self) -> Option<&StopRecord> {
+        self.watch.fired.as_ref()
+    }
+
+    /// One snapshot from the load engine.
+    pub fn on_snapshot(&mut self, s: &IntervalSnapshot) {
+        let end = s.start + s.duration;
+        self.covered = self.covered.max(end);
+        let asked = s.target_rps.unwrap_or(0.0) * s.duration.as_secs_f64();
+        for p in &mut self.phases {
+            if s.start >= p.start && p.end.is_none_or(|e| end <= e) {
+                p.data.add(&s.data);
+                p.measured += s.duration;
+                p.asked += asked;
+            }
+        }
+        let second = s.start.as_secs();
+        if self.bucket.as_ref().is_some_and(|(i, _, _)| *i != second) {
+            self.close_bucket();
+        }
+        let (_, data, asked_sum) = self
+            .bucket
+            .get_or_insert_with(|| (second, Recorded::new(s.data.service.is_some()), 0.0));
+        data.add(&s.data);
+        *asked_sum += asked;
+    }
+
+    /// Closes the last second (at the end of the load).
+    pub fn finish(&mut self) {
+        self.close_bucket();
+    }
+
+    fn close_bucket(&mut self) {
+        let Some((second, data, asked)) = self.bucket.take() else {
+            return;
+        };
+        let w = Window {
+            data: &data,
+            duration: SECOND,
+            asked_rps: self.open_loop.then_some(asked),
+        };
+        let slos: BTreeMap<String, Option<f64>> = self
+            .slos
+            .iter()
+            .filter(|o| !matches!(o.metric, crate::slo::Metric::RecoveryTime { .. }))
+            .map(|o| (o.name.clone(), point_value(o, &w)))
+            .collect();
+        let c = &data.counts;
+        let class = |lo: u16, hi: u16| -> u64 {
+            c.statuses()
+                .filter(|(s, _)| (lo..hi).contains(s))
+                .map(|(_, n)| n)
+                .sum()
+        };
+        let ms =
+            |h: &Histogram<u64>, q: f64| (!h.is_empty()).then(|| ns_ms(h.value_at_quantile(q)));
+        self.series.push(IntervalSummary {
+            t: second as f64,
+            requests: c.requests(),
+            rps: c.requests() as f64,
+            target_rps: self.open_loop.then_some(asked),
+            ok: class(200, 400),
+            client_errors: class(400, 500),
+            server_errors: class(500, 1000),
+            failed: c.errors(),
+            p50_ms: ms(&data.latency, 0.5),
+            p99_ms: ms(&data.latency, 0.99),
+            max_ms: (!data.latency.is_empty()).then(|| ns_ms(data.latency.max())),
+            service_p50_ms: data.service.as_ref().and_then(|h| ms(h, 0.5)),
+            service_p99_ms: data.service.as_ref().and_then(|h| ms(h, 0.99)),
+            slos,
+        });
+        self.watch_second(second, &w);
+    }
+
+    fn watch_second(&mut self, second: u64, w: &Window<'_>) {
+        let watch = &mut self.watch;
+        if !watch.active || watch.suppressed || watch.fired.is_some() {
+            return;
+        }
+        for (i, (cond, slo)) in watch.conditions.iter().enumerate() {
+            let v = point_value(slo, w);
+            let breach = v.is_some_and(|v| cond.breach.holds(v, cond.threshold));
+            let run = &mut watch.runs[i];
+            if breach {
+                run.push(v);
+            } else {
+                run.clear();
+            }
+            if run.len() >= cond.intervals.max(1) as usize {
+                watch.fired = Some(StopRecord {
+                    condition: format!("{} {} for {} s", cond.slo, cond.text, cond.intervals),
+                    at_s: (second + 1) as f64,
+                    values: run.clone(),
+                });
+                if let Some(stop) = &watch.stop {
+                    stop.cancel();
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Nanoseconds to milliseconds, rounded to the microsecond.
+pub fn ns_ms(ns: u64) -> f64 {
+    (ns as f64 / 1_000.0).round() / 1_000.0
+}
+
+fn percentiles(h: &Histogram<u64>) -> Percentiles {
+    let q = |q: f64| (!h.is_empty()).then(|| ns_ms(h.value_at_quantile(q)));
+    Percentiles {
+        p50: q(0.5),
+        p90: q(0.9),
+        p99: q(0.99),
+        p999: q(0.999),
+        max: (!h.is_empty()).then(|| ns_ms(h.max())),
+    }
+}
+
+/// The counts and percentiles of some measurements.
+pub fn summarize(data: &Recorded, duration: Duration, asked_rps: Option<f64>) -> Summary {
+    let c = &data.counts;
+    let secs = duration.as_secs_f64();
+    Summary {
+        requests: c.requests(),
+        duration_s: (secs * 1000.0).round() / 1000.0,
+        rps: if secs > 0.0 {
+            ((c.requests() as f64 / secs) * 10.0).round() / 10.0
+        } else {
+            0.0
+        },
+        target_rps: asked_rps.map(|r| (r * 10.0).round() / 10.0),
+        status_codes: c.statuses().map(|(s, n)| (s.to_string(), n)).collect(),
+        errors: c.errors(),
+        error_kinds: c
+            .error_kinds()
+            .map(|(k, n)| (k.name().to_string(), n))
+            .collect(),
+        latency_ms: percentiles(&data.latency),
+        service_time_ms: data.service.as_ref().map(percentiles),
+    }
+}

@@ -1,0 +1,154 @@
+//! `search` steps: bisect a fault percentage or a flood rate for the largest value at
+//! which every SLO still holds, stating how sure each probe is.
+//!
+//! Each probe holds the value for `probe` and is judged like a hold. A probe that
+//! cannot be decided counts as not holding: the answer claims only what was shown
+//! with confidence. Probes do not count in the drill's verdict (a search is meant to
+//! find where things break), and stop conditions do not watch them.
+
+use super::journal::{PhaseKind, ProbeRecord, SearchRecord};
+use super::model::{Expect, Flood, Search, SearchOver, Step};
+use super::runner::{Event, Halt, Runner};
+use crate::istio::{AbortSpec, Change, DelaySpec, Percentage, RouteSelector};
+use crate::slo::Verdict;
+
+impl Runner<'_> {
+    pub(super) async fn search(&mut self, step: &Step, x: &Search) -> Result<(), Halt> {
+        let (over, unit) = match &x.over {
+            SearchOver::Abort { vs, .. } => (format!("abort % on {}", vs.name), "%"),
+            SearchOver::Delay { vs, .. } => (format!("delay % on {}", vs.name), "%"),
+            SearchOver::FloodRate { .. } => ("flood rate".to_string(), " req/s"),
+        };
+        let (mut lo, mut hi) = (x.low, x.high);
+        let mut probes = Vec::new();
+        let (mut holds, mut breaks) = (None, None);
+        for _ in 0..x.max_probes {
+            if hi - lo <= x.resolution {
+                break;
+            }
+            let v = round_to((lo + hi) / 2.0, x.resolution);
+            let (verdict, detail) = self.probe(step, x, v).await?;
+            if verdict == Verdict::Pass {
+                lo = v;
+                holds = Some(v);
+            } else {
+                hi = v;
+                breaks = Some(v);
+            }
+            probes.push(ProbeRecord {
+                value: v,
+                verdict,
+                detail,
+            });
+        }
+        // The last probe's fault must not run on into the next steps.
+        if let SearchOver::Abort { vs, .. } | SearchOver::Delay { vs, .. } = &x.over {
+            self.change_step(step, vs, &RouteSelector::All, None)
+                .await?;
+        }
+        let objectives: Vec<String> = self.slo_names();
+        let answer = match (holds, breaks) {
+            (Some(h), Some(b)) => format!(
+                "{} hold up to {h}{unit} and break by {b}{unit} ({} ± {}{unit})",
+                objectives.join(", "),
+                round_to((h + b) / 2.0, x.resolution / 4.0),
+                round_to((b - h) / 2.0, x.resolution / 4.0)
+            ),
+            (Some(h), None) => format!(
+                "{} hold at every probe, up to {h}{unit} (the search range ends at {}{unit})",
+                objectives.join(", "),
+                x.high
+            ),
+            (None, Some(b)) => format!(
+                "{} do not hold at any probe: they break by {b}{unit} (the search range starts at {}{unit})",
+                objectives.join(", "),
+                x.low
+            ),
+            (None, None) => "no probe ran (the range is narrower than the resolution)".into(),
+        };
+        let rec = SearchRecord {
+            step: step.index,
+            over,
+            unit: unit.trim().to_string(),
+            probes,
+            holds_up_to: holds,
+            breaks_at: breaks,
+            answer,
+        };
+        self.obs_event(Event::Searched(&rec));
+        self.push_search(rec);
+        Ok(())
+    }
+
+    async fn probe(&mut self, step: &Step, x: &Search, v: f64) -> Result<(Verdict, String), Halt> {
+        let name = format!("{} = {v}", step.label);
+        let rec = match &x.over {
+            SearchOver::Abort { vs, selector, code } => {
+                let change = Change::Abort(AbortSpec {
+                    code: *code,
+                    percentage: Percentage::new(v.max(0.0001)).unwrap_or(Percentage::FIFTY),
+                });
+                self.change_step(step, vs, selector, Some(&change)).await?;
+                self.measure_probe(name, step, x, None).await?
+            }
+            SearchOver::Delay {
+                vs,
+                selector,
+                fixed,
+            } => {
+                let change = Change::Delay(DelaySpec {
+                    fixed: *fixed,
+                    percentage: Percentage::new(v.max(0.0001)).unwrap_or(Percentage::FIFTY),
+                });
+                self.change_step(step, vs, selector, Some(&change)).await?;
+                self.measure_probe(name, step, x, None).await?
+            }
+            SearchOver::FloodRate { load } => {
+                let mut load = load.clone();
+                load.rate = Some(v);
+                load.ramp = None;
+                let flood = Flood {
+                    load,
+                    duration: x.probe,
+                    slos: Vec::new(),
+                    expect: Expect::Hold,
+                };
+                self.measure_probe(name, step, x, Some(&flood)).await?
+            }
+        };
+        let verdict = rec.0.unwrap_or(Verdict::Inconclusive);
+        Ok((verdict, rec.1))
+    }
+
+    async fn measure_probe(
+        &mut self,
+        name: String,
+        step: &Step,
+        x: &Search,
+        flood: Option<&Flood>,
+    ) -> Result<(Option<Verdict>, String), Halt> {
+        let rec = self
+            .measure_phase(
+                PhaseKind::SearchProbe,
+                name,
+                Some(step.index),
+                x.probe,
+                &Expect::Hold,
+                flood,
+            )
+            .await?;
+        let out = (rec.verdict, rec.verdict_text.clone());
+        self.push_phase(rec);
+        Ok(out)
+    }
+}
+
+/// `v` rounded to a step that keeps probes readable (a tenth of the resolution).
+fn round_to(v: f64, resolution: f64) -> f64 {
+    let step = if resolution > 0.0 {
+        10f64.powf((resolution / 10.0).log10().floor())
+    } else {
+        0.01
+    };
+    (v / step).round() * step
+}
