@@ -29,8 +29,10 @@
 //!   Requests in flight finish (bounded by the timeout). [`Stop::Requests`]: exactly
 //!   that many requests complete.
 //! - Per-request timeout (connect included); failures are counted by [`ErrorKind`],
-//!   answers by status code. Latency is recorded for every answer (any status), not for
-//!   failures. Values are nanoseconds.
+//!   answers by status code. Latency is recorded for every request: answers (any
+//!   status) at their latency, failures at the time they took — a timed-out request
+//!   at least the timeout — so no percentile can hide a request that hung. Values are
+//!   nanoseconds.
 //! - Every `interval` (1 s by default) the workers' data is merged into an
 //!   [`IntervalSnapshot`] (requests counted by completion time) handed to the callback;
 //!   the report holds the merge of all intervals.

@@ -161,7 +161,8 @@ impl Counts {
 /// One worker's measurements for one interval.
 #[derive(Debug, Clone)]
 pub struct Recorded {
-    /// Latency: from the intended start at a fixed rate, else from the send.
+    /// Latency of every request (answered or failed): from the intended start at a
+    /// fixed rate, else from the send.
     pub latency: Histogram<u64>,
     /// Service time, from the actual send (open loop only).
     pub service: Option<Histogram<u64>>,
@@ -188,6 +189,18 @@ impl Recorded {
         }
         self.counts.status(status);
         self.counts.body_bytes += bytes;
+    }
+
+    /// Records a request that got no answer (refused, reset, timed out, ...). It counts
+    /// in the latency histograms at the time it took — a timed-out request at least the
+    /// timeout — so a percentile never hides a request that failed or hung.
+    #[inline]
+    pub fn failure(&mut self, kind: ErrorKind, latency: Duration, service: Duration) {
+        let _ = self.latency.record(nanos(latency).min(MAX_LATENCY_NS));
+        if let Some(s) = &mut self.service {
+            let _ = s.record(nanos(service).min(MAX_LATENCY_NS));
+        }
+        self.counts.error(kind);
     }
 
     /// Adds another worker's data (histograms grow as needed).

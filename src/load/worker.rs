@@ -192,10 +192,18 @@ pub(crate) async fn run_worker(id: usize, shared: Arc<Shared>, tx: UnboundedSend
                 done.saturating_duration_since(sent),
                 bytes,
             ),
-            Guarded::Done(Err(kind)) => w.rec.counts.error(kind),
+            Guarded::Done(Err(kind)) => w.rec.failure(
+                kind,
+                done.saturating_duration_since(intended),
+                done.saturating_duration_since(sent),
+            ),
             Guarded::Deadline => {
                 conn = None;
-                w.rec.counts.error(ErrorKind::Timeout);
+                w.rec.failure(
+                    ErrorKind::Timeout,
+                    done.saturating_duration_since(intended),
+                    done.saturating_duration_since(sent),
+                );
             }
             // Abandoned in flight: neither answered nor failed, not counted.
             Guarded::Cancelled => break,

@@ -90,9 +90,25 @@ fn clear_refuses_route_selection_and_cluster_flags_with_a_file() {
         .arg(data("bookinfo-reviews.yaml")));
     assert_eq!(code, 2);
     assert!(
-        err.contains("--wait and --dry-run are for the cluster"),
+        err.contains("--wait holds a change on a live target"),
         "{err}"
     );
+    // --dry-run is honoured on a file too: the patch, and nothing else.
+    let (code, out, err) = run(meshdrill()
+        .args([
+            "fault",
+            "abort",
+            "reviews",
+            "--status",
+            "503",
+            "--dry-run",
+            "-f",
+        ])
+        .arg(data("bookinfo-reviews.yaml")));
+    assert_eq!(code, 0, "{err}");
+    let patch: serde_json::Value = serde_json::from_str(&out).expect("the patch as JSON");
+    assert_eq!(patch[0]["op"], "test", "{out}");
+    assert!(err.contains("dry run"), "{err}");
     let (code, _, err) = run(meshdrill()
         .args(["fault", "abort", "--status", "503", "-n", "other", "-f"])
         .arg(data("bookinfo-reviews.yaml")));

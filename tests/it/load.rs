@@ -116,7 +116,8 @@ fn refused_connections_are_errors_and_exit_3() {
     assert_eq!(n(&v, &["requests"]), 20);
     assert_eq!(n(&v, &["errors"]), 20);
     assert_eq!(n(&v, &["error_kinds", "connect_refused"]), 20);
-    assert!(v["latency_ms"]["p99"].is_null());
+    // Failed requests count in the latency at the time they took: refused at once.
+    assert!(f(&v, &["latency_ms", "p99"]) < 1000.0, "{v}");
 }
 
 #[test]
@@ -131,6 +132,34 @@ fn timeouts_are_counted() {
     let slow = servers::spawn(Behavior::Delay(Duration::from_millis(400)));
     let (_, v, _) = load_json(&[&slow.url("/"), "-n", "3", "-c", "3", "--timeout", "100ms"]);
     assert_eq!(n(&v, &["error_kinds", "timeout"]), 3);
+}
+
+/// Regression: a request that timed out took at least the timeout, but used to fall
+/// out of the percentiles — `errors: 25%` next to a p99 of a few ms.
+#[test]
+fn timed_out_requests_count_in_the_latency_percentiles() {
+    // Half of every second the server freezes: those requests time out at 200 ms.
+    let stall = servers::spawn(Behavior::Stall {
+        period: Duration::from_secs(1),
+        stall: Duration::from_millis(500),
+        offset: Duration::ZERO,
+    });
+    let (_, v, err) = load_json(&[
+        &stall.url("/"),
+        "--rate",
+        "100",
+        "-d",
+        "2s",
+        "-c",
+        "40",
+        "--timeout",
+        "200ms",
+    ]);
+    let timeouts = n(&v, &["error_kinds", "timeout"]);
+    assert!(timeouts >= 20, "some requests hung: {v}\n{err}");
+    // More than 1% timed out, so the p99 is a timed-out request: at least 200 ms.
+    assert!(f(&v, &["latency_ms", "p99"]) >= 200.0, "{v}");
+    assert!(f(&v, &["latency_ms", "max"]) >= 200.0, "{v}");
 }
 
 #[test]
