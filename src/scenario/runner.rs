@@ -1172,11 +1172,15 @@ impl<'a> Runner<'a> {
             .await?;
         if let Some((policy, p, retried, cluster)) = check {
             let v = self.retry_validation(&rec, &policy, p, retried, cluster.as_deref());
-            rec.verdict = match rec.verdict {
-                Some(x) => Some(combine_v(x, v.verdict)),
-                None => None,
+            // The retry check is judged even when the SLOs are not (`expect: ignore`).
+            rec.verdict_text = match rec.verdict {
+                Some(_) => format!("{}; retries: {}", rec.verdict_text, v.detail),
+                None => format!("retries: {}", v.detail),
             };
-            rec.verdict_text = format!("{}; retries: {}", rec.verdict_text, v.detail);
+            rec.verdict = Some(match rec.verdict {
+                Some(x) => combine_v(x, v.verdict),
+                None => v.verdict,
+            });
             rec.retry_check = Some(v);
         }
         self.phases.push(rec);
