@@ -25,10 +25,18 @@
 //! they took (a timed-out request at least the timeout), so a percentile can never
 //! hide a request that hung.
 
+mod eval;
+mod format;
+mod parse;
 pub mod retry;
 mod stats;
+#[cfg(test)]
+mod tests;
 
-pub use stats::{needed_for_quantile, needed_for_rate, quantile_ranks, wilson};
+pub use stats::{
+    NEEDED_CAP, inverse_normal, needed_for_quantile, needed_for_quantile_lower, needed_for_rate,
+    quantile_ranks, wilson, z_value,
+};
 
 use std::fmt;
 use std::time::Duration;
@@ -198,12 +206,12 @@ impl Objective {
     /// Builds an objective from its parts, checking every combination (a percentage
     /// for a latency metric, `statuses` on anything but `status_rate`, … are errors).
     pub fn parse(parts: &ObjectiveParts<'_>) -> Result<Objective, ObjectiveError> {
-        todo!("slo helper: {:?}", parts.name)
+        parse::parse(parts)
     }
 
     /// `p99 < 500ms`, `availability >= 99.5%`: metric and objective, for tables.
     pub fn describe(&self) -> String {
-        todo!()
+        parse::describe(self)
     }
 
     /// Whether this objective reads latency (and so needs answers, not just counts).
@@ -255,21 +263,31 @@ pub struct SloResult {
 /// order-statistic interval of the quantile. Throughput: the point value (no
 /// interval). A window with no requests is inconclusive. [`Metric::RecoveryTime`] is
 /// judged by [`recovery_time`], not here (inconclusive with a detail saying so).
+///
+/// Never panics: a NaN threshold, a quantile outside (0, 1], a confidence outside
+/// (0, 1) give an inconclusive result saying so. Rate thresholds of exactly 0% or
+/// 100% are judged on the sample as counted (no interval can exclude them).
 pub fn evaluate(o: &Objective, w: &Window<'_>, confidence: f64) -> SloResult {
-    todo!("{:?} {:?} {confidence}", o.name, w.duration)
+    eval::evaluate(o, w, confidence)
 }
 
 /// Judges `o` with [`Over::Interval`]: each window is one interval (1 s), judged on
 /// its [`point_value`]; fails when more than `allow_bad` intervals miss. Intervals
 /// with no requests are skipped.
+///
+/// `measured` is the worst interval's value; `confidence` is only reported.
 pub fn evaluate_intervals(o: &Objective, intervals: &[Window<'_>], confidence: f64) -> SloResult {
-    todo!("{:?} {} {confidence}", o.name, intervals.len())
+    eval::evaluate_intervals(o, intervals, confidence)
 }
 
 /// The measured value of `o` on one window, without statistics (stop conditions,
 /// interval objectives, recovery). `None` when the window has no requests.
+///
+/// Latency: +∞ when the quantile falls on requests that got no answer and carry no
+/// latency (they rank above every answer). Relative throughput: `None` without an
+/// asked rate. Recovery time: always `None`.
 pub fn point_value(o: &Objective, w: &Window<'_>) -> Option<f64> {
-    todo!("{:?} {:?}", o.name, w.duration)
+    eval::point_value(o, w)
 }
 
 /// Judges a [`Metric::RecoveryTime`] objective `o`: `series` are the 1 s intervals
@@ -278,16 +296,15 @@ pub fn point_value(o: &Objective, w: &Window<'_>) -> Option<f64> {
 /// `consecutive` intervals in which `target`'s point value holds (intervals with no
 /// requests break a run). Never recovered within the series: fail, with the series
 /// length as a lower bound.
+///
+/// A series too short to tell (not recovered within 5 s against `<= 20s`) is
+/// inconclusive rather than failed: only a lower bound that already misses the
+/// objective fails it. Judged on point values; `confidence` is reported as 0.95.
 pub fn recovery_time(
     o: &Objective,
     target: &Objective,
     series: &[Window<'_>],
     interval: Duration,
 ) -> SloResult {
-    todo!(
-        "{:?} {:?} {} {interval:?}",
-        o.name,
-        target.name,
-        series.len()
-    )
+    eval::recovery_time(o, target, series, interval)
 }
