@@ -244,7 +244,7 @@ pub fn open_target(
             };
             let spec = loaded.spec;
             let started = rt
-                .block_on(tokio::task::spawn_blocking(move || {
+                .block_on(rt.spawn_blocking(move || {
                     MeshTarget::start(spec, opts)
                 }))
                 .map_err(|e| Failure::target(anyhow!("mesh start-up failed: {e}")))?;

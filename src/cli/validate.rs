@@ -9,7 +9,7 @@ use crate::istio::validate_virtual_service;
 
 #[derive(Debug, Parser)]
 pub struct ValidateArgs {
-    /// Manifest files (YAML, multi-document, or JSON).
+    /// Manifest files (YAML, multi-document, or JSON): VirtualServices, Mesh and Scenario files.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 }
@@ -41,7 +41,42 @@ pub fn run(a: ValidateArgs, out: &mut impl Write, err: &mut impl Write) -> CliRe
                 // A mesh file is checked together with everything in the same file (its
                 // VirtualServices and DestinationRules), as `mesh up` reads it.
                 match crate::mesh::MeshSpec::from_documents(&docs) {
-                    Ok(_) => writeln!(out, "{}: {what}: valid", d.locate("")).map_err(io_err)?,
+                    Ok(loaded) => {
+                        writeln!(out, "{}: {what}: valid", d.locate("")).map_err(io_err)?;
+                        for c in crate::mesh::chain::retry_chains(&loaded.spec)
+                            .iter()
+                            .filter(|c| c.hops.len() > 1 && c.amplification > 1)
+                        {
+                            writeln!(err, "warning: retries multiply along {}", c.describe())
+                                .map_err(io_err)?;
+                        }
+                    }
+                    Err(e) => {
+                        bad += 1;
+                        writeln!(err, "error: {e}").map_err(io_err)?;
+                    }
+                }
+            } else if crate::scenario::is_scenario(d) {
+                // Relative mesh paths resolve against the scenario's directory.
+                let base = file.parent().unwrap_or(std::path::Path::new("."));
+                let checked = crate::scenario::parse_document(d, base).and_then(|s| {
+                    match &s.target {
+                        crate::scenario::TargetSpec::Mesh { file } => {
+                            match crate::mesh::MeshSpec::load(std::slice::from_ref(file)) {
+                                Ok(m) => crate::scenario::check_against_mesh(&s, &m.spec),
+                                // The mesh file's own problems are its own lines.
+                                Err(e) => {
+                                    bad += 1;
+                                    let _ = writeln!(err, "error: {e}");
+                                    Ok(())
+                                }
+                            }
+                        }
+                        crate::scenario::TargetSpec::Cluster { .. } => Ok(()),
+                    }
+                });
+                match checked {
+                    Ok(()) => writeln!(out, "{}: {what}: valid", d.locate("")).map_err(io_err)?,
                     Err(e) => {
                         bad += 1;
                         writeln!(err, "error: {e}").map_err(io_err)?;
@@ -50,7 +85,7 @@ pub fn run(a: ValidateArgs, out: &mut impl Write, err: &mut impl Write) -> CliRe
             } else {
                 writeln!(
                     out,
-                    "{}: {what}: skipped (meshdrill validates VirtualServices and Mesh files)",
+                    "{}: {what}: skipped (meshdrill validates VirtualServices, Mesh and Scenario files)",
                     d.locate("")
                 )
                 .map_err(io_err)?;

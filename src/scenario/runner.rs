@@ -437,7 +437,9 @@ impl<'a> Runner<'a> {
                 (StepKind::Restart { .. }, Kind::Cluster) => Some(
                     "restart is for the local mesh; on a cluster the pods' controller starts them again",
                 ),
-                (StepKind::Kill { .. } | StepKind::Restart { .. }, Kind::File) => {
+                (StepKind::Kill { .. } | StepKind::Restart { .. }, Kind::File)
+                    if !self.opts.dry_run =>
+                {
                     Some("kill and restart need a running target")
                 }
                 _ => None,
