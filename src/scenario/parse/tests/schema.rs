@@ -238,6 +238,30 @@ fn the_schema_rejects_what_the_parser_rejects() {
     assert!(!errors(&both).is_empty(), "route and routeIndex together");
 }
 
+#[test]
+fn the_schema_rejects_unknown_keys_where_the_parser_does() {
+    for f in fixtures() {
+        let docs = manifest::read_file(&f).expect("YAML");
+        let base = &docs[0].value;
+        for p in super::fuzz::pointers(base) {
+            let mut v = base.clone();
+            // Header names are free; everything else is a closed mapping.
+            let Some(Value::Object(m)) = v.pointer_mut(&p) else {
+                continue;
+            };
+            if p.ends_with("/headers") {
+                continue;
+            }
+            m.insert("zzz".into(), Value::from(1));
+            assert!(
+                !errors(&v).is_empty(),
+                "{}: the schema accepts an unknown key at {p}",
+                f.display()
+            );
+        }
+    }
+}
+
 fn props<'a>(root: &'a Value, ptr: &str) -> Vec<&'a str> {
     let mut keys: Vec<&str> = root
         .pointer(ptr)
