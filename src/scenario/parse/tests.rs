@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::load::{host_allowed, strip_port};
 use super::*;
 use crate::istio::{
     AbortCode, AbortSpec, Change, DelaySpec, GrpcStatus, HttpStatus, IstioDuration, Percentage,

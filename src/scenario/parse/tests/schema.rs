@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::super::steps;
+use super::super::{phases, steps};
 use super::testdata;
 use crate::istio::manifest;
 
@@ -328,20 +328,20 @@ fn the_schema_has_the_parsers_keys() {
         ),
         (format!("{d}/kill"), sorted(&steps::KILL_KEYS, &[])),
         (format!("{d}/restart"), sorted(&steps::RESTART_KEYS, &[])),
-        (format!("{d}/hold/anyOf/1"), sorted(&steps::HOLD_KEYS, &[])),
+        (format!("{d}/hold/anyOf/1"), sorted(&phases::HOLD_KEYS, &[])),
         (
             format!("{d}/retryCheck"),
-            sorted(&steps::RETRY_CHECK_KEYS, &[]),
+            sorted(&phases::RETRY_CHECK_KEYS, &[]),
         ),
-        (format!("{d}/flood"), sorted(&steps::FLOOD_KEYS, &[])),
-        (format!("{d}/search"), sorted(&steps::SEARCH_KEYS, &[])),
+        (format!("{d}/flood"), sorted(&phases::FLOOD_KEYS, &[])),
+        (format!("{d}/search"), sorted(&phases::SEARCH_KEYS, &[])),
         (
             format!("{d}/search/properties/abort"),
-            sorted(&steps::SEARCH_ABORT_KEYS, &[]),
+            sorted(&phases::SEARCH_ABORT_KEYS, &[]),
         ),
         (
             format!("{d}/search/properties/delay"),
-            sorted(&steps::SEARCH_DELAY_KEYS, &[]),
+            sorted(&phases::SEARCH_DELAY_KEYS, &[]),
         ),
     ] {
         assert_eq!(props(&s, &ptr), keys, "{ptr}");
