@@ -22,7 +22,7 @@ pub(super) fn item(p: &str, i: usize) -> String {
 }
 
 /// `unknown field "x"; allowed: a, b`, with a suggestion when the key is close to an
-/// allowed one (case, `_`/`-`, or a typo or two).
+/// allowed one (case, `_`/`-`, a typo or two, or a prefix: `percent` → `percentage`).
 pub(super) fn unknown_key(key: &str, allowed: &[&str]) -> String {
     let norm = |s: &str| {
         s.chars()
@@ -34,7 +34,9 @@ pub(super) fn unknown_key(key: &str, allowed: &[&str]) -> String {
     let k = norm(key);
     let near = |a: &&&str| {
         let a = norm(a);
-        a == k || (k.len() > 3 && edit_distance(&a, &k) <= if k.len() > 6 { 2 } else { 1 })
+        a == k
+            || (k.len() > 3 && edit_distance(&a, &k) <= if k.len() > 6 { 2 } else { 1 })
+            || (k.len() > 3 && a.len() > 3 && (a.starts_with(&k) || k.starts_with(&a)))
     };
     match allowed.iter().find(near) {
         Some(a) => format!("unknown field {key:?}: did you mean {a}? Allowed: {list}"),
