@@ -289,11 +289,11 @@ mod tests {
         let spec = mesh(
             vec![
                 service("a", Some("http://b.default.svc.cluster.local:80/x")),
-                service("b", Some("http://a/")),
-                service("c", None),
+                service("b", None),
+                service("c", Some("http://a/")),
                 ServiceSpec {
                     workload: Workload::Command(vec!["./x".into()]),
-                    ..service("d", None)
+                    ..service("d", Some("http://a/"))
                 },
             ],
             vec![
@@ -301,11 +301,16 @@ mod tests {
                     {"match": [{"uri": {"prefix": "/a"}}], "route": [{"destination": {"host": "a"}}], "retries": {"attempts": 1}},
                     {"route": [{"destination": {"host": "a"}, "weight": 50}, {"destination": {"host": "c"}, "weight": 50}], "retries": {"attempts": 4}},
                     {"route": [{"destination": {"host": "d"}}], "retries": {"attempts": 0}},
+                    {"route": [{"destination": {"host": "b"}}, {"destination": {"host": "a"}}]},
                     {"route": [{"destination": {"host": "nowhere.example.com"}}]}
                 ]}}),
-                // b's calls to a: a wildcard VS loses to the exact one.
+                // Two catch-alls: the first in file order routes (as translate
+                // claims domains); both lose to an exact host.
                 json!({"metadata": {"name": "all"}, "spec": {"hosts": ["*"], "http": [
                     {"route": [{"destination": {"host": "c"}}], "retries": {"attempts": 7}}
+                ]}}),
+                json!({"metadata": {"name": "all2"}, "spec": {"hosts": ["*"], "http": [
+                    {"route": [{"destination": {"host": "d"}}], "retries": {"attempts": 9}}
                 ]}}),
                 json!({"metadata": {"name": "a"}, "spec": {"hosts": ["a"], "http": [
                     {"route": [{"destination": {"host": "a"}}], "retries": {"attempts": 5}}
@@ -320,16 +325,20 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                // a calls b's FQDN, which only the "*" VirtualService routes: to c.
+                // a calls b's FQDN, which only the catch-alls route: to c. c calls
+                // a, already on the path.
                 (
                     "ingress → a (5 attempts) → c (8 attempts): up to 40 calls per request"
                         .to_string(),
                     40
                 ),
+                // c calls a: the exact VirtualService; a's call to b goes to c again.
                 (
-                    "ingress → c (5 attempts): up to 5 calls per request".to_string(),
-                    5
+                    "ingress → c (5 attempts) → a (6 attempts): up to 30 calls per request"
+                        .to_string(),
+                    30
                 ),
+                // A user command's calls are unknown: its path ends there.
                 (
                     "ingress → d (1 attempt): up to 1 call per request".to_string(),
                     1

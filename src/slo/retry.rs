@@ -750,6 +750,15 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_width_band_still_holds_its_center() {
+        let (lo, hi) = band(1.0, 0.0, 100, None);
+        assert!(lo < 1.0 && 1.0 < hi, "{lo} {hi}");
+        // Clamped at the limits, it keeps the center.
+        assert_eq!(band(1.0, 0.0, 100, Some((0.0, 1.0))).1, 1.0);
+        assert_eq!(band(0.5, 0.1, 0, Some((0.0, 1.0))), (0.0, 1.0));
+    }
+
+    #[test]
     fn chains_describe_themselves() {
         let c = Chain {
             hops: vec![("ingress → a".into(), 1)],

@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::load::{host_allowed, strip_port};
 use super::*;
 use crate::istio::{
     AbortCode, AbortSpec, Change, DelaySpec, GrpcStatus, HttpStatus, IstioDuration, Percentage,
@@ -975,7 +976,7 @@ fn change_step_errors() {
     f(
         "- fault: {virtualService: a, abort: {httpStatus: 500, percent: 5}}",
         "spec.method[0].fault.abort.percent",
-        "unknown field \"percent\"; allowed: httpStatus, grpcStatus, percentage",
+        "unknown field \"percent\": did you mean percentage? Allowed: httpStatus, grpcStatus, percentage",
     );
     f(
         "- fault: {virtualService: a, delay: {percentage: 5}}",

@@ -36,7 +36,7 @@ pub(super) fn pointers(v: &Value) -> Vec<String> {
         match v {
             Value::Object(m) => {
                 for (k, x) in m {
-                    walk(x, super::super::child(&p, k), out);
+                    walk(x, super::super::values::child(&p, k), out);
                 }
             }
             Value::Array(a) => {

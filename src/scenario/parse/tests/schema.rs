@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::super::steps;
+use super::super::{phases, steps};
 use super::testdata;
 use crate::istio::manifest;
 
@@ -238,6 +238,30 @@ fn the_schema_rejects_what_the_parser_rejects() {
     assert!(!errors(&both).is_empty(), "route and routeIndex together");
 }
 
+#[test]
+fn the_schema_rejects_unknown_keys_where_the_parser_does() {
+    for f in fixtures() {
+        let docs = manifest::read_file(&f).expect("YAML");
+        let base = &docs[0].value;
+        for p in super::fuzz::pointers(base) {
+            let mut v = base.clone();
+            // Header names are free; everything else is a closed mapping.
+            let Some(Value::Object(m)) = v.pointer_mut(&p) else {
+                continue;
+            };
+            if p.ends_with("/headers") {
+                continue;
+            }
+            m.insert("zzz".into(), Value::from(1));
+            assert!(
+                !errors(&v).is_empty(),
+                "{}: the schema accepts an unknown key at {p}",
+                f.display()
+            );
+        }
+    }
+}
+
 fn props<'a>(root: &'a Value, ptr: &str) -> Vec<&'a str> {
     let mut keys: Vec<&str> = root
         .pointer(ptr)
@@ -304,20 +328,20 @@ fn the_schema_has_the_parsers_keys() {
         ),
         (format!("{d}/kill"), sorted(&steps::KILL_KEYS, &[])),
         (format!("{d}/restart"), sorted(&steps::RESTART_KEYS, &[])),
-        (format!("{d}/hold/anyOf/1"), sorted(&steps::HOLD_KEYS, &[])),
+        (format!("{d}/hold/anyOf/1"), sorted(&phases::HOLD_KEYS, &[])),
         (
             format!("{d}/retryCheck"),
-            sorted(&steps::RETRY_CHECK_KEYS, &[]),
+            sorted(&phases::RETRY_CHECK_KEYS, &[]),
         ),
-        (format!("{d}/flood"), sorted(&steps::FLOOD_KEYS, &[])),
-        (format!("{d}/search"), sorted(&steps::SEARCH_KEYS, &[])),
+        (format!("{d}/flood"), sorted(&phases::FLOOD_KEYS, &[])),
+        (format!("{d}/search"), sorted(&phases::SEARCH_KEYS, &[])),
         (
             format!("{d}/search/properties/abort"),
-            sorted(&steps::SEARCH_ABORT_KEYS, &[]),
+            sorted(&phases::SEARCH_ABORT_KEYS, &[]),
         ),
         (
             format!("{d}/search/properties/delay"),
-            sorted(&steps::SEARCH_DELAY_KEYS, &[]),
+            sorted(&phases::SEARCH_DELAY_KEYS, &[]),
         ),
     ] {
         assert_eq!(props(&s, &ptr), keys, "{ptr}");

@@ -233,9 +233,11 @@ fn slo_errors() {
         "from 0 to",
     );
     // Objective::parse's own errors land on its field.
-    let e = parse(&doc(&slo("- {name: x, metric: p98, objective: \"< 1s\"}")))
-        .expect_err("p98")
-        .to_string();
+    let e = parse(&doc(&slo(
+        "- {name: x, metric: median, objective: \"< 1s\"}",
+    )))
+    .expect_err("median")
+    .to_string();
     assert!(e.starts_with("s.yaml:12: spec.slos[3]."), "{e}");
     let closed = format!(
         "targets: [a.com]\nload: {{url: \"http://a.com/\"}}\nslos:\n- {{name: t, metric: throughput, objective: \">= 95%\"}}\n{}",
