@@ -49,6 +49,14 @@ fn mark(v: Verdict) -> &'static str {
 }
 
 fn phase_verdict(p: &PhaseRecord) -> &'static str {
+    if p.expect == "ignore" {
+        return match p.retry_check.as_ref().map(|r| r.verdict) {
+            None => "not judged",
+            Some(Verdict::Pass) => "retries as predicted",
+            Some(Verdict::Fail) => "RETRIES NOT AS PREDICTED",
+            Some(Verdict::Inconclusive) => "retries: inconclusive",
+        };
+    }
     match (p.verdict, p.expect.starts_with("breach")) {
         (None, _) => "not judged",
         (Some(Verdict::Pass), false) => "held",
@@ -59,9 +67,16 @@ fn phase_verdict(p: &PhaseRecord) -> &'static str {
     }
 }
 
-fn slo_cells(slos: &[SloResult]) -> String {
+/// `availability 99.80% ok` per objective; without the mark when not judged.
+fn slo_cells(slos: &[SloResult], judged: bool) -> String {
     slos.iter()
-        .map(|r| format!("{} {} {}", r.name, r.measured_text, mark(r.verdict)))
+        .map(|r| {
+            if judged {
+                format!("{} {} {}", r.name, r.measured_text, mark(r.verdict))
+            } else {
+                format!("{} {}", r.name, r.measured_text)
+            }
+        })
         .collect::<Vec<_>>()
         .join("  ")
 }
@@ -135,14 +150,14 @@ impl<W: Write> Observer for Progress<W> {
                     p.name,
                     phase_verdict(p),
                     p.summary.requests,
-                    slo_cells(&p.slos)
+                    slo_cells(&p.slos, p.expect != "ignore")
                 );
                 if let Some(f) = &p.flood {
                     text.push_str(&format!(
                         "; flood {} requests at {:.0}/s {}",
                         f.summary.requests,
                         f.summary.rps,
-                        slo_cells(&f.slos)
+                        slo_cells(&f.slos, true)
                     ));
                 }
                 self.line(&text);
@@ -216,6 +231,7 @@ pub fn write_summary(w: &mut impl Write, j: &Journal) -> std::io::Result<()> {
         writeln!(w)?;
         writeln!(w, "objectives ({}% confidence):", j.confidence * 100.0)?;
         for p in &judged {
+            let ignored = p.expect == "ignore";
             for r in p
                 .slos
                 .iter()
@@ -238,7 +254,7 @@ pub fn write_summary(w: &mut impl Write, j: &Journal) -> std::io::Result<()> {
                     truncate(&p.name, 28),
                     r.objective,
                     r.measured_text,
-                    mark(r.verdict)
+                    if ignored { "-" } else { mark(r.verdict) }
                 )?;
             }
         }

@@ -244,9 +244,7 @@ pub fn open_target(
             };
             let spec = loaded.spec;
             let started = rt
-                .block_on(rt.spawn_blocking(move || {
-                    MeshTarget::start(spec, opts)
-                }))
+                .block_on(rt.spawn_blocking(move || MeshTarget::start(spec, opts)))
                 .map_err(|e| Failure::target(anyhow!("mesh start-up failed: {e}")))?;
             started.map(Target::Mesh).map_err(|e| {
                 if e.is_interrupted() {

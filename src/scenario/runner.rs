@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use super::collect::{Collector, FINE, Measured, summarize};
+use super::collect::{Collector, FINE, Measured, SECOND, summarize};
 use super::journal::{
     ChangeRecord, DrillVerdict, Ending, FORMAT, IntervalSummary, Journal, PhaseKind, PhaseRecord,
     RollbackRecord, StepRecord,
@@ -26,7 +26,7 @@ use crate::cancel::Cancel;
 use crate::istio::{Change, RecordMeta, RouteSelector};
 use crate::load::{self, LoadConfig, LoadReport, Rate, Stop};
 use crate::slo::retry::{RetryMeasurement, RetryPolicy, RetryValidation};
-use crate::slo::{self, Metric, Objective, SloResult, Verdict};
+use crate::slo::{self, Metric, SloResult, Verdict};
 use crate::target::{self, Changed, Cleared, Kind, Target};
 
 /// What happens to the scenario's `rollbacks` (meshdrill's own changes are undone
@@ -607,9 +607,7 @@ impl<'a> Runner<'a> {
         expect: &Expect,
     ) -> Result<Option<Verdict>, Halt> {
         let rec = self.measure(kind, name, step, d, expect, None).await?;
-        let v = rec.verdict;
-        self.phases.push(rec);
-        Ok(v)
+        Ok(self.record_phase(rec))
     }
 
     /// Measures a phase; `extra` (a flood) runs meanwhile and is judged with it.
@@ -689,28 +687,34 @@ impl<'a> Runner<'a> {
             rec.verdict = None;
             rec.verdict_text = "stopped before its end: not judged".into();
         }
-        self.obs.event(Event::PhaseEnded(&rec));
         match waited {
             Ok(()) => Ok(rec),
             Err(h) => {
+                self.obs.event(Event::PhaseEnded(&rec));
                 self.phases.push(rec);
                 Err(h)
             }
         }
     }
 
-    /// Each SLO's point values in the seconds wholly inside `[start, end)` (load clock).
-    fn interval_values(
-        &self,
-        start: Duration,
-        end: Duration,
-    ) -> BTreeMap<String, Vec<Option<f64>>> {
+    /// Reports a judged phase and keeps it.
+    fn record_phase(&mut self, rec: PhaseRecord) -> Option<Verdict> {
+        self.obs.event(Event::PhaseEnded(&rec));
+        let v = rec.verdict;
+        self.phases.push(rec);
+        v
+    }
+
+    /// Each SLO's point values in the seconds wholly inside `[start, end)` (load
+    /// clock), and the requests of those seconds.
+    fn interval_values(&self, start: Duration, end: Duration) -> IntervalValues {
         let mut out: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
+        let mut requests = 0;
         let Some(c) = &self.collector else {
-            return out;
+            return (out, 0);
         };
         let Ok(c) = c.lock() else {
-            return out;
+            return (out, 0);
         };
         let (a, b) = (start.as_secs_f64(), end.as_secs_f64());
         for iv in c
@@ -718,11 +722,12 @@ impl<'a> Runner<'a> {
             .iter()
             .filter(|i| i.t >= a && i.t + 1.0 <= b + 1e-9)
         {
+            requests += iv.requests;
             for (k, v) in &iv.slos {
                 out.entry(k.clone()).or_default().push(*v);
             }
         }
-        out
+        (out, requests)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -734,7 +739,7 @@ impl<'a> Runner<'a> {
         (start_s, end_s): (f64, f64),
         expect: &Expect,
         m: Option<&Measured>,
-        intervals: &BTreeMap<String, Vec<Option<f64>>>,
+        (intervals, interval_requests): &IntervalValues,
         flood: Option<super::journal::FloodRecord>,
     ) -> PhaseRecord {
         let conf = self.s.confidence;
@@ -746,10 +751,10 @@ impl<'a> Runner<'a> {
                 .filter(|o| !matches!(o.metric, Metric::RecoveryTime { .. }))
                 .map(|o| match o.over {
                     slo::Over::Phase => slo::evaluate(o, &m.window(), conf),
-                    slo::Over::Interval { allow_bad } => judge_points(
+                    slo::Over::Interval { .. } => slo::evaluate_intervals(
                         o,
                         intervals.get(&o.name).map_or(&[][..], Vec::as_slice),
-                        allow_bad,
+                        *interval_requests,
                         conf,
                     ),
                 })
@@ -857,7 +862,7 @@ impl<'a> Runner<'a> {
                         Some(f),
                     )
                     .await?;
-                self.phases.push(rec);
+                self.record_phase(rec);
                 self.last_recovery = Some(self.load_now());
                 Ok(())
             }
@@ -873,8 +878,8 @@ impl<'a> Runner<'a> {
         self.searches.push(r);
     }
 
-    pub(super) fn push_phase(&mut self, r: PhaseRecord) {
-        self.phases.push(r);
+    pub(super) fn push_phase(&mut self, r: PhaseRecord) -> Option<Verdict> {
+        self.record_phase(r)
     }
 
     pub(super) fn slo_names(&self) -> Vec<String> {
@@ -1158,16 +1163,22 @@ impl<'a> Runner<'a> {
             }
             return self.wait(h.duration).await;
         }
-        let check = match &h.retry_check {
-            Some(rc) => Some(self.retry_inputs(rc).await?),
-            None => None,
+        let (check, measured) = match &h.retry_check {
+            Some(rc) => {
+                // Requests sent under the previous route configuration finish first:
+                // their retries would count against the new policy.
+                let settle = RETRY_SETTLE.min(h.duration / 2);
+                self.wait(settle).await?;
+                (Some(self.retry_inputs(rc).await?), h.duration - settle)
+            }
+            None => (None, h.duration),
         };
         let mut rec = self
             .measure(
                 PhaseKind::Hold,
                 step.label.clone(),
                 Some(step.index),
-                h.duration,
+                measured,
                 &h.expect,
                 None,
             )
@@ -1185,7 +1196,7 @@ impl<'a> Runner<'a> {
             });
             rec.retry_check = Some(v);
         }
-        self.phases.push(rec);
+        self.record_phase(rec);
         Ok(())
     }
 
@@ -1728,10 +1739,7 @@ impl<'a> Runner<'a> {
             .slos
             .iter()
             .filter_map(|o| match &o.metric {
-                Metric::RecoveryTime {
-                    slo: target,
-                    consecutive,
-                } => {
+                Metric::RecoveryTime { slo: target, .. } => {
                     let t = self.s.slos.iter().find(|x| &x.name == target)?;
                     let values: Vec<Option<f64>> = c
                         .series
@@ -1739,13 +1747,7 @@ impl<'a> Runner<'a> {
                         .filter(|i| i.t >= first)
                         .map(|i| i.slos.get(target).copied().flatten())
                         .collect();
-                    Some(recovery_from_points(
-                        o,
-                        t,
-                        *consecutive,
-                        &values,
-                        self.s.confidence,
-                    ))
+                    Some(slo::recovery_time(o, t, &values, SECOND, self.s.confidence))
                 }
                 _ => None,
             })
@@ -1829,6 +1831,12 @@ impl<'a> Runner<'a> {
 }
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a hold with a retry check waits before it measures (see `hold`).
+const RETRY_SETTLE: Duration = Duration::from_secs(1);
+
+/// Per SLO, its value in each second of a phase; and the requests of those seconds.
+type IntervalValues = (BTreeMap<String, Vec<Option<f64>>>, u64);
 
 /// One rollback action: (ok, outcome text, patch, what a clear found).
 async fn rollback_one(
@@ -2069,118 +2077,6 @@ fn expectation(e: &Expect, slos: &[SloResult]) -> (Option<Verdict>, String) {
                 )
             }
         }
-    }
-}
-
-/// An `over: interval` objective judged on its per-second values.
-fn judge_points(
-    o: &Objective,
-    values: &[Option<f64>],
-    allow_bad: u32,
-    confidence: f64,
-) -> SloResult {
-    let judged: Vec<f64> = values.iter().flatten().copied().collect();
-    let bad = judged
-        .iter()
-        .filter(|v| !o.cmp.holds(**v, o.threshold))
-        .count();
-    let worst = judged
-        .iter()
-        .copied()
-        .fold(None, |acc: Option<f64>, v| match acc {
-            None => Some(v),
-            Some(a) => Some(
-                if o.cmp.holds(a, o.threshold) && !o.cmp.holds(v, o.threshold) {
-                    v
-                } else if matches!(o.cmp, slo::Cmp::Lt | slo::Cmp::Le) {
-                    a.max(v)
-                } else {
-                    a.min(v)
-                },
-            ),
-        });
-    let verdict = if judged.is_empty() {
-        Verdict::Inconclusive
-    } else if bad as u64 > u64::from(allow_bad) {
-        Verdict::Fail
-    } else {
-        Verdict::Pass
-    };
-    SloResult {
-        name: o.name.clone(),
-        objective: o.describe(),
-        measured: worst,
-        measured_text: format!("{bad} of {} intervals missed", judged.len()),
-        requests: judged.len() as u64,
-        ci: None,
-        confidence,
-        verdict,
-        needed: None,
-        detail: format!(
-            "{bad} of {} 1 s intervals missed {} (allowed: {allow_bad})",
-            judged.len(),
-            o.describe()
-        ),
-    }
-}
-
-/// A recovery-time objective from the target SLO's per-second values after the event.
-fn recovery_from_points(
-    o: &Objective,
-    target: &Objective,
-    consecutive: u32,
-    values: &[Option<f64>],
-    confidence: f64,
-) -> SloResult {
-    let need = consecutive.max(1) as usize;
-    let mut run = 0usize;
-    let mut at = None;
-    for (i, v) in values.iter().enumerate() {
-        if v.is_some_and(|v| target.cmp.holds(v, target.threshold)) {
-            run += 1;
-            if run >= need {
-                at = Some((i + 1 - need) as f64);
-                break;
-            }
-        } else {
-            run = 0;
-        }
-    }
-    let (measured, text, verdict) = match at {
-        Some(s) => (
-            Some(s),
-            format!("{s:.0} s"),
-            if o.cmp.holds(s, o.threshold) {
-                Verdict::Pass
-            } else {
-                Verdict::Fail
-            },
-        ),
-        None => (
-            None,
-            format!("not recovered within {} s", values.len()),
-            Verdict::Fail,
-        ),
-    };
-    SloResult {
-        name: o.name.clone(),
-        objective: o.describe(),
-        measured,
-        measured_text: text.clone(),
-        requests: values.len() as u64,
-        ci: None,
-        confidence,
-        verdict,
-        needed: None,
-        detail: format!(
-            "{} held again {} for {consecutive} s in a row after the last recovery event",
-            target.name,
-            if at.is_some() {
-                format!("after {text}")
-            } else {
-                "never".into()
-            }
-        ),
     }
 }
 

@@ -47,9 +47,20 @@ impl Runner<'_> {
                 .await?;
         }
         let objectives: Vec<String> = self.slo_names();
+        let at_break =
+            probes
+                .iter()
+                .find(|p| Some(p.value) == breaks)
+                .map_or("did not hold", |p| {
+                    if p.verdict == Verdict::Fail {
+                        "broke"
+                    } else {
+                        "could not be shown to hold (inconclusive)"
+                    }
+                });
         let answer = match (holds, breaks) {
             (Some(h), Some(b)) => format!(
-                "{} hold up to {h}{unit} and break by {b}{unit} ({} ± {}{unit})",
+                "{} shown to hold up to {h}{unit}; at {b}{unit} they {at_break}: the margin lies between ({} ± {}{unit})",
                 objectives.join(", "),
                 round_to((h + b) / 2.0, x.resolution / 4.0),
                 round_to((b - h) / 2.0, x.resolution / 4.0)
@@ -60,7 +71,7 @@ impl Runner<'_> {
                 x.high
             ),
             (None, Some(b)) => format!(
-                "{} do not hold at any probe: they break by {b}{unit} (the search range starts at {}{unit})",
+                "{} were not shown to hold at any probe (at {b}{unit} they {at_break}; the search range starts at {}{unit})",
                 objectives.join(", "),
                 x.low
             ),
@@ -143,12 +154,15 @@ impl Runner<'_> {
     }
 }
 
-/// `v` rounded to a step that keeps probes readable (a tenth of the resolution).
+/// `v` rounded to a power of ten at most a tenth of the resolution, so probes read
+/// as 18.8, not 18.75000001 (divided, not multiplied, by the power: 21.9, not
+/// 21.900000000000002).
 fn round_to(v: f64, resolution: f64) -> f64 {
-    let step = if resolution > 0.0 {
-        10f64.powf((resolution / 10.0).log10().floor())
+    let digits = if resolution > 0.0 && resolution.is_finite() {
+        (-(resolution / 10.0).log10().floor()).clamp(0.0, 6.0)
     } else {
-        0.01
+        2.0
     };
-    (v / step).round() * step
+    let k = 10f64.powf(digits);
+    (v * k).round() / k
 }

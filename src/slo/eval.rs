@@ -453,10 +453,10 @@ fn value_text(o: &Objective, v: f64, w: Option<&Window<'_>>) -> String {
 
 pub(super) fn evaluate_intervals(
     o: &Objective,
-    intervals: &[Window<'_>],
+    values: &[Option<f64>],
+    requests: u64,
     confidence: f64,
 ) -> SloResult {
-    let requests = intervals.iter().map(|w| w.data.counts.requests()).sum();
     if let Some(why) = unusable(o) {
         return blank(o, confidence, requests, why);
     }
@@ -476,8 +476,8 @@ pub(super) fn evaluate_intervals(
     let mut bad = 0u64;
     // (value, index) of the interval furthest on the wrong side.
     let mut worst: Option<(f64, usize)> = None;
-    for (i, w) in intervals.iter().enumerate() {
-        let Some(v) = point_value(o, w) else { continue };
+    for (i, v) in values.iter().enumerate() {
+        let Some(v) = *v else { continue };
         judged += 1;
         if !o.cmp.holds(v, o.threshold) {
             bad += 1;
@@ -497,7 +497,7 @@ pub(super) fn evaluate_intervals(
         return r;
     };
     r.measured = wv.is_finite().then_some(wv);
-    r.measured_text = value_text(o, wv, intervals.get(wi));
+    r.measured_text = value_text(o, wv, None);
     let want = format!("{} {}", o.cmp.symbol(), threshold_label(o));
     r.verdict = if bad > u64::from(allow_bad) {
         Verdict::Fail
@@ -512,7 +512,7 @@ pub(super) fn evaluate_intervals(
         r.measured_text,
         wi + 1
     );
-    let skipped = intervals.len() as u64 - judged;
+    let skipped = values.len() as u64 - judged;
     if skipped > 0 {
         r.detail
             .push_str(&format!("; {skipped} without requests skipped"));
@@ -523,11 +523,11 @@ pub(super) fn evaluate_intervals(
 pub(super) fn recovery_time(
     o: &Objective,
     target: &Objective,
-    series: &[Window<'_>],
+    series: &[Option<f64>],
     interval: Duration,
+    confidence: f64,
 ) -> SloResult {
-    let requests = series.iter().map(|w| w.data.counts.requests()).sum();
-    let confidence = 0.95;
+    let requests = series.len() as u64;
     let Metric::RecoveryTime { consecutive, .. } = o.metric else {
         return blank(
             o,
@@ -543,7 +543,7 @@ pub(super) fn recovery_time(
     let want = format!("{} {}", o.cmp.symbol(), threshold_label(o));
     let holds: Vec<bool> = series
         .iter()
-        .map(|w| point_value(target, w).is_some_and(|v| target.cmp.holds(v, target.threshold)))
+        .map(|v| v.is_some_and(|v| target.cmp.holds(v, target.threshold)))
         .collect();
     let need = consecutive.max(1) as usize;
     let mut run = 0usize;

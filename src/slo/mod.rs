@@ -271,13 +271,20 @@ pub fn evaluate(o: &Objective, w: &Window<'_>, confidence: f64) -> SloResult {
     eval::evaluate(o, w, confidence)
 }
 
-/// Judges `o` with [`Over::Interval`]: each window is one interval (1 s), judged on
-/// its [`point_value`]; fails when more than `allow_bad` intervals miss. Intervals
-/// with no requests are skipped.
+/// Judges `o` with [`Over::Interval`]: `values` are its [`point_value`]s in each
+/// interval (1 s; `None` for an interval without requests, skipped), `requests` how
+/// many requests they cover. Fails when more than `allow_bad` intervals miss.
 ///
-/// `measured` is the worst interval's value; `confidence` is only reported.
-pub fn evaluate_intervals(o: &Objective, intervals: &[Window<'_>], confidence: f64) -> SloResult {
-    eval::evaluate_intervals(o, intervals, confidence)
+/// `measured` is the worst interval's value; `confidence` is only reported. Point
+/// values, not histograms: the runner keeps numbers per second, so its memory stays
+/// flat in the length of a drill.
+pub fn evaluate_intervals(
+    o: &Objective,
+    values: &[Option<f64>],
+    requests: u64,
+    confidence: f64,
+) -> SloResult {
+    eval::evaluate_intervals(o, values, requests, confidence)
 }
 
 /// The measured value of `o` on one window, without statistics (stop conditions,
@@ -290,21 +297,23 @@ pub fn point_value(o: &Objective, w: &Window<'_>) -> Option<f64> {
     eval::point_value(o, w)
 }
 
-/// Judges a [`Metric::RecoveryTime`] objective `o`: `series` are the 1 s intervals
-/// from the event on (the first one starts at the event); `target` is the objective
-/// named by `o`'s `slo`. The recovery time is the start of the first run of
+/// Judges a [`Metric::RecoveryTime`] objective `o`: `series` are `target`'s point
+/// values in the intervals from the event on (the first one starts at the event;
+/// `None` for an interval without requests); `target` is the objective named by
+/// `o`'s `slo`. The recovery time is the start of the first run of
 /// `consecutive` intervals in which `target`'s point value holds (intervals with no
 /// requests break a run). Never recovered within the series: fail, with the series
 /// length as a lower bound.
 ///
 /// A series too short to tell (not recovered within 5 s against `<= 20s`) is
 /// inconclusive rather than failed: only a lower bound that already misses the
-/// objective fails it. Judged on point values; `confidence` is reported as 0.95.
+/// objective fails it. Judged on point values; `confidence` is only reported.
 pub fn recovery_time(
     o: &Objective,
     target: &Objective,
-    series: &[Window<'_>],
+    series: &[Option<f64>],
     interval: Duration,
+    confidence: f64,
 ) -> SloResult {
-    eval::recovery_time(o, target, series, interval)
+    eval::recovery_time(o, target, series, interval, confidence)
 }

@@ -671,7 +671,9 @@ fn interval_objectives_count_bad_intervals() {
     .expect("o");
     let ws = |list: &[&Recorded]| -> Vec<SloResult> {
         let windows: Vec<Window<'_>> = list.iter().map(|d| window(d)).collect();
-        vec![evaluate_intervals(&o, &windows, 0.95)]
+        let values: Vec<Option<f64>> = windows.iter().map(|w| point_value(&o, w)).collect();
+        let requests = windows.iter().map(|w| w.data.counts.requests()).sum();
+        vec![evaluate_intervals(&o, &values, requests, 0.95)]
     };
     let r = &ws(&[&good, &bad, &empty, &good])[0];
     assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
@@ -705,20 +707,18 @@ fn rt(objective: &str, consecutive: u32) -> Objective {
     .expect("rt")
 }
 
-fn series<'a>(
-    pattern: &str,
-    good: &'a Recorded,
-    bad: &'a Recorded,
-    empty: &'a Recorded,
-) -> Vec<Window<'a>> {
+/// The availability values of a pattern of intervals: `g`ood, `b`ad, or empty.
+fn series(pattern: &str, good: &Recorded, bad: &Recorded, empty: &Recorded) -> Vec<Option<f64>> {
+    let target = obj("availability", ">= 99%");
     pattern
         .chars()
         .map(|c| {
-            window(match c {
+            let w = window(match c {
                 'g' => good,
                 'b' => bad,
                 _ => empty,
-            })
+            });
+            point_value(&target, &w)
         })
         .collect()
 }
@@ -733,6 +733,7 @@ fn recovery_time_is_the_start_of_the_first_good_run() {
         &target,
         &series("bbggg", &good, &bad, &empty),
         s,
+        0.95,
     );
     assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
     assert_eq!((r.measured, r.measured_text.as_str()), (Some(2.0), "2 s"));
@@ -741,6 +742,7 @@ fn recovery_time_is_the_start_of_the_first_good_run() {
         &target,
         &series("bbggg", &good, &bad, &empty),
         s,
+        0.95,
     );
     assert_eq!(r.verdict, Verdict::Fail);
     // A good run broken by a bad interval, then one broken by an empty interval.
@@ -749,6 +751,7 @@ fn recovery_time_is_the_start_of_the_first_good_run() {
         &target,
         &series("bggbgg.ggg", &good, &bad, &empty),
         s,
+        0.95,
     );
     assert_eq!(r.measured, Some(7.0), "{r:?}");
     // consecutive 1: the first good interval; half-second intervals.
@@ -757,6 +760,7 @@ fn recovery_time_is_the_start_of_the_first_good_run() {
         &target,
         &series("bbbg", &good, &bad, &empty),
         Duration::from_millis(500),
+        0.95,
     );
     assert_eq!(r.measured_text, "1.5 s");
 }
@@ -772,6 +776,7 @@ fn never_recovered_fails_only_when_the_series_proves_it() {
         &target,
         &series(&long, &good, &bad, &empty),
         s,
+        0.95,
     );
     assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
     assert_eq!(r.measured, None);
@@ -782,6 +787,7 @@ fn never_recovered_fails_only_when_the_series_proves_it() {
         &target,
         &series("bbbbb", &good, &bad, &empty),
         s,
+        0.95,
     );
     assert_eq!(r.verdict, Verdict::Inconclusive, "{r:?}");
     assert_eq!(r.measured_text, "not recovered within 5 s");
@@ -792,6 +798,7 @@ fn never_recovered_fails_only_when_the_series_proves_it() {
         &target,
         &series(&tail, &good, &bad, &empty),
         s,
+        0.95,
     );
     assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
     let tail = format!("{}gg", "b".repeat(20));
@@ -800,9 +807,16 @@ fn never_recovered_fails_only_when_the_series_proves_it() {
         &target,
         &series(&tail, &good, &bad, &empty),
         s,
+        0.95,
     );
     assert_eq!(r.verdict, Verdict::Inconclusive, "{r:?}");
     // Not a recovery objective: inconclusive, no panic.
-    let r = recovery_time(&target, &target, &series("ggg", &good, &bad, &empty), s);
+    let r = recovery_time(
+        &target,
+        &target,
+        &series("ggg", &good, &bad, &empty),
+        s,
+        0.95,
+    );
     assert_eq!(r.verdict, Verdict::Inconclusive);
 }
