@@ -84,8 +84,9 @@ impl RunningMesh {
                 (d, None)
             }
             None => {
+                clean_stale_temp_meshes(&std::env::temp_dir());
                 let t = tempfile::Builder::new()
-                    .prefix("meshdrill-mesh-")
+                    .prefix(TEMP_PREFIX)
                     .tempdir()
                     .map_err(MeshError::io(std::env::temp_dir()))?;
                 (t.path().to_path_buf(), Some(t))
@@ -536,6 +537,53 @@ fn refresh_cmdlines(st: &mut MeshState) {
 impl Drop for RunningMesh {
     fn drop(&mut self) {
         self.stop_inner();
+    }
+}
+
+/// Prefix of the temporary directories of meshes started without `--dir`.
+pub const TEMP_PREFIX: &str = "meshdrill-mesh-";
+
+/// Removes the temporary directories of meshes whose owner died without stopping
+/// them (`kill -9` of `demo` or `run`): their processes died with the owner
+/// (parent-death signal), but the directory stayed. A directory is removed only when
+/// its state names an owner that is gone — after any process it records that is still
+/// ours is stopped. Directories without a state (a mesh starting now) are left alone
+/// unless they are over an hour old.
+pub fn clean_stale_temp_meshes(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if !name.to_string_lossy().starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let dir = e.path();
+        let sd = StateDir::new(&dir);
+        let stale = match sd.read() {
+            Ok(st) => {
+                if st.owner.pid == std::process::id() || process::is_ours(&st.owner) {
+                    continue;
+                }
+                for r in &st.replicas {
+                    if let Some(p) = &r.process {
+                        process::stop_recorded(p, Duration::from_millis(200));
+                        process::kill_orphaned_group(p);
+                    }
+                }
+                process::stop_recorded(&st.envoy, Duration::from_millis(500));
+                true
+            }
+            Err(_) => e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(3600)),
+        };
+        if stale {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }
 

@@ -60,7 +60,7 @@ impl Runner<'_> {
                 });
         let answer = match (holds, breaks) {
             (Some(h), Some(b)) => format!(
-                "{} shown to hold up to {h}{unit}; at {b}{unit} they {at_break}: the margin lies between ({} ± {}{unit})",
+                "{} shown to hold up to {h}{unit}; at {b}{unit} they {at_break}: the margin is {} ± {}{unit}",
                 objectives.join(", "),
                 round_to((h + b) / 2.0, x.resolution / 4.0),
                 round_to((b - h) / 2.0, x.resolution / 4.0)

@@ -232,6 +232,7 @@ pub struct Window<'a> {
 
 /// One objective judged on one window (or interval series).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SloResult {
     pub name: String,
     /// `p99 < 500ms`.

@@ -168,6 +168,7 @@ fn proto_duration(s: &str) -> Option<Duration> {
 
 /// What a policy promises, per request.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Prediction {
     /// Probability that a request succeeds.
     pub success: f64,
@@ -246,6 +247,7 @@ fn attempt_moments(p: f64, m: u64) -> (f64, f64) {
 
 /// What was measured while the failure was on.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RetryMeasurement {
     /// Requests the load sent (answered or not) and those that succeeded (2xx/3xx).
     pub requests: u64,
@@ -261,6 +263,7 @@ pub struct RetryMeasurement {
 
 /// A retry validation: predicted vs measured, judged within 3σ.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RetryValidation {
     pub policy: String,
     /// The per-attempt failure probability the prediction used.

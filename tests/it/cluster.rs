@@ -1219,3 +1219,124 @@ fn fake_server_compares_test_values_by_raw_bytes_like_evanphx() {
         Some(&json!("1s"))
     );
 }
+
+// === meshdrill run on a cluster ===
+
+/// A drill on the cluster: background load against a local server (loopback), a
+/// fault on `reviews`, a long hold.
+fn cluster_drill(dir: &std::path::Path, port: u16, hold: &str) -> std::path::PathBuf {
+    crate::common::write(
+        dir,
+        "drill.yaml",
+        format!(
+            "apiVersion: meshdrill.io/v1alpha1
+kind: Scenario
+metadata: {{name: cluster-drill}}
+spec:
+  target: {{cluster: {{}}}}
+  targets: [127.0.0.1]
+  load: {{url: 'http://127.0.0.1:{port}/', rate: 20, connections: 4}}
+  slos:
+  - {{name: availability, metric: availability, objective: '>= 90%'}}
+  method:
+  - fault: {{virtualService: reviews, abort: {{httpStatus: 503, percentage: 50}}}}
+  - hold: {hold}
+"
+        ),
+    )
+}
+
+#[test]
+fn sigterm_mid_method_on_a_cluster_rolls_back_and_exits_130() {
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    let server = crate::common::servers::spawn(crate::common::servers::Behavior::Ok);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let port = server.addr.port();
+    let file = cluster_drill(tmp.path(), port, "60s");
+    let journal = tmp.path().join("j.json");
+    for sig in ["TERM", "INT"] {
+        let mut child = Spawned::start(
+            md(&kube, Auth::Token)
+                .arg("run")
+                .arg(&file)
+                .arg("--journal")
+                .arg(&journal),
+        );
+        assert!(applied(&kube, "default"), "the fault was applied");
+        let status = Command::new("kill")
+            .args([format!("-{sig}"), child.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let (code, out, err) = child.finish(Duration::from_secs(30));
+        assert_eq!(code, Some(130), "{out}\n{err}");
+        assert!(err.contains(&format!("interrupted by SIG{sig}")), "{err}");
+        assert_eq!(
+            essence(&kube.vs("default", "reviews").expect("vs")),
+            essence(&before),
+            "the original routes are back"
+        );
+        let j: Value = serde_json::from_slice(&std::fs::read(&journal).expect("journal"))
+            .expect("journal json");
+        assert_eq!(j["ending"]["reason"], "interrupted", "{}", j["ending"]);
+        assert_eq!(j["exitCode"], 130);
+        assert_eq!(
+            j["rollbacks"][0]["outcome"], "restored",
+            "{}",
+            j["rollbacks"]
+        );
+        assert!(j["rollbacks"][0]["patch"].is_array());
+    }
+}
+
+#[test]
+fn kill_9_mid_method_on_a_cluster_then_recover_restores() {
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    let server = crate::common::servers::spawn(crate::common::servers::Behavior::Ok);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let port = server.addr.port();
+    let file = cluster_drill(tmp.path(), port, "60s");
+    let mut child = Spawned::start(md(&kube, Auth::Token).arg("run").arg(&file));
+    assert!(applied(&kube, "default"), "the fault was applied");
+    child.kill9();
+    let _ = child.finish(Duration::from_secs(5));
+    assert!(
+        kube.vs("default", "reviews")
+            .expect("vs")
+            .pointer(ANN)
+            .is_some(),
+        "killed: the drill stays, with its expiry and owner"
+    );
+    let (code, out, err) = run(md(&kube, Auth::Token).args(["recover", "--orphans"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("restored in default (owner"), "{out}");
+    assert_eq!(
+        essence(&kube.vs("default", "reviews").expect("vs")),
+        essence(&before)
+    );
+}
+
+#[test]
+fn a_scenario_dry_run_on_a_cluster_reads_and_sends_nothing() {
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = cluster_drill(tmp.path(), 9, "10s");
+    let (code, out, err) = run(md(&kube, Auth::Token)
+        .arg("run")
+        .arg(&file)
+        .arg("--dry-run"));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("patch of default/reviews (dry run: not sent)"),
+        "{out}"
+    );
+    assert!(out.contains("\"op\":\"test\""), "{out}");
+    assert!(patches(&kube).is_empty(), "nothing was sent");
+    assert_eq!(
+        essence(&kube.vs("default", "reviews").expect("vs")),
+        essence(&before)
+    );
+}

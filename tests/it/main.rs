@@ -8,4 +8,6 @@ mod demo;
 mod help;
 mod load;
 mod mesh;
+mod mesh_target;
 mod mesh_translate;
+mod scenarios;

@@ -12,8 +12,8 @@ use meshdrill::mesh::stats::MeshStats;
 use meshdrill::mesh::{MeshError, MeshSpec};
 
 use crate::common::mesh::{
-    alive, all, assert_within_3_sigma, load, meta, percentile_ms, serial, share, start, start_in,
-    statuses,
+    KillOnDrop, alive, all, assert_within_3_sigma, load, meta, percentile_ms, serial, share,
+    spawn_up, start, start_in, statuses,
 };
 use crate::common::{meshdrill, root, run, write};
 
@@ -665,26 +665,6 @@ fn mesh_up_runs_the_demo_scenario_until_sigterm_and_cleans_stale_state() {
 
 /// Owns a spawned `mesh up` and kills it if the test fails before it stops it (std
 /// never signals a child it has already reaped).
-struct KillOnDrop(std::process::Child);
-
-impl KillOnDrop {
-    /// SIGTERM (the child is not reaped yet, so its PID is still ours), then wait.
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        self.0.wait().expect("wait")
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn envoy_accepts_every_translated_case() {
     let _s = serial();
@@ -716,35 +696,6 @@ fn envoy_accepts_every_translated_case() {
 
 /// Starts `meshdrill mesh up FILE --dir DIR`; returns the child, the ingress address
 /// and a thread draining its stdout.
-fn spawn_up(
-    file: &std::path::Path,
-    dir: &std::path::Path,
-) -> (
-    std::process::Child,
-    std::net::SocketAddr,
-    std::thread::JoinHandle<std::io::Result<u64>>,
-) {
-    let mut child = meshdrill()
-        .args(["mesh", "up"])
-        .arg(file)
-        .arg("--dir")
-        .arg(dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("mesh up");
-    let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut reader, &mut line).expect("read");
-    let drain = std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    let addr = line
-        .split("ingress: http://")
-        .nth(1)
-        .and_then(|a| a.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no ingress URL in {line:?}"));
-    (child, addr, drain)
-}
-
 fn recorded_processes(dir: &std::path::Path) -> Vec<meshdrill::mesh::state::ProcRecord> {
     let st = meshdrill::mesh::state::StateDir::new(dir)
         .read()

@@ -334,3 +334,55 @@ mod second_sample_tests {
         assert_eq!(OTHER.load(Ordering::SeqCst), 1, "no second chance");
     }
 }
+
+/// A child process killed (by its own PID) and reaped when the test ends.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    /// SIGTERM (the child is not reaped yet, so its PID is still ours), then wait.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        self.0.wait().expect("wait")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `meshdrill mesh up FILE --dir DIR` in the background, once it is up: the child, its
+/// ingress address, and the thread draining its stdout.
+pub fn spawn_up(
+    file: &std::path::Path,
+    dir: &std::path::Path,
+) -> (
+    std::process::Child,
+    std::net::SocketAddr,
+    std::thread::JoinHandle<std::io::Result<u64>>,
+) {
+    let mut child = super::meshdrill()
+        .args(["mesh", "up"])
+        .arg(file)
+        .arg("--dir")
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("mesh up");
+    let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).expect("read");
+    let drain = std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let addr = line
+        .split("ingress: http://")
+        .nth(1)
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ingress URL in {line:?}"));
+    (child, addr, drain)
+}
