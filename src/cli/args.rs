@@ -94,8 +94,8 @@ pub struct TargetArgs {
     /// Output: yaml|json (the changed object) or patch (the RFC 6902 patch). With -f the default is yaml.
     #[arg(short = 'o', long = "output", value_enum)]
     pub output: Option<Output>,
-    /// Namespace of the VirtualService (cluster default: the kubeconfig context's; mesh:
-    /// the only VirtualService of that name).
+    /// Namespace of the VirtualService (default on a cluster: the kubeconfig context's;
+    /// on a mesh: the only VirtualService of that name, in any namespace).
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
     /// Only the route with this name.

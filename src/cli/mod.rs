@@ -82,7 +82,8 @@ pub type CliResult<T = Exit> = Result<T, Failure>;
 timeouts as reversible RFC 6902 patches — on a manifest file (-f), a local mesh on a real Envoy \
 (--mesh), or a cluster through the Kubernetes API — drives load with a coordinated-omission-free \
 generator, and judges SLOs.\n\nExit codes: 0 done / SLOs held, 1 SLO violated, 2 usage or input \
-error, 3 target error (cluster, Envoy, network), 130 interrupted (after rollback).",
+error, 3 target error (cluster, Envoy, network), 4 inconclusive (the sample cannot tell whether \
+the SLOs hold), 130 interrupted (after rollback).",
     propagate_version = true
 )]
 pub struct Cli {
