@@ -200,8 +200,8 @@ pub fn write_summary(w: &mut impl Write, j: &Journal) -> std::io::Result<()> {
         writeln!(w)?;
         writeln!(
             w,
-            "{:<34} {:>8} {:>10} {:>10} {:>10}  {}",
-            "phase", "requests", "success", "p50 ms", "p99 ms", "verdict"
+            "{:<34} {:>8} {:>10} {:>10} {:>10}  verdict",
+            "phase", "requests", "success", "p50 ms", "p99 ms"
         )?;
         for p in &judged {
             let ok: u64 = p

@@ -5,11 +5,15 @@
 //! `fault … --wait`). What it must not do: print (it reports events to the caller).
 
 mod collect;
+mod dryrun;
 pub mod journal;
 pub mod model;
 mod parse;
+mod rollback;
 pub mod runner;
 mod search;
+mod steps;
+mod verdict;
 
 pub use journal::{DrillVerdict, Ending, Journal};
 pub use model::*;

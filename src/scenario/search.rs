@@ -91,7 +91,12 @@ impl Runner<'_> {
         Ok(())
     }
 
-    async fn probe(&mut self, step: &Step, x: &Search, v: f64) -> Result<(Verdict, String), Halt> {
+    pub(super) async fn probe(
+        &mut self,
+        step: &Step,
+        x: &Search,
+        v: f64,
+    ) -> Result<(Verdict, String), Halt> {
         let name = format!("{} = {v}", step.label);
         let rec = match &x.over {
             SearchOver::Abort { vs, selector, code } => {
@@ -131,7 +136,7 @@ impl Runner<'_> {
         Ok((verdict, rec.1))
     }
 
-    async fn measure_probe(
+    pub(super) async fn measure_probe(
         &mut self,
         name: String,
         step: &Step,
@@ -157,7 +162,7 @@ impl Runner<'_> {
 /// `v` rounded to a power of ten at most a tenth of the resolution, so probes read
 /// as 18.8, not 18.75000001 (divided, not multiplied, by the power: 21.9, not
 /// 21.900000000000002).
-fn round_to(v: f64, resolution: f64) -> f64 {
+pub(super) fn round_to(v: f64, resolution: f64) -> f64 {
     let digits = if resolution > 0.0 && resolution.is_finite() {
         (-(resolution / 10.0).log10().floor()).clamp(0.0, 6.0)
     } else {

@@ -38,9 +38,10 @@ fn the_demo_drill_judges_the_fault_the_retries_and_the_recovery() {
     // 50% aborts, 10 retries at the ingress: a request fails with p = 0.5^11; the
     // sidecar's fault filter injected them and Envoy retried them.
     let partial = &phases[1];
-    assert!(partial["mesh"]["hops"].as_array().is_some_and(|h| h
-        .iter()
-        .any(|h| h["aborts_injected"].as_u64().unwrap_or(0) > 0)));
+    assert!(partial["mesh"]["hops"].as_array().is_some_and(|h| {
+        h.iter()
+            .any(|h| h["aborts_injected"].as_u64().unwrap_or(0) > 0)
+    }));
     // Total failure: no request succeeds; the monitor sees it.
     assert_eq!(phases[2]["slos"][0]["measuredText"], "0%");
     assert_eq!(j["recovery"][0]["verdict"], "pass");

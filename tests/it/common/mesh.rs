@@ -303,38 +303,6 @@ pub fn with_second_sample(test: fn()) {
     test();
 }
 
-#[cfg(test)]
-mod second_sample_tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use super::{assert_within_3_sigma, with_second_sample};
-
-    static BIASED: AtomicUsize = AtomicUsize::new(0);
-    static OTHER: AtomicUsize = AtomicUsize::new(0);
-
-    fn biased() {
-        BIASED.fetch_add(1, Ordering::SeqCst);
-        assert_within_3_sigma(0.25, 0.30, 5000, "a biased fault");
-    }
-
-    fn broken() {
-        OTHER.fetch_add(1, Ordering::SeqCst);
-        assert_eq!(1, 2, "not statistical");
-    }
-
-    #[test]
-    fn a_real_bias_still_fails_and_other_failures_are_not_retried() {
-        assert!(std::panic::catch_unwind(|| with_second_sample(biased)).is_err());
-        assert_eq!(
-            BIASED.load(Ordering::SeqCst),
-            2,
-            "judged on a second sample"
-        );
-        assert!(std::panic::catch_unwind(|| with_second_sample(broken)).is_err());
-        assert_eq!(OTHER.load(Ordering::SeqCst), 1, "no second chance");
-    }
-}
-
 /// A child process killed (by its own PID) and reaped when the test ends.
 pub struct KillOnDrop(pub std::process::Child);
 
@@ -385,4 +353,36 @@ pub fn spawn_up(
         .and_then(|a| a.trim().parse().ok())
         .unwrap_or_else(|| panic!("no ingress URL in {line:?}"));
     (child, addr, drain)
+}
+
+#[cfg(test)]
+mod second_sample_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::{assert_within_3_sigma, with_second_sample};
+
+    static BIASED: AtomicUsize = AtomicUsize::new(0);
+    static OTHER: AtomicUsize = AtomicUsize::new(0);
+
+    fn biased() {
+        BIASED.fetch_add(1, Ordering::SeqCst);
+        assert_within_3_sigma(0.25, 0.30, 5000, "a biased fault");
+    }
+
+    fn broken() {
+        OTHER.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(1, 2, "not statistical");
+    }
+
+    #[test]
+    fn a_real_bias_still_fails_and_other_failures_are_not_retried() {
+        assert!(std::panic::catch_unwind(|| with_second_sample(biased)).is_err());
+        assert_eq!(
+            BIASED.load(Ordering::SeqCst),
+            2,
+            "judged on a second sample"
+        );
+        assert!(std::panic::catch_unwind(|| with_second_sample(broken)).is_err());
+        assert_eq!(OTHER.load(Ordering::SeqCst), 1, "no second chance");
+    }
 }

@@ -1,0 +1,351 @@
+//! The end of a run: the phases judged against their expectations, recovery times, the
+//! drill's verdict in words, and the journal.
+
+use serde_json::json;
+
+use super::collect::SECOND;
+use super::journal::{
+    DrillVerdict, Ending, FORMAT, IntervalSummary, Journal, PhaseKind, PhaseRecord,
+};
+use super::model::{Expect, Scenario, StepKind};
+use super::runner::{Event, Runner, secs};
+use crate::slo::{self, Metric, SloResult, Verdict};
+use std::time::Duration;
+
+impl Runner<'_> {
+    pub(super) async fn finish(mut self, ending: Ending) -> Journal {
+        let verdict_before = self.verdict(&ending);
+        let deviated = !matches!(verdict_before.0, DrillVerdict::Held);
+        let rb = self.rollback(&ending, deviated).await;
+        // Stop the load; its last second closes the series.
+        if let Some(l) = self.load.take() {
+            l.stop.cancel();
+            let _ = l.handle.await;
+        }
+        if let Some(rx) = self.intervals.as_mut() {
+            while let Ok(i) = rx.try_recv() {
+                self.obs.event(Event::Interval(&i));
+            }
+        }
+        if let Some(c) = &self.collector
+            && let Ok(mut c) = c.lock()
+        {
+            c.finish();
+        }
+        let recovery = self.recovery(&ending);
+        let ending = match (rb, ending) {
+            (Some(Ending::RollbackFailed { message }), e) => Ending::RollbackFailed {
+                message: format!("{}, but the rollback failed: {message}", ending_text(&e)),
+            },
+            (Some(rb), _) => rb,
+            (None, e) => e,
+        };
+        let (mut verdict, mut text) = self.verdict(&ending);
+        if matches!(ending, Ending::Completed) {
+            for r in &recovery {
+                match r.verdict {
+                    Verdict::Fail => {
+                        verdict = DrillVerdict::Broke;
+                        text = format!("broke: {} {} ({})", r.name, r.measured_text, r.objective);
+                    }
+                    Verdict::Inconclusive if verdict == DrillVerdict::Held => {
+                        verdict = DrillVerdict::Inconclusive;
+                        text = format!("inconclusive: {}", r.detail);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let offset = self.load.as_ref().map_or(0.0, |l| secs(l.offset));
+        let series: Vec<IntervalSummary> = self
+            .collector
+            .as_ref()
+            .and_then(|c| c.lock().ok().map(|mut c| std::mem::take(&mut c.series)))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mut i| {
+                i.t += offset;
+                i
+            })
+            .collect();
+        let stop_condition = self
+            .collector
+            .as_ref()
+            .and_then(|c| c.lock().ok().and_then(|c| c.fired().cloned()));
+        let exit_code = Journal::exit_code_for(verdict, &ending);
+        Journal {
+            format: FORMAT,
+            meshdrill: env!("CARGO_PKG_VERSION").into(),
+            scenario: self.s.name.clone(),
+            source: self.s.source.clone(),
+            target: self.target.label(),
+            target_kind: self.target.kind(),
+            started: self.started,
+            ended: jiff::Timestamp::now(),
+            dry_run: self.opts.dry_run,
+            rollback_strategy: self.opts.rollback_strategy.name().into(),
+            confidence: self.s.confidence,
+            load: self.load_json.take(),
+            objectives: self
+                .s
+                .slos
+                .iter()
+                .map(|o| json!({"name": o.name, "objective": o.describe()}))
+                .collect(),
+            steps: std::mem::take(&mut self.steps),
+            phases: std::mem::take(&mut self.phases),
+            changes: std::mem::take(&mut self.changes),
+            rollbacks: std::mem::take(&mut self.rollbacks),
+            stop_condition,
+            recovery,
+            searches: std::mem::take(&mut self.searches),
+            retry_chains: std::mem::take(&mut self.retry_chains),
+            series,
+            warnings: std::mem::take(&mut self.warnings),
+            verdict,
+            verdict_text: text,
+            ending,
+            exit_code,
+        }
+    }
+
+    /// Recovery-time objectives over the series after the last recovery event.
+    pub(super) fn recovery(&self, ending: &Ending) -> Vec<SloResult> {
+        if !matches!(ending, Ending::Completed) {
+            return Vec::new();
+        }
+        let Some(from) = self.last_recovery.or(self.method_done_at) else {
+            return Vec::new();
+        };
+        let Some(c) = &self.collector else {
+            return Vec::new();
+        };
+        let Ok(c) = c.lock() else {
+            return Vec::new();
+        };
+        let first = from.as_secs_f64().ceil();
+        self.s
+            .slos
+            .iter()
+            .filter_map(|o| match &o.metric {
+                Metric::RecoveryTime { slo: target, .. } => {
+                    let t = self.s.slos.iter().find(|x| &x.name == target)?;
+                    let values: Vec<Option<f64>> = c
+                        .series
+                        .iter()
+                        .filter(|i| i.t >= first)
+                        .map(|i| i.slos.get(target).copied().flatten())
+                        .collect();
+                    Some(slo::recovery_time(o, t, &values, SECOND, self.s.confidence))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The drill's verdict from its phases and how it ended.
+    pub(super) fn verdict(&self, ending: &Ending) -> (DrillVerdict, String) {
+        match ending {
+            Ending::DryRun => {
+                return (
+                    DrillVerdict::NotJudged,
+                    "dry run: nothing was touched".into(),
+                );
+            }
+            Ending::SteadyStateFailed => {
+                let why = self
+                    .phases
+                    .iter()
+                    .find(|p| p.kind == PhaseKind::SteadyStateBefore)
+                    .map(|p| p.verdict_text.clone())
+                    .unwrap_or_default();
+                let v = if self.phases.iter().any(|p| {
+                    p.kind == PhaseKind::SteadyStateBefore
+                        && p.verdict == Some(Verdict::Inconclusive)
+                }) {
+                    DrillVerdict::Inconclusive
+                } else {
+                    DrillVerdict::Broke
+                };
+                return (
+                    v,
+                    format!(
+                        "the steady state did not hold before the method, so nothing was injected: {why}"
+                    ),
+                );
+            }
+            Ending::StopCondition { condition } => {
+                return (
+                    DrillVerdict::Broke,
+                    format!(
+                        "stopped by the stop condition {condition}; everything was rolled back"
+                    ),
+                );
+            }
+            Ending::Completed => {}
+            other => return (DrillVerdict::NotJudged, ending_text(other)),
+        }
+        let judged: Vec<&PhaseRecord> = self
+            .phases
+            .iter()
+            .filter(|p| p.kind != PhaseKind::SearchProbe && p.verdict.is_some())
+            .collect();
+        if let Some(p) = judged.iter().find(|p| p.verdict == Some(Verdict::Fail)) {
+            let at = p
+                .step
+                .map(|i| format!("step {} ({})", i + 1, p.name))
+                .unwrap_or_else(|| p.name.clone());
+            return (
+                DrillVerdict::Broke,
+                format!("broke at {at}: {}", p.verdict_text),
+            );
+        }
+        if let Some(p) = judged
+            .iter()
+            .find(|p| p.verdict == Some(Verdict::Inconclusive))
+        {
+            return (
+                DrillVerdict::Inconclusive,
+                format!("inconclusive at {}: {}", p.name, p.verdict_text),
+            );
+        }
+        if judged.is_empty() {
+            return (DrillVerdict::NotJudged, "done (nothing was judged)".into());
+        }
+        (
+            DrillVerdict::Held,
+            "held: every judged phase met its objectives".into(),
+        )
+    }
+}
+
+pub(super) fn expect_text(e: &Expect) -> String {
+    match e {
+        Expect::Hold => "hold".into(),
+        Expect::Breach { slos } if slos.is_empty() => "breach".into(),
+        Expect::Breach { slos } => format!("breach: {}", slos.join(", ")),
+        Expect::Ignore => "ignore".into(),
+    }
+}
+
+pub(super) fn combine_v(a: Verdict, b: Verdict) -> Verdict {
+    match (a, b) {
+        (Verdict::Fail, _) | (_, Verdict::Fail) => Verdict::Fail,
+        (Verdict::Inconclusive, _) | (_, Verdict::Inconclusive) => Verdict::Inconclusive,
+        _ => Verdict::Pass,
+    }
+}
+
+pub(super) fn combine(a: Option<Verdict>, b: Option<Verdict>) -> Option<Verdict> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(combine_v(a, b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+pub(super) fn miss(r: &SloResult) -> String {
+    format!("{} {} (objective {})", r.name, r.measured_text, r.objective)
+}
+
+/// A phase's verdict against its expectation, and why.
+pub(super) fn expectation(e: &Expect, slos: &[SloResult]) -> (Option<Verdict>, String) {
+    match e {
+        Expect::Ignore => (None, "measured, not judged".into()),
+        Expect::Hold => {
+            if slos.is_empty() {
+                return (Some(Verdict::Pass), "no objective to judge".into());
+            }
+            let failed: Vec<String> = slos
+                .iter()
+                .filter(|r| r.verdict == Verdict::Fail)
+                .map(miss)
+                .collect();
+            if !failed.is_empty() {
+                return (Some(Verdict::Fail), failed.join("; "));
+            }
+            let open: Vec<String> = slos
+                .iter()
+                .filter(|r| r.verdict == Verdict::Inconclusive)
+                .map(|r| format!("{}: {}", r.name, r.detail))
+                .collect();
+            if !open.is_empty() {
+                return (Some(Verdict::Inconclusive), open.join("; "));
+            }
+            (Some(Verdict::Pass), "every objective held".into())
+        }
+        Expect::Breach { slos: names } => {
+            let chosen: Vec<&SloResult> = slos
+                .iter()
+                .filter(|r| names.is_empty() || names.contains(&r.name))
+                .collect();
+            let broke: Vec<String> = chosen
+                .iter()
+                .filter(|r| r.verdict == Verdict::Fail)
+                .map(|r| miss(r))
+                .collect();
+            let held: Vec<String> = chosen
+                .iter()
+                .filter(|r| r.verdict == Verdict::Pass)
+                .map(|r| miss(r))
+                .collect();
+            let all_named_broke = !names.is_empty() && broke.len() == chosen.len();
+            if (names.is_empty() && !broke.is_empty()) || all_named_broke {
+                (
+                    Some(Verdict::Pass),
+                    format!("breached as expected: {}", broke.join("; ")),
+                )
+            } else if (names.is_empty() && held.len() == chosen.len())
+                || (!names.is_empty() && !held.is_empty())
+            {
+                (
+                    Some(Verdict::Fail),
+                    format!(
+                        "expected a breach, but the objectives held: {}",
+                        held.join("; ")
+                    ),
+                )
+            } else {
+                (
+                    Some(Verdict::Inconclusive),
+                    "expected a breach; the sample cannot tell".into(),
+                )
+            }
+        }
+    }
+}
+
+pub(super) fn ending_text(e: &Ending) -> String {
+    match e {
+        Ending::Completed => "completed".into(),
+        Ending::SteadyStateFailed => "the steady state did not hold".into(),
+        Ending::StopCondition { condition } => format!("stopped by {condition}"),
+        Ending::Interrupted { signal } => format!("interrupted by {signal}"),
+        Ending::InterruptedBeforeChange { signal } => {
+            format!("interrupted by {signal} before anything was changed")
+        }
+        Ending::InputError { message } | Ending::TargetError { message } => message.clone(),
+        Ending::RollbackFailed { message } => message.clone(),
+        Ending::RollbackAbandoned { signal } => format!("rollback abandoned by {signal}"),
+        Ending::DryRun => "dry run".into(),
+    }
+}
+
+/// The planned length of a drill: steady states, holds, pauses, floods and search
+/// probes (bounds the drill records' expiry).
+pub fn planned_length(s: &Scenario) -> Duration {
+    let mut t = Duration::ZERO;
+    if let Some(ss) = s.steady_state {
+        t += ss.duration * (u32::from(ss.before) + u32::from(ss.after));
+    }
+    for st in &s.method {
+        t += match &st.kind {
+            StepKind::Hold(h) => h.duration,
+            StepKind::Pause(d) => *d,
+            StepKind::Flood(f) => f.duration,
+            StepKind::Search(x) => x.probe * x.max_probes,
+            _ => Duration::ZERO,
+        };
+    }
+    t
+}
