@@ -286,7 +286,9 @@ pub fn write_summary(w: &mut impl Write, j: &Journal) -> std::io::Result<()> {
                     r.predicted.amplification
                 )?;
             }
-            writeln!(w, "  {}", r.detail)?;
+            for line in r.detail.lines() {
+                writeln!(w, "  {line}")?;
+            }
         }
     }
     if !j.retry_chains.is_empty() {

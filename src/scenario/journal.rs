@@ -264,6 +264,9 @@ pub struct StepRecord {
 pub struct Journal {
     pub format: u32,
     pub meshdrill: String,
+    /// What ran: meshdrill, the scenario format, Envoy (local mesh), the VirtualService
+    /// API version (cluster).
+    pub versions: Value,
     pub scenario: String,
     pub source: String,
     pub target: String,

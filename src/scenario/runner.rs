@@ -219,6 +219,7 @@ pub(super) struct Runner<'a> {
     pub(super) searches: Vec<super::journal::SearchRecord>,
     pub(super) warnings: Vec<String>,
     pub(super) retry_chains: Vec<String>,
+    pub(super) versions: Value,
 }
 
 pub(super) fn secs(d: Duration) -> f64 {
@@ -273,6 +274,10 @@ impl<'a> Runner<'a> {
             searches: Vec::new(),
             warnings: Vec::new(),
             retry_chains: Vec::new(),
+            versions: json!({
+                "meshdrill": env!("CARGO_PKG_VERSION"),
+                "scenario": super::model::API_VERSION,
+            }),
         }
     }
 
@@ -341,6 +346,19 @@ impl<'a> Runner<'a> {
                     .map(|c| c.describe())
                     .collect();
             }
+        }
+        match self.target {
+            Target::Mesh(m) => {
+                if let Some(v) = m.envoy_version().await {
+                    self.versions["envoy"] = json!(v);
+                }
+            }
+            Target::Cluster(c) => self.versions["virtualServiceApi"] = json!(format!(
+                "{}/{}",
+                crate::cluster::GROUP,
+                c.api.version
+            )),
+            Target::File(_) => {}
         }
         if self.opts.dry_run {
             return self.dry_run().await;

@@ -291,7 +291,12 @@ impl Runner<'_> {
             )
             .await?;
         if let Some((policy, p, retried, cluster)) = check {
-            let v = self.retry_validation(&rec, &policy, p, retried, cluster.as_deref());
+            let mut v = self.retry_validation(&rec, &policy, p, retried, cluster.as_deref());
+            // Retries on several hops multiply: say so with every validation.
+            for c in &self.retry_chains {
+                v.detail
+                    .push_str(&format!("\nworst case: retries multiply along {c}"));
+            }
             // The retry check is judged even when the SLOs are not (`expect: ignore`).
             rec.verdict_text = match rec.verdict {
                 Some(_) => format!("{}; retries: {}", rec.verdict_text, v.detail),

@@ -76,6 +76,7 @@ impl Runner<'_> {
         Journal {
             format: FORMAT,
             meshdrill: env!("CARGO_PKG_VERSION").into(),
+            versions: std::mem::take(&mut self.versions),
             scenario: self.s.name.clone(),
             source: self.s.source.clone(),
             target: self.target.label(),
