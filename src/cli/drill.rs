@@ -67,18 +67,23 @@ fn phase_verdict(p: &PhaseRecord) -> &'static str {
     }
 }
 
-/// `availability 99.80% ok` per objective; without the mark when not judged.
-fn slo_cells(slos: &[SloResult], judged: bool) -> String {
+/// `availability 99.80% ok` per objective, marked against the phase's expectation
+/// (`breached` where a breach was expected; no mark where nothing is judged).
+fn slo_cells(slos: &[SloResult], expect: &str) -> String {
     slos.iter()
-        .map(|r| {
-            if judged {
-                format!("{} {} {}", r.name, r.measured_text, mark(r.verdict))
-            } else {
-                format!("{} {}", r.name, r.measured_text)
-            }
-        })
+        .map(|r| format!("{} {}{}", r.name, r.measured_text, slo_mark(r, expect)))
         .collect::<Vec<_>>()
         .join("  ")
+}
+
+fn slo_mark(r: &SloResult, expect: &str) -> &'static str {
+    match (expect, r.verdict) {
+        ("ignore", _) => "",
+        (e, Verdict::Fail) if e.starts_with("breach") => " breached",
+        (_, Verdict::Pass) => " ok",
+        (_, Verdict::Fail) => " FAIL",
+        (_, Verdict::Inconclusive) => " ??",
+    }
 }
 
 impl<W: Write> Observer for Progress<W> {
@@ -115,14 +120,24 @@ impl<W: Write> Observer for Progress<W> {
                     ),
                     None => String::new(),
                 };
-                self.line(&format!(
-                    "{}. {}: {} on {}/{}{envoy}",
-                    step.index + 1,
-                    record.action,
-                    record.change,
-                    changed.namespace,
-                    record.object
-                ));
+                let line = if record.action == "clear" {
+                    format!(
+                        "{}. clear {}/{}: routes restored{envoy}",
+                        step.index + 1,
+                        changed.namespace,
+                        record.object
+                    )
+                } else {
+                    format!(
+                        "{}. {} {}/{}: {}{envoy}",
+                        step.index + 1,
+                        record.action,
+                        changed.namespace,
+                        record.object,
+                        record.change
+                    )
+                };
+                self.line(&line);
                 for w in &changed.warnings {
                     self.line(&format!("warning: {w}"));
                 }
@@ -150,14 +165,14 @@ impl<W: Write> Observer for Progress<W> {
                     p.name,
                     phase_verdict(p),
                     p.summary.requests,
-                    slo_cells(&p.slos, p.expect != "ignore")
+                    slo_cells(&p.slos, &p.expect)
                 );
                 if let Some(f) = &p.flood {
                     text.push_str(&format!(
                         "; flood {} requests at {:.0}/s {}",
                         f.summary.requests,
                         f.summary.rps,
-                        slo_cells(&f.slos, true)
+                        slo_cells(&f.slos, "hold")
                     ));
                 }
                 self.line(&text);
@@ -231,7 +246,6 @@ pub fn write_summary(w: &mut impl Write, j: &Journal) -> std::io::Result<()> {
         writeln!(w)?;
         writeln!(w, "objectives ({}% confidence):", j.confidence * 100.0)?;
         for p in &judged {
-            let ignored = p.expect == "ignore";
             for r in p
                 .slos
                 .iter()
@@ -254,7 +268,10 @@ pub fn write_summary(w: &mut impl Write, j: &Journal) -> std::io::Result<()> {
                     truncate(&p.name, 28),
                     r.objective,
                     r.measured_text,
-                    if ignored { "-" } else { mark(r.verdict) }
+                    match slo_mark(r, &p.expect).trim() {
+                        "" => "-",
+                        m => m,
+                    }
                 )?;
             }
         }
@@ -300,10 +317,9 @@ pub fn write_summary(w: &mut impl Write, j: &Journal) -> std::io::Result<()> {
     for r in &j.recovery {
         writeln!(
             w,
-            "recovery: {} {} (objective {}): {}",
-            r.name,
-            r.measured_text,
+            "recovery ({}): {}: {}",
             r.objective,
+            r.detail,
             mark(r.verdict)
         )?;
     }

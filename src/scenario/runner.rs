@@ -19,10 +19,10 @@ use super::journal::{
     ChangeRecord, Ending, IntervalSummary, Journal, PhaseKind, PhaseRecord, RollbackRecord,
     StepRecord,
 };
-use super::model::{Expect, Flood, LoadSpec, Scenario, Step, StepKind, VsRef};
+use super::model::{Expect, Flood, LoadSpec, Scenario, Step, StepKind};
 use super::verdict::{combine, ending_text, expect_text, expectation, planned_length};
 use crate::cancel::Cancel;
-use crate::istio::{Change, RecordMeta, RouteSelector};
+use crate::istio::{RecordMeta, RouteSelector};
 use crate::load::{self, LoadConfig, LoadReport, Rate, Stop};
 use crate::slo::{self, Metric, SloResult, Verdict};
 use crate::target::{Changed, Cleared, Kind, Target};
@@ -353,11 +353,10 @@ impl<'a> Runner<'a> {
                     self.versions["envoy"] = json!(v);
                 }
             }
-            Target::Cluster(c) => self.versions["virtualServiceApi"] = json!(format!(
-                "{}/{}",
-                crate::cluster::GROUP,
-                c.api.version
-            )),
+            Target::Cluster(c) => {
+                self.versions["virtualServiceApi"] =
+                    json!(format!("{}/{}", crate::cluster::GROUP, c.api.version))
+            }
             Target::File(_) => {}
         }
         if self.opts.dry_run {
@@ -891,18 +890,6 @@ impl<'a> Runner<'a> {
         }
     }
 
-    pub(super) fn obs_event(&mut self, e: Event<'_>) {
-        self.obs.event(e);
-    }
-
-    pub(super) fn push_search(&mut self, r: super::journal::SearchRecord) {
-        self.searches.push(r);
-    }
-
-    pub(super) fn push_phase(&mut self, r: PhaseRecord) -> Option<Verdict> {
-        self.record_phase(r)
-    }
-
     pub(super) fn slo_names(&self) -> Vec<String> {
         self.s
             .slos
@@ -910,28 +897,6 @@ impl<'a> Runner<'a> {
             .filter(|o| !matches!(o.metric, Metric::RecoveryTime { .. }))
             .map(|o| o.describe())
             .collect()
-    }
-
-    pub(super) async fn change_step(
-        &mut self,
-        step: &Step,
-        vs: &VsRef,
-        selector: &RouteSelector,
-        change: Option<&Change>,
-    ) -> Result<(), Halt> {
-        self.change(step, vs, selector, change).await
-    }
-
-    pub(super) async fn measure_phase(
-        &mut self,
-        kind: PhaseKind,
-        name: String,
-        step: Option<usize>,
-        d: Duration,
-        expect: &Expect,
-        flood: Option<&Flood>,
-    ) -> Result<PhaseRecord, Halt> {
-        self.measure(kind, name, step, d, expect, flood).await
     }
 }
 

@@ -43,36 +43,34 @@ impl Runner<'_> {
         }
         // The last probe's fault must not run on into the next steps.
         if let SearchOver::Abort { vs, .. } | SearchOver::Delay { vs, .. } = &x.over {
-            self.change_step(step, vs, &RouteSelector::All, None)
-                .await?;
+            self.change(step, vs, &RouteSelector::All, None).await?;
         }
-        let objectives: Vec<String> = self.slo_names();
-        let at_break =
-            probes
-                .iter()
-                .find(|p| Some(p.value) == breaks)
-                .map_or("did not hold", |p| {
-                    if p.verdict == Verdict::Fail {
-                        "broke"
-                    } else {
-                        "could not be shown to hold (inconclusive)"
-                    }
-                });
-        let answer = match (holds, breaks) {
-            (Some(h), Some(b)) => format!(
-                "{} shown to hold up to {h}{unit}; at {b}{unit} they {at_break}: the margin is {} ± {}{unit}",
-                objectives.join(", "),
-                round_to((h + b) / 2.0, x.resolution / 4.0),
-                round_to((b - h) / 2.0, x.resolution / 4.0)
+        let objectives = self.slo_names();
+        let upper = probes.iter().find(|p| Some(p.value) == breaks);
+        let objectives = objectives.join(", ");
+        let answer = match (holds, upper) {
+            (Some(h), Some(u)) if u.verdict == Verdict::Fail => format!(
+                "{objectives} hold up to {h}{unit} and break at {}{unit}: the margin is {} ± {}{unit}",
+                u.value,
+                round_to((h + u.value) / 2.0, x.resolution / 4.0),
+                round_to((u.value - h) / 2.0, x.resolution / 4.0)
+            ),
+            (Some(h), Some(u)) => format!(
+                "{objectives} shown to hold up to {h}{unit}; at {}{unit} the sample could not tell (longer probes would narrow it)",
+                u.value
             ),
             (Some(h), None) => format!(
-                "{} hold at every probe, up to {h}{unit} (the search range ends at {}{unit})",
-                objectives.join(", "),
+                "{objectives} hold at every probe, up to {h}{unit} (the search range ends at {}{unit})",
                 x.high
             ),
-            (None, Some(b)) => format!(
-                "{} were not shown to hold at any probe (at {b}{unit} they {at_break}; the search range starts at {}{unit})",
-                objectives.join(", "),
+            (None, Some(u)) => format!(
+                "{objectives} were not shown to hold at any probe: at {}{unit} they {} (the search range starts at {}{unit})",
+                u.value,
+                if u.verdict == Verdict::Fail {
+                    "break"
+                } else {
+                    "could not be shown to hold"
+                },
                 x.low
             ),
             (None, None) => "no probe ran (the range is narrower than the resolution)".into(),
@@ -86,8 +84,8 @@ impl Runner<'_> {
             breaks_at: breaks,
             answer,
         };
-        self.obs_event(Event::Searched(&rec));
-        self.push_search(rec);
+        self.obs.event(Event::Searched(&rec));
+        self.searches.push(rec);
         Ok(())
     }
 
@@ -104,7 +102,7 @@ impl Runner<'_> {
                     code: *code,
                     percentage: Percentage::new(v.max(0.0001)).unwrap_or(Percentage::FIFTY),
                 });
-                self.change_step(step, vs, selector, Some(&change)).await?;
+                self.change(step, vs, selector, Some(&change)).await?;
                 self.measure_probe(name, step, x, None).await?
             }
             SearchOver::Delay {
@@ -116,7 +114,7 @@ impl Runner<'_> {
                     fixed: *fixed,
                     percentage: Percentage::new(v.max(0.0001)).unwrap_or(Percentage::FIFTY),
                 });
-                self.change_step(step, vs, selector, Some(&change)).await?;
+                self.change(step, vs, selector, Some(&change)).await?;
                 self.measure_probe(name, step, x, None).await?
             }
             SearchOver::FloodRate { load } => {
@@ -144,7 +142,7 @@ impl Runner<'_> {
         flood: Option<&Flood>,
     ) -> Result<(Option<Verdict>, String), Halt> {
         let rec = self
-            .measure_phase(
+            .measure(
                 PhaseKind::SearchProbe,
                 name,
                 Some(step.index),
@@ -154,7 +152,7 @@ impl Runner<'_> {
             )
             .await?;
         let out = (rec.verdict, rec.verdict_text.clone());
-        self.push_phase(rec);
+        self.record_phase(rec);
         Ok(out)
     }
 }
