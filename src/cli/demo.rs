@@ -14,14 +14,10 @@ use std::time::Duration;
 use anyhow::anyhow;
 use clap::Parser;
 
-use super::args::runtime;
-use super::drill::Progress;
-use super::run::{RunOutput, finish, open_target};
+use super::run::{Drill, RunOutput, drill, finish};
 use super::{CliResult, Failure};
-use crate::cancel::Cancel;
 use crate::scenario::RunOptions;
 use crate::scenario::model::{StepKind, TargetSpec};
-use crate::target::Target;
 
 /// The scenario and mesh `demo` runs, as shipped in scenarios/.
 pub const SCENARIO: &str = include_str!("../../scenarios/network-failure.yaml");
@@ -93,33 +89,13 @@ pub fn run(a: DemoArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult
     }
     debug_assert!(matches!(s.target, TargetSpec::Mesh { .. }));
 
-    let rt = runtime()?;
-    let cancel = Cancel::new();
-    let _signals = {
-        let _g = rt.enter();
-        cancel
-            .watch_signals()
-            .map_err(|e| Failure::target(anyhow!("cannot handle signals: {e}")))?
+    let d = Drill {
+        conn: None,
+        envoy: a.envoy.clone(),
+        output: a.output,
+        intervals: false,
     };
-    let target = open_target(&s, None, a.envoy.clone(), false, &cancel, &rt)?;
-    let opts = RunOptions::default();
-    let journal = {
-        let mut progress: Progress<&mut dyn Write> = match a.output {
-            RunOutput::Text => Progress::new(out, false),
-            RunOutput::Json => Progress::new(err, false),
-        };
-        rt.block_on(crate::scenario::run(
-            &s,
-            &target,
-            &opts,
-            &cancel,
-            &mut progress,
-        ))
-    };
-    if let Target::Mesh(m) = target {
-        m.stop();
-    }
-    rt.shutdown_background();
+    let journal = drill(&s, d, &RunOptions::default(), out, err)?;
     drop(dir);
     finish(&journal, a.journal.as_deref(), a.output, out)
 }

@@ -219,13 +219,7 @@ pub fn write_summary(w: &mut impl Write, j: &Journal) -> std::io::Result<()> {
             "phase", "requests", "success", "p50 ms", "p99 ms"
         )?;
         for p in &judged {
-            let ok: u64 = p
-                .summary
-                .status_codes
-                .iter()
-                .filter(|(k, _)| k.parse::<u16>().is_ok_and(|c| (200..400).contains(&c)))
-                .map(|(_, n)| *n)
-                .sum();
+            let ok = p.summary.succeeded();
             let success = if p.summary.requests > 0 {
                 format!("{:.2}%", ok as f64 * 100.0 / p.summary.requests as f64)
             } else {

@@ -124,7 +124,13 @@ pub fn run(a: RunArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult 
         }),
         detached: false,
     };
-    let journal = drill(&s, &a, &opts, out, err)?;
+    let d = Drill {
+        conn: Some(&a.conn),
+        envoy: a.envoy.clone(),
+        output: a.output,
+        intervals: a.intervals,
+    };
+    let journal = drill(&s, d, &opts, out, err)?;
     finish(&journal, a.journal.as_deref(), a.output, out)
 }
 
@@ -153,10 +159,19 @@ pub fn finish(
     outcome(j)
 }
 
-/// Opens the target (starting a mesh file), runs the drill, stops what it started.
-fn drill(
+/// How a drill command shows its progress and where its target comes from.
+pub struct Drill<'a> {
+    pub conn: Option<&'a ConnArgs>,
+    pub envoy: Option<PathBuf>,
+    pub output: RunOutput,
+    pub intervals: bool,
+}
+
+/// Opens the target (starting a mesh file), runs the drill with signals watched from
+/// the start, stops what it started.
+pub fn drill(
     s: &Scenario,
-    a: &RunArgs,
+    d: Drill<'_>,
     opts: &RunOptions,
     out: &mut impl Write,
     err: &mut impl Write,
@@ -169,18 +184,11 @@ fn drill(
             .watch_signals()
             .map_err(|e| Failure::target(anyhow!("cannot handle signals: {e}")))?
     };
-    let target = open_target(
-        s,
-        Some(&a.conn),
-        a.envoy.clone(),
-        opts.dry_run,
-        &cancel,
-        &rt,
-    )?;
+    let target = open_target(s, d.conn, d.envoy, opts.dry_run, &cancel, &rt)?;
     let journal = {
-        let mut progress: Progress<&mut dyn Write> = match a.output {
-            RunOutput::Text => Progress::new(out, a.intervals),
-            RunOutput::Json => Progress::new(err, a.intervals),
+        let mut progress: Progress<&mut dyn Write> = match d.output {
+            RunOutput::Text => Progress::new(out, d.intervals),
+            RunOutput::Json => Progress::new(err, d.intervals),
         };
         let j = rt.block_on(crate::scenario::run(
             s,
@@ -205,7 +213,7 @@ fn drill(
 
 /// The scenario's target: a mesh started from its file (or a running mesh's
 /// directory), or the cluster. A signal during start-up stops it (exit 130).
-pub fn open_target(
+fn open_target(
     s: &Scenario,
     conn: Option<&ConnArgs>,
     envoy: Option<PathBuf>,

@@ -138,6 +138,17 @@ pub struct Summary {
     pub service_time_ms: Option<Percentiles>,
 }
 
+impl Summary {
+    /// Requests answered 2xx or 3xx.
+    pub fn succeeded(&self) -> u64 {
+        self.status_codes
+            .iter()
+            .filter(|(k, _)| k.parse::<u16>().is_ok_and(|c| (200..400).contains(&c)))
+            .map(|(_, n)| *n)
+            .sum()
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Percentiles {
     pub p50: Option<f64>,

@@ -383,16 +383,9 @@ impl Runner<'_> {
         retried: bool,
         cluster: Option<&str>,
     ) -> RetryValidation {
-        let ok: u64 = rec
-            .summary
-            .status_codes
-            .iter()
-            .filter(|(k, _)| k.parse::<u16>().is_ok_and(|c| (200..400).contains(&c)))
-            .map(|(_, n)| *n)
-            .sum();
         let mut m = RetryMeasurement {
             requests: rec.summary.requests,
-            succeeded: ok,
+            succeeded: rec.summary.succeeded(),
             ..RetryMeasurement::default()
         };
         if let (Some(mesh), Some(cluster)) = (&rec.mesh, cluster)
