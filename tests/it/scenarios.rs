@@ -392,3 +392,99 @@ fn a_flag_a_target_cannot_honour_is_refused() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("-n is for a cluster target"), "{err}");
 }
+
+// === the runner's rules, on a real mesh ===
+
+/// Runs an inline scenario on the go-demo-8 mesh; returns (code, stdout, stderr, journal).
+fn run_inline(text: &str) -> (i32, String, String, Value) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    write(
+        tmp.path(),
+        "mesh.yaml",
+        std::fs::read_to_string(root().join("scenarios/meshes/go-demo-8.yaml")).expect("mesh"),
+    );
+    let f = write(tmp.path(), "s.yaml", text);
+    let journal = tmp.path().join("j.json");
+    let (code, out, err) = run(meshdrill()
+        .arg("run")
+        .arg(&f)
+        .arg("--journal")
+        .arg(&journal)
+        .env("TMPDIR", tmp.path()));
+    let j = serde_json::from_slice(&std::fs::read(&journal).expect("journal")).expect("json");
+    assert_eq!(
+        crate::common::mesh::mesh_temp_dirs(tmp.path()),
+        Vec::<String>::new()
+    );
+    (code, out, err, j)
+}
+
+#[test]
+fn nothing_is_injected_when_the_steady_state_does_not_hold() {
+    let _s = crate::common::mesh::serial();
+    // 1 ms at p50 through two Envoy hops: never met.
+    let (code, out, err, j) = run_inline(
+        &GOOD
+            .replace(
+                "metric: availability, objective: '>= 99%'",
+                "metric: p50, objective: '< 1us'",
+            )
+            .replace("  method:", "  steadyState: {duration: 3s}\n  method:")
+            .replace("rate: 10}", "rate: 100}"),
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(j["ending"]["reason"], "steadyStateFailed");
+    assert_eq!(j["changes"], serde_json::json!([]), "nothing was injected");
+    assert_eq!(j["steps"], serde_json::json!([]), "no step ran");
+    assert!(out.contains("nothing was injected"), "{out}");
+}
+
+#[test]
+fn a_stop_condition_halts_the_method_and_rolls_back() {
+    let _s = crate::common::mesh::serial();
+    let text = "apiVersion: meshdrill.io/v1alpha1
+kind: Scenario
+metadata: {name: stop}
+spec:
+  target: {mesh: mesh.yaml}
+  targets: [repeater.acme.com]
+  load: {url: 'http://{ingress}/', headers: {Host: repeater.acme.com}, rate: 50, connections: 32}
+  slos:
+  - {name: availability, metric: availability, objective: '>= 98%'}
+  method:
+  - retries: {virtualService: repeater, attempts: 0}
+  - fault: {virtualService: go-demo-8, abort: {httpStatus: 500, percentage: 100}}
+  - hold: 30s
+  - clear: go-demo-8
+  stopConditions:
+  - {slo: availability, below: 50%, for: 2s}
+";
+    let t = std::time::Instant::now();
+    let (code, out, err, j) = run_inline(text);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "halted, not held 30 s"
+    );
+    assert_eq!(j["ending"]["reason"], "stopCondition", "{}", j["ending"]);
+    assert!(
+        j["stopCondition"]["condition"]
+            .as_str()
+            .is_some_and(|c| c.contains("availability below 50%")),
+        "{}",
+        j["stopCondition"]
+    );
+    assert_eq!(
+        j["stopCondition"]["values"].as_array().map(Vec::len),
+        Some(2)
+    );
+    // The clear step never ran; the rollback restored both VirtualServices.
+    let restored = j["rollbacks"]
+        .as_array()
+        .expect("rollbacks")
+        .iter()
+        .filter(|r| r["outcome"] == "restored")
+        .count();
+    assert_eq!(restored, 2, "{}", j["rollbacks"]);
+    assert!(out.contains("stop condition"), "{out}");
+}
