@@ -162,9 +162,14 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> Result<(), MeshError> {
     std::fs::rename(&tmp, path).map_err(MeshError::io(path))
 }
 
-/// The command line that starts Envoy on `files`.
+/// The command line that starts Envoy on `files`. Envoy leads its own process group:
+/// a Ctrl-C in a terminal goes to the whole foreground group, and only meshdrill may
+/// react to it (roll back through Envoy, then stop it) — an Envoy that died of the same
+/// SIGINT would leave nothing to roll back through. It still dies with meshdrill
+/// (parent-death signal).
 pub fn command(envoy: &Path, files: &EnvoyFiles) -> Command {
     let mut c = Command::new(envoy);
+    std::os::unix::process::CommandExt::process_group(&mut c, 0);
     c.arg("-c")
         .arg(&files.bootstrap)
         .arg("--disable-hot-restart")

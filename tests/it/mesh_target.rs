@@ -498,3 +498,64 @@ fn a_killed_drill_that_owned_its_mesh_leaves_no_process_and_the_next_start_no_di
         Vec::<String>::new()
     );
 }
+
+/// A terminal's Ctrl-C goes to the whole foreground process group: Envoy must not die
+/// of it before meshdrill rolled back through it (regression: exit 3, "rollback
+/// failed: ... Connection refused").
+#[test]
+fn ctrl_c_to_the_whole_process_group_still_rolls_back_and_exits_130() {
+    use std::os::unix::process::CommandExt;
+    let _s = serial();
+    let tmp = tempfile::tempdir().expect("tmp");
+    write(
+        tmp.path(),
+        "unused.yaml",
+        std::fs::read_to_string(go_demo_8()).expect("mesh"),
+    );
+    let file = drill_file(tmp.path());
+    let journal = tmp.path().join("j.json");
+    let mut child = meshdrill()
+        .arg("run")
+        .arg(&file)
+        .arg("--journal")
+        .arg(&journal)
+        .env("TMPDIR", tmp.path())
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let mut seen = String::new();
+    while let Some(Ok(l)) = lines.next() {
+        seen.push_str(&l);
+        seen.push('\n');
+        if l.contains("hold 60s: measuring") {
+            break;
+        }
+    }
+    assert!(seen.contains("fault"), "{seen}");
+    // As a terminal does: SIGINT to the process group, not just to meshdrill.
+    let status = std::process::Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", child.id())])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("everything meshdrill changed was rolled back"),
+        "{err}"
+    );
+    let j: Value =
+        serde_json::from_slice(&std::fs::read(&journal).expect("journal")).expect("json");
+    for r in j["rollbacks"].as_array().expect("rollbacks") {
+        assert_eq!(r["outcome"], "restored", "{r}");
+    }
+    assert_eq!(
+        crate::common::mesh::mesh_temp_dirs(tmp.path()),
+        Vec::<String>::new()
+    );
+}
