@@ -210,12 +210,8 @@ pub fn run(a: LoadArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult
     };
     let cancel = Cancel::new();
     let result = rt.block_on(async {
-        let c = cancel.clone();
-        let ctrl_c = tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                c.cancel();
-            }
-        });
+        // Ctrl-C and SIGTERM stop the run; the results so far are printed.
+        let signals = cancel.watch_signals();
         let r = load::run(config.clone(), cancel.clone(), |snap: &IntervalSnapshot| {
             progress.update(snap);
             if let Some(w) = log.as_mut() {
@@ -231,7 +227,7 @@ pub fn run(a: LoadArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult
             }
         })
         .await;
-        ctrl_c.abort();
+        drop(signals);
         r
     });
     progress.finish();
