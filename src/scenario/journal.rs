@@ -56,7 +56,7 @@ pub mod exit {
 
 /// The drill's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "camelCase")]
 pub enum DrillVerdict {
     /// Every judged phase met its expectation.
     Held,

@@ -1279,6 +1279,7 @@ fn sigterm_mid_method_on_a_cluster_rolls_back_and_exits_130() {
         );
         let j: Value = serde_json::from_slice(&std::fs::read(&journal).expect("journal"))
             .expect("journal json");
+        crate::scenarios::assert_journal_schema(&j);
         assert_eq!(j["ending"]["reason"], "interrupted", "{}", j["ending"]);
         assert_eq!(j["exitCode"], 130);
         assert_eq!(

@@ -29,6 +29,7 @@ pub fn run_example(name: &str, extra: &[&str]) -> (i32, String, String, Value) {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(Value::Null);
+    assert_journal_schema(&j);
     // Whatever the verdict: nothing of the mesh is left behind.
     assert_eq!(
         crate::common::mesh::mesh_temp_dirs(tmp.path()),
@@ -36,6 +37,16 @@ pub fn run_example(name: &str, extra: &[&str]) -> (i32, String, String, Value) {
         "{name}: a mesh directory was left behind"
     );
     (code, out, err, j)
+}
+
+/// The journal has the shape schema/journal.json documents.
+pub fn assert_journal_schema(j: &Value) {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("schema/journal.json")).expect("schema/journal.json"),
+    )
+    .expect("the schema is JSON");
+    let errors = crate::common::schema::check(&schema, &schema, j, "$");
+    assert!(errors.is_empty(), "{errors:#?}");
 }
 
 fn phase<'a>(j: &'a Value, name: &str) -> &'a Value {
@@ -412,6 +423,7 @@ fn run_inline(text: &str) -> (i32, String, String, Value) {
         .arg(&journal)
         .env("TMPDIR", tmp.path()));
     let j = serde_json::from_slice(&std::fs::read(&journal).expect("journal")).expect("json");
+    assert_journal_schema(&j);
     assert_eq!(
         crate::common::mesh::mesh_temp_dirs(tmp.path()),
         Vec::<String>::new()
