@@ -157,20 +157,30 @@ impl Cancel {
     }
 
     /// Cancels this token on SIGINT, SIGTERM and SIGHUP, counting each one, from now
-    /// until the returned guard is dropped. Must be called inside a Tokio runtime
-    /// (the listener is a task on it).
+    /// until the returned guard is dropped. SIGHUP only when it is not ignored (`nohup
+    /// meshdrill mesh up &` must outlive the terminal). Must be called inside a Tokio
+    /// runtime (the listener is a task on it).
     pub fn watch_signals(&self) -> std::io::Result<SignalWatch> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut int = signal(SignalKind::interrupt())?;
         let mut term = signal(SignalKind::terminate())?;
-        let mut hup = signal(SignalKind::hangup())?;
+        let mut hup = if crate::mesh::sys::is_ignored(libc::SIGHUP) {
+            None
+        } else {
+            Some(signal(SignalKind::hangup())?)
+        };
         let me = self.clone();
         let task = tokio::spawn(async move {
             loop {
                 let reason = tokio::select! {
                     Some(()) = int.recv() => Reason::Interrupt,
                     Some(()) = term.recv() => Reason::Terminate,
-                    Some(()) = hup.recv() => Reason::Hangup,
+                    Some(()) = async {
+                        match hup.as_mut() {
+                            Some(h) => h.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    } => Reason::Hangup,
                     else => break,
                 };
                 me.cancel_by(reason);

@@ -37,9 +37,9 @@ pub struct ConnArgs {
     /// Do not verify the API server's certificate (insecure; prints a warning).
     #[arg(long)]
     pub insecure_skip_tls_verify: bool,
-    /// How long to wait for each API server answer (Go duration; 0 = no limit).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
-    pub request_timeout: Duration,
+    /// How long to wait for each API server answer (Go duration; 0 = no limit; default 30s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub request_timeout: Option<Duration>,
 }
 
 impl ConnArgs {
@@ -49,13 +49,16 @@ impl ConnArgs {
             context: self.context.clone(),
             namespace: namespace.map(str::to_string),
             insecure_skip_tls_verify: self.insecure_skip_tls_verify,
-            request_timeout: Some(self.request_timeout),
+            request_timeout: Some(self.request_timeout.unwrap_or(Duration::from_secs(30))),
         }
     }
 
     /// Whether any cluster flag was given (refused on a mesh or a file).
     pub fn any(&self) -> bool {
-        self.kubeconfig.is_some() || self.context.is_some() || self.insecure_skip_tls_verify
+        self.kubeconfig.is_some()
+            || self.context.is_some()
+            || self.insecure_skip_tls_verify
+            || self.request_timeout.is_some()
     }
 }
 
@@ -107,10 +110,10 @@ pub struct TargetArgs {
     /// Only routes with a destination to HOST (short name or FQDN), optionally HOST/SUBSET.
     #[arg(long, value_name = "HOST[/SUBSET]", group = "routesel")]
     pub destination: Option<String>,
-    /// How long the change may stay: after this, `meshdrill recover` (or, on a mesh,
-    /// `meshdrill mesh up` itself) rolls it back; with --wait, how long to hold it.
-    #[arg(long = "for", value_name = "DURATION", default_value = "10m", value_parser = parse_ttl)]
-    pub ttl: Duration,
+    /// How long the change may stay (default 10m): after this, `meshdrill recover` (or,
+    /// on a mesh, `meshdrill mesh up` itself) rolls it back; with --wait, how long to hold it.
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_ttl)]
+    pub ttl: Option<Duration>,
     /// Print what would be sent (the patch, or -o yaml|json the object) and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -122,6 +125,11 @@ pub struct TargetArgs {
 }
 
 impl TargetArgs {
+    /// `--for`, or its default: 10 minutes.
+    pub fn ttl(&self) -> Duration {
+        self.ttl.unwrap_or(Duration::from_secs(600))
+    }
+
     pub fn selector(&self) -> RouteSelector {
         if let Some(n) = &self.route {
             RouteSelector::Name(n.clone())
@@ -148,13 +156,13 @@ impl TargetArgs {
             }
             if self.conn.any() {
                 return Err(Failure::input(anyhow!(
-                    "--kubeconfig, --context and --insecure-skip-tls-verify are for the cluster; with -f nothing is sent anywhere"
+                    "--kubeconfig, --context, --insecure-skip-tls-verify and --request-timeout are for the cluster; with -f nothing is sent anywhere"
                 )));
             }
         }
         if self.mesh.is_some() && self.conn.any() {
             return Err(Failure::input(anyhow!(
-                "--kubeconfig, --context and --insecure-skip-tls-verify are for the cluster, not --mesh"
+                "--kubeconfig, --context, --insecure-skip-tls-verify and --request-timeout are for the cluster, not --mesh"
             )));
         }
         if self.wait && self.dry_run {
@@ -212,7 +220,7 @@ impl ScopeArgs {
         if let Some(d) = &self.mesh {
             if self.conn.any() {
                 return Err(Failure::input(anyhow!(
-                    "--kubeconfig, --context and --insecure-skip-tls-verify are for the cluster, not --mesh"
+                    "--kubeconfig, --context, --insecure-skip-tls-verify and --request-timeout are for the cluster, not --mesh"
                 )));
             }
             return MeshTarget::open(d).map(Target::Mesh).map_err(fail);

@@ -184,9 +184,9 @@ pub fn run_clear(a: ClearArgs, out: &mut impl Write, err: &mut impl Write) -> Cl
             "clear restores every route meshdrill changed on the VirtualService, as one drill record; it takes no --route, --route-index or --destination"
         )));
     }
-    if a.target.wait {
+    if a.target.wait || a.target.ttl.is_some() {
         return Err(Failure::input(anyhow!(
-            "clear takes no --wait: it restores at once, there is nothing to hold"
+            "clear takes no --wait and no --for: it restores at once, there is nothing to hold or expire"
         )));
     }
     apply(&a.target, None, out, err)
@@ -232,7 +232,7 @@ fn apply(
         }
         let name = t.name.clone().unwrap_or_default();
         let ns = t.namespace.as_deref();
-        let meta = one_shot_meta(t.ttl);
+        let meta = one_shot_meta(t.ttl());
         let changed = if t.dry_run {
             target
                 .plan(&name, ns, &t.selector(), change.as_ref(), &meta)
@@ -317,10 +317,10 @@ async fn hold(
             },
             Step {
                 index: 1,
-                label: format!("hold {}", crate::scenario::runner::human(t.ttl)),
+                label: format!("hold {}", crate::scenario::runner::human(t.ttl())),
                 at: "command line".into(),
                 kind: StepKind::Hold(Hold {
-                    duration: t.ttl,
+                    duration: t.ttl(),
                     expect: Expect::Ignore,
                     retry_check: None,
                 }),
@@ -330,7 +330,8 @@ async fn hold(
         rollbacks: Vec::new(),
     };
     let opts = RunOptions {
-        ttl: Some(t.ttl),
+        ttl: Some(t.ttl()),
+        exclusive: false,
         ..RunOptions::default()
     };
     let mut view = View::new(t, &target, &name);
@@ -358,19 +359,14 @@ async fn hold(
             "{message}. The drill record stays on the object; `meshdrill recover -n {ns}` restores it after {expires}"
         ))),
         Ending::InputError { message } => Err(Failure::input(anyhow!("{message}"))),
-        other => Err(Failure::target(anyhow!("{}", ending_message(&other)))),
+        Ending::TargetError { message } => Err(Failure::target(anyhow!("{message}"))),
+        // A hold without load is never judged, stopped by a condition or dry-run.
+        Ending::SteadyStateFailed | Ending::StopCondition { .. } | Ending::DryRun => Ok(Exit::Ok),
     };
     if let Target::Mesh(m) = target {
         m.stop();
     }
     view.outs.finish(result)
-}
-
-fn ending_message(e: &Ending) -> String {
-    match e {
-        Ending::TargetError { message } | Ending::InputError { message } => message.clone(),
-        other => format!("{other:?}"),
-    }
 }
 
 fn interrupted_before(sig: &str, ns: &str, name: &str) -> Failure {

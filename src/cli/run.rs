@@ -88,27 +88,63 @@ pub fn run(a: RunArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult 
     let mut s = crate::scenario::parse_file(&a.file).map_err(Failure::input)?;
     if a.mesh.is_some() && a.conn.any() {
         return Err(Failure::input(anyhow!(
-            "--kubeconfig, --context and --insecure-skip-tls-verify are for the cluster, not --mesh"
+            "--kubeconfig, --context, --insecure-skip-tls-verify and --request-timeout are for the cluster, not --mesh"
         )));
     }
     if let Some(m) = &a.mesh {
         s.target = TargetSpec::Mesh { file: m.clone() };
-    } else if a.cluster || a.conn.any() {
-        let ingress = match &s.target {
-            TargetSpec::Cluster { ingress, .. } => ingress.clone(),
-            TargetSpec::Mesh { .. } => None,
+    } else if a.cluster || a.conn.any() || a.namespace.is_some() || a.ingress.is_some() {
+        // The command line wins field by field; what it does not say, the scenario's
+        // cluster target does.
+        let (context, namespace, kubeconfig, ingress) = match &s.target {
+            TargetSpec::Cluster {
+                context,
+                namespace,
+                kubeconfig,
+                ingress,
+            } => (
+                context.clone(),
+                namespace.clone(),
+                kubeconfig.clone(),
+                ingress.clone(),
+            ),
+            TargetSpec::Mesh { .. } if a.cluster => (None, None, None, None),
+            TargetSpec::Mesh { .. } => {
+                return Err(Failure::input(anyhow!(
+                    "-n, --ingress and the cluster flags are for a cluster target; the scenario runs on a local mesh (add --cluster to run it on the cluster)"
+                )));
+            }
         };
         s.target = TargetSpec::Cluster {
-            context: a.conn.context.clone(),
-            namespace: a.namespace.clone(),
-            kubeconfig: a.conn.kubeconfig.clone(),
-            ingress,
+            context: a.conn.context.clone().or(context),
+            namespace: a.namespace.clone().or(namespace),
+            kubeconfig: a.conn.kubeconfig.clone().or(kubeconfig),
+            ingress: a.ingress.clone().or(ingress),
         };
     }
-    if a.namespace.is_some() && matches!(s.target, TargetSpec::Mesh { .. }) {
-        return Err(Failure::input(anyhow!(
-            "-n is for a cluster target; on a mesh, steps name their namespace (`namespace:`)"
-        )));
+    match &s.target {
+        TargetSpec::Mesh { .. } if a.namespace.is_some() || a.ingress.is_some() => {
+            return Err(Failure::input(anyhow!(
+                "-n and --ingress are for a cluster target; on a mesh, steps name their namespace (`namespace:`) and {{ingress}} is the mesh's own"
+            )));
+        }
+        TargetSpec::Cluster { .. } if a.envoy.is_some() => {
+            return Err(Failure::input(anyhow!(
+                "--envoy is for a local mesh; this drill runs on a cluster"
+            )));
+        }
+        _ => {}
+    }
+    // The journal's file is checked before anything starts: a drill whose record
+    // cannot be written is not run.
+    if let Some(p) = &a.journal {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .map_err(|e| {
+                Failure::input(anyhow!("cannot write the journal {}: {e}", p.display()))
+            })?;
     }
     let opts = RunOptions {
         dry_run: a.dry_run,
@@ -118,11 +154,11 @@ pub fn run(a: RunArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult 
             Strategy::Never => RollbackStrategy::Never,
         },
         ttl: a.ttl,
-        ingress: a.ingress.clone().or_else(|| match &s.target {
+        ingress: match &s.target {
             TargetSpec::Cluster { ingress, .. } => ingress.clone(),
             TargetSpec::Mesh { .. } => None,
-        }),
-        detached: false,
+        },
+        exclusive: true,
     };
     let d = Drill {
         conn: Some(&a.conn),
@@ -268,10 +304,7 @@ fn open_target(
             kubeconfig,
             ..
         } => {
-            let mut conn = conn.cloned().unwrap_or_else(|| ConnArgs {
-                request_timeout: Duration::from_secs(30),
-                ..ConnArgs::default()
-            });
+            let mut conn = conn.cloned().unwrap_or_default();
             if conn.kubeconfig.is_none() {
                 conn.kubeconfig = kubeconfig.clone();
             }

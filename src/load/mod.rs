@@ -154,7 +154,7 @@ where
     );
     drop(tx);
 
-    let mut agg = Aggregator::new(config.conns, open_loop, config.interval, config.rate);
+    let mut agg = Aggregator::new(config.conns, open_loop, config.interval, config.rate, start);
     // Every worker holds a sender: the channel closes when the last one has stopped.
     while let Some(msg) = rx.recv().await {
         agg.on(msg, start.elapsed(), &mut on_interval);
@@ -232,6 +232,7 @@ impl Drop for AbortOnDrop {
 /// Merges the workers' interval data; an interval is complete when every live worker
 /// has handed it over and its wall-clock end has passed.
 struct Aggregator {
+    run_start: Instant,
     open_loop: bool,
     interval: Duration,
     rate: Rate,
@@ -246,8 +247,15 @@ struct Aggregator {
 }
 
 impl Aggregator {
-    fn new(workers: usize, open_loop: bool, interval: Duration, rate: Rate) -> Self {
+    fn new(
+        workers: usize,
+        open_loop: bool,
+        interval: Duration,
+        rate: Rate,
+        run_start: Instant,
+    ) -> Self {
         Self {
+            run_start,
             open_loop,
             interval,
             rate,
@@ -317,6 +325,7 @@ impl Aggregator {
             .saturating_mul(u32::try_from(self.first).unwrap_or(u32::MAX));
         let snap = IntervalSnapshot {
             index: self.first,
+            run_start: self.run_start,
             start,
             duration,
             data,

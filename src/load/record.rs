@@ -222,6 +222,9 @@ fn nanos(d: Duration) -> u64 {
 pub struct IntervalSnapshot {
     /// 0-based interval number.
     pub index: u64,
+    /// When the run started: `run_start + start` is when this interval began, on the
+    /// clock callers time their own events with.
+    pub run_start: std::time::Instant,
     /// Start of the interval, from the start of the run.
     pub start: Duration,
     /// Length of the interval (the last one may be shorter).

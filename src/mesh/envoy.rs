@@ -183,10 +183,12 @@ pub fn command(envoy: &Path, files: &EnvoyFiles) -> Command {
 }
 
 /// Waits until Envoy wrote its admin address and `/ready` answers LIVE.
+/// A cancellation of `cancel` ends the wait with [`MeshError::Interrupted`].
 pub fn wait_ready(
     child: &mut Child,
     files: &EnvoyFiles,
     timeout: Duration,
+    cancel: Option<&crate::cancel::Cancel>,
 ) -> Result<SocketAddr, MeshError> {
     let start = Instant::now();
     let not_ready = |reason: String| MeshError::EnvoyNotReady {
@@ -206,6 +208,9 @@ pub fn wait_ready(
             && body.trim() == "LIVE"
         {
             return Ok(addr);
+        }
+        if cancel.is_some_and(crate::cancel::Cancel::is_cancelled) {
+            return Err(MeshError::Interrupted);
         }
         if start.elapsed() > timeout {
             return Err(not_ready(format!(

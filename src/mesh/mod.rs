@@ -44,7 +44,7 @@ pub mod running;
 pub mod spec;
 pub mod state;
 pub mod stats;
-mod sys;
+pub(crate) mod sys;
 pub mod translate;
 
 pub use control::{Applied, MeshDir};

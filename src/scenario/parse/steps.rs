@@ -17,9 +17,9 @@ use crate::scenario::model::{Step, StepKind, VsRef};
 pub(super) const STEP_KINDS: [&str; 10] = [
     "fault", "retries", "timeout", "clear", "kill", "restart", "hold", "pause", "flood", "search",
 ];
-/// The step kinds `spec.rollbacks` takes.
-pub(super) const ROLLBACK_KINDS: [&str; 6] =
-    ["fault", "retries", "timeout", "clear", "restart", "pause"];
+/// The step kinds `spec.rollbacks` takes: ones that undo or wait. A change step there
+/// would be a new drill (recorded, expiring) right after meshdrill undid its own.
+pub(super) const ROLLBACK_KINDS: [&str; 3] = ["clear", "restart", "pause"];
 pub(super) const SELECTOR_KEYS: [&str; 3] = ["route", "routeIndex", "destination"];
 pub(super) const FAULT_KEYS: [&str; 8] = [
     "virtualService",

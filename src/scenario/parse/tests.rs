@@ -1337,7 +1337,7 @@ fn rollback_errors() {
         "- hold: 1s",
         9,
         "spec.rollbacks[0].hold",
-        "a rollback step is one of fault, retries, timeout, clear, restart, pause; hold is not",
+        "a rollback step is one of clear, restart, pause; hold is not",
     );
     f(
         "- clear: a\n- kill: {service: a}",
@@ -1353,10 +1353,16 @@ fn rollback_errors() {
         "search is not",
     );
     f(
+        "- timeout: {virtualService: a, timeout: 1s}",
+        9,
+        "spec.rollbacks[0].timeout",
+        "a rollback step is one of clear, restart, pause; timeout is not",
+    );
+    f(
         "- clearr: a",
         9,
         "spec.rollbacks[0].clearr",
-        "did you mean clear? Allowed: name, fault, retries, timeout, clear, restart, pause",
+        "did you mean clear? Allowed: name, clear, restart, pause",
     );
     f(
         "- clear: A",
@@ -1365,14 +1371,11 @@ fn rollback_errors() {
         "invalid VirtualService name",
     );
     let s = ok(&format!(
-        "{}\nrollbacks:\n- clear: a\n- {{name: back up, restart: {{service: b}}}}\n- pause: 1s\n- timeout: {{virtualService: a, timeout: 1s}}",
+        "{}\nrollbacks:\n- clear: a\n- {{name: back up, restart: {{service: b}}}}\n- pause: 1s",
         method("- pause: 1s")
     ));
     let labels: Vec<&str> = s.rollbacks.iter().map(|st| st.label.as_str()).collect();
-    assert_eq!(
-        labels,
-        ["clear a", "back up", "pause 1s", "timeout on a: 1s"]
-    );
+    assert_eq!(labels, ["clear a", "back up", "pause 1s"]);
     assert_eq!(s.rollbacks[1].index, 1);
     assert_eq!(s.rollbacks[1].at, "s.yaml:10");
 }

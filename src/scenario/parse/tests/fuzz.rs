@@ -10,7 +10,7 @@ use crate::scenario::parse::parse_document;
 /// A valid scenario with every step kind that needs no SLO.
 pub(super) fn base_without_slos() -> Value {
     let text = doc(&format!(
-        "{LOAD}{}\nrollbacks:\n- clear: repeater\n- {{name: r, retries: {{virtualService: repeater, attempts: 1}}}}",
+        "{LOAD}{}\nrollbacks:\n- clear: repeater\n- {{name: r, restart: {{service: go-demo-8}}}}",
         method(
             "- fault: {virtualService: go-demo-8, routeIndex: 0, abort: {httpStatus: 500, percentage: 50}}
 - fault: {virtualService: go-demo-8, destination: a/b, delay: {fixedDelay: 1s}}
