@@ -735,7 +735,12 @@ impl<'a> Runner<'a> {
     /// Why the background load stopped, if it did (it runs until the drill stops it:
     /// an early end is a failure, e.g. its host does not resolve).
     pub(super) async fn load_failed(&mut self) -> Option<String> {
-        if !self.load.as_ref().is_some_and(|l| l.handle.is_finished()) {
+        // Stopped on purpose (the drill's end, a signal): not a failure.
+        if !self
+            .load
+            .as_ref()
+            .is_some_and(|l| l.handle.is_finished() && !l.stop.is_cancelled())
+        {
             return None;
         }
         let l = self.load.take()?;

@@ -74,11 +74,11 @@ fn ctrl_c_during_the_demo_rolls_back_and_exits_130() {
         let Some(Ok(line)) = lines.next() else { break };
         seen.push_str(&line);
         seen.push('\n');
-        if line.contains("1. fault: abort") {
+        if line.contains("1. fault default/go-demo-8: abort") {
             break;
         }
     }
-    assert!(seen.contains("1. fault: abort"), "{seen}");
+    assert!(seen.contains("1. fault default/go-demo-8: abort"), "{seen}");
     // Envoy and the replicas of this run.
     let started = crate::common::mesh::descendants(child.id());
     assert!(started.len() >= 4, "envoy + 3 replicas: {started:?}");

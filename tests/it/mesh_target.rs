@@ -457,7 +457,7 @@ fn a_killed_drill_that_owned_its_mesh_leaves_no_process_and_the_next_start_no_di
             break;
         }
     }
-    assert!(seen.contains("fault:"), "{seen}");
+    assert!(seen.contains("fault default/"), "{seen}");
     let started = crate::common::mesh::descendants(child.id());
     assert!(started.len() >= 4, "envoy + 3 replicas: {started:?}");
     child.kill().expect("kill -9");
