@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::spec::{MeshSpec, Workload};
 use super::translate::{bound_to_ingress, bound_to_mesh, resolve_host, service_fqdn};
-use crate::slo::retry::{Chain, RetryPolicy};
+use crate::slo::retry::Chain;
 
 /// The name of the first caller of every chain.
 pub const INGRESS: &str = "ingress";
@@ -108,7 +108,7 @@ fn calls_of(spec: &MeshSpec, service: &str) -> Vec<(String, u32)> {
             }
             None => {
                 if let Some(s) = service_of_alias(spec, &host) {
-                    let attempts = RetryPolicy::of_route(&json!({})).attempts();
+                    let attempts = super::translate::route_retry_policy(&json!({})).attempts();
                     merge(&mut out, s, attempts);
                 }
             }
@@ -188,7 +188,7 @@ fn destinations(spec: &MeshSpec, vs: &Value) -> Vec<(String, u32)> {
         .map(Vec::as_slice)
         .unwrap_or_default();
     for route in routes {
-        let attempts = RetryPolicy::of_route(route).attempts();
+        let attempts = super::translate::route_retry_policy(route).attempts();
         let list = route
             .get("route")
             .and_then(Value::as_array)

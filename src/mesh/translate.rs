@@ -71,6 +71,13 @@ pub fn cluster_name(port: u16, subset: Option<&str>, host: &str) -> String {
     format!("outbound|{port}|{}|{host}", subset.unwrap_or(""))
 }
 
+/// The retry policy istiod gives one HTTP route of a VirtualService (`spec.http[i]`):
+/// its `retries` block, Istio's default policy without one, no retries for
+/// `attempts: 0`.
+pub fn route_retry_policy(route: &Value) -> crate::slo::retry::RetryPolicy {
+    crate::slo::retry::RetryPolicy::from_envoy(retry_policy(route.get("retries")).as_ref())
+}
+
 /// The Envoy cluster of the first destination of one HTTP route of `vs`: where a
 /// retry validation reads that hop's upstream requests, retries and overflow.
 /// `None` when the destination is not a service of the mesh.

@@ -348,7 +348,7 @@ impl Runner<'_> {
             .first()
             .and_then(|i| http.get(*i).cloned())
             .unwrap_or(Value::Null);
-        let policy = RetryPolicy::of_route(&route);
+        let policy = crate::mesh::translate::route_retry_policy(&route);
         let (p, retried) = match &rc.failure {
             FailureSource::Rate(p) => (*p, true),
             FailureSource::Upstream(up) => {

@@ -29,11 +29,11 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The policy istiod gives one HTTP route of a VirtualService (`spec.http[i]`):
-    /// its `retries` block, Istio's default policy without one, no retries for
-    /// `attempts: 0`.
-    pub fn of_route(route: &serde_json::Value) -> RetryPolicy {
-        let Some(p) = crate::mesh::translate::retry_policy(route.get("retries")) else {
+    /// The policy from Envoy's route `retry_policy` JSON (`None`: no retries at all).
+    /// `crate::mesh::translate::route_retry_policy` reads one off a VirtualService
+    /// route as istiod translates it.
+    pub fn from_envoy(p: Option<&Value>) -> RetryPolicy {
+        let Some(p) = p else {
             return RetryPolicy::none();
         };
         // Envoy's RetryPolicy.num_retries defaults to 1 when absent (istiod always
@@ -474,9 +474,11 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use serde_json::json;
 
+    use crate::mesh::translate::route_retry_policy as route_policy;
+
     #[test]
     fn policies_as_istiod_gives_them() {
-        let default = RetryPolicy::of_route(&json!({"route": []}));
+        let default = route_policy(&json!({"route": []}));
         assert_eq!(default.num_retries, 2);
         assert_eq!(default.attempts(), 3);
         assert_eq!(
@@ -494,12 +496,12 @@ mod tests {
         assert!(!default.retries_status(503));
         assert!(!default.retries_timeouts());
 
-        let none = RetryPolicy::of_route(&json!({"retries": {"attempts": 0}}));
+        let none = route_policy(&json!({"retries": {"attempts": 0}}));
         assert_eq!(none, RetryPolicy::none());
         assert_eq!(none.attempts(), 1);
         assert_eq!(none.describe(), "no retries (1 attempt)");
 
-        let p = RetryPolicy::of_route(&json!({"retries": {"attempts": 10, "retryOn": "5xx"}}));
+        let p = route_policy(&json!({"retries": {"attempts": 10, "retryOn": "5xx"}}));
         assert_eq!(
             (p.num_retries, p.retry_on.as_slice()),
             (10, &["5xx".to_string()][..])
@@ -509,7 +511,7 @@ mod tests {
         assert!(p.retries_timeouts());
         assert_eq!(p.describe(), "attempts 11 (retryOn 5xx)");
 
-        let p = RetryPolicy::of_route(&json!({"retries": {
+        let p = route_policy(&json!({"retries": {
             "attempts": 2, "retryOn": "gateway-error,retriable-4xx,429", "perTryTimeout": "250ms"
         }}));
         assert_eq!(p.retriable_status_codes, [429]);
@@ -532,10 +534,10 @@ mod tests {
         );
 
         // retriable-status-codes with 504 is not enough for timeouts; reset is.
-        let p = RetryPolicy::of_route(&json!({"retries": {"attempts": 2, "retryOn": "504"}}));
+        let p = route_policy(&json!({"retries": {"attempts": 2, "retryOn": "504"}}));
         assert!(p.retries_status(504));
         assert!(!p.retries_timeouts());
-        let p = RetryPolicy::of_route(&json!({"retries": {"attempts": 2, "retryOn": "reset"}}));
+        let p = route_policy(&json!({"retries": {"attempts": 2, "retryOn": "reset"}}));
         assert!(p.retries_timeouts());
         assert!(!p.retries_status(503));
     }
@@ -641,7 +643,7 @@ mod tests {
     }
 
     fn five_xx(attempts: u32) -> RetryPolicy {
-        RetryPolicy::of_route(&json!({"retries": {"attempts": attempts, "retryOn": "5xx"}}))
+        route_policy(&json!({"retries": {"attempts": attempts, "retryOn": "5xx"}}))
     }
 
     #[test]

@@ -252,12 +252,12 @@ fn flood_slos() {
         ))
     };
     let s = ok(&flood(
-        "    - {name: availability, metric: availability, objective: \">= 90%\"}\n    - {name: t, metric: throughput, objective: \">= 95%\"}\n    - {name: back, metric: recovery_time, slo: t, objective: \"<= 5s\"}",
+        "    - {name: availability, metric: availability, objective: \">= 90%\"}\n    - {name: t, metric: throughput, objective: \">= 95%\"}",
     ));
     let StepKind::Flood(f) = &s.method[0].kind else {
         panic!()
     };
-    assert_eq!(f.slos.len(), 3);
+    assert_eq!(f.slos.len(), 2);
     assert_eq!(f.slos[1].metric, Metric::Throughput { relative: true });
     fails(
         &flood(
@@ -273,10 +273,26 @@ fn flood_slos() {
         "spec.method[0].flood.slos[0].slo",
         "\"latency\" is not one (SLOs: (none))",
     );
+    // A flood's SLOs judge its own traffic while it runs: no recovery time there.
+    fails(
+        &flood(
+            "    - {name: t, metric: throughput, objective: \">= 95%\"}\n    - {name: back, metric: recovery_time, slo: t, objective: \"<= 5s\"}",
+        ),
+        20,
+        "spec.method[0].flood.slos[1].metric",
+        "recovery_time belongs in spec.slos",
+    );
 }
 
 #[test]
 fn expectations_name_known_slos() {
+    // A recovery time is judged after the drill: it cannot be a step's breach.
+    fails(
+        &with_slos("- hold: {duration: 1s, expect: {breach: [recovery]}}"),
+        13,
+        "spec.method[0].hold.expect.breach[0]",
+        "recovery is a recovery_time SLO",
+    );
     let s = ok(&with_slos(
         "- hold: {duration: 1s, expect: breach}\n- hold: {duration: 1s, expect: {breach: [latency]}}",
     ));
