@@ -48,7 +48,7 @@ fn parse_phase(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("invalid phase {s:?}: a Go duration from 1s to 10m"))
 }
 
-pub fn run(a: DemoArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
+pub fn run(a: DemoArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Send)) -> CliResult {
     if !(a.rate.is_finite() && a.rate > 0.0 && a.rate <= 10_000.0) {
         return Err(Failure::input(anyhow!(
             "--rate {}: give a rate from 0 (exclusive) to 10000 requests per second",

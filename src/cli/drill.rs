@@ -11,33 +11,50 @@ use crate::scenario::journal::{DrillVerdict, Ending, Journal, PhaseRecord};
 use crate::scenario::{Event, Observer};
 use crate::slo::{SloResult, Verdict};
 
-/// Prints progress as the runner reports it.
-pub struct Progress<W: Write> {
-    pub w: W,
-    /// Print each second of the load (`-v`).
+/// Prints progress as the runner reports it — through a writer thread (see
+/// [`with_printer`]), so a terminal or pipe that stops reading never holds up the
+/// drill, and above all not its rollback.
+pub struct Progress {
+    lines: std::sync::mpsc::Sender<String>,
+    /// Print each second of the load (`--intervals`).
     pub intervals: bool,
     start: std::time::Instant,
-    /// The first write error (the drill goes on; it is reported at the end).
-    pub error: Option<std::io::Error>,
 }
 
-impl<W: Write> Progress<W> {
-    pub fn new(w: W, intervals: bool) -> Self {
-        Self {
-            w,
-            intervals,
-            start: std::time::Instant::now(),
-            error: None,
-        }
-    }
-
+impl Progress {
     fn line(&mut self, text: &str) {
         let t = self.start.elapsed().as_secs_f64();
-        let r = writeln!(self.w, "[{t:6.1}s] {text}").and_then(|()| self.w.flush());
-        if let (Err(e), None) = (r, &self.error) {
-            self.error = Some(e);
-        }
+        // The printer is gone only when its output failed: the drill goes on.
+        let _ = self.lines.send(format!("[{t:6.1}s] {text}"));
     }
+}
+
+/// Runs `f` with a [`Progress`] whose lines a scoped thread writes to `w`, and
+/// returns `f`'s result with the first write error (a closed pipe is none).
+pub fn with_printer<T>(
+    w: &mut (dyn Write + Send),
+    intervals: bool,
+    f: impl FnOnce(&mut Progress) -> T,
+) -> (T, Option<std::io::Error>) {
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::scope(|scope| {
+        let printer = scope.spawn(move || {
+            for line in rx {
+                if let Err(e) = writeln!(w, "{line}").and_then(|()| w.flush()) {
+                    return (e.kind() != std::io::ErrorKind::BrokenPipe).then_some(e);
+                }
+            }
+            None
+        });
+        let mut p = Progress {
+            lines: tx,
+            intervals,
+            start: std::time::Instant::now(),
+        };
+        let out = f(&mut p);
+        drop(p);
+        (out, printer.join().ok().flatten())
+    })
 }
 
 fn mark(v: Verdict) -> &'static str {
@@ -86,7 +103,7 @@ fn slo_mark(r: &SloResult, expect: &str) -> &'static str {
     }
 }
 
-impl<W: Write> Observer for Progress<W> {
+impl Observer for Progress {
     fn event(&mut self, e: Event<'_>) {
         match e {
             Event::Started { scenario, target } => {

@@ -163,7 +163,8 @@ fn init_tracing(verbose: u8) {
 
 /// Runs a parsed command.
 pub fn run(cli: Cli) -> CliResult {
-    let mut out = std::io::stdout().lock();
+    // Not locked: a drill prints its progress from a thread of its own.
+    let mut out = std::io::stdout();
     let mut err = std::io::stderr();
     match cli.command {
         Command::Fault(c) => change::run_fault(c, &mut out, &mut err),

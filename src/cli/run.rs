@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use clap::{Parser, ValueEnum};
 
 use super::args::{ConnArgs, fail, parse_ttl, runtime};
-use super::drill::{Progress, outcome, write_summary};
+use super::drill::{outcome, with_printer, write_summary};
 use super::{CliResult, Failure, io_err};
 use crate::cancel::Cancel;
 use crate::mesh::{MeshOptions, MeshSpec};
@@ -84,7 +84,7 @@ pub struct RunArgs {
     pub intervals: bool,
 }
 
-pub fn run(a: RunArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
+pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Send)) -> CliResult {
     let mut s = crate::scenario::parse_file(&a.file).map_err(Failure::input)?;
     if a.mesh.is_some() && a.conn.any() {
         return Err(Failure::input(anyhow!(
@@ -184,15 +184,20 @@ pub fn finish(
             Failure::target(anyhow!("cannot write the journal {}: {e}", p.display()))
         })?;
     }
-    match output {
+    let written = match output {
         RunOutput::Json => {
             let text = serde_json::to_string_pretty(j)
                 .map_err(|e| Failure::target(anyhow!("cannot encode the journal: {e}")))?;
-            writeln!(out, "{text}").map_err(io_err)?;
+            writeln!(out, "{text}")
         }
-        RunOutput::Text => write_summary(out, j).map_err(io_err)?,
+        RunOutput::Text => write_summary(out, j),
+    };
+    match (outcome(j), written) {
+        // A reader that went away (`| head`) does not change the verdict's exit code.
+        (r, Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => r,
+        (Ok(_), Err(e)) => Err(io_err(e)),
+        (r, _) => r,
     }
-    outcome(j)
 }
 
 /// How a drill command shows its progress and where its target comes from.
@@ -209,8 +214,8 @@ pub fn drill(
     s: &Scenario,
     d: Drill<'_>,
     opts: &RunOptions,
-    out: &mut impl Write,
-    err: &mut impl Write,
+    out: &mut (impl Write + Send),
+    err: &mut (impl Write + Send),
 ) -> CliResult<Journal> {
     let rt = runtime()?;
     let cancel = Cancel::new();
@@ -221,25 +226,16 @@ pub fn drill(
             .map_err(|e| Failure::target(anyhow!("cannot handle signals: {e}")))?
     };
     let target = open_target(s, d.conn, d.envoy, opts.dry_run, &cancel, &rt)?;
-    let journal = {
-        let mut progress: Progress<&mut dyn Write> = match d.output {
-            RunOutput::Text => Progress::new(out, d.intervals),
-            RunOutput::Json => Progress::new(err, d.intervals),
-        };
-        let j = rt.block_on(crate::scenario::run(
-            s,
-            &target,
-            opts,
-            &cancel,
-            &mut progress,
-        ));
-        if let Some(e) = progress.error.take()
-            && e.kind() != std::io::ErrorKind::BrokenPipe
-        {
-            tracing::warn!("progress output failed: {e}");
-        }
-        j
+    let w: &mut (dyn Write + Send) = match d.output {
+        RunOutput::Text => out,
+        RunOutput::Json => err,
     };
+    let (journal, failed) = with_printer(w, d.intervals, |progress| {
+        rt.block_on(crate::scenario::run(s, &target, opts, &cancel, progress))
+    });
+    if let Some(e) = failed {
+        tracing::warn!("progress output failed: {e}");
+    }
     if let Target::Mesh(m) = target {
         m.stop();
     }

@@ -260,12 +260,35 @@ fn killing_one_of_three_replicas_holds() {
 #[test]
 fn killing_the_only_replica_breaks_and_exits_1() {
     let _s = crate::common::mesh::serial();
-    let (code, out, err, j) = run_example("replica-kill-single", &[]);
-    assert_eq!(code, 1, "{out}\n{err}");
+    // With its stdout closed (`meshdrill run ... | head -1`): the drill runs on, rolls
+    // back, and the exit code is still the verdict's.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let journal = tmp.path().join("journal.json");
+    let mut child = meshdrill()
+        .arg("run")
+        .arg(root().join("scenarios/replica-kill-single.yaml"))
+        .arg("--journal")
+        .arg(&journal)
+        .env("TMPDIR", tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let j: Value =
+        serde_json::from_slice(&std::fs::read(&journal).expect("journal")).expect("json");
+    assert_journal_schema(&j);
     let down = phase(&j, "the only replica down");
     assert_eq!(slo(down, "availability")["measuredText"], "0%");
     // Restarted by the method: the steady state is back.
     assert_eq!(phase(&j, "steady state after")["verdict"], "pass");
+    assert_eq!(
+        crate::common::mesh::mesh_temp_dirs(tmp.path()),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
