@@ -310,6 +310,36 @@ impl ClusterTarget {
         }
     }
 
+    /// Plans `change` on the object as it is now and (unless `dry_run`) sends the
+    /// guarded patch.
+    #[allow(clippy::too_many_arguments)]
+    async fn change(
+        &self,
+        ns: &str,
+        name: &str,
+        selector: &RouteSelector,
+        change: &Change,
+        meta: &RecordMeta,
+        stop: Option<&Cancel>,
+        dry_run: bool,
+    ) -> Result<Changed, Error> {
+        let a = self
+            .cluster
+            .apply_change(&self.api, ns, name, selector, change, meta, dry_run, stop)
+            .await
+            .map_err(Error::Cluster)?;
+        Ok(Changed {
+            namespace: ns.to_string(),
+            object: a.object,
+            patch: a.patch,
+            routes: a.routes,
+            warnings: a.warnings,
+            record: Some(a.record),
+            applied: !dry_run,
+            envoy: None,
+        })
+    }
+
     /// After a PATCH that got no answer in time ([`cluster::Error::MayStillApply`]):
     /// reads the object a few times (bounded, about 5 s); if the change shows up,
     /// rolls it back. `Ok(true)`: it landed and was rolled back; `Ok(false)`: it did
@@ -418,23 +448,7 @@ impl Target {
             Target::Cluster(c) => {
                 let ns = Self::cluster_ns(c, ns);
                 match change {
-                    Some(change) => {
-                        let a = c
-                            .cluster
-                            .apply_change(&c.api, ns, name, selector, change, meta, true, None)
-                            .await
-                            .map_err(Error::Cluster)?;
-                        Ok(Changed {
-                            namespace: ns.to_string(),
-                            object: a.object,
-                            patch: a.patch,
-                            routes: a.routes,
-                            warnings: a.warnings,
-                            record: Some(a.record),
-                            applied: false,
-                            envoy: None,
-                        })
-                    }
+                    Some(change) => c.change(ns, name, selector, change, meta, None, true).await,
                     None => {
                         let cl = c
                             .cluster
@@ -492,21 +506,8 @@ impl Target {
                 let ns = Self::cluster_ns(c, ns);
                 match change {
                     Some(change) => {
-                        let a = c
-                            .cluster
-                            .apply_change(&c.api, ns, name, selector, change, meta, false, stop)
+                        c.change(ns, name, selector, change, meta, stop, false)
                             .await
-                            .map_err(Error::Cluster)?;
-                        Ok(Changed {
-                            namespace: ns.to_string(),
-                            object: a.object,
-                            patch: a.patch,
-                            routes: a.routes,
-                            warnings: a.warnings,
-                            record: Some(a.record),
-                            applied: true,
-                            envoy: None,
-                        })
                     }
                     None => {
                         let cl = self.clear(name, Some(ns), rollback_budget()).await?;

@@ -447,16 +447,7 @@ fn a_killed_drill_that_owned_its_mesh_leaves_no_process_and_the_next_start_no_di
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-    let mut seen = String::new();
-    while let Some(Ok(l)) = lines.next() {
-        seen.push_str(&l);
-        seen.push('\n');
-        if l.contains("hold 60s: measuring") {
-            break;
-        }
-    }
+    let seen = crate::common::mesh::read_until(&mut child, "hold 60s: measuring");
     assert!(seen.contains("fault default/"), "{seen}");
     let started = crate::common::mesh::descendants(child.id());
     assert!(started.len() >= 4, "envoy + 3 replicas: {started:?}");
@@ -525,16 +516,7 @@ fn ctrl_c_to_the_whole_process_group_still_rolls_back_and_exits_130() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-    let mut seen = String::new();
-    while let Some(Ok(l)) = lines.next() {
-        seen.push_str(&l);
-        seen.push('\n');
-        if l.contains("hold 60s: measuring") {
-            break;
-        }
-    }
+    let seen = crate::common::mesh::read_until(&mut child, "hold 60s: measuring");
     assert!(seen.contains("fault"), "{seen}");
     // As a terminal does: SIGINT to the process group, not just to meshdrill.
     let status = std::process::Command::new("kill")

@@ -355,6 +355,24 @@ pub fn spawn_up(
     (child, addr, drain)
 }
 
+/// Reads `child`'s stdout until a line holds `needle` (or the output ends) and returns
+/// what it read; the rest of the output is drained by a thread, so the child never
+/// writes into a closed pipe.
+pub fn read_until(child: &mut std::process::Child, needle: &str) -> String {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let mut seen = String::new();
+    while let Some(Ok(l)) = lines.next() {
+        seen.push_str(&l);
+        seen.push('\n');
+        if l.contains(needle) {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    seen
+}
+
 #[cfg(test)]
 mod second_sample_tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
