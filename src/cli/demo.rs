@@ -71,6 +71,9 @@ pub fn run(a: DemoArgs, out: &mut (impl Write + Send), err: &mut (impl Write + S
     write(meshes.join("go-demo-8.yaml"), MESH)?;
     let file = dir.path().join("network-failure.yaml");
     write(file.clone(), SCENARIO)?;
+    if let Some(p) = &a.journal {
+        super::run::check_writable(p)?;
+    }
     let mut s = crate::scenario::parse_file(&file).map_err(Failure::input)?;
     s.source = "scenarios/network-failure.yaml (built in)".into();
     if let Some(l) = s.load.as_mut() {

@@ -79,7 +79,10 @@ fn phase_verdict(p: &PhaseRecord) -> &'static str {
         (Some(Verdict::Pass), false) => "held",
         (Some(Verdict::Pass), true) => "breached, as expected",
         (Some(Verdict::Fail), false) => "BROKE",
-        (Some(Verdict::Fail), true) => "DID NOT BREACH",
+        (Some(Verdict::Fail), true) if p.verdict_text.starts_with("expected a breach") => {
+            "DID NOT BREACH"
+        }
+        (Some(Verdict::Fail), true) => "BROKE",
         (Some(Verdict::Inconclusive), _) => "inconclusive",
     }
 }
@@ -94,9 +97,14 @@ fn slo_cells(slos: &[SloResult], expect: &str) -> String {
 }
 
 fn slo_mark(r: &SloResult, expect: &str) -> &'static str {
+    // `breach` (any objective) or `breach: a, b` (those).
+    let expected_to_break = expect == "breach"
+        || expect
+            .strip_prefix("breach: ")
+            .is_some_and(|names| names.split(", ").any(|n| n == r.name));
     match (expect, r.verdict) {
         ("ignore", _) => "",
-        (e, Verdict::Fail) if e.starts_with("breach") => " breached",
+        (_, Verdict::Fail) if expected_to_break => " breached",
         (_, Verdict::Pass) => " ok",
         (_, Verdict::Fail) => " FAIL",
         (_, Verdict::Inconclusive) => " ??",

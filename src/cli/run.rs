@@ -138,13 +138,7 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
     // The journal's file is checked before anything starts: a drill whose record
     // cannot be written is not run.
     if let Some(p) = &a.journal {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .map_err(|e| {
-                Failure::input(anyhow!("cannot write the journal {}: {e}", p.display()))
-            })?;
+        check_writable(p)?;
     }
     let opts = RunOptions {
         dry_run: a.dry_run,
@@ -168,6 +162,21 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
     };
     let journal = drill(&s, d, &opts, out, err)?;
     finish(&journal, a.journal.as_deref(), a.output, out)
+}
+
+/// Fails (exit 2) when `p` cannot be written, leaving nothing behind: a file that was
+/// there is opened, not truncated; one that was not is created and removed again.
+pub fn check_writable(p: &Path) -> CliResult<()> {
+    let existed = p.exists();
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)
+        .map_err(|e| Failure::input(anyhow!("cannot write the journal {}: {e}", p.display())))?;
+    if !existed {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(())
 }
 
 /// Writes the journal file and the summary; returns the drill's exit.

@@ -14,11 +14,31 @@ use super::runner::{Event, Runner, human};
 use crate::istio::{AbortSpec, Change, DelaySpec, Percentage, RouteSelector};
 use crate::target::Changed;
 
-/// The objects as the planned steps leave them, by (name, namespace).
-type Store = BTreeMap<(String, Option<String>), Value>;
+/// A VirtualService in the plan: (name, namespace).
+type Key = (String, String);
+/// The objects as the planned steps leave them.
+type Store = BTreeMap<Key, Value>;
+
+/// A step that cannot be planned: the user's input (no such route) is exit 2, the
+/// object's state (a conflict, a record too large, an unreadable record) exit 3 — as
+/// the same error would be when the step runs.
+fn plan_failed(step: &Step, e: crate::istio::PlanError) -> Ending {
+    use crate::istio::PlanError;
+    let message = format!("{}: {e}", step.at);
+    match e {
+        PlanError::NoSuchRoute { .. } | PlanError::NoHttpRoutes { .. } => {
+            Ending::InputError { message }
+        }
+        _ => Ending::TargetError { message },
+    }
+}
 
 impl Runner<'_> {
     pub(super) async fn dry_run(&mut self) -> Ending {
+        // What a real run would refuse before injecting anything, a dry run refuses too.
+        if let Err(e) = self.preflight(self.opts.exclusive).await {
+            return e;
+        }
         if let Some(l) = &self.s.load {
             self.obs.event(Event::Plan(format!(
                 "load: {} {}{} over {} connection(s), timeout {}",
@@ -144,11 +164,16 @@ impl Runner<'_> {
                             }),
                             SearchOver::FloodRate { .. } => continue,
                         };
-                        crate::istio::plan_change(&obj, selector, &probe, &self.meta).map_err(
-                            |e| Ending::InputError {
-                                message: format!("{}: {e}", step.at),
-                            },
-                        )?;
+                        crate::istio::plan_change(&obj, selector, &probe, &self.meta)
+                            .map_err(|e| plan_failed(step, e))?;
+                    }
+                }
+                StepKind::Hold(h) => {
+                    if let Some(rc) = &h.retry_check {
+                        self.read(step, &rc.vs, &mut store, false).await?;
+                        if let super::model::FailureSource::Upstream(up) = &rc.failure {
+                            self.read(step, up, &mut store, false).await?;
+                        }
                     }
                 }
                 _ => {}
@@ -162,8 +187,24 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// The key a step's VirtualService has in `store`: the stored one of that name
+    /// whose namespace fits (a step without one means the target's default, or on a
+    /// mesh the one VirtualService of that name).
+    fn key_of(&self, vs: &VsRef, store: &Store) -> Option<Key> {
+        let ns = vs
+            .namespace
+            .as_deref()
+            .or_else(|| self.target.default_namespace());
+        store
+            .keys()
+            .find(|(n, k)| n == &vs.name && ns.is_none_or(|ns| k == ns))
+            .cloned()
+    }
+
     /// The object a step acts on: as the earlier steps left it in `store`, else read
-    /// from the target (and, when `exclusive`, refused if another drill holds it).
+    /// from the target — and refused if another drill holds it: any other drill when
+    /// `exclusive` (`run`), one whose process still runs otherwise (`fault --wait`
+    /// stacks on a one-shot change, as `fault` does).
     async fn read(
         &self,
         step: &Step,
@@ -171,8 +212,9 @@ impl Runner<'_> {
         store: &mut Store,
         exclusive: bool,
     ) -> Result<Value, Ending> {
-        let key = (vs.name.clone(), vs.namespace.clone());
-        if let Some(o) = store.get(&key) {
+        if let Some(k) = self.key_of(vs, store)
+            && let Some(o) = store.get(&k)
+        {
             return Ok(o.clone());
         }
         let obj = self
@@ -190,13 +232,13 @@ impl Runner<'_> {
                     }
                 }
             })?;
-        if exclusive
-            && let Ok(Some(r)) = crate::istio::read_record(&obj)
+        if let Ok(Some(r)) = crate::istio::read_record(&obj)
             && r.run_id != self.meta.run_id
+            && (exclusive || (r.owner.pid != 0 && crate::istio::owner_gone(&r.owner) != Some(true)))
         {
             return Err(Ending::InputError {
                 message: format!(
-                    "{}: VirtualService {} already carries a drill (run {}, {}@{}, expires {}): a drill does not stack on another, whose changes its rollback would remove too. Clear it (`meshdrill clear {}`) or let it expire (`meshdrill status`)",
+                    "{}: VirtualService {} already carries a drill (run {}, {}@{}, expires {}): a drill does not stack on another, whose changes its rollback would remove too. Clear it (`meshdrill clear {}`), or after its expiry `meshdrill recover`",
                     step.at,
                     vs.name,
                     r.run_id,
@@ -207,7 +249,12 @@ impl Runner<'_> {
                 ),
             });
         }
-        store.insert(key, obj.clone());
+        let ns = vs
+            .namespace
+            .clone()
+            .or_else(|| self.target.default_namespace().map(str::to_string))
+            .unwrap_or_else(|| crate::mesh::control::vs_namespace(&obj).to_string());
+        store.insert((vs.name.clone(), ns), obj.clone());
         Ok(obj)
     }
 
@@ -220,7 +267,9 @@ impl Runner<'_> {
         change: Option<&Change>,
         store: &mut Store,
     ) -> Result<(), Ending> {
-        let key = (vs.name.clone(), vs.namespace.clone());
+        let Some(key) = self.key_of(vs, store) else {
+            return Ok(());
+        };
         let Some(obj) = store.get(&key) else {
             return Ok(());
         };
@@ -228,9 +277,7 @@ impl Runner<'_> {
             Some(c) => crate::istio::plan_change(obj, selector, c, &self.meta).map(|p| p.after),
             None => crate::istio::plan_clear(obj).map(|p| p.map_or(obj.clone(), |p| p.after)),
         }
-        .map_err(|e| Ending::InputError {
-            message: format!("{}: {e}", step.at),
-        })?;
+        .map_err(|e| plan_failed(step, e))?;
         store.insert(key, after);
         Ok(())
     }
@@ -243,8 +290,10 @@ impl Runner<'_> {
         change: Option<&Change>,
         store: &mut Store,
     ) -> Result<(), Ending> {
-        let key = (vs.name.clone(), vs.namespace.clone());
-        let obj = self.read(step, vs, store, false).await?;
+        let obj = self.read(step, vs, store, self.opts.exclusive).await?;
+        let key = self
+            .key_of(vs, store)
+            .unwrap_or_else(|| (vs.name.clone(), vs.namespace.clone().unwrap_or_default()));
         let planned = match change {
             Some(c) => crate::istio::plan_change(&obj, selector, c, &self.meta)
                 .map(|p| (p.after, p.patch, p.routes, p.warnings, Some(p.record))),
@@ -259,9 +308,7 @@ impl Runner<'_> {
                 ),
             }),
         };
-        let (after, patch, routes, warnings, record) = planned.map_err(|e| Ending::InputError {
-            message: format!("{}: {e}", step.at),
-        })?;
+        let (after, patch, routes, warnings, record) = planned.map_err(|e| plan_failed(step, e))?;
         let changed = Changed {
             namespace: vs
                 .namespace

@@ -214,6 +214,8 @@ pub(super) struct Runner<'a> {
     pub(super) method_began: bool,
     /// The slowest request of the method's phases (failed ones included).
     pub(super) slowest: Duration,
+    /// A flood ran (its load on the target outlives its step by up to its timeout).
+    pub(super) flooded: bool,
     pub(super) steps: Vec<StepRecord>,
     pub(super) phases: Vec<PhaseRecord>,
     pub(super) changes: Vec<ChangeRecord>,
@@ -268,6 +270,7 @@ impl<'a> Runner<'a> {
             anything_changed: false,
             method_began: false,
             slowest: Duration::ZERO,
+            flooded: false,
             steps: Vec::new(),
             phases: Vec::new(),
             changes: Vec::new(),
@@ -320,9 +323,6 @@ impl<'a> Runner<'a> {
             scenario: &self.s.name,
             target: self.target.label(),
         });
-        if let Err(m) = self.check_target() {
-            return Ending::InputError { message: m };
-        }
         if let Target::Mesh(m) = self.target {
             if self.ingress.is_none() {
                 match m.ingress_url() {
@@ -341,6 +341,9 @@ impl<'a> Runner<'a> {
                     .map(|c| c.describe())
                     .collect();
             }
+        }
+        if let Err(m) = self.check_target() {
+            return Ending::InputError { message: m };
         }
         match self.target {
             Target::Mesh(m) => {
@@ -383,6 +386,10 @@ impl<'a> Runner<'a> {
                 Ok(_) => {}
             }
         }
+        // A signal during the preflight or start-up: the method never begins.
+        if self.method.is_cancelled() {
+            return self.halted();
+        }
         self.method_began = true;
         if let Some(c) = &self.collector
             && let Ok(mut c) = c.lock()
@@ -411,9 +418,15 @@ impl<'a> Runner<'a> {
         if let Some(ss) = self.s.steady_state.filter(|s| s.after) {
             // Requests sent while the fault was on finish (or time out) first: they are
             // the method's, not the steady state's.
-            let drain = self
-                .slowest
-                .min(self.s.load.as_ref().map_or(Duration::ZERO, |l| l.timeout));
+            // How long: as long as a request may take (its timeout) once anything was
+            // changed or flooded — requests still in flight at the method's end are
+            // not seen anywhere yet — else the slowest the method saw.
+            let timeout = self.s.load.as_ref().map_or(Duration::ZERO, |l| l.timeout);
+            let drain = if self.anything_changed || self.flooded {
+                timeout
+            } else {
+                self.slowest.min(timeout)
+            };
             if drain >= Duration::from_millis(100) {
                 self.obs.event(Event::Plan(format!(
                     "letting the requests sent during the method finish ({}) before the steady state after",
@@ -479,15 +492,32 @@ impl<'a> Runner<'a> {
                 return Err(format!("{}: {why}", step.at));
             }
         }
-        if let Some(l) = &self.s.load
-            && l.url.contains("{ingress}")
-            && self.ingress.is_none()
-            && kind == Kind::Cluster
-        {
-            return Err(format!(
-                "{}: the load URL uses {{ingress}}, but the cluster target has no ingress: set spec.target.cluster.ingress or pass --ingress HOST:PORT",
-                l.at
-            ));
+        // Every load of the drill (background, floods, flood searches): one that names
+        // {ingress} needs one, and each must make a valid configuration — checked now,
+        // not when its step comes.
+        let floods = self.s.method.iter().filter_map(|st| match &st.kind {
+            StepKind::Flood(f) => Some(&f.load),
+            StepKind::Search(x) => match &x.over {
+                super::model::SearchOver::FloodRate { load } => Some(load),
+                _ => None,
+            },
+            _ => None,
+        });
+        for l in self.s.load.iter().chain(floods) {
+            if l.url.contains("{ingress}") && self.ingress.is_none() && kind == Kind::Cluster {
+                return Err(format!(
+                    "{}: the load URL uses {{ingress}}, but the cluster target has no ingress: set spec.target.cluster.ingress or pass --ingress HOST:PORT",
+                    l.at
+                ));
+            }
+            if !l.url.contains("{ingress}") || self.ingress.is_some() {
+                let rate = l.rate.map_or(Rate::Max, Rate::Fixed);
+                if let Err(Ending::InputError { message }) =
+                    self.load_config(l, rate, Stop::Duration(DAY))
+                {
+                    return Err(message);
+                }
+            }
         }
         Ok(())
     }
@@ -673,22 +703,30 @@ impl<'a> Runner<'a> {
             })
         });
         let waited = self.wait(d).await;
-        let end = self.now();
-        // The step's own requests may complete up to a timeout after it: stop
-        // conditions stay quiet until then.
-        let drain = self.s.load.as_ref().map_or(Duration::ZERO, |l| l.timeout);
+        let mut end = self.now();
         if let (Some(id), Some(c)) = (id, &self.collector)
             && let Ok(mut c) = c.lock()
         {
+            // Under the lock: no snapshot ending after `end` slips in meanwhile.
+            end = self.t0.elapsed();
             c.end_phase(id, end);
-            if quiet {
-                c.quiet_until(end + drain);
-            }
         }
         let flood_rec = match flood_run {
-            Some(fr) => Some(self.finish_flood(fr, flood, waited.is_err()).await?),
+            Some(fr) => {
+                self.flooded = true;
+                Some(self.finish_flood(fr, flood, waited.is_err()).await?)
+            }
             None => None,
         };
+        // The step's own requests (a flood's too) may complete up to a timeout after
+        // it: stop conditions stay quiet until then.
+        if quiet
+            && let Some(c) = &self.collector
+            && let Ok(mut c) = c.lock()
+        {
+            let drain = self.s.load.as_ref().map_or(Duration::ZERO, |l| l.timeout);
+            c.quiet_until(self.t0.elapsed() + drain);
+        }
         if waited.is_ok() {
             self.settle(end).await;
         }

@@ -29,6 +29,15 @@ impl Runner<'_> {
         change: Option<&Change>,
     ) -> Result<(), Halt> {
         let ns = vs.namespace.as_deref();
+        if change.is_some() && self.opts.exclusive {
+            // Another drill may have started on it since the preflight: refuse, as the
+            // preflight does, rather than stack on it (our rollback would undo it).
+            self.owned_by_us_or_free(step, vs).await?;
+            // Touched before the PATCH: one whose outcome is unknown (no answer, and
+            // the object could not be read again) is cleared at the rollback too — a
+            // clear finds nothing if it never landed.
+            self.touch(&vs.name, vs.namespace.as_deref());
+        }
         let res = self
             .target
             .apply(
@@ -46,13 +55,7 @@ impl Runner<'_> {
             Err(target::Error::Cluster(e @ crate::cluster::Error::MayStillApply { .. })) => {
                 // It may land later than anyone watches: the rollback clears it anyway
                 // (a clear finds nothing if it never landed).
-                let t = Touched {
-                    name: vs.name.clone(),
-                    namespace: vs.namespace.clone(),
-                };
-                if !self.touched.contains(&t) {
-                    self.touched.push(t);
-                }
+                self.touch(&vs.name, vs.namespace.as_deref());
                 return Err(Halt::End(self.late_landing(vs, e).await));
             }
             Err(e) if e.is_input() => {
@@ -68,13 +71,7 @@ impl Runner<'_> {
         };
         if change.is_some() {
             self.anything_changed = true;
-        }
-        let t = Touched {
-            name: vs.name.clone(),
-            namespace: Some(changed.namespace.clone()),
-        };
-        if change.is_some() && !self.touched.contains(&t) {
-            self.touched.push(t);
+            self.touch(&vs.name, Some(&changed.namespace));
         }
         let record = ChangeRecord {
             step: Some(step.index),
@@ -106,6 +103,44 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// Records that the rollback must restore `name` (once: a namespace learnt later
+    /// completes an entry that had none).
+    pub(super) fn touch(&mut self, name: &str, namespace: Option<&str>) {
+        if let Some(t) = self.touched.iter_mut().find(|t| {
+            t.name == name
+                && (t.namespace.is_none()
+                    || namespace.is_none()
+                    || t.namespace.as_deref() == namespace)
+        }) {
+            if t.namespace.is_none() {
+                t.namespace = namespace.map(str::to_string);
+            }
+            return;
+        }
+        self.touched.push(Touched {
+            name: name.to_string(),
+            namespace: namespace.map(str::to_string),
+        });
+    }
+
+    /// Refuses a VirtualService that carries another run's drill.
+    async fn owned_by_us_or_free(&self, step: &Step, vs: &VsRef) -> Result<(), Halt> {
+        let obj = self
+            .target
+            .current(&vs.name, vs.namespace.as_deref())
+            .await
+            .map_err(|e| self.step_error(step, e))?;
+        match crate::istio::read_record(&obj) {
+            Ok(Some(r)) if r.run_id != self.meta.run_id => Err(Halt::End(Ending::TargetError {
+                message: format!(
+                    "{}: conflict: VirtualService {} took on another drill (run {}, {}@{}) since this one started; this step changed nothing. Check with `meshdrill status`",
+                    step.at, vs.name, r.run_id, r.owner.user, r.owner.host
+                ),
+            })),
+            _ => Ok(()),
+        }
+    }
+
     /// A PATCH that may still land: watch for it and roll it back if it does.
     pub(super) async fn late_landing(&mut self, vs: &VsRef, e: crate::cluster::Error) -> Ending {
         let Target::Cluster(c) = self.target else {
@@ -126,10 +161,12 @@ impl Runner<'_> {
                 message: e.to_string(),
             };
         };
-        let message = match c
-            .settle_late_landing(&ns, &vs.name, run_id, target::rollback_budget())
-            .await
-        {
+        // A signal ends the watch: the rollback clears the VirtualService anyway.
+        let settled = tokio::select! {
+            r = c.settle_late_landing(&ns, &vs.name, run_id, target::rollback_budget()) => r,
+            () = self.cancel.cancelled() => Ok(false),
+        };
+        let message = match settled {
             Ok(true) => format!(
                 "{e}\nThe change landed after the timeout and was rolled back; nothing is left on {ns}/{}",
                 vs.name

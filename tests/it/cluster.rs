@@ -1469,3 +1469,93 @@ fn a_drill_refused_before_it_began_runs_none_of_its_rollbacks() {
     assert_eq!(j["rollbacks"], json!([]), "{}", j["rollbacks"]);
     assert!(patches(&kube).is_empty());
 }
+
+#[test]
+fn the_preflight_sees_what_the_steps_would_do_on_every_path() {
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    let tmp = tempfile::tempdir().expect("tmp");
+    // A search over a VirtualService an earlier step changed — named once without and
+    // once with its namespace — would undo that change at its end: refused.
+    let file = cluster_scenario(
+        tmp.path(),
+        "{cluster: {}}",
+        "  - fault: {virtualService: reviews, abort: {httpStatus: 503}}
+  - search: {abort: {virtualService: reviews, namespace: default, httpStatus: 503}, probe: 1s, maxProbes: 1}
+",
+        "",
+    );
+    let text = std::fs::read_to_string(&file).expect("scenario");
+    let file = crate::common::write(
+        tmp.path(),
+        "drill.yaml",
+        text.replace(
+            "  method:",
+            "  targets: [127.0.0.1]\n  load: {url: 'http://127.0.0.1:9/', rate: 1}\n  slos:\n  - {name: a, metric: availability, objective: '>= 90%'}\n  method:",
+        ),
+    );
+    for extra in [&[][..], &["--dry-run"][..]] {
+        let (code, out, err) = run(md(&kube, Auth::Token).arg("run").arg(&file).args(extra));
+        assert_eq!(code, 2, "{extra:?}: {out}\n{err}");
+        assert!(
+            err.contains("an earlier step changed VirtualService reviews"),
+            "{err}"
+        );
+    }
+    // A flood at {ingress} on a cluster without an ingress: refused before step 1.
+    let file = cluster_scenario(
+        tmp.path(),
+        "{cluster: {}}",
+        "  - fault: {virtualService: reviews, abort: {httpStatus: 503}}
+  - flood: {url: 'http://{ingress}/', rate: 10, duration: 1s}
+",
+        "",
+    );
+    let text = std::fs::read_to_string(&file).expect("scenario");
+    let file = crate::common::write(
+        tmp.path(),
+        "drill.yaml",
+        text.replace("  method:", "  targets: [127.0.0.1]\n  method:"),
+    );
+    let (code, out, err) = run(md(&kube, Auth::Token).arg("run").arg(&file));
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("the cluster target has no ingress"), "{err}");
+    assert!(patches(&kube).is_empty(), "nothing was injected");
+
+    // A held drill (its process runs): a second `fault --wait` does not stack on it
+    // (its rollback would remove the first one's change), a dry run of a scenario
+    // is refused like the run.
+    let mut holder = Spawned::start(md(&kube, Auth::Token).args([
+        "fault", "delay", "reviews", "--fixed", "1s", "--for", "60s", "--wait",
+    ]));
+    assert!(applied(&kube, "default"));
+    let (code, _, err) = run(md(&kube, Auth::Token).args([
+        "fault", "abort", "reviews", "--status", "503", "--for", "5s", "--wait",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("already carries a drill"), "{err}");
+    let file = cluster_scenario(
+        tmp.path(),
+        "{cluster: {}}",
+        "  - fault: {virtualService: reviews, abort: {httpStatus: 503}}\n",
+        "",
+    );
+    let (code, out, err) = run(md(&kube, Auth::Token)
+        .arg("run")
+        .arg(&file)
+        .arg("--dry-run"));
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("already carries a drill"), "{err}");
+    assert_eq!(patches(&kube).len(), 1, "only the held delay");
+    let status = Command::new("kill")
+        .args(["-TERM".to_string(), holder.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let (code, _, err) = holder.finish(Duration::from_secs(20));
+    assert_eq!(code, Some(130), "{err}");
+    assert_eq!(
+        essence(&kube.vs("default", "reviews").expect("vs")),
+        essence(&before)
+    );
+}
