@@ -320,7 +320,6 @@ impl Runner<'_> {
             routes,
             warnings,
             record,
-            applied: false,
             envoy: None,
         };
         self.obs.event(Event::Planned {

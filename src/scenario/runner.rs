@@ -145,13 +145,6 @@ pub trait Observer {
     fn event(&mut self, e: Event<'_>);
 }
 
-/// An observer that ignores everything.
-pub struct Quiet;
-
-impl Observer for Quiet {
-    fn event(&mut self, _: Event<'_>) {}
-}
-
 /// Why the method stopped early.
 pub(super) enum Halt {
     /// The method's token was cancelled (a signal or a stop condition).
@@ -324,6 +317,11 @@ impl<'a> Runner<'a> {
             target: self.target.label(),
         });
         if let Target::Mesh(m) = self.target {
+            // What the translation could not do as istiod would (a mesh started here).
+            for w in m.warnings() {
+                self.obs.event(Event::Warning(w.clone()));
+                self.warnings.push(w);
+            }
             if self.ingress.is_none() {
                 match m.ingress_url() {
                     Ok(u) => self.ingress = Some(u.trim_start_matches("http://").to_string()),

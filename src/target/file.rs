@@ -90,7 +90,6 @@ impl FileTarget {
                     routes: plan.routes,
                     warnings: plan.warnings,
                     record: Some(plan.record),
-                    applied: false,
                     envoy: None,
                 })
             }
@@ -107,7 +106,6 @@ impl FileTarget {
                     routes: Vec::new(),
                     warnings: Vec::new(),
                     record,
-                    applied: false,
                     envoy: None,
                 })
             }

@@ -95,8 +95,6 @@ pub struct Changed {
     /// The drill record the object carries after the change (`None` after a clear
     /// that found nothing to clear).
     pub record: Option<DrillRecord>,
-    /// Whether the change was carried out (false: a plan, or a file target).
-    pub applied: bool,
     /// Local mesh: the route version Envoy confirmed, and how long it took.
     pub envoy: Option<(u64, Duration)>,
 }
@@ -167,11 +165,6 @@ impl MeshTarget {
     /// The state directory.
     pub fn path(&self) -> &Path {
         self.dir.path()
-    }
-
-    /// Whether this process runs the mesh (and stops it at the end).
-    pub fn is_owned(&self) -> bool {
-        self.owned.is_some()
     }
 
     /// `http://127.0.0.1:PORT` of the ingress.
@@ -335,7 +328,6 @@ impl ClusterTarget {
             routes: a.routes,
             warnings: a.warnings,
             record: Some(a.record),
-            applied: !dry_run,
             envoy: None,
         })
     }
@@ -441,7 +433,6 @@ impl Target {
                     routes: p.routes,
                     warnings: p.warnings,
                     record: p.record,
-                    applied: false,
                     envoy: None,
                 })
             }
@@ -455,7 +446,7 @@ impl Target {
                             .clear(&c.api, ns, name, true)
                             .await
                             .map_err(Error::Cluster)?;
-                        Ok(cleared_to_changed(ns, cl.into(), false))
+                        Ok(cleared_to_changed(ns, cl.into()))
                     }
                 }
             }
@@ -498,7 +489,6 @@ impl Target {
                     patch: a.patch,
                     routes: a.routes,
                     warnings: a.warnings,
-                    applied: a.changed,
                     envoy: a.changed.then_some((a.version, a.confirmed_in)),
                 })
             }
@@ -511,7 +501,7 @@ impl Target {
                     }
                     None => {
                         let cl = self.clear(name, Some(ns), rollback_budget()).await?;
-                        Ok(cleared_to_changed(ns, cl, true))
+                        Ok(cleared_to_changed(ns, cl))
                     }
                 }
             }
@@ -615,7 +605,7 @@ impl From<cluster::Cleared> for Cleared {
     }
 }
 
-fn cleared_to_changed(ns: &str, c: Cleared, applied: bool) -> Changed {
+fn cleared_to_changed(ns: &str, c: Cleared) -> Changed {
     let (object, patch, record) = match c {
         Cleared::Nothing { object } => (object, Patch(Vec::new()), None),
         Cleared::Gone => (Value::Null, Patch(Vec::new()), None),
@@ -628,7 +618,6 @@ fn cleared_to_changed(ns: &str, c: Cleared, applied: bool) -> Changed {
     Changed {
         namespace: ns.to_string(),
         object,
-        applied: applied && !patch.0.is_empty(),
         patch,
         routes: Vec::new(),
         warnings: Vec::new(),
