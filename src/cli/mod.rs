@@ -9,6 +9,7 @@ mod cluster;
 mod completions;
 mod demo;
 mod drill;
+mod experiment;
 pub mod load;
 mod mesh;
 mod run;

@@ -31,6 +31,9 @@ pub enum Strategy {
     Always,
     Deviated,
     Never,
+    /// chaostoolkit's default (experiment files only): unless the run failed or was
+    /// interrupted.
+    Default,
 }
 
 #[derive(Debug, Parser)]
@@ -42,8 +45,9 @@ Envoy, network) or a rollback that did not complete, 4 inconclusive (the sample 
 the output says how many requests would), 130 interrupted (after the rollback)."
 )]
 pub struct RunArgs {
-    /// The scenario file (`kind: Scenario`).
-    #[arg(value_name = "SCENARIO")]
+    /// The scenario file (`kind: Scenario`), or a chaostoolkit experiment file
+    /// (`title`, `description`, `method`; .yaml, .yml or .json).
+    #[arg(value_name = "SCENARIO|EXPERIMENT")]
     pub file: PathBuf,
     /// Run on a local mesh instead of the scenario's target: a mesh file (started for
     /// the run) or the --dir of a running `meshdrill mesh up`.
@@ -61,14 +65,40 @@ pub struct RunArgs {
     /// What {ingress} in load URLs stands for on a cluster (HOST:PORT).
     #[arg(long, value_name = "HOST:PORT")]
     pub ingress: Option<String>,
-    /// When the scenario's `rollbacks` run (meshdrill's own changes are undone anyway).
-    #[arg(long, value_enum, default_value = "always")]
-    pub rollback_strategy: Strategy,
+    /// When the file's `rollbacks` run (meshdrill's own changes are undone anyway).
+    /// Default: always (an experiment's `runtime.rollbacks.strategy` if it sets one).
+    #[arg(long, value_enum, value_name = "STRATEGY")]
+    pub rollback_strategy: Option<Strategy>,
+    /// Experiment files: set a declared configuration key (TYPE: str, int, float, bool,
+    /// json).
+    #[arg(long, value_name = "NAME[:TYPE]=VALUE")]
+    pub var: Vec<String>,
+    /// Experiment files: configuration and secrets from a YAML/JSON file, or
+    /// environment variables from a .env file.
+    #[arg(long, value_name = "FILE")]
+    pub var_file: Vec<PathBuf>,
+    /// Experiment files: when the steady-state hypothesis is checked: default (before
+    /// and after), before-method-only, after-method-only, during-method-only,
+    /// continuously.
+    #[arg(long, value_name = "STRATEGY")]
+    pub hypothesis_strategy: Option<String>,
+    /// Experiment files: seconds between checks of the hypothesis during the method.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    pub hypothesis_frequency: f64,
+    /// Experiment files: the first miss of the hypothesis during the method fails the
+    /// run.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Experiment files: leave the faults meshdrill injected in place at the end (by
+    /// default everything it changed is undone, whatever the rollbacks did).
+    #[arg(long)]
+    pub keep_faults: bool,
     /// Print the plan and every patch; touch nothing (a mesh file is not started).
     #[arg(long)]
     pub dry_run: bool,
-    /// Write the journal (JSON: phases, patches, SLO results, series, verdict) here.
-    #[arg(long, value_name = "FILE")]
+    /// Write the journal (JSON: phases, patches, SLO results, series, verdict; for an
+    /// experiment, chaostoolkit's journal) here.
+    #[arg(long, value_name = "FILE", alias = "journal-path")]
     pub journal: Option<PathBuf>,
     /// Output: text, or the journal as JSON.
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
@@ -85,6 +115,26 @@ pub struct RunArgs {
 }
 
 pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Send)) -> CliResult {
+    if crate::experiment::file_is_experiment(&a.file) {
+        return super::experiment::run(a, out, err);
+    }
+    let experiment_only = [
+        (!a.var.is_empty(), "--var"),
+        (!a.var_file.is_empty(), "--var-file"),
+        (a.hypothesis_strategy.is_some(), "--hypothesis-strategy"),
+        (a.fail_fast, "--fail-fast"),
+        (a.keep_faults, "--keep-faults"),
+        (
+            a.rollback_strategy == Some(Strategy::Default),
+            "--rollback-strategy default",
+        ),
+    ];
+    if let Some((_, flag)) = experiment_only.iter().find(|(on, _)| *on) {
+        return Err(Failure::input(anyhow!(
+            "{flag} is for chaostoolkit experiment files; {} is not one (a scenario's steady state and rollbacks are in the file)",
+            a.file.display()
+        )));
+    }
     let mut s = crate::scenario::parse_file(&a.file).map_err(Failure::input)?;
     if a.mesh.is_some() && a.conn.any() {
         return Err(Failure::input(anyhow!(
@@ -143,9 +193,9 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
     let opts = RunOptions {
         dry_run: a.dry_run,
         rollback_strategy: match a.rollback_strategy {
-            Strategy::Always => RollbackStrategy::Always,
-            Strategy::Deviated => RollbackStrategy::Deviated,
-            Strategy::Never => RollbackStrategy::Never,
+            Some(Strategy::Always | Strategy::Default) | None => RollbackStrategy::Always,
+            Some(Strategy::Deviated) => RollbackStrategy::Deviated,
+            Some(Strategy::Never) => RollbackStrategy::Never,
         },
         ttl: a.ttl,
         ingress: match &s.target {

@@ -176,6 +176,50 @@ pub fn parse_bytes(bytes: &[u8], source: Source) -> Result<Vec<Document>, Manife
     parse_str(text, source)
 }
 
+/// Parses YAML or JSON documents of any shape (not only Kubernetes objects), with the
+/// line of every node: for files that are not manifests (chaostoolkit experiments).
+pub fn parse_plain(text: &str, source: Source) -> Result<Vec<Document>, ManifestError> {
+    let nodes: Vec<Spanned<Node>> =
+        serde_saphyr::from_multiple(text).map_err(|e| syntax_error(&e, &source))?;
+    let mut docs = Vec::new();
+    for (index, node) in nodes.into_iter().enumerate() {
+        let start_line = node.referenced.line();
+        let mut lines = HashMap::new();
+        let value = node.value.into_json(String::new(), start_line, &mut lines);
+        if value.is_null() {
+            continue;
+        }
+        docs.push(Document {
+            source: source.clone(),
+            index,
+            value,
+            lines,
+            start_line,
+        });
+    }
+    Ok(docs)
+}
+
+/// Reads a file of any YAML/JSON shape (see [`parse_plain`]), with the manifest limits.
+pub fn read_plain(path: &Path) -> Result<Vec<Document>, ManifestError> {
+    let bytes = std::fs::read(path).map_err(|source| ManifestError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let source = Source::file(path);
+    if bytes.len() > MAX_MANIFEST_BYTES {
+        return Err(ManifestError::TooLarge {
+            source_name: source,
+            size: bytes.len(),
+        });
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|e| ManifestError::NotText {
+        source_name: source.clone(),
+        offset: e.valid_up_to(),
+    })?;
+    parse_plain(text, source)
+}
+
 pub fn parse_str(text: &str, source: Source) -> Result<Vec<Document>, ManifestError> {
     let nodes: Vec<Spanned<Node>> =
         serde_saphyr::from_multiple(text).map_err(|e| syntax_error(&e, &source))?;

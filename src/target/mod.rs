@@ -172,6 +172,11 @@ impl MeshTarget {
         Ok(self.dir.state().map_err(Error::Mesh)?.ingress_url())
     }
 
+    /// The mesh's state: ports, replicas (alive or killed), the spec as it runs now.
+    pub fn state(&self) -> Result<crate::mesh::state::MeshState, Error> {
+        self.dir.state().map_err(Error::Mesh)
+    }
+
     /// The mesh as it runs now: services, VirtualServices with their drill records.
     pub fn spec(&self) -> Result<MeshSpec, Error> {
         Ok(self.dir.state().map_err(Error::Mesh)?.spec)
