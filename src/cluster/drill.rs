@@ -311,8 +311,7 @@ impl Cluster {
                 }
                 Err(f) => {
                     let outcome = match self.landed(api, ns, name, &f).await {
-                        Landed::Yes(now) if matches!(read_record(&now), Ok(Some(r)) if r == plan.record) =>
-                        {
+                        Landed::Yes(now) if landed_as_planned(&now, &plan.after) => {
                             return Ok(Applied {
                                 object: now,
                                 patch: plan.patch,
@@ -501,6 +500,12 @@ impl Cluster {
         out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         Ok(out)
     }
+}
+
+/// Whether the object read again after a failed PATCH carries the drill record the
+/// patch writes — or, for a removal that ended the drill, carries none as planned.
+fn landed_as_planned(now: &Value, planned: &Value) -> bool {
+    matches!((read_record(now), read_record(planned)), (Ok(a), Ok(b)) if a == b)
 }
 
 /// What someone else changed between `before` (what the plan was made on) and `now`

@@ -16,7 +16,7 @@ pub use patch::{
     ANNOTATION, ClearPlan, DrillInfo, DrillRecord, Owner, Plan, PlanError, RecordMeta, owner_gone,
     plan_change, plan_clear, read_record,
 };
-pub use spec::{AbortCode, AbortSpec, Change, DelaySpec, RetrySpec, RouteSelector};
+pub use spec::{AbortCode, AbortSpec, Change, DelaySpec, FaultKind, RetrySpec, RouteSelector};
 pub use types::{GrpcStatus, HttpStatus, IstioDuration, Percentage, RetryOn, ValueError};
 pub use validate::{Issue, validate_virtual_service};
 

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::types::{GrpcStatus, HttpStatus, IstioDuration, Percentage, RetryOn};
@@ -53,6 +54,68 @@ pub struct RetrySpec {
     pub retry_remote_localities: Option<bool>,
 }
 
+/// One kind of fault under a route's `fault`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultKind {
+    /// `fault.delay`.
+    Delay,
+    /// `fault.abort`.
+    Abort,
+}
+
+impl FaultKind {
+    /// The key under `fault`: `delay` or `abort`.
+    pub fn key(self) -> &'static str {
+        match self {
+            FaultKind::Delay => "delay",
+            FaultKind::Abort => "abort",
+        }
+    }
+
+    /// Sets `fault.<kind>` of `route` back to what `before` — the route's whole `fault`
+    /// before meshdrill's first change, `None` when it had none — held (absent if it
+    /// held none), keeping the other kind as it is now. When the fault then equals
+    /// `before` (an empty fault counting as equal to an absent or non-mapping one), it
+    /// is restored exactly — removed when it was absent — and this returns `true`.
+    pub fn restore(self, route: &mut Map<String, Value>, before: Option<&Value>) -> bool {
+        let mut fault = match route.get("fault") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        };
+        match before.and_then(|b| b.get(self.key())) {
+            Some(v) => {
+                fault.insert(self.key().into(), v.clone());
+            }
+            None => {
+                fault.shift_remove(self.key());
+            }
+        }
+        let empty = Map::new();
+        let before_map = before.and_then(Value::as_object).unwrap_or(&empty);
+        if &fault == before_map {
+            match before {
+                None => {
+                    route.shift_remove("fault");
+                }
+                Some(b) => {
+                    route.insert("fault".into(), b.clone());
+                }
+            }
+            true
+        } else {
+            route.insert("fault".into(), Value::Object(fault));
+            false
+        }
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
 /// One change meshdrill makes to the selected routes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -67,13 +130,19 @@ pub enum Change {
     },
     /// Sets the route `timeout` only.
     Timeout(IstioDuration),
+    /// Undoes meshdrill's own fault of this kind: on each selected route whose drill
+    /// record owns the `fault`, sets `fault.<kind>` back to what it was before
+    /// meshdrill's first change, keeping the other kind. Routes meshdrill never
+    /// changed are left alone, so a fault that was there before the drill survives.
+    /// Planned by [`crate::istio::plan_change`], which holds the record.
+    RemoveFault(FaultKind),
 }
 
 impl Change {
     /// The route fields this change sets (what the drill record owns).
     pub fn owned_fields(&self) -> &'static [&'static str] {
         match self {
-            Change::Delay(_) | Change::Abort(_) => &["fault"],
+            Change::Delay(_) | Change::Abort(_) | Change::RemoveFault(_) => &["fault"],
             Change::Retries { timeout: None, .. } => &["retries"],
             Change::Retries { .. } => &["retries", "timeout"],
             Change::Timeout(_) => &["timeout"],
@@ -81,6 +150,10 @@ impl Change {
     }
 
     /// Rewrites one HTTP route (a JSON object) in place.
+    ///
+    /// [`Change::RemoveFault`] changes nothing here: what to restore lives in the drill
+    /// record, which only [`crate::istio::plan_change`] reads (see
+    /// [`FaultKind::restore`]); without a record meshdrill added no fault to remove.
     pub fn apply_to_route(&self, route: &mut Map<String, Value>) {
         match self {
             Change::Delay(d) => {
@@ -121,6 +194,7 @@ impl Change {
             Change::Timeout(t) => {
                 route.insert("timeout".into(), json!(t.to_string()));
             }
+            Change::RemoveFault(_) => {}
         }
     }
 }
@@ -163,6 +237,7 @@ impl fmt::Display for Change {
                 Ok(())
             }
             Change::Timeout(t) => write!(f, "timeout {t}"),
+            Change::RemoveFault(k) => write!(f, "remove {k}"),
         }
     }
 }
@@ -184,6 +259,10 @@ pub enum RouteSelector {
         host: String,
         subset: Option<String>,
     },
+    /// Routes with a destination matching any of these `(host, subset)` pairs: the
+    /// host as for [`RouteSelector::Destination`], the subset equal when given, any
+    /// subset when `None`. An empty list matches no route.
+    Destinations(Vec<(String, Option<String>)>),
 }
 
 impl fmt::Display for RouteSelector {
@@ -199,6 +278,22 @@ impl fmt::Display for RouteSelector {
                 host,
                 subset: Some(s),
             } => write!(f, "routes to host {host:?} subset {s:?}"),
+            RouteSelector::Destinations(ds) if ds.is_empty() => {
+                f.write_str("routes to (no destinations given)")
+            }
+            RouteSelector::Destinations(ds) => {
+                f.write_str("routes to ")?;
+                for (n, (host, subset)) in ds.iter().enumerate() {
+                    if n > 0 {
+                        f.write_str(" or ")?;
+                    }
+                    match subset {
+                        Some(s) => write!(f, "{host}/{s}")?,
+                        None => f.write_str(host)?,
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -229,13 +324,29 @@ impl RouteSelector {
             RouteSelector::All => true,
             RouteSelector::Name(n) => route.get("name").and_then(Value::as_str) == Some(n),
             RouteSelector::Index(i) => *i == index,
-            RouteSelector::Destination { host, subset } => {
-                route_destinations(route).iter().any(|(h, s)| {
-                    host_matches(host, h) && (subset.is_none() || subset.as_deref() == *s)
+            RouteSelector::Destination { host, subset } => route_destinations(route)
+                .iter()
+                .any(|&(h, s)| destination_matches(host, subset.as_deref(), h, s)),
+            RouteSelector::Destinations(wanted) => {
+                route_destinations(route).iter().any(|&(h, s)| {
+                    wanted
+                        .iter()
+                        .any(|(host, subset)| destination_matches(host, subset.as_deref(), h, s))
                 })
             }
         }
     }
+}
+
+/// A route destination `(host, subset)` matches a wanted host (short name or FQDN) and,
+/// when given, subset.
+fn destination_matches(
+    host: &str,
+    subset: Option<&str>,
+    dest_host: &str,
+    dest_subset: Option<&str>,
+) -> bool {
+    host_matches(host, dest_host) && subset.is_none_or(|s| Some(s) == dest_subset)
 }
 
 /// `(host, subset)` of each destination of a route.

@@ -78,7 +78,7 @@ impl Runner<'_> {
             action: match change {
                 Some(Change::Retries { .. }) => "retries",
                 Some(Change::Timeout(_)) => "timeout",
-                Some(_) => "fault",
+                Some(Change::Delay(_) | Change::Abort(_) | Change::RemoveFault(_)) => "fault",
                 None => "clear",
             }
             .into(),

@@ -16,6 +16,12 @@
 //! Changes stack: a delay added to a route that meshdrill already aborted keeps the
 //! abort, and the record still restores the route as it was before either. A stacked
 //! record keeps the earliest expiry and the owner of a running holder.
+//!
+//! Changes also unstack: [`Change::RemoveFault`] sets one kind of meshdrill's fault
+//! back to what the route had before meshdrill's first change, keeping the other kind,
+//! and leaves routes meshdrill never changed alone. A route whose fault is back as it
+//! was leaves the record; when no route is left the annotation goes too, so adding an
+//! abort and removing it returns the object to exactly its original JSON.
 
 use std::time::Duration;
 
@@ -24,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::manifest::escape_pointer;
-use super::spec::{Change, RouteSelector, describe_routes};
+use super::spec::{Change, FaultKind, RouteSelector, describe_routes};
 
 /// The annotation that holds a [`DrillRecord`].
 pub const ANNOTATION: &str = "meshdrill.io/drill";
@@ -218,8 +224,12 @@ pub struct Plan {
     pub patch: Patch,
     /// The object after the patch.
     pub after: Value,
+    /// The record the patch writes. When it owns no route any more (a
+    /// [`Change::RemoveFault`] undid the last of meshdrill's changes), the patch
+    /// removes the annotation instead and the object carries no record.
     pub record: DrillRecord,
-    /// Indices of the routes changed.
+    /// Indices of the routes changed; for [`Change::RemoveFault`], the selected routes
+    /// whose fault meshdrill owned.
     pub routes: Vec<usize>,
     /// Things the user should know (e.g. fault and retries on one route).
     pub warnings: Vec<String>,
@@ -476,12 +486,26 @@ pub fn plan_change(
     }
 
     let mut new_routes = current.clone();
+    let mut touched = Vec::new();
     for &i in &indices {
         let Value::Object(route) = &mut new_routes[i] else {
             return Err(conflict(format!("spec.http[{i}] is not a mapping")));
         };
+        let found = routes.iter().position(|r| r.index == i);
+        if let Change::RemoveFault(kind) = change {
+            // Only meshdrill's own fault is undone: a route it never changed keeps
+            // whatever fault it had before the drill.
+            let Some(rr) = found.map(|p| &mut routes[p]) else {
+                continue;
+            };
+            if remove_fault(route, rr, *kind).map_err(&conflict)? {
+                touched.push(i);
+            }
+            continue;
+        }
         change.apply_to_route(route);
-        let pos = match routes.iter().position(|r| r.index == i) {
+        touched.push(i);
+        let pos = match found {
             Some(p) => p,
             None => {
                 routes.push(RouteRecord {
@@ -511,36 +535,45 @@ pub fn plan_change(
             rr.fields.insert((*key).to_string(), owned);
         }
     }
+    // A route whose every owned field is back as it was is no longer meshdrill's.
+    routes.retain(|r| !r.fields.is_empty());
     routes.sort_by_key(|r| r.index);
 
     let mut inverse = Vec::new();
     for rr in &routes {
         inverse.extend(restore_ops(rr.index, rr).map_err(&conflict)?);
     }
+    // A removal asks for no expiry and takes no ownership: what is left of the drill
+    // keeps the lifetime and owner it had.
+    let removal = matches!(change, Change::RemoveFault(_));
     let ttl = jiff::SignedDuration::try_from(meta.ttl).unwrap_or(jiff::SignedDuration::MAX);
-    let asked = meta.now.checked_add(ttl).unwrap_or(jiff::Timestamp::MAX);
+    let asked = (!removal).then(|| meta.now.checked_add(ttl).unwrap_or(jiff::Timestamp::MAX));
     let mut changes = existing
         .as_ref()
         .map(|r| r.changes.clone())
         .unwrap_or_default();
     changes.push(ChangeNote {
-        routes: indices.clone(),
+        routes: touched.clone(),
         change: change.to_string(),
         at: meta.now,
         owner: Some(meta.owner.clone()),
-        expires: Some(asked),
+        expires: asked,
     });
     // A running holder (pid != 0) stays the owner, so `recover --orphans` still sees
     // it die; the earliest expiry wins, so stacking never makes a fault live longer.
     let (run_id, owner) = match &existing {
-        Some(r) if r.owner.pid != 0 => (r.run_id.clone(), r.owner.clone()),
+        Some(r) if r.owner.pid != 0 || removal => (r.run_id.clone(), r.owner.clone()),
         _ => (meta.run_id.clone(), meta.owner.clone()),
     };
     let record = DrillRecord {
         run_id,
         owner,
         started: existing.as_ref().map(|r| r.started).unwrap_or(meta.now),
-        expires: existing.as_ref().map_or(asked, |r| r.expires.min(asked)),
+        expires: match (&existing, asked) {
+            (Some(r), Some(a)) => r.expires.min(a),
+            (Some(r), None) => r.expires,
+            (None, a) => a.unwrap_or(meta.now),
+        },
         changes,
         http_len: current.len(),
         routes,
@@ -577,6 +610,19 @@ pub fn plan_change(
     fwd.extend(route_ops(current, &new_routes));
     let ann = annotation_pointer();
     match annotations {
+        // Nothing meshdrill owns is left (every fault it added was removed): the
+        // object goes back to carrying no record, as before the drill.
+        Some(Value::Object(m)) if record.routes.is_empty() => {
+            if let Some(v) = m.get(ANNOTATION) {
+                fwd.push(json!({"op": "test", "path": ann, "value": v}));
+                if record.created_annotations && m.len() == 1 {
+                    fwd.push(json!({"op": "remove", "path": "/metadata/annotations"}));
+                } else {
+                    fwd.push(json!({"op": "remove", "path": ann}));
+                }
+            }
+        }
+        _ if record.routes.is_empty() => {}
         Some(Value::Object(m)) if m.contains_key(ANNOTATION) => {
             fwd.push(json!({"op": "test", "path": ann, "value": m[ANNOTATION]}));
             fwd.push(json!({"op": "replace", "path": ann, "value": record_json}));
@@ -609,14 +655,41 @@ pub fn plan_change(
         object: object.clone(),
         reason: e.to_string(),
     })?;
-    let warnings = route_warnings(&after, &indices);
+    let warnings = route_warnings(&after, &touched);
     Ok(Plan {
         patch,
         after,
         record,
-        routes: indices,
+        routes: touched,
         warnings,
     })
+}
+
+/// [`Change::RemoveFault`] on one route: sets `fault.<kind>` back to what the record's
+/// `before` held and updates the record's `fault` entry — dropped when the whole fault
+/// is back as it was. `false` when the record owns no fault on this route.
+fn remove_fault(
+    route: &mut Map<String, Value>,
+    rr: &mut RouteRecord,
+    kind: FaultKind,
+) -> Result<bool, String> {
+    let Some(entry) = rr.fields.get("fault") else {
+        return Ok(false);
+    };
+    let owned: Owned = serde_json::from_value(entry.clone())
+        .map_err(|e| format!("unreadable record entry: {e}"))?;
+    if kind.restore(route, owned.before.as_ref()) {
+        rr.fields.shift_remove("fault");
+    } else {
+        let after = route.get("fault").cloned().unwrap_or(Value::Null);
+        let owned = serde_json::to_value(Owned {
+            before: owned.before,
+            after,
+        })
+        .map_err(|e| e.to_string())?;
+        rr.fields.insert("fault".into(), owned);
+    }
+    Ok(true)
 }
 
 /// Warnings about the changed routes: a fault and retries on one route.

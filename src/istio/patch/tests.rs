@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::istio::spec::{AbortCode, AbortSpec, DelaySpec, RetrySpec};
+use crate::istio::spec::{AbortCode, AbortSpec, DelaySpec, FaultKind, RetrySpec};
 use crate::istio::types::{HttpStatus, IstioDuration, Percentage};
 
 fn meta() -> RecordMeta {
@@ -465,4 +465,277 @@ fn null_annotations_are_treated_as_absent() {
     obj["metadata"]["annotations"] = Value::Null;
     let plan = plan_change(&obj, &RouteSelector::All, &abort(50.0), &meta()).expect("plan");
     assert!(plan.after["metadata"]["annotations"].is_object());
+}
+
+// === fault removal and destination lists ===
+
+fn plain_vs() -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "reviews", "namespace": "shop", "resourceVersion": "7"},
+        "spec": {
+            "hosts": ["reviews"],
+            "http": [
+                {"name": "v2", "route": [{"destination": {"host": "reviews", "subset": "v2"}}]},
+                {"name": "rest", "route": [{"destination": {"host": "ratings"}}], "timeout": "3s"}
+            ]
+        }
+    })
+}
+
+fn remove(kind: FaultKind) -> Change {
+    Change::RemoveFault(kind)
+}
+
+/// Plans and checks that the forward patch yields the planned object.
+fn step(obj: &Value, sel: &RouteSelector, change: &Change) -> Value {
+    let plan = plan_change(obj, sel, change, &meta()).expect("plan");
+    assert_eq!(
+        apply(obj, &plan.patch).expect("patch applies"),
+        plan.after,
+        "{change}"
+    );
+    plan.after
+}
+
+fn byte_eq(a: &Value, b: &Value) {
+    assert_eq!(
+        serde_json::to_string(a).expect("json"),
+        serde_json::to_string(b).expect("json")
+    );
+}
+
+#[test]
+fn abort_then_delay_keeps_both_and_remove_abort_keeps_the_delay() {
+    let obj = plain_vs();
+    let v2 = RouteSelector::Name("v2".into());
+    let both = step(&step(&obj, &v2, &abort(50.0)), &v2, &delay());
+    let fault = &both["spec"]["http"][0]["fault"];
+    assert_eq!(fault["abort"]["httpStatus"], 503);
+    assert_eq!(fault["delay"]["fixedDelay"], "2s");
+
+    let plan = plan_change(&both, &v2, &remove(FaultKind::Abort), &meta()).expect("plan");
+    assert_eq!(plan.routes, vec![0]);
+    let fault = &plan.after["spec"]["http"][0]["fault"];
+    assert!(fault.get("abort").is_none(), "{fault}");
+    assert_eq!(fault["delay"]["fixedDelay"], "2s");
+    // the delay is still meshdrill's, and a clear still restores the original
+    let rec = read_record(&plan.after).expect("r").expect("record");
+    assert_eq!(rec.routes.len(), 1);
+    assert_eq!(
+        rec.changes.last().map(|c| c.change.as_str()),
+        Some("remove abort")
+    );
+    let clear = plan_clear(&plan.after).expect("clear").expect("record");
+    byte_eq(&clear.after, &obj);
+}
+
+#[test]
+fn removing_every_fault_restores_the_object_byte_for_byte() {
+    for no_annotations in [false, true] {
+        let mut obj = plain_vs();
+        if !no_annotations {
+            obj["metadata"]["annotations"] = json!({"team": "shop"});
+        }
+        let all = RouteSelector::All;
+        let one = step(&obj, &all, &abort(20.0));
+        let back = step(&one, &all, &remove(FaultKind::Abort));
+        byte_eq(&back, &obj);
+
+        let two = step(
+            &step(&obj, &all, &delay()),
+            &RouteSelector::Index(1),
+            &abort(5.0),
+        );
+        let no_delay = step(&two, &all, &remove(FaultKind::Delay));
+        assert!(read_record(&no_delay).expect("r").is_some(), "abort left");
+        assert!(no_delay["spec"]["http"][0].get("fault").is_none());
+        let back = step(&no_delay, &all, &remove(FaultKind::Abort));
+        byte_eq(&back, &obj);
+        assert_eq!(read_record(&back).expect("r"), None);
+    }
+}
+
+#[test]
+fn a_fault_from_before_the_drill_survives_removal() {
+    let mut obj = plain_vs();
+    let pre = json!({"delay": {"fixedDelay": "1s", "percentage": {"value": 1}}});
+    obj["spec"]["http"][0]["fault"] = pre.clone();
+    let v2 = RouteSelector::Name("v2".into());
+
+    // remove-delay on a route meshdrill never touched: nothing changes
+    let plan = plan_change(&obj, &v2, &remove(FaultKind::Delay), &meta()).expect("plan");
+    assert!(plan.routes.is_empty());
+    byte_eq(&plan.after, &obj);
+
+    // add-abort, then remove-delay: meshdrill owns no delay there, the old one stays
+    let aborted = step(&obj, &v2, &abort(50.0));
+    let kept = step(&aborted, &v2, &remove(FaultKind::Delay));
+    assert_eq!(kept["spec"]["http"][0]["fault"]["delay"], pre["delay"]);
+    assert_eq!(kept["spec"]["http"][0]["fault"]["abort"]["httpStatus"], 503);
+    // then remove-abort: back to the original, pre-existing delay included
+    byte_eq(&step(&kept, &v2, &remove(FaultKind::Abort)), &obj);
+
+    // a delay meshdrill put over the old one: removing it brings the old one back
+    let over = step(&obj, &v2, &delay());
+    assert_eq!(
+        over["spec"]["http"][0]["fault"]["delay"]["fixedDelay"],
+        "2s"
+    );
+    byte_eq(&step(&over, &v2, &remove(FaultKind::Delay)), &obj);
+}
+
+#[test]
+fn remove_on_an_untouched_route_changes_nothing() {
+    let obj = plain_vs();
+    // meshdrill's abort on route 0 only
+    let one = step(&obj, &RouteSelector::Index(0), &abort(50.0));
+    let mut with_own = one.clone();
+    // someone else's fault on route 1, not meshdrill's
+    with_own["spec"]["http"][1]["fault"] = json!({"abort": {"httpStatus": 418}});
+    let plan = plan_change(
+        &with_own,
+        &RouteSelector::Index(1),
+        &remove(FaultKind::Abort),
+        &meta(),
+    )
+    .expect("plan");
+    assert!(plan.routes.is_empty());
+    assert_eq!(plan.after["spec"]["http"], with_own["spec"]["http"]);
+    assert_eq!(plan.record.routes.len(), 1, "route 0 is still meshdrill's");
+    // and with no record at all: no annotation appears
+    let plan = plan_change(
+        &obj,
+        &RouteSelector::All,
+        &remove(FaultKind::Abort),
+        &meta(),
+    )
+    .expect("plan");
+    byte_eq(&plan.after, &obj);
+}
+
+#[test]
+fn removal_keeps_the_expiry_and_owner() {
+    let mut holder = meta();
+    holder.owner.pid = 0;
+    holder.ttl = Duration::from_secs(120);
+    let p1 = plan_change(&plain_vs(), &RouteSelector::All, &abort(10.0), &holder).expect("p1");
+    let p2 = plan_change(&p1.after, &RouteSelector::All, &delay(), &holder).expect("p2");
+    let mut later = meta();
+    later.owner.pid = 99;
+    later.run_id = "run2".into();
+    later.ttl = Duration::from_secs(1);
+    let p3 = plan_change(
+        &p2.after,
+        &RouteSelector::All,
+        &remove(FaultKind::Abort),
+        &later,
+    )
+    .expect("p3");
+    assert_eq!(p3.record.expires, p2.record.expires);
+    assert_eq!(p3.record.owner, p2.record.owner);
+    assert_eq!(p3.record.changes.last().and_then(|c| c.expires), None);
+}
+
+#[test]
+fn destinations_selector_matches_any_listed_destination() {
+    let mut obj = plain_vs();
+    obj["spec"]["http"]
+        .as_array_mut()
+        .expect("http")
+        .push(json!({"name": "v1", "route": [{"destination": {"host": "reviews.shop.svc.cluster.local", "subset": "v1"}}]}));
+    let sel = RouteSelector::Destinations(vec![
+        ("reviews".into(), Some("v2".into())),
+        ("ratings".into(), None),
+    ]);
+    assert_eq!(sel.to_string(), "routes to reviews/v2 or ratings");
+    let http = obj["spec"]["http"].as_array().expect("http");
+    assert_eq!(sel.select(http), vec![0, 1]);
+    // FQDN against a short host, any subset when none is given
+    let fq = RouteSelector::Destinations(vec![("reviews.shop.svc.cluster.local".into(), None)]);
+    assert_eq!(fq.select(http), vec![0, 2]);
+    // a subset must be equal when given
+    let v3 = RouteSelector::Destinations(vec![("reviews".into(), Some("v3".into()))]);
+    assert!(v3.select(http).is_empty());
+    assert!(
+        RouteSelector::Destinations(Vec::new())
+            .select(http)
+            .is_empty()
+    );
+
+    let err = plan_change(&obj, &v3, &delay(), &meta()).expect_err("no route");
+    assert!(matches!(err, PlanError::NoSuchRoute { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("no routes to reviews/v3"), "{msg}");
+    assert!(msg.contains("#0 name=v2 -> reviews/v2"), "{msg}");
+    assert!(msg.contains("#1 name=rest -> ratings"), "{msg}");
+    assert!(
+        msg.contains("#2 name=v1 -> reviews.shop.svc.cluster.local/v1"),
+        "{msg}"
+    );
+}
+
+fn arb_fault_add() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        (1u64..5000).prop_map(|ms| Change::Delay(DelaySpec {
+            fixed: IstioDuration::from_millis(ms).expect("ms"),
+            percentage: Percentage::HUNDRED,
+        })),
+        (200i64..600).prop_map(|s| Change::Abort(AbortSpec {
+            code: AbortCode::Http(HttpStatus::new(s).expect("s")),
+            percentage: Percentage::FIFTY,
+        })),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// add-delay/add-abort on random routes, then a removal of every kind added (on
+    /// every route), gives back the original object — pre-existing faults, retries and
+    /// unknown fields included; and a clear after any prefix of the sequence does too.
+    #[test]
+    fn removing_what_was_added_is_identity(
+        obj in arb_vs(),
+        adds in proptest::collection::vec((arb_selector(), arb_fault_add()), 1..5),
+        removal_order_abort_first in proptest::bool::ANY,
+    ) {
+        let mut cur = obj.clone();
+        let mut kinds = Vec::new();
+        for (sel, ch) in &adds {
+            match plan_change(&cur, sel, ch, &meta()) {
+                Ok(plan) => {
+                    prop_assert_eq!(&apply(&cur, &plan.patch).expect("forward applies"), &plan.after);
+                    cur = plan.after;
+                    kinds.push(match ch {
+                        Change::Delay(_) => FaultKind::Delay,
+                        _ => FaultKind::Abort,
+                    });
+                }
+                Err(PlanError::NoSuchRoute { .. }) => {}
+                Err(e) => return Err(TestCaseError::fail(e.to_string())),
+            }
+            match plan_clear(&cur).expect("clear plans") {
+                Some(c) => prop_assert_eq!(&c.after, &obj),
+                None => prop_assert_eq!(&cur, &obj),
+            }
+        }
+        let mut order = vec![FaultKind::Delay, FaultKind::Abort];
+        if removal_order_abort_first {
+            order.reverse();
+        }
+        for kind in order.into_iter().filter(|k| kinds.contains(k)) {
+            let plan = plan_change(&cur, &RouteSelector::All, &Change::RemoveFault(kind), &meta())
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(&apply(&cur, &plan.patch).expect("removal applies"), &plan.after);
+            cur = plan.after;
+            match plan_clear(&cur).expect("clear plans") {
+                Some(c) => prop_assert_eq!(&c.after, &obj),
+                None => prop_assert_eq!(&cur, &obj),
+            }
+        }
+        prop_assert_eq!(&cur, &obj);
+        prop_assert_eq!(read_record(&cur).expect("r"), None);
+    }
 }

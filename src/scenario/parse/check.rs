@@ -32,7 +32,7 @@ fn check_step(list: &str, step: &Step, mesh: &MeshSpec) -> Result<(), ScenarioEr
     match &step.kind {
         StepKind::Change { vs: r, change, .. } => {
             let key = match change {
-                Change::Delay(_) | Change::Abort(_) => "fault",
+                Change::Delay(_) | Change::Abort(_) | Change::RemoveFault(_) => "fault",
                 Change::Retries { .. } => "retries",
                 Change::Timeout(_) => "timeout",
             };
