@@ -1,0 +1,3 @@
+//! Running chaostoolkit experiment files.
+
+pub mod substitute;
