@@ -1,3 +1,4 @@
 //! Running chaostoolkit experiment files.
 
 pub mod substitute;
+pub mod tolerance;
