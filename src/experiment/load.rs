@@ -1354,10 +1354,8 @@ impl Args<'_> {
     }
 }
 
-/// MERGE: becomes `RouteSelector::Destinations`.
 fn routes_selector(dests: Vec<(String, Option<String>)>) -> crate::istio::RouteSelector {
-    let (host, subset) = dests.into_iter().next().unwrap_or_default();
-    crate::istio::RouteSelector::Destination { host, subset }
+    crate::istio::RouteSelector::Destinations(dests)
 }
 
 /// The probe of a `type: probe` tolerance (its `provider.arguments.value` already

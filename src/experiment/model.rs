@@ -8,14 +8,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::substitute::Vars;
+pub use crate::istio::FaultKind;
 use crate::istio::{AbortSpec, DelaySpec, RouteSelector};
 
-/// MERGE: replaced by `crate::istio::FaultKind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultKind {
-    Delay,
-    Abort,
-}
 
 /// chaostoolkit's rollback strategies (`--rollback-strategy`, `runtime.rollbacks`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

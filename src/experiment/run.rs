@@ -104,8 +104,9 @@ pub async fn run(
         shared: Mutex::new(Shared::default()),
     };
     for n in &exp.notes {
-        obs.event(Event::Note(n));
+        r.note(n);
     }
+    r.flush(obs);
     let mut steady = SteadyStates::default();
     let mut runs = Vec::new();
     let mut status = Status::Completed;
@@ -221,6 +222,7 @@ pub async fn run(
                     record: &rec,
                     summary,
                 });
+                r.flush(obs);
                 if let Some(f) = fail
                     && a.kind == Kind::Action
                     && exit == Exit::Held
@@ -237,7 +239,7 @@ pub async fn run(
                 status_name(status)
             );
             r.note(&why);
-            obs.event(Event::Note(&why));
+            r.flush(obs);
         }
     }
 
@@ -311,6 +313,8 @@ struct Shared {
     killed: Vec<(String, usize)>,
     changes: Vec<ChangeLog>,
     notes: Vec<String>,
+    /// Notes not yet shown.
+    pending: Vec<String>,
     cleanup: Vec<String>,
 }
 
@@ -353,7 +357,17 @@ impl Runner<'_> {
     }
 
     fn note(&self, n: &str) {
-        self.lock().notes.push(n.to_string());
+        let mut sh = self.lock();
+        sh.notes.push(n.to_string());
+        sh.pending.push(n.to_string());
+    }
+
+    /// Shows the notes activities left since the last call.
+    fn flush(&self, obs: &mut dyn Observer) {
+        let pending = std::mem::take(&mut self.lock().pending);
+        for n in &pending {
+            obs.event(Event::Note(n));
+        }
     }
 
     fn meta(&self) -> RecordMeta {
@@ -398,6 +412,7 @@ impl Runner<'_> {
                 record: &rec,
                 summary,
             });
+            self.flush(obs);
             probes.push(rec);
             if !met {
                 return Checked2::NotMet(
@@ -481,6 +496,7 @@ impl Runner<'_> {
                 record: &rec,
                 summary: summary_of(&rec, fail.as_deref()),
             });
+            self.flush(obs);
             if let Some(f) = fail
                 && a.kind == Kind::Action
                 && failed.is_none()
@@ -846,6 +862,7 @@ impl Runner<'_> {
         {
             let mut sh = self.lock();
             sh.notes.extend(changed.warnings.iter().cloned());
+            sh.pending.extend(changed.warnings.iter().cloned());
             sh.changes.push(ChangeLog {
                 activity: a.name.clone(),
                 object: format!("VirtualService {}/{vs}", changed.namespace),
@@ -1166,15 +1183,8 @@ fn kind_name(k: FaultKind) -> &'static str {
     }
 }
 
-/// MERGE: `Change::RemoveFault(kind)`.
-fn remove_change(_k: FaultKind) -> Change {
-    Change::Timeout(
-        crate::istio::IstioDuration::from_millis(1).unwrap_or_else(|_| unreachable_duration()),
-    )
-}
-
-fn unreachable_duration() -> crate::istio::IstioDuration {
-    "1s".parse().unwrap_or_else(|_| unreachable_duration())
+fn remove_change(k: FaultKind) -> Change {
+    Change::RemoveFault(k)
 }
 
 async fn cluster_pods(

@@ -1,0 +1,409 @@
+//! `meshdrill run EXPERIMENT`: chaostoolkit experiment files run unchanged on the local
+//! mesh (a real Envoy) — holds, deviates, fails before the method, action fails,
+//! SIGTERM mid-method — and bad files are refused before anything runs. After every
+//! run, the mesh's VirtualServices are exactly as they were and every replica is up.
+//! (The cluster path, against the fake API server, is at the end of cluster.rs.)
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use crate::common::mesh::{KillOnDrop, read_until, serial, spawn_up};
+use crate::common::{meshdrill, root, run, write};
+
+fn go_demo_8() -> PathBuf {
+    root().join("scenarios/meshes/go-demo-8.yaml")
+}
+
+fn experiment(name: &str) -> PathBuf {
+    root().join("experiments").join(name)
+}
+
+/// The running mesh's state (VirtualServices as they are now, replicas).
+fn state(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("state.json")).expect("state.json"))
+        .expect("state is JSON")
+}
+
+fn virtual_services(dir: &Path) -> Value {
+    state(dir)["spec"]["virtualServices"].clone()
+}
+
+fn replicas_alive(dir: &Path) -> usize {
+    state(dir)["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .filter(|r| !r["process"].is_null())
+        .count()
+}
+
+/// A mesh up in a temp dir: (the `mesh up` child, its dir, the VirtualServices at
+/// start, the replicas alive at start).
+struct Mesh {
+    _child: KillOnDrop,
+    dir: tempfile::TempDir,
+    vs: Value,
+    alive: usize,
+}
+
+fn mesh() -> Mesh {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (child, _addr, _drain) = spawn_up(&go_demo_8(), dir.path());
+    let vs = virtual_services(dir.path());
+    let alive = replicas_alive(dir.path());
+    Mesh {
+        _child: KillOnDrop(child),
+        dir,
+        vs,
+        alive,
+    }
+}
+
+impl Mesh {
+    /// Nothing left behind: every VirtualService as at start, every replica up.
+    fn assert_untouched(&self) {
+        assert_eq!(
+            virtual_services(self.dir.path()),
+            self.vs,
+            "the VirtualServices are not as they were"
+        );
+        assert_eq!(
+            replicas_alive(self.dir.path()),
+            self.alive,
+            "a replica is still down"
+        );
+    }
+
+    fn run(&self, file: &Path, extra: &[&str]) -> (i32, String, String, Value) {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let journal = tmp.path().join("journal.json");
+        let (code, out, err) = run(meshdrill()
+            .arg("run")
+            .arg(file)
+            .arg("--mesh")
+            .arg(self.dir.path())
+            .arg("--journal")
+            .arg(&journal)
+            .args(extra)
+            .env_remove("INGRESS_HOST"));
+        let j = std::fs::read(&journal)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        (code, out, err, j)
+    }
+}
+
+fn names(runs: &Value) -> Vec<String> {
+    runs.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| r["activity"]["name"].as_str().unwrap_or("?").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// chaostoolkit's journal keys and values, and meshdrill's under `meshdrill`.
+fn assert_ctk_journal(j: &Value) {
+    for k in [
+        "chaoslib-version",
+        "platform",
+        "node",
+        "experiment",
+        "start",
+        "end",
+        "duration",
+        "status",
+        "deviated",
+        "steady_states",
+        "run",
+        "rollbacks",
+        "meshdrill",
+    ] {
+        assert!(j.get(k).is_some(), "journal has no {k:?}: {j}");
+    }
+    assert!(
+        ["completed", "failed", "aborted", "interrupted"]
+            .contains(&j["status"].as_str().unwrap_or("")),
+        "{}",
+        j["status"]
+    );
+    for r in j["run"]
+        .as_array()
+        .into_iter()
+        .chain(j["rollbacks"].as_array())
+        .flatten()
+    {
+        for k in ["activity", "output", "start", "end", "duration", "status"] {
+            assert!(r.get(k).is_some(), "run record has no {k:?}: {r}");
+        }
+        assert!(["succeeded", "failed"].contains(&r["status"].as_str().unwrap_or("")));
+    }
+}
+
+#[test]
+fn abort_then_delay_holds_keeps_both_faults_and_leaves_nothing() {
+    let _s = serial();
+    let m = mesh();
+    let (code, out, err, j) = m.run(&experiment("network.yaml"), &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_ctk_journal(&j);
+    assert_eq!(j["status"], "completed");
+    assert_eq!(j["deviated"], false);
+    assert_eq!(j["steady_states"]["before"]["steady_state_met"], true);
+    assert_eq!(j["steady_states"]["after"]["steady_state_met"], true);
+    // The ref entry ran the referenced probe with its own tolerance.
+    assert_eq!(
+        j["steady_states"]["before"]["probes"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+    assert_eq!(
+        names(&j["run"]),
+        ["abort-failure", "delay", "the-fault-is-there"]
+    );
+    // What get_virtual_service saw during the method: the delay did not wipe the
+    // abort (chaostoolkit replaces the whole fault block).
+    let fault = &j["run"][2]["output"]["body"]["spec"]["http"][0]["fault"];
+    assert_eq!(fault["abort"]["httpStatus"], 500, "{fault}");
+    assert_eq!(fault["delay"]["fixedDelay"], "0.015s", "{fault}");
+    assert!(out.contains("keeps both"), "{out}");
+    assert_eq!(
+        names(&j["rollbacks"]),
+        ["remove-abort-failure", "remove-delay"]
+    );
+    for r in j["rollbacks"].as_array().expect("rollbacks") {
+        assert_eq!(r["status"], "succeeded", "{r}");
+    }
+    // The rollbacks restored it: meshdrill's clean-up had nothing left to do.
+    assert_eq!(j["meshdrill"]["cleanup"], serde_json::json!([]));
+    m.assert_untouched();
+}
+
+#[test]
+fn without_rollbacks_meshdrill_still_undoes_its_changes() {
+    let _s = serial();
+    let m = mesh();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let text = std::fs::read_to_string(experiment("network.yaml")).expect("read");
+    let cut = text.find("rollbacks:").expect("rollbacks");
+    let f = write(tmp.path(), "no-rollbacks.yaml", &text[..cut]);
+    let (code, out, err, j) = m.run(&f, &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("meshdrill restored VirtualService go-demo-8"), "{out}");
+    assert_eq!(j["meshdrill"]["cleanup"].as_array().map(Vec::len), Some(1));
+    m.assert_untouched();
+
+    // --keep-faults leaves them, says so, and `clear` undoes them.
+    let (code, out, _err, _j) = m.run(&f, &["--keep-faults"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("kept: VirtualService go-demo-8"), "{out}");
+    assert_ne!(virtual_services(m.dir.path()), m.vs);
+    let (code, out, err) = run(meshdrill()
+        .args(["clear", "go-demo-8", "--mesh"])
+        .arg(m.dir.path()));
+    assert_eq!(code, 0, "{out}\n{err}");
+    m.assert_untouched();
+}
+
+#[test]
+fn terminate_pods_deviates_and_the_replica_comes_back() {
+    let _s = serial();
+    let m = mesh();
+    let (code, out, err, j) = m.run(&experiment("terminate-pod.yaml"), &[]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_ctk_journal(&j);
+    assert_eq!(j["deviated"], true, "{}", j["steady_states"]);
+    assert_eq!(j["status"], "failed", "a probe raised: chaostoolkit's `failed`");
+    let killed = j["run"][0]["output"].as_array().expect("names");
+    assert_eq!(killed.len(), 1, "{}", j["run"][0]);
+    assert!(
+        killed[0].as_str().is_some_and(|n| n.starts_with("go-demo-8-")),
+        "{killed:?}"
+    );
+    // count_pods during the method saw one of the two replicas.
+    assert_eq!(j["run"][1]["output"], 1);
+    assert!(out.contains("restarted replica go-demo-8/"), "{out}");
+    m.assert_untouched();
+}
+
+#[test]
+fn a_steady_state_that_fails_first_injects_nothing() {
+    let _s = serial();
+    let m = mesh();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let text = std::fs::read_to_string(experiment("network.yaml"))
+        .expect("read")
+        .replacen("tolerance: 200", "tolerance: 503", 1);
+    let f = write(tmp.path(), "gate.yaml", text);
+    let (code, out, err, j) = m.run(&f, &[]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(j["status"], "completed", "a tolerance miss, not a raise");
+    assert_eq!(j["deviated"], false);
+    assert_eq!(j["steady_states"]["before"]["steady_state_met"], false);
+    assert_eq!(j["run"], serde_json::json!([]), "the method did not run");
+    assert_eq!(j["meshdrill"]["changes"], serde_json::json!([]));
+    assert!(out.contains("nothing was injected"), "{out}");
+    m.assert_untouched();
+}
+
+#[test]
+fn a_failed_action_fails_the_run_and_rolls_back() {
+    let _s = serial();
+    let m = mesh();
+    let tmp = tempfile::tempdir().expect("tmp");
+    // The second action's route list matches nothing: chaostoolkit would PATCH
+    // anyway and call it a success.
+    let text = std::fs::read_to_string(experiment("network.yaml"))
+        .expect("read")
+        .replacen(
+            "      fixed_delay: 15ms\n      routes:\n      - destination:\n          host: go-demo-8",
+            "      fixed_delay: 15ms\n      routes:\n      - destination:\n          host: no-such-service",
+            1,
+        );
+    let f = write(tmp.path(), "bad-route.yaml", text);
+    let (code, out, err, j) = m.run(&f, &[]);
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert_eq!(j["status"], "failed");
+    assert_eq!(names(&j["run"]), ["abort-failure", "delay"], "the method stopped");
+    assert_eq!(j["run"][1]["status"], "failed");
+    assert!(
+        j["run"][1]["exception"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("no-such-service")),
+        "{}",
+        j["run"][1]
+    );
+    m.assert_untouched();
+}
+
+#[test]
+fn sigterm_mid_method_rolls_back_and_exits_130() {
+    let _s = serial();
+    let m = mesh();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let journal = tmp.path().join("j.json");
+    let text = std::fs::read_to_string(experiment("network.yaml"))
+        .expect("read")
+        .replacen("  pauses:\n    after: 1", "  pauses:\n    after: 60", 1);
+    let f = write(tmp.path(), "long.yaml", text);
+    let mut child = meshdrill()
+        .arg("run")
+        .arg(&f)
+        .arg("--mesh")
+        .arg(m.dir.path())
+        .arg("--journal")
+        .arg(&journal)
+        .env_remove("INGRESS_HOST")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let seen = read_until(&mut child, "abort-failure");
+    assert!(seen.contains("✓ action abort-failure"), "{seen}");
+    let mut child = KillOnDrop(child);
+    // The delay is on now (its pause runs after it): interrupt mid-method.
+    let status = child.terminate();
+    assert_eq!(status.code(), Some(130));
+    let j: Value = serde_json::from_slice(&std::fs::read(&journal).expect("journal")).expect("json");
+    assert_eq!(j["status"], "interrupted");
+    assert_eq!(
+        names(&j["rollbacks"]),
+        ["remove-abort-failure", "remove-delay"],
+        "rollbacks play on an interruption (strategy always)"
+    );
+    m.assert_untouched();
+}
+
+#[test]
+fn siege_in_kubectl_run_goes_through_the_mesh() {
+    let _s = serial();
+    let m = mesh();
+    let (code, out, err, j) = m.run(&experiment("siege.yaml"), &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let o = &j["run"][0]["output"];
+    assert_eq!(o["status"], 0, "{o}");
+    let stdout = o["stdout"].as_str().unwrap_or("");
+    assert!(stdout.contains("Transactions:"), "{stdout}");
+    assert!(stdout.contains("Concurrency:\t\t50"), "{stdout}");
+    m.assert_untouched();
+}
+
+#[test]
+fn bad_experiments_are_refused_before_anything_runs() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let base = std::fs::read_to_string(experiment("network.yaml")).expect("read");
+    let cases: Vec<(&str, String, &[(&str, &str)], &str)> = vec![
+        (
+            "unknown-func.yaml",
+            base.replacen("func: add_abort_fault", "func: add_latency", 1),
+            &[],
+            "cannot run the python function chaosistio.fault.actions.add_latency",
+        ),
+        (
+            "unknown-module.yaml",
+            base.replacen("module: chaosistio.fault.probes", "module: chaosaws.ec2.probes", 1),
+            &[],
+            "chaosk8s.pod.actions.terminate_pods",
+        ),
+        (
+            "missing-env.yaml",
+            base.clone(),
+            &[],
+            "INGRESS_HOST, which is not set",
+        ),
+        (
+            "empty-env.yaml",
+            base.clone(),
+            &[("INGRESS_HOST", "")],
+            "${ingress_host} is empty",
+        ),
+        (
+            "float-tolerance.yaml",
+            base.replacen("tolerance: 200", "tolerance: 200.5", 1),
+            &[("INGRESS_HOST", "127.0.0.1:9")],
+            "tolerance",
+        ),
+        (
+            "bad-arg.yaml",
+            base.replacen("http_status: 500", "http_status: 500\n      colour: red", 1),
+            &[("INGRESS_HOST", "127.0.0.1:9")],
+            "takes no argument \"colour\"",
+        ),
+    ];
+    for (name, text, env, want) in cases {
+        let f = write(tmp.path(), name, text);
+        let mut cmd = meshdrill();
+        cmd.arg("run").arg(&f).env_remove("INGRESS_HOST");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let (code, out, err) = run(&mut cmd);
+        assert_eq!(code, 2, "{name}: {out}\n{err}");
+        assert!(err.contains(want), "{name}: {err}");
+        assert!(err.contains(&format!("{name}:")), "{name}: names the file: {err}");
+    }
+    // In-cluster load on a cluster target: refused, never skipped.
+    let (code, _out, err) = run(meshdrill()
+        .arg("run")
+        .arg(experiment("siege.yaml"))
+        .env("INGRESS_HOST", "127.0.0.1:9"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("inside the cluster"), "{err}");
+    // Scenario-only flags on an experiment, and experiment-only flags on a scenario.
+    let (code, _o, err) = run(meshdrill()
+        .arg("run")
+        .arg(experiment("network.yaml"))
+        .arg("--dry-run"));
+    assert_eq!(code, 2, "{err}");
+    let (code, _o, err) = run(meshdrill()
+        .arg("run")
+        .arg(root().join("scenarios/network-failure.yaml"))
+        .args(["--var", "x=1"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--var is for chaostoolkit experiment files"), "{err}");
+}
