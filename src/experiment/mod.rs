@@ -1,4 +1,5 @@
 //! Running chaostoolkit experiment files.
 
+pub mod http;
 pub mod substitute;
 pub mod tolerance;
