@@ -124,7 +124,7 @@ pub fn py_str(v: &Value) -> String {
 /// Python's `repr(float)`: the shortest round-trip digits, fixed notation for
 /// exponents -4..16 (always with a fractional part), scientific otherwise with a
 /// signed two-digit-minimum exponent.
-fn py_float(f: f64) -> String {
+pub(crate) fn py_float(f: f64) -> String {
     if f.is_nan() {
         return "nan".to_owned();
     }

@@ -310,9 +310,10 @@ pub(crate) fn classify(e: &hyper::Error) -> ErrorKind {
     }
 }
 
-/// `--insecure`: accepts any certificate, still checks handshake signatures.
+/// `--insecure` (and a chaostoolkit http provider's `verify_tls: false`): accepts any
+/// certificate, still checks handshake signatures.
 #[derive(Debug)]
-struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
+pub(crate) struct AcceptAnyCert(pub(crate) Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for AcceptAnyCert {
     fn verify_server_cert(

@@ -79,6 +79,7 @@ use tokio::sync::mpsc::unbounded_channel;
 use tokio::task::JoinHandle;
 
 pub use crate::cancel::Cancel;
+pub(crate) use client::AcceptAnyCert;
 pub use client::TlsSetupError;
 pub use config::{ConfigError, LoadConfig, LoadConfigBuilder, MAX_CONNS, MAX_SPAN, Target};
 pub use record::{
