@@ -11,7 +11,6 @@ use super::substitute::Vars;
 pub use crate::istio::FaultKind;
 use crate::istio::{AbortSpec, DelaySpec, RouteSelector};
 
-
 /// chaostoolkit's rollback strategies (`--rollback-strategy`, `runtime.rollbacks`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RollbackStrategy {

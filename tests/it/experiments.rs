@@ -170,7 +170,7 @@ fn abort_then_delay_holds_keeps_both_faults_and_leaves_nothing() {
     // abort (chaostoolkit replaces the whole fault block).
     let fault = &j["run"][2]["output"]["body"]["spec"]["http"][0]["fault"];
     assert_eq!(fault["abort"]["httpStatus"], 500, "{fault}");
-    assert_eq!(fault["delay"]["fixedDelay"], "0.015s", "{fault}");
+    assert_eq!(fault["delay"]["fixedDelay"], "15ms", "{fault}");
     assert!(out.contains("keeps both"), "{out}");
     assert_eq!(
         names(&j["rollbacks"]),
@@ -194,7 +194,10 @@ fn without_rollbacks_meshdrill_still_undoes_its_changes() {
     let f = write(tmp.path(), "no-rollbacks.yaml", &text[..cut]);
     let (code, out, err, j) = m.run(&f, &[]);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains("meshdrill restored VirtualService go-demo-8"), "{out}");
+    assert!(
+        out.contains("meshdrill restored VirtualService go-demo-8"),
+        "{out}"
+    );
     assert_eq!(j["meshdrill"]["cleanup"].as_array().map(Vec::len), Some(1));
     m.assert_untouched();
 
@@ -218,11 +221,16 @@ fn terminate_pods_deviates_and_the_replica_comes_back() {
     assert_eq!(code, 1, "{out}\n{err}");
     assert_ctk_journal(&j);
     assert_eq!(j["deviated"], true, "{}", j["steady_states"]);
-    assert_eq!(j["status"], "failed", "a probe raised: chaostoolkit's `failed`");
+    assert_eq!(
+        j["status"], "failed",
+        "a probe raised: chaostoolkit's `failed`"
+    );
     let killed = j["run"][0]["output"].as_array().expect("names");
     assert_eq!(killed.len(), 1, "{}", j["run"][0]);
     assert!(
-        killed[0].as_str().is_some_and(|n| n.starts_with("go-demo-8-")),
+        killed[0]
+            .as_str()
+            .is_some_and(|n| n.starts_with("go-demo-8-")),
         "{killed:?}"
     );
     // count_pods during the method saw one of the two replicas.
@@ -269,7 +277,11 @@ fn a_failed_action_fails_the_run_and_rolls_back() {
     let (code, out, err, j) = m.run(&f, &[]);
     assert_eq!(code, 3, "{out}\n{err}");
     assert_eq!(j["status"], "failed");
-    assert_eq!(names(&j["run"]), ["abort-failure", "delay"], "the method stopped");
+    assert_eq!(
+        names(&j["run"]),
+        ["abort-failure", "delay"],
+        "the method stopped"
+    );
     assert_eq!(j["run"][1]["status"], "failed");
     assert!(
         j["run"][1]["exception"][0]
@@ -309,7 +321,8 @@ fn sigterm_mid_method_rolls_back_and_exits_130() {
     // The delay is on now (its pause runs after it): interrupt mid-method.
     let status = child.terminate();
     assert_eq!(status.code(), Some(130));
-    let j: Value = serde_json::from_slice(&std::fs::read(&journal).expect("journal")).expect("json");
+    let j: Value =
+        serde_json::from_slice(&std::fs::read(&journal).expect("journal")).expect("json");
     assert_eq!(j["status"], "interrupted");
     assert_eq!(
         names(&j["rollbacks"]),
@@ -341,13 +354,17 @@ fn bad_experiments_are_refused_before_anything_runs() {
         (
             "unknown-func.yaml",
             base.replacen("func: add_abort_fault", "func: add_latency", 1),
-            &[],
+            &[("INGRESS_HOST", "127.0.0.1:9")],
             "cannot run the python function chaosistio.fault.actions.add_latency",
         ),
         (
             "unknown-module.yaml",
-            base.replacen("module: chaosistio.fault.probes", "module: chaosaws.ec2.probes", 1),
-            &[],
+            base.replacen(
+                "module: chaosistio.fault.probes",
+                "module: chaosaws.ec2.probes",
+                1,
+            ),
+            &[("INGRESS_HOST", "127.0.0.1:9")],
             "chaosk8s.pod.actions.terminate_pods",
         ),
         (
@@ -385,7 +402,10 @@ fn bad_experiments_are_refused_before_anything_runs() {
         let (code, out, err) = run(&mut cmd);
         assert_eq!(code, 2, "{name}: {out}\n{err}");
         assert!(err.contains(want), "{name}: {err}");
-        assert!(err.contains(&format!("{name}:")), "{name}: names the file: {err}");
+        assert!(
+            err.contains(&format!("{name}:")),
+            "{name}: names the file: {err}"
+        );
     }
     // In-cluster load on a cluster target: refused, never skipped.
     let (code, _out, err) = run(meshdrill()
@@ -405,5 +425,8 @@ fn bad_experiments_are_refused_before_anything_runs() {
         .arg(root().join("scenarios/network-failure.yaml"))
         .args(["--var", "x=1"]));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--var is for chaostoolkit experiment files"), "{err}");
+    assert!(
+        err.contains("--var is for chaostoolkit experiment files"),
+        "{err}"
+    );
 }

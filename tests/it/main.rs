@@ -5,6 +5,7 @@ mod common;
 mod cli_files;
 mod cluster;
 mod demo;
+mod experiments;
 mod help;
 mod load;
 mod mesh;
