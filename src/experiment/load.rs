@@ -594,8 +594,15 @@ impl P<'_> {
             Some(Value::Object(m)) => m.clone(),
             Some(_) => return Err(self.err("/configuration", "configuration is a mapping")),
         };
+        let overridden =
+            |k: &str| var_config.contains_key(k) || opts.vars.iter().any(|(n, _)| n == k);
         for (k, v) in &declared {
             let ptr = format!("/configuration/{k}");
+            // A value given by --var / --var-file needs no environment variable
+            // (chaostoolkit validates the environment first and fails).
+            if overridden(k) {
+                continue;
+            }
             let value = match v {
                 Value::Object(m) if m.get("type").and_then(Value::as_str) == Some("env") => {
                     let key = m.get("key").and_then(Value::as_str).ok_or_else(|| {

@@ -497,9 +497,12 @@ impl Runner<'_> {
                 summary: summary_of(&rec, fail.as_deref()),
             });
             self.flush(obs);
+            // An activity cut short because the method was already stopping (a
+            // failed action, --fail-fast, a signal) is not a failure of its own.
             if let Some(f) = fail
                 && a.kind == Kind::Action
                 && failed.is_none()
+                && !method_cancel.is_cancelled()
             {
                 *failed = Some(format!("action {:?} failed: {f}", a.name));
                 method_cancel.cancel();

@@ -430,3 +430,284 @@ fn bad_experiments_are_refused_before_anything_runs() {
         "{err}"
     );
 }
+
+// === without a target: http and process activities only, against a local server ===
+
+use crate::common::servers::{Behavior, spawn};
+
+/// Runs `text` (an experiment) with `args`; (code, stdout, stderr, journal).
+fn run_text(text: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String, Value) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = write(tmp.path(), "exp.yaml", text);
+    let journal = tmp.path().join("journal.json");
+    let mut cmd = meshdrill();
+    cmd.arg("run")
+        .arg(&f)
+        .arg("--journal-path")
+        .arg(&journal)
+        .args(args)
+        .current_dir(tmp.path());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let (code, out, err) = run(&mut cmd);
+    let j = std::fs::read(&journal)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    (code, out, err, j)
+}
+
+/// An experiment whose hypothesis asks `url` for a 200, with `method` activities.
+fn http_experiment(url_var: &str, method: &str) -> String {
+    format!(
+        r#"title: t
+description: d
+configuration:
+  base:
+    type: env
+    key: {url_var}
+  wanted:
+    type: env
+    key: WANTED
+    default: 200
+    env_var_type: int
+steady-state-hypothesis:
+  title: up
+  probes:
+  - type: probe
+    name: up
+    tolerance: ${{wanted}}
+    provider:
+      type: http
+      url: ${{base}}/health
+      timeout: 2
+method:
+{method}
+"#
+    )
+}
+
+#[test]
+fn configuration_vars_and_var_files_are_chaostoolkits() {
+    let srv = spawn(Behavior::Ok);
+    let url = srv.url("");
+    let text = http_experiment(
+        "BASE_URL",
+        "- type: action\n  name: nothing\n  provider: {type: process, path: 'true'}\n",
+    );
+    // The env key, with the default typed by env_var_type.
+    let (code, out, err, j) = run_text(&text, &[], &[("BASE_URL", &url)]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        j["steady_states"]["before"]["probes"][0]["tolerance_met"],
+        true
+    );
+    // --var overrides a declared key (typed); the probe now misses its tolerance.
+    let (code, _out, _err, j) =
+        run_text(&text, &["--var", "wanted:int=503"], &[("BASE_URL", &url)]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        j["steady_states"]["before"]["probes"][0]["tolerance_met"],
+        false
+    );
+    // ... and only a declared one.
+    let (code, _out, err, _j) = run_text(&text, &["--var", "nope=1"], &[("BASE_URL", &url)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("declares no configuration \"nope\""), "{err}");
+    // A .env var file fills the environment the configuration reads.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let env = write(
+        tmp.path(),
+        "ci.env",
+        format!("# comment\nexport BASE_URL={url}\n"),
+    );
+    let (code, out, err, _j) = run_text(&text, &["--var-file", env.to_str().expect("utf-8")], &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // A YAML var file sets configuration.
+    let vf = write(
+        tmp.path(),
+        "vars.yaml",
+        format!("configuration:\n  base: {url}\n  wanted: 200\n"),
+    );
+    let (code, out, err, _j) = run_text(&text, &["--var-file", vf.to_str().expect("utf-8")], &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+}
+
+#[test]
+fn hypothesis_strategies_and_fail_fast() {
+    // The server answers 200, 200, 500, 200, …: the third check misses.
+    let srv = spawn(Behavior::Pattern(vec![
+        200, 200, 500, 200, 200, 200, 200, 200,
+    ]));
+    let url = srv.url("");
+    let text = http_experiment(
+        "BASE_URL",
+        "- type: action\n  name: wait\n  provider: {type: process, path: sleep, arguments: ['1.6']}\n",
+    );
+    let env = [("BASE_URL", url.as_str())];
+    let (code, out, err, j) = run_text(
+        &text,
+        &[
+            "--hypothesis-strategy",
+            "continuously",
+            "--hypothesis-frequency",
+            "0.5",
+        ],
+        &env,
+    );
+    // before (200), during ×~3 (200, 500, 200), after (200): a miss during the method
+    // never sets deviated.
+    assert_eq!(code, 0, "{out}\n{err}");
+    let during = j["steady_states"]["during"].as_array().expect("during");
+    assert!(during.len() >= 2, "{during:?}");
+    assert!(
+        during.iter().any(|s| s["steady_state_met"] == false),
+        "{during:?}"
+    );
+    assert_eq!(j["deviated"], false);
+    assert!(j["steady_states"]["after"]["steady_state_met"] == true);
+
+    let srv = spawn(Behavior::Pattern(vec![200, 500, 200, 200, 200, 200]));
+    let url = srv.url("");
+    let (code, out, err, j) = run_text(
+        &text,
+        &[
+            "--hypothesis-strategy",
+            "continuously",
+            "--hypothesis-frequency",
+            "0.3",
+            "--fail-fast",
+        ],
+        &[("BASE_URL", url.as_str())],
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(j["status"], "failed");
+    assert!(
+        j["steady_states"]["after"].is_null(),
+        "{}",
+        j["steady_states"]
+    );
+
+    // before-method-only: one check only.
+    let srv = spawn(Behavior::Ok);
+    let url = srv.url("");
+    let (code, _o, _e, j) = run_text(
+        &text,
+        &["--hypothesis-strategy", "before-method-only"],
+        &[("BASE_URL", url.as_str())],
+    );
+    assert_eq!(code, 0);
+    assert!(j["steady_states"]["after"].is_null());
+    assert_eq!(srv.hits(), 1);
+}
+
+#[test]
+fn background_activities_run_alongside_and_processes_report_their_exit() {
+    let srv = spawn(Behavior::Ok);
+    let url = srv.url("");
+    let method = r#"- type: action
+  name: slow-in-background
+  background: true
+  provider: {type: process, path: sleep, arguments: ['1']}
+- type: action
+  name: also-slow
+  provider: {type: process, path: sleep, arguments: ['1']}
+- type: probe
+  name: exits-3
+  provider: {type: process, path: sh, arguments: "-c 'echo out; echo err >&2; exit 3'"}
+- type: probe
+  name: too-slow
+  provider: {type: process, path: sleep, arguments: ['5'], timeout: 0.3}
+"#;
+    let text = http_experiment("BASE_URL", method);
+    let (code, out, err, j) = run_text(&text, &[], &[("BASE_URL", url.as_str())]);
+    assert_eq!(
+        code, 0,
+        "probes that fail in the method do not fail the run: {out}\n{err}"
+    );
+    let runs = j["run"].as_array().expect("run");
+    let by = |n: &str| {
+        runs.iter()
+            .find(|r| r["activity"]["name"] == n)
+            .unwrap_or_else(|| panic!("no {n} in {runs:?}"))
+    };
+    // The two 1 s sleeps overlapped: they started within half a second.
+    let start = |n: &str| by(n)["start"].as_str().expect("start").to_string();
+    let t = |s: String| s.parse::<jiff::civil::DateTime>().expect("iso time");
+    let gap = t(start("also-slow")).duration_since(t(start("slow-in-background")));
+    assert!(gap.as_secs_f64().abs() < 0.5, "{gap:?}");
+    let e = &by("exits-3")["output"];
+    assert_eq!(e["status"], 3);
+    assert_eq!(e["stdout"], "out\n");
+    assert_eq!(e["stderr"], "err\n");
+    assert_eq!(
+        by("exits-3")["status"],
+        "succeeded",
+        "a non-zero exit is not a failure"
+    );
+    assert_eq!(by("too-slow")["status"], "failed");
+}
+
+#[test]
+fn tolerances_of_every_form_are_checked_against_real_answers() {
+    let srv = spawn(Behavior::Ok);
+    let url = srv.url("");
+    let text = format!(
+        r#"title: tolerances
+description: each form
+steady-state-hypothesis:
+  title: t
+  probes:
+  - {{type: probe, name: status-list, tolerance: [200, 204], provider: {{type: http, url: "{url}/a", timeout: 2}}}}
+  - {{type: probe, name: regex, tolerance: {{type: regex, pattern: "^hello", target: body}}, provider: {{type: http, url: "{url}/b", timeout: 2}}}}
+  - {{type: probe, name: range, tolerance: {{type: range, range: [200, 299], target: status}}, provider: {{type: http, url: "{url}/c", timeout: 2}}}}
+  - {{type: probe, name: jsonpath, tolerance: {{type: jsonpath, path: "$.status", expect: 200}}, provider: {{type: http, url: "{url}/d", timeout: 2}}}}
+  - {{type: probe, name: exit, tolerance: 0, provider: {{type: process, path: "true"}}}}
+  - {{type: probe, name: bool, tolerance: true, provider: {{type: process, path: "true"}}}}
+method: []
+"#
+    );
+    let (code, out, err, j) = run_text(&text, &[], &[]);
+    let probes = &j["steady_states"]["before"]["probes"];
+    // The last probe's output is {status, stdout, stderr}, not `true`: it misses.
+    assert_eq!(code, 1, "{out}\n{err}");
+    for i in 0..5 {
+        assert_eq!(probes[i]["tolerance_met"], true, "{}", probes[i]);
+    }
+    assert_eq!(probes[5]["tolerance_met"], false);
+    assert_eq!(j["status"], "completed", "a miss, not a raise");
+    assert_eq!(j["run"], serde_json::json!([]));
+}
+
+#[test]
+fn a_probe_that_cannot_connect_fails_the_gate_as_chaostoolkits_failed() {
+    let port = crate::common::servers::refused_port();
+    let text = http_experiment(
+        "BASE_URL",
+        "- type: action\n  name: nothing\n  provider: {type: process, path: 'true'}\n",
+    );
+    let (code, out, err, j) = run_text(
+        &text,
+        &[],
+        &[("BASE_URL", &format!("http://127.0.0.1:{port}"))],
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(j["status"], "failed");
+    let p = &j["steady_states"]["before"]["probes"][0];
+    assert_eq!(p["status"], "failed");
+    assert!(
+        p["exception"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("ActivityFailed")),
+        "{p}"
+    );
+    // -o json prints the same journal on stdout.
+    let (_code, out, _err, _j) = run_text(
+        &text,
+        &["-o", "json"],
+        &[("BASE_URL", &format!("http://127.0.0.1:{port}"))],
+    );
+    let printed: Value = serde_json::from_str(&out).expect("journal on stdout");
+    assert_eq!(printed["status"], "failed");
+}
