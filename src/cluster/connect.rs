@@ -7,6 +7,8 @@
 //! then `~/.kube/config`, with `--context`; with none of those files, the in-cluster
 //! service account. TLS verification stays on unless `--insecure-skip-tls-verify`.
 //! Every error names the variable, flag or kubeconfig entry it came from.
+//! `KUBERNETES_HOST` without `KUBERNETES_CA_CERT_FILE` carries a [`tls_hint`], shown
+//! when the server certificate is not trusted: other chaos tools skip verification.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

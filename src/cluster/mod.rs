@@ -7,6 +7,10 @@
 //! `spec.http`. A failed `test` or a 409 is a [`Error::Conflict`] naming what changed;
 //! nothing is forced. Only idempotent reads are retried (429 and 5xx, bounded backoff).
 //!
+//! It also reads pods and deployments and deletes pods (with a grace period) for the
+//! pod experiments and probes, and turns an untrusted server certificate into a
+//! failure that says which CA file to set ([`ApiFailure::hint`]).
+//!
 //! Must not print: it returns values and errors; `cli` shows them.
 
 pub mod connect;

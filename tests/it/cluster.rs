@@ -1,6 +1,6 @@
 //! The cluster target against the fake API server (`common::fake_kube`): connection
 //! settings, guarded patches, conflicts, errors, `--wait` with signals, `status`,
-//! `recover`, `cluster check`, `pods kill`.
+//! `recover`, `cluster check`, `pods kill`, `Cluster::pods`/`deployments`, the TLS hint.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
