@@ -7,6 +7,8 @@
 //! then `~/.kube/config`, with `--context`; with none of those files, the in-cluster
 //! service account. TLS verification stays on unless `--insecure-skip-tls-verify`.
 //! Every error names the variable, flag or kubeconfig entry it came from.
+//! `KUBERNETES_HOST` without `KUBERNETES_CA_CERT_FILE` carries a [`tls_hint`], shown
+//! when the server certificate is not trusted: other chaos tools skip verification.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,6 +43,9 @@ pub struct Settings {
     pub user: String,
     pub namespace: String,
     pub warnings: Vec<String>,
+    /// What to tell the user when the server certificate turns out not to be trusted
+    /// (see [`tls_hint`]).
+    pub tls_hint: Option<String>,
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -184,6 +189,10 @@ fn from_env(
     if user.is_empty() {
         user.push("anonymous (no KUBERNETES_CERT_FILE/KEY_FILE or KUBERNETES_API_KEY)".into());
     }
+    let hint = config
+        .root_cert
+        .is_none()
+        .then(|| tls_hint(get("KUBERNETES_CERT_FILE").as_deref()));
     Ok(Settings {
         server: url,
         config,
@@ -191,7 +200,36 @@ fn from_env(
         user: user.join(" + "),
         namespace: "default".into(),
         warnings: Vec::new(),
+        tls_hint: hint,
     })
+}
+
+/// The hint for `KUBERNETES_HOST` without `KUBERNETES_CA_CERT_FILE` when the server
+/// certificate is not trusted: other chaos tools skip verification unless told, so
+/// their settings often lack the CA. With a minikube client certificate
+/// (`<X>/.minikube/profiles/<profile>/client.crt`) it names minikube's CA,
+/// `<X>/.minikube/ca.crt`, as a line to copy.
+pub fn tls_hint(cert_file: Option<&str>) -> String {
+    let mut hint = String::from(
+        "hint: KUBERNETES_HOST is set without KUBERNETES_CA_CERT_FILE, and no CA meshdrill trusts signed the API server certificate. meshdrill verifies TLS (chaostoolkit turns verification off unless KUBERNETES_VERIFY_SSL is set): set KUBERNETES_CA_CERT_FILE to the cluster's CA certificate",
+    );
+    match cert_file.and_then(minikube_ca) {
+        Some(ca) => hint.push_str(&format!(
+            ". The client certificate is minikube's; its CA is:\n  KUBERNETES_CA_CERT_FILE={}",
+            ca.display()
+        )),
+        None => hint.push_str(" (the certificate-authority of its kubeconfig entry)"),
+    }
+    hint
+}
+
+/// `<X>/.minikube/ca.crt` for a certificate at `<X>/.minikube/profiles/<profile>/…`.
+fn minikube_ca(cert_file: &str) -> Option<PathBuf> {
+    let profile_dir = Path::new(cert_file).parent()?;
+    let profiles = profile_dir.parent()?;
+    let minikube = profiles.parent()?;
+    (profiles.file_name()? == "profiles" && minikube.file_name()? == ".minikube")
+        .then(|| minikube.join("ca.crt"))
 }
 
 /// The kubeconfig files to read and the name of the setting that chose them.
@@ -303,6 +341,7 @@ async fn from_kubeconfig(
         config,
         origin,
         warnings: Vec::new(),
+        tls_hint: None,
     })
 }
 
@@ -326,6 +365,7 @@ fn in_cluster() -> Result<Settings, Error> {
         config,
         origin: "in-cluster service account (KUBERNETES_SERVICE_HOST)".into(),
         warnings: Vec::new(),
+        tls_hint: None,
     })
 }
 
@@ -394,6 +434,32 @@ mod tests {
         assert_eq!(s.namespace, "shop");
         assert!(s.user.contains("KUBERNETES_API_KEY"));
         assert!(!s.config.default_retry);
+    }
+
+    #[test]
+    fn tls_hint_names_the_variable_and_minikube_ca() {
+        let h = tls_hint(Some("/home/u/.minikube/profiles/minikube/client.crt"));
+        assert!(h.contains("meshdrill verifies TLS"), "{h}");
+        assert!(
+            h.contains("\n  KUBERNETES_CA_CERT_FILE=/home/u/.minikube/ca.crt"),
+            "{h}"
+        );
+        let other = tls_hint(Some("/home/u/.minikube/client.crt"));
+        assert!(other.contains("set KUBERNETES_CA_CERT_FILE"), "{other}");
+        assert!(!other.contains(".minikube/ca.crt"), "{other}");
+        assert_eq!(tls_hint(None), other);
+        assert_eq!(
+            minikube_ca("/x/.minikube/profiles/p2/client.crt"),
+            Some(PathBuf::from("/x/.minikube/ca.crt"))
+        );
+        assert_eq!(minikube_ca("/x/minikube/profiles/p2/client.crt"), None);
+    }
+
+    #[tokio::test]
+    async fn only_host_without_ca_gets_a_tls_hint() {
+        let env = env_of(&[("KUBERNETES_HOST", "127.0.0.1:6443")]);
+        let s = resolve(&ConnectOptions::default(), &env).await.expect("s");
+        assert!(s.tls_hint.is_some());
     }
 
     #[tokio::test]

@@ -7,9 +7,14 @@
 //! `spec.http`. A failed `test` or a 409 is a [`Error::Conflict`] naming what changed;
 //! nothing is forced. Only idempotent reads are retried (429 and 5xx, bounded backoff).
 //!
+//! It also reads pods and deployments and deletes pods (with a grace period) for the
+//! pod experiments and probes, and turns an untrusted server certificate into a
+//! failure that says which CA file to set ([`ApiFailure::hint`]).
+//!
 //! Must not print: it returns values and errors; `cli` shows them.
 
 pub mod connect;
+mod deployments;
 mod drill;
 mod pods;
 
@@ -18,8 +23,9 @@ use std::time::Duration;
 
 pub use crate::istio::{DrillInfo, owner_gone};
 pub use connect::ConnectOptions;
+pub use deployments::DeploymentInfo;
 pub use drill::{Applied, Cleared, VsApi};
-pub use pods::{AccessCheck, pick_victims};
+pub use pods::{AccessCheck, PodInfo, pick_victims};
 
 /// Writes serialized JSON as Go's encoding/json does: `<`, `>`, `&`, U+2028 and
 /// U+2029 as `\u` escapes. These characters occur only inside JSON strings, so the
@@ -130,6 +136,17 @@ pub enum Error {
         name: String,
         failure: Box<ApiFailure>,
     },
+    /// Reading deployments (one by name, or a list) failed.
+    #[error(
+        "cannot read deployments in {namespace}{}: {failure}",
+        deployment_scope(name.as_deref(), selector.as_deref())
+    )]
+    ListDeployments {
+        namespace: String,
+        name: Option<String>,
+        selector: Option<String>,
+        failure: Box<ApiFailure>,
+    },
     /// A SelfSubjectAccessReview failed.
     #[error("cannot review access to {verb} {resource}: {failure}")]
     AccessReview {
@@ -150,6 +167,7 @@ impl Error {
             | Error::MayStillApply { failure, .. }
             | Error::ListPods { failure, .. }
             | Error::DeletePod { failure, .. }
+            | Error::ListDeployments { failure, .. }
             | Error::AccessReview { failure, .. } => failure.status,
             _ => None,
         }
@@ -179,6 +197,16 @@ impl Error {
     }
 }
 
+/// ` (name x, selector "a=b")` for [`Error::ListDeployments`].
+fn deployment_scope(name: Option<&str>, selector: Option<&str>) -> String {
+    match (name, selector) {
+        (None, None) => String::new(),
+        (Some(n), None) => format!(" (name {n})"),
+        (None, Some(s)) => format!(" (selector {s:?})"),
+        (Some(n), Some(s)) => format!(" (name {n}, selector {s:?})"),
+    }
+}
+
 /// What the API server said (a `Status`), or why no answer came.
 #[derive(Debug, Clone)]
 pub struct ApiFailure {
@@ -192,6 +220,9 @@ pub struct ApiFailure {
     pub via: Option<String>,
     /// The `Status` causes (`field: message`), when the server gave any.
     pub causes: Vec<String>,
+    /// What to do about it, when meshdrill knows (e.g. which CA file to set when the
+    /// server certificate is not trusted).
+    pub hint: Option<String>,
 }
 
 impl fmt::Display for ApiFailure {
@@ -206,6 +237,9 @@ impl fmt::Display for ApiFailure {
         }
         if let Some(v) = &self.via {
             write!(f, " (connection settings from {v})")?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, "\n{h}")?;
         }
         Ok(())
     }
@@ -237,6 +271,7 @@ impl ApiFailure {
                         }
                     })
                     .collect(),
+                hint: None,
             },
             other => {
                 let mut msg = other.to_string();
@@ -255,6 +290,7 @@ impl ApiFailure {
                     message: msg,
                     via: Some(via.to_string()),
                     causes: Vec::new(),
+                    hint: None,
                 }
             }
         }
@@ -264,6 +300,29 @@ impl ApiFailure {
     fn maybe_conflict(&self) -> bool {
         matches!(self.status, Some(409 | 422))
     }
+}
+
+/// The server certificate was not trusted (signed by no CA meshdrill was given): a
+/// rustls `UnknownIssuer` or `BadSignature` anywhere in
+/// the chain (an `io::Error` is looked into, since its `source()` skips what it wraps).
+/// A name mismatch or an expired certificate is not: another CA would not fix it.
+fn untrusted_server_cert(e: &kube::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer | rustls::CertificateError::BadSignature,
+        )) = s.downcast_ref::<rustls::Error>()
+        {
+            return true;
+        }
+        src = match s.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|i| i as &(dyn std::error::Error + 'static)),
+            None => s.source(),
+        };
+    }
+    false
 }
 
 /// Retryable for an idempotent read: 429, 5xx, or a transport timeout/reset.
@@ -326,12 +385,23 @@ pub struct Cluster {
     pub namespace: String,
     /// Things the user should know (e.g. TLS verification off).
     pub warnings: Vec<String>,
+    /// Added to a failure whose cause is an untrusted server certificate.
+    tls_hint: Option<String>,
 }
 
 impl Cluster {
     /// Reads the settings and builds a client (no request is sent yet).
     pub async fn connect(opts: &ConnectOptions) -> Result<Self, Error> {
-        let s = connect::resolve(opts, &|k| std::env::var(k).ok()).await?;
+        Self::connect_with(opts, &|k| std::env::var(k).ok()).await
+    }
+
+    /// [`Cluster::connect`] with the variables looked up by `env` instead of the
+    /// process environment (e.g. experiment secrets first, then the environment).
+    pub async fn connect_with(
+        opts: &ConnectOptions,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, Error> {
+        let s = connect::resolve(opts, env).await?;
         let client = kube::Client::try_from(s.config).map_err(|e| Error::Settings {
             origin: s.origin.clone(),
             reason: format!(
@@ -346,11 +416,16 @@ impl Cluster {
             user: s.user,
             namespace: s.namespace,
             warnings: s.warnings,
+            tls_hint: s.tls_hint,
         })
     }
 
     fn failure(&self, e: &kube::Error) -> Box<ApiFailure> {
-        Box::new(ApiFailure::from_kube(e, &self.origin))
+        let mut f = ApiFailure::from_kube(e, &self.origin);
+        if untrusted_server_cert(e) {
+            f.hint = self.tls_hint.clone();
+        }
+        Box::new(f)
     }
 }
 

@@ -1,4 +1,11 @@
 //! Pods (the terminate-pod experiment) and access reviews (`cluster check`).
+//!
+//! [`Cluster::pods`] lists pods as the API server returns them — its order, terminating
+//! and pending pods included — for callers that choose victims themselves (chaosk8s'
+//! `terminate_pods` has no phase filter); [`Cluster::list_pods`] is the meshdrill view
+//! (running names only).
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
@@ -16,6 +23,43 @@ pub struct AccessCheck {
     pub allowed: bool,
     /// The authorizer's reason (or denial), when it gave one.
     pub reason: String,
+}
+
+/// One pod as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    pub name: String,
+    pub namespace: String,
+    /// `status.phase` (`Pending`, `Running`, `Succeeded`, `Failed`, `Unknown`); empty
+    /// when the server gave none.
+    pub phase: String,
+    /// `metadata.creationTimestamp`.
+    pub created: Option<jiff::Timestamp>,
+    /// `metadata.deletionTimestamp` is set: the pod is terminating.
+    pub deleting: bool,
+    /// The `Ready` condition is `True`.
+    pub ready: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl PodInfo {
+    fn from_pod(p: Pod, ns: &str) -> Option<Self> {
+        let meta = p.metadata;
+        let status = p.status.unwrap_or_default();
+        Some(Self {
+            name: meta.name?,
+            namespace: meta.namespace.unwrap_or_else(|| ns.to_string()),
+            phase: status.phase.unwrap_or_default(),
+            created: meta.creation_timestamp.map(|t| t.0),
+            deleting: meta.deletion_timestamp.is_some(),
+            ready: status
+                .conditions
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True"),
+            labels: meta.labels.unwrap_or_default(),
+        })
+    }
 }
 
 /// Chooses which of `candidates` to kill: `count` of them, or `percent` (rounded up,
@@ -42,29 +86,64 @@ pub fn pick_victims(
 }
 
 impl Cluster {
-    /// Pods in `ns` matching `selector` that are not already terminating.
-    pub async fn list_pods(&self, ns: &str, selector: &str) -> Result<Vec<String>, Error> {
+    /// Pods in `ns` matching `label_selector` (every pod when `None`), in the order the
+    /// API server lists them, terminating and pending pods included. The selector is
+    /// passed to the server as is: a malformed one is its 400 (no client-side parse).
+    pub async fn pods(
+        &self,
+        ns: &str,
+        label_selector: Option<&str>,
+    ) -> Result<Vec<PodInfo>, Error> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        let lp = ListParams::default().labels(selector);
+        let mut lp = ListParams::default();
+        if let Some(sel) = label_selector {
+            lp = lp.labels(sel);
+        }
         let list = read_with_retry(|| api.list(&lp))
             .await
             .map_err(|e| Error::ListPods {
                 namespace: ns.into(),
-                selector: selector.into(),
+                selector: label_selector.unwrap_or_default().into(),
                 failure: self.failure(&e),
             })?;
         Ok(list
             .items
             .into_iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .filter_map(|p| p.metadata.name)
+            .filter_map(|p| PodInfo::from_pod(p, ns))
             .collect())
     }
 
-    /// Deletes one pod (its controller starts a new one); never retried.
+    /// Names of the pods in `ns` matching `selector` that are not already terminating.
+    pub async fn list_pods(&self, ns: &str, selector: &str) -> Result<Vec<String>, Error> {
+        Ok(self
+            .pods(ns, Some(selector))
+            .await?
+            .into_iter()
+            .filter(|p| !p.deleting)
+            .map(|p| p.name)
+            .collect())
+    }
+
+    /// Deletes one pod with its own grace period (its controller starts a new one);
+    /// never retried.
     pub async fn delete_pod(&self, ns: &str, name: &str) -> Result<(), Error> {
+        self.delete_pod_grace(ns, name, None).await
+    }
+
+    /// Deletes one pod, waiting `grace_seconds` for it to stop (`Some(0)`: at once),
+    /// or its own `terminationGracePeriodSeconds` when `None`; never retried.
+    pub async fn delete_pod_grace(
+        &self,
+        ns: &str,
+        name: &str,
+        grace_seconds: Option<u32>,
+    ) -> Result<(), Error> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        api.delete(name, &DeleteParams::default())
+        let dp = DeleteParams {
+            grace_period_seconds: grace_seconds,
+            ..DeleteParams::default()
+        };
+        api.delete(name, &dp)
             .await
             .map(|_| ())
             .map_err(|e| Error::DeletePod {

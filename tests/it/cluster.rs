@@ -1,6 +1,6 @@
 //! The cluster target against the fake API server (`common::fake_kube`): connection
 //! settings, guarded patches, conflicts, errors, `--wait` with signals, `status`,
-//! `recover`, `cluster check`, `pods kill`.
+//! `recover`, `cluster check`, `pods kill`, `Cluster::pods`/`deployments`, the TLS hint.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -1558,4 +1558,323 @@ fn the_preflight_sees_what_the_steps_would_do_on_every_path() {
         essence(&kube.vs("default", "reviews").expect("vs")),
         essence(&before)
     );
+}
+
+// === pods(), deployments(), and the TLS hint ===
+
+/// Runs `f` with a [`Cluster`] connected in-process to the fake (token auth, its CA).
+fn with_cluster<F, Fut>(kube: &FakeKube, f: F)
+where
+    F: FnOnce(meshdrill::cluster::Cluster) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let url = kube.url();
+    let ca = kube.ca_file.display().to_string();
+    let env = move |k: &str| match k {
+        "KUBERNETES_HOST" => Some(url.clone()),
+        "KUBERNETES_CA_CERT_FILE" => Some(ca.clone()),
+        "KUBERNETES_API_KEY" => Some(FakeKube::TOKEN.to_string()),
+        _ => None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let c = meshdrill::cluster::Cluster::connect_with(
+            &meshdrill::cluster::ConnectOptions::default(),
+            &env,
+        )
+        .await
+        .expect("connect");
+        f(c).await;
+    });
+}
+
+fn seed_pods(kube: &FakeKube) {
+    // Names sort differently from creation times, so API order is not age order.
+    let pods = [
+        (
+            "web-a",
+            json!({"app": "web", "tier": "front"}),
+            "Running",
+            "2026-01-03T00:00:00Z",
+        ),
+        (
+            "web-b",
+            json!({"app": "web", "tier": "back"}),
+            "Pending",
+            "2026-01-01T00:00:00Z",
+        ),
+        (
+            "web-c",
+            json!({"app": "web"}),
+            "Running",
+            "2026-01-02T00:00:00Z",
+        ),
+        (
+            "db-0",
+            json!({"app": "db", "tier": "back"}),
+            "Running",
+            "2025-12-01T00:00:00Z",
+        ),
+    ];
+    for (name, labels, phase, created) in pods {
+        kube.add_pod_with("shop", name, labels, phase, created);
+    }
+    kube.mark_terminating("shop", "web-c");
+    kube.add_pod("other", "web-z", json!({"app": "web"}));
+}
+
+#[test]
+fn pods_lists_in_api_order_with_phase_age_and_terminating_pods() {
+    let kube = FakeKube::start();
+    seed_pods(&kube);
+    with_cluster(&kube, |c| async move {
+        let all = c.pods("shop", None).await.expect("pods");
+        let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["db-0", "web-a", "web-b", "web-c"],
+            "API order, all phases"
+        );
+        let b = &all[2];
+        assert_eq!(
+            (b.phase.as_str(), b.ready, b.deleting),
+            ("Pending", false, false)
+        );
+        assert_eq!(b.created, Some("2026-01-01T00:00:00Z".parse().expect("ts")));
+        assert_eq!(b.namespace, "shop");
+        assert_eq!(b.labels.get("tier").map(String::as_str), Some("back"));
+        assert!(all[3].deleting, "terminating pods are listed");
+        assert!(all[1].ready);
+
+        let sel = |s: &'static str| {
+            let c = &c;
+            async move {
+                c.pods("shop", Some(s))
+                    .await
+                    .expect(s)
+                    .into_iter()
+                    .map(|p| p.name)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(sel("app=web").await, ["web-a", "web-b", "web-c"]);
+        assert_eq!(sel("app==web,tier!=back").await, ["web-a", "web-c"]);
+        assert_eq!(
+            sel("tier in (front, back)").await,
+            ["db-0", "web-a", "web-b"]
+        );
+        assert_eq!(sel("tier notin (back)").await, ["web-a", "web-c"]);
+        assert_eq!(sel("tier").await, ["db-0", "web-a", "web-b"]);
+        assert_eq!(sel("!tier").await, ["web-c"]);
+        assert!(sel("app=nope").await.is_empty());
+        // the old view: running names only, terminating pods left out
+        assert_eq!(
+            c.list_pods("shop", "app=web").await.expect("list"),
+            ["web-a", "web-b"]
+        );
+
+        let err = c
+            .pods("shop", Some("app=web,"))
+            .await
+            .expect_err("bad selector");
+        assert_eq!(err.status(), Some(400), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("cannot list pods in shop"), "{msg}");
+        assert!(msg.contains("HTTP 400 BadRequest"), "{msg}");
+    });
+}
+
+#[test]
+fn delete_pod_grace_sends_the_grace_period() {
+    use crate::common::fake_kube::PodDeletion;
+    let kube = FakeKube::start();
+    seed_pods(&kube);
+    with_cluster(&kube, |c| async move {
+        c.delete_pod_grace("shop", "web-a", Some(0))
+            .await
+            .expect("delete");
+        c.delete_pod_grace("shop", "web-b", Some(7))
+            .await
+            .expect("delete");
+        c.delete_pod("shop", "db-0").await.expect("delete");
+        let err = c
+            .delete_pod_grace("shop", "web-a", Some(1))
+            .await
+            .expect_err("gone");
+        assert_eq!(err.status(), Some(404), "{err}");
+    });
+    let d = |name: &str, g: Option<i64>| PodDeletion {
+        namespace: "shop".into(),
+        name: name.into(),
+        grace_period_seconds: g,
+    };
+    assert_eq!(
+        kube.pod_deletions(),
+        [d("web-a", Some(0)), d("web-b", Some(7)), d("db-0", None)]
+    );
+    assert_eq!(kube.pods("shop"), ["web-c"]);
+
+    // The fake also reads `?gracePeriodSeconds=` when there is no body, as the apiserver does.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let client = kube_client(&kube);
+        let req = http::Request::delete("/api/v1/namespaces/shop/pods/web-c?gracePeriodSeconds=5")
+            .body(Vec::new())
+            .expect("request");
+        client
+            .request::<serde_json::Value>(req)
+            .await
+            .expect("DELETE with a query");
+    });
+    assert_eq!(kube.pod_deletions().last(), Some(&d("web-c", Some(5))));
+}
+
+#[test]
+fn deployments_by_name_and_selector() {
+    use crate::common::fake_kube::DeploymentSeed;
+    let kube = FakeKube::start();
+    let seed =
+        |name: &str, labels: Value, replicas: Option<i32>, avail: i32, cond: Option<bool>| {
+            DeploymentSeed {
+                name: name.into(),
+                labels,
+                replicas,
+                available: avail,
+                ready: avail,
+                updated: avail,
+                available_condition: cond,
+            }
+        };
+    kube.add_deployment(
+        "shop",
+        seed("web", json!({"app": "web"}), Some(3), 3, Some(true)),
+    );
+    kube.add_deployment(
+        "shop",
+        seed(
+            "api",
+            json!({"app": "api", "tier": "back"}),
+            Some(2),
+            0,
+            Some(false),
+        ),
+    );
+    kube.add_deployment(
+        "shop",
+        seed("batch", json!({"app": "batch"}), None, 0, None),
+    );
+    kube.add_deployment(
+        "other",
+        seed("web", json!({"app": "web"}), Some(1), 1, Some(true)),
+    );
+    with_cluster(&kube, |c| async move {
+        let all = c.deployments("shop", None, None).await.expect("list");
+        let names: Vec<&str> = all.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["api", "batch", "web"]);
+        let api = &all[0];
+        assert_eq!(
+            (
+                api.replicas,
+                api.available,
+                api.ready,
+                api.updated,
+                api.available_condition
+            ),
+            (2, 0, 0, 0, Some(false))
+        );
+        assert_eq!(api.labels.get("tier").map(String::as_str), Some("back"));
+        assert_eq!(
+            (all[1].replicas, all[1].available_condition),
+            (1, None),
+            "defaults"
+        );
+
+        let web = c.deployments("shop", Some("web"), None).await.expect("get");
+        assert_eq!(web.len(), 1);
+        assert_eq!(
+            (
+                web[0].namespace.as_str(),
+                web[0].available,
+                web[0].available_condition
+            ),
+            ("shop", 3, Some(true))
+        );
+        assert!(
+            c.deployments("shop", Some("nope"), None)
+                .await
+                .expect("404")
+                .is_empty()
+        );
+        let sel = c
+            .deployments("shop", None, Some("app in (web,api)"))
+            .await
+            .expect("sel");
+        assert_eq!(
+            sel.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+            ["api", "web"]
+        );
+        assert!(
+            c.deployments("shop", Some("web"), Some("app=api"))
+                .await
+                .expect("both")
+                .is_empty()
+        );
+        let err = c
+            .deployments("shop", None, Some("app in ()"))
+            .await
+            .expect_err("bad");
+        assert_eq!(err.status(), Some(400), "{err}");
+        assert!(
+            err.to_string()
+                .contains("cannot read deployments in shop (selector"),
+            "{err}"
+        );
+    });
+}
+
+/// Settings as chaostoolkit users have them for minikube: KUBERNETES_HOST and the
+/// profile's client certificate, no CA. meshdrill verifies TLS, so it fails — and says
+/// which CA file to set.
+#[test]
+fn minikube_without_a_ca_file_names_the_ca_to_set() {
+    let kube = FakeKube::start();
+    kube.put_vs(reviews("default"));
+    let home = tempfile::tempdir().expect("tmp");
+    let mk = home.path().join(".minikube");
+    let profile = mk.join("profiles").join("minikube");
+    std::fs::create_dir_all(&profile).expect("mkdir");
+    std::fs::copy(&kube.ca_file, mk.join("ca.crt")).expect("ca");
+    std::fs::copy(&kube.client_cert_file, profile.join("client.crt")).expect("crt");
+    std::fs::copy(&kube.client_key_file, profile.join("client.key")).expect("key");
+
+    let mut c = meshdrill();
+    c.env("KUBERNETES_HOST", kube.url())
+        .env("KUBERNETES_CERT_FILE", profile.join("client.crt"))
+        .env("KUBERNETES_KEY_FILE", profile.join("client.key"))
+        .env("HOME", home.path())
+        .env_remove("KUBERNETES_CA_CERT_FILE")
+        .env_remove("KUBERNETES_API_KEY")
+        .args(["status"]);
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 3, "{err}");
+    let line = format!("KUBERNETES_CA_CERT_FILE={}", mk.join("ca.crt").display());
+    assert!(err.contains(&line), "{err}");
+    assert!(err.contains("meshdrill verifies TLS"), "{err}");
+
+    c.env("KUBERNETES_CA_CERT_FILE", mk.join("ca.crt"));
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 0, "{err}");
+
+    // A CA file that is set but wrong gets no minikube hint: it names the file in use.
+    c.env("KUBERNETES_CA_CERT_FILE", &kube.wrong_ca_file);
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 3, "{err}");
+    assert!(!err.contains(&line), "{err}");
 }

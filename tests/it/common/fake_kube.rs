@@ -6,8 +6,11 @@
 //! `/apis`, `/apis/networking.istio.io[/<v>]` with configurable versions), stores
 //! VirtualServices with a resourceVersion and implements GET, LIST (namespaced and
 //! all namespaces), POST, PUT, DELETE and JSON Patch (`application/json-patch+json`,
-//! applied with the json-patch crate, `test` ops included), plus pods (list by label,
-//! delete) and SelfSubjectAccessReview. Errors carry the `Status` bodies the real
+//! applied with the json-patch crate, `test` ops included), plus pods (list with a
+//! `labelSelector` parsed and matched as the apiserver does — a malformed one is a 400
+//! — and delete with a grace period from `?gracePeriodSeconds=` or a DeleteOptions
+//! body, recorded per deletion), apps/v1 deployments (list by label, get) and
+//! SelfSubjectAccessReview. Errors carry the `Status` bodies the real
 //! kube-apiserver sends (k8s.io/apimachinery/pkg/api/errors, and
 //! apiserver/pkg/endpoints/handlers/patch.go: a failed JSON-patch op is
 //! `NewGenericServerResponse(422, ...)`: reason Invalid, a generic message, empty details).
@@ -21,7 +24,9 @@
 //!
 //! Hooks: [`FakeKube::fail_next`], [`FakeKube::forbid`], [`FakeKube::edit_vs`] (a change
 //! behind meshdrill's back), [`FakeKube::delete_before_next`], [`FakeKube::requests`]
-//! (what was sent).
+//! (what was sent). Seeding: [`FakeKube::add_pod`], [`FakeKube::add_pod_with`] (phase
+//! and creation time), [`FakeKube::mark_terminating`], [`FakeKube::add_deployment`];
+//! [`FakeKube::pod_deletions`] lists the grace period of each pod deletion.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,6 +42,8 @@ use hyper::{Request, Response, StatusCode};
 use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
+use super::label_selector::Selector;
+
 const GROUP: &str = "networking.istio.io";
 const GR: &str = "virtualservices.networking.istio.io";
 
@@ -47,6 +54,29 @@ pub enum Auth {
     Cert,
     /// `KUBERNETES_API_KEY`.
     Token,
+}
+
+/// One pod deletion as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodDeletion {
+    pub namespace: String,
+    pub name: String,
+    /// The grace period asked for (`None`: the pod's own).
+    pub grace_period_seconds: Option<i64>,
+}
+
+/// A deployment to seed with [`FakeKube::add_deployment`].
+#[derive(Debug, Clone)]
+pub struct DeploymentSeed {
+    pub name: String,
+    pub labels: Value,
+    /// `spec.replicas`; `None` leaves it unset.
+    pub replicas: Option<i32>,
+    pub available: i32,
+    pub ready: i32,
+    pub updated: i32,
+    /// The `Available` condition (`None`: no such condition).
+    pub available_condition: Option<bool>,
 }
 
 /// One request as received.
@@ -80,6 +110,8 @@ struct State {
     versions: Vec<String>,
     vs: BTreeMap<(String, String), Value>,
     pods: BTreeMap<(String, String), Value>,
+    pod_deletions: Vec<PodDeletion>,
+    deployments: BTreeMap<(String, String), Value>,
     rv: u64,
     fail_next: Vec<Failing>,
     forbidden: BTreeSet<String>,
@@ -412,13 +444,68 @@ impl FakeKube {
         self.lock().forbidden.insert(verb.to_string());
     }
 
-    /// Adds a running pod with these labels.
+    /// Adds a running, ready pod with these labels (created 2026-01-01T00:00:00Z).
     pub fn add_pod(&self, ns: &str, name: &str, labels: Value) {
+        self.add_pod_with(ns, name, labels, "Running", "2026-01-01T00:00:00Z");
+    }
+
+    /// Adds a pod in `phase` (`Running` pods are ready, others not) created at
+    /// `created` (RFC 3339).
+    pub fn add_pod_with(&self, ns: &str, name: &str, labels: Value, phase: &str, created: &str) {
         let mut st = self.lock();
         let rv = st.next_rv();
+        let ready = if phase == "Running" { "True" } else { "False" };
         st.pods.insert(
             (ns.into(), name.into()),
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": labels, "resourceVersion": rv, "uid": format!("uid-pod-{name}")}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}, "status": {"phase": "Running"}}),
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": name, "namespace": ns, "labels": labels, "resourceVersion": rv,
+                                "uid": format!("uid-pod-{name}"), "creationTimestamp": created},
+                   "spec": {"containers": [{"name": "app", "image": "app:1"}], "terminationGracePeriodSeconds": 30},
+                   "status": {"phase": phase, "conditions": [{"type": "Ready", "status": ready}]}}),
+        );
+    }
+
+    /// Marks a pod as terminating (a deletion under way: `deletionTimestamp` set).
+    pub fn mark_terminating(&self, ns: &str, name: &str) {
+        let mut st = self.lock();
+        let rv = st.next_rv();
+        let p = st
+            .pods
+            .get_mut(&(ns.to_string(), name.to_string()))
+            .expect("pod to mark");
+        p["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:10:00Z");
+        p["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+        p["metadata"]["resourceVersion"] = json!(rv);
+    }
+
+    /// Every pod deletion so far, in order.
+    pub fn pod_deletions(&self) -> Vec<PodDeletion> {
+        self.lock().pod_deletions.clone()
+    }
+
+    /// Adds an apps/v1 Deployment in `ns`.
+    pub fn add_deployment(&self, ns: &str, d: DeploymentSeed) {
+        let mut st = self.lock();
+        let rv = st.next_rv();
+        let mut spec = json!({"selector": {"matchLabels": d.labels.clone()},
+                              "template": {"metadata": {"labels": d.labels.clone()},
+                                           "spec": {"containers": [{"name": "app", "image": "app:1"}]}}});
+        if let Some(r) = d.replicas {
+            spec["replicas"] = json!(r);
+        }
+        let mut status = json!({"observedGeneration": 1, "availableReplicas": d.available,
+                                "readyReplicas": d.ready, "updatedReplicas": d.updated});
+        if let Some(a) = d.available_condition {
+            status["conditions"] = json!([{"type": "Available", "status": if a { "True" } else { "False" },
+                                           "reason": if a { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" }}]);
+        }
+        st.deployments.insert(
+            (ns.into(), d.name.clone()),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": d.name, "namespace": ns, "labels": d.labels, "resourceVersion": rv,
+                                "uid": format!("uid-deploy-{ns}-{}", d.name), "generation": 1,
+                                "creationTimestamp": "2026-01-01T00:00:00Z"},
+                   "spec": spec, "status": status}),
         );
     }
 
@@ -633,12 +720,85 @@ fn istio_group(versions: &[String]) -> Value {
 
 fn group_list(versions: &[String]) -> Value {
     let mut groups = vec![
+        apps_group(),
         json!({"name": "authorization.k8s.io", "versions": [{"groupVersion": "authorization.k8s.io/v1", "version": "v1"}], "preferredVersion": {"groupVersion": "authorization.k8s.io/v1", "version": "v1"}}),
     ];
     if !versions.is_empty() {
         groups.push(istio_group(versions));
     }
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+fn apps_group() -> Value {
+    json!({"name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}], "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}})
+}
+
+fn apps_resources() -> Value {
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1", "resources": [
+        {"name": "deployments", "singularName": "deployment", "namespaced": true, "kind": "Deployment",
+         "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+         "shortNames": ["deploy"], "categories": ["all"]}
+    ]})
+}
+
+/// The 400 kube-apiserver answers for a `labelSelector` it cannot parse.
+fn bad_selector(message: &str) -> Resp {
+    status(400, "BadRequest", message, None)
+}
+
+/// Items of `objects` in `ns` matching `selector`, in key (name) order as etcd lists.
+fn select(
+    objects: &BTreeMap<(String, String), Value>,
+    ns: &str,
+    selector: Option<&str>,
+) -> Result<Vec<Value>, Box<Resp>> {
+    let sel = match selector.map(Selector::parse) {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => return Err(Box::new(bad_selector(&e))),
+    };
+    Ok(objects
+        .iter()
+        .filter(|((n, _), o)| n == ns && sel.as_ref().is_none_or(|s| s.matches_object(o)))
+        .map(|(_, o)| o.clone())
+        .collect())
+}
+
+/// The grace period of a DELETE: a DeleteOptions body when there is one (as the
+/// apiserver reads it), else `?gracePeriodSeconds=`.
+fn grace_period(body: &[u8], query: Option<&str>) -> Result<Option<i64>, Box<Resp>> {
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let Ok(opts) = serde_json::from_slice::<Value>(body) else {
+            return Err(Box::new(status(
+                400,
+                "BadRequest",
+                "the body of the request was not a valid DeleteOptions",
+                None,
+            )));
+        };
+        return match opts.get("gracePeriodSeconds") {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_i64().map(Some).ok_or_else(|| {
+                Box::new(status(
+                    400,
+                    "BadRequest",
+                    &format!("json: cannot unmarshal {v} into Go struct field DeleteOptions.gracePeriodSeconds of type int64"),
+                    None,
+                ))
+            }),
+        };
+    }
+    match query {
+        None => Ok(None),
+        Some(q) => q.parse::<i64>().map(Some).map_err(|_| {
+            Box::new(status(
+                400,
+                "BadRequest",
+                &format!("strconv.ParseInt: parsing {q:?}: invalid syntax"),
+                None,
+            ))
+        }),
+    }
 }
 
 fn istio_resources(v: &str) -> Value {
@@ -672,24 +832,6 @@ fn query(req: &Request<hyper::body::Incoming>, key: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-fn labels_match(obj: &Value, selector: &str) -> bool {
-    selector
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .all(|term| {
-            let label = |k: &str| obj.pointer("/metadata/labels").and_then(|l| l.get(k));
-            if let Some((k, v)) = term.split_once("!=") {
-                label(k.trim()).and_then(Value::as_str) != Some(v.trim())
-            } else if let Some((k, v)) = term.split_once('=') {
-                let v = v.trim_start_matches('=');
-                label(k.trim()).and_then(Value::as_str) == Some(v.trim())
-            } else {
-                label(term).is_some()
-            }
-        })
-}
-
 fn with_version(mut obj: Value, v: &str) -> Value {
     obj["apiVersion"] = json!(format!("{GROUP}/{v}"));
     obj["kind"] = json!("VirtualService");
@@ -717,6 +859,7 @@ async fn handle(
         .unwrap_or("127.0.0.1")
         .to_string();
     let label_selector = query(&req, "labelSelector");
+    let grace_query = query(&req, "gracePeriodSeconds");
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return status(400, "BadRequest", "cannot read the request body", None),
@@ -796,6 +939,8 @@ async fn handle(
     if is_resource && st.forbidden.contains(verb) {
         let (resource, group) = if seg[0] == "api" {
             ("pods", "")
+        } else if seg[1] == "apps" {
+            ("deployments", "apps")
         } else {
             ("virtualservices", GROUP)
         };
@@ -834,14 +979,10 @@ async fn handle(
             ],
         ) => access_review(&st, &user, &body),
         ("GET", ["api", "v1", "namespaces", ns, "pods"]) => {
-            let items: Vec<Value> = st
-                .pods
-                .iter()
-                .filter(|((n, _), p)| {
-                    n == ns && label_selector.as_deref().is_none_or(|s| labels_match(p, s))
-                })
-                .map(|(_, p)| p.clone())
-                .collect();
+            let items = match select(&st.pods, ns, label_selector.as_deref()) {
+                Ok(items) => items,
+                Err(resp) => return *resp,
+            };
             let rv = st.rv.to_string();
             reply(
                 200,
@@ -855,13 +996,46 @@ async fn handle(
             }
         }
         ("DELETE", ["api", "v1", "namespaces", ns, "pods", name]) => {
+            let grace = match grace_period(&body, grace_query.as_deref()) {
+                Ok(g) => g,
+                Err(resp) => return *resp,
+            };
             match st.pods.remove(&(ns.to_string(), name.to_string())) {
                 Some(mut p) => {
+                    st.pod_deletions.push(PodDeletion {
+                        namespace: ns.to_string(),
+                        name: name.to_string(),
+                        grace_period_seconds: grace,
+                    });
                     p["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-                    p["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+                    p["metadata"]["deletionGracePeriodSeconds"] = json!(grace.unwrap_or(30));
                     reply(200, &p)
                 }
                 None => not_found("pods", "", name),
+            }
+        }
+        ("GET", ["apis", "apps"]) => {
+            let mut g = apps_group();
+            g["kind"] = json!("APIGroup");
+            g["apiVersion"] = json!("v1");
+            reply(200, &g)
+        }
+        ("GET", ["apis", "apps", "v1"]) => reply(200, &apps_resources()),
+        ("GET", ["apis", "apps", "v1", "namespaces", ns, "deployments"]) => {
+            let items = match select(&st.deployments, ns, label_selector.as_deref()) {
+                Ok(items) => items,
+                Err(resp) => return *resp,
+            };
+            let rv = st.rv.to_string();
+            reply(
+                200,
+                &json!({"kind": "DeploymentList", "apiVersion": "apps/v1", "metadata": {"resourceVersion": rv}, "items": items}),
+            )
+        }
+        ("GET", ["apis", "apps", "v1", "namespaces", ns, "deployments", name]) => {
+            match st.deployments.get(&(ns.to_string(), name.to_string())) {
+                Some(d) => reply(200, d),
+                None => not_found("deployments", "apps", name),
             }
         }
         _ => no_route(),
