@@ -118,7 +118,8 @@ pub enum Command {
     Pods(cluster::PodsCommand),
     /// Check manifests with Istio's validation rules.
     Validate(validate::ValidateArgs),
-    /// Run a drill from a scenario file: steady state, faults, SLO verdicts, rollback.
+    /// Run a drill from a scenario file (steady state, faults, SLO verdicts, rollback), or a
+    /// chaostoolkit experiment file unchanged.
     Run(run::RunArgs),
     /// Run a whole drill on a local mesh, with no setup.
     Demo(demo::DemoArgs),

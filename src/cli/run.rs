@@ -42,7 +42,13 @@ pub enum Strategy {
 violated (or a step that expects a breach saw none, or a stop condition fired, or the steady \
 state did not hold), 2 usage or input error (file:line: field), 3 target error (cluster, \
 Envoy, network) or a rollback that did not complete, 4 inconclusive (the sample cannot tell; \
-the output says how many requests would), 130 interrupted (after the rollback)."
+the output says how many requests would), 130 interrupted (after the rollback).
+
+Experiment files (chaostoolkit): 0 the steady state held, 1 it did not hold before the method \
+(nothing was injected) or deviated after it, 2 input error (file:line: field, an unknown python \
+function, a missing configuration variable), 3 an action failed (403, 404, no route or pod \
+matched, PATCH rejected) or the clean-up failed, 130 interrupted (after the rollbacks). Whatever \
+the rollbacks leave changed, meshdrill undoes at the end (unless --keep-faults)."
 )]
 pub struct RunArgs {
     /// The scenario file (`kind: Scenario`), or a chaostoolkit experiment file
@@ -59,10 +65,11 @@ pub struct RunArgs {
     pub cluster: bool,
     #[command(flatten)]
     pub conn: ConnArgs,
-    /// Namespace of the VirtualServices on a cluster (default: the scenario's, else the context's).
+    /// Scenario files: namespace of the VirtualServices on a cluster (default: the
+    /// scenario's, else the context's). An experiment's actions name theirs (`ns`).
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
-    /// What {ingress} in load URLs stands for on a cluster (HOST:PORT).
+    /// Scenario files: what {ingress} in load URLs stands for on a cluster (HOST:PORT).
     #[arg(long, value_name = "HOST:PORT")]
     pub ingress: Option<String>,
     /// When the file's `rollbacks` run (meshdrill's own changes are undone anyway).
@@ -93,7 +100,8 @@ pub struct RunArgs {
     /// default everything it changed is undone, whatever the rollbacks did).
     #[arg(long)]
     pub keep_faults: bool,
-    /// Print the plan and every patch; touch nothing (a mesh file is not started).
+    /// Scenario files: print the plan and every patch; touch nothing (a mesh file is not
+    /// started).
     #[arg(long)]
     pub dry_run: bool,
     /// Write the journal (JSON: phases, patches, SLO results, series, verdict; for an
@@ -109,7 +117,7 @@ pub struct RunArgs {
     /// The Envoy binary for a local mesh.
     #[arg(long, value_name = "PATH")]
     pub envoy: Option<PathBuf>,
-    /// Print every second of the background load.
+    /// Scenario files: print every second of the background load.
     #[arg(long)]
     pub intervals: bool,
 }

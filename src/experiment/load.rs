@@ -435,17 +435,17 @@ impl P<'_> {
             }
         }
         let hyp_raw = top.get("steady-state-hypothesis");
-        if let Some(h) = hyp_raw {
-            if let Some(Value::Array(ps)) = h.get("probes") {
-                for (i, a) in ps.iter().enumerate() {
-                    if a.get("ref").is_none()
-                        && let Some(n) = a.get("name").and_then(Value::as_str)
-                    {
-                        cache.insert(
-                            n.to_string(),
-                            (format!("/steady-state-hypothesis/probes/{i}"), a.clone()),
-                        );
-                    }
+        if let Some(h) = hyp_raw
+            && let Some(Value::Array(ps)) = h.get("probes")
+        {
+            for (i, a) in ps.iter().enumerate() {
+                if a.get("ref").is_none()
+                    && let Some(n) = a.get("name").and_then(Value::as_str)
+                {
+                    cache.insert(
+                        n.to_string(),
+                        (format!("/steady-state-hypothesis/probes/{i}"), a.clone()),
+                    );
                 }
             }
         }

@@ -1195,20 +1195,25 @@ async fn cluster_pods(
     ns: &str,
     selector: Option<&str>,
 ) -> Result<Vec<Pod>, String> {
-    // MERGE: use Cluster::pods with phases, creation times and labels.
-    let names = c
+    let pods = c
         .cluster
-        .list_pods(ns, selector.unwrap_or(""))
+        .pods(ns, selector)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(names
+    Ok(pods
         .into_iter()
-        .map(|name| Pod {
-            name,
-            phase: "Running".into(),
-            created: None,
-            ready: true,
-            labels: Default::default(),
+        .map(|p| Pod {
+            // A terminating pod is a candidate (chaosk8s has no phase filter), but it
+            // is not running.
+            phase: if p.deleting && p.phase == "Running" {
+                "Terminating".into()
+            } else {
+                p.phase
+            },
+            name: p.name,
+            created: p.created,
+            ready: p.ready,
+            labels: p.labels,
             replica: None,
         })
         .collect())
@@ -1218,19 +1223,33 @@ async fn cluster_delete(
     c: &crate::target::ClusterTarget,
     ns: &str,
     name: &str,
-    _grace: Option<u32>,
+    grace: Option<u32>,
 ) -> Result<(), String> {
     c.cluster
-        .delete_pod(ns, name)
+        .delete_pod_grace(ns, name, grace)
         .await
         .map_err(|e| e.to_string())
 }
 
 async fn cluster_deployments(
-    _c: &crate::target::ClusterTarget,
-    _ns: &str,
+    c: &crate::target::ClusterTarget,
+    ns: &str,
 ) -> Result<Vec<Deployment>, String> {
-    Err("MERGE".into())
+    let ds = c
+        .cluster
+        .deployments(ns, None, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(ds
+        .into_iter()
+        .map(|d| Deployment {
+            name: d.name,
+            replicas: i64::from(d.replicas),
+            // Available and ready, as chaosk8s reads them.
+            available: i64::from(d.available.min(d.ready)),
+            labels: d.labels,
+        })
+        .collect())
 }
 
 /// On a local mesh, where a URL goes: loopback as it is; a mesh service's name (short

@@ -318,7 +318,17 @@ fn sigterm_mid_method_rolls_back_and_exits_130() {
     let seen = read_until(&mut child, "abort-failure");
     assert!(seen.contains("✓ action abort-failure"), "{seen}");
     let mut child = KillOnDrop(child);
-    // The delay is on now (its pause runs after it): interrupt mid-method.
+    // Interrupt once the delay is on (its 60 s pause has begun).
+    let start = std::time::Instant::now();
+    while virtual_services(m.dir.path())
+        .as_array()
+        .and_then(|vs| vs.iter().find(|v| v["metadata"]["name"] == "go-demo-8"))
+        .and_then(|v| v.pointer("/spec/http/0/fault/delay"))
+        .is_none()
+    {
+        assert!(start.elapsed().as_secs() < 20, "the delay never landed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let status = child.terminate();
     assert_eq!(status.code(), Some(130));
     let j: Value =
@@ -350,7 +360,8 @@ fn siege_in_kubectl_run_goes_through_the_mesh() {
 fn bad_experiments_are_refused_before_anything_runs() {
     let tmp = tempfile::tempdir().expect("tmp");
     let base = std::fs::read_to_string(experiment("network.yaml")).expect("read");
-    let cases: Vec<(&str, String, &[(&str, &str)], &str)> = vec![
+    type Case<'a> = (&'a str, String, &'a [(&'a str, &'a str)], &'a str);
+    let cases: Vec<Case> = vec![
         (
             "unknown-func.yaml",
             base.replacen("func: add_abort_fault", "func: add_latency", 1),

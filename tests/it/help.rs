@@ -22,3 +22,8 @@ fn fault_abort_help() {
 fn retries_help() {
     insta::assert_snapshot!(help(&["retries"]));
 }
+
+#[test]
+fn run_help() {
+    insta::assert_snapshot!(help(&["run"]));
+}

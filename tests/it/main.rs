@@ -6,6 +6,7 @@ mod cli_files;
 mod cluster;
 mod demo;
 mod experiments;
+mod experiments_cluster;
 mod help;
 mod load;
 mod mesh;

@@ -1,0 +1,373 @@
+//! chaostoolkit experiments on the cluster path: the fake API server (real HTTPS, the
+//! KUBERNETES_* variables chaostoolkit users set) for the VirtualService, pods and
+//! deployments, and a local HTTP server standing in for the ingress. Asserted: the
+//! patches the server received, the journal, the exit code, and that the objects are
+//! exactly as they were afterwards — holds, deviates, fails before the method, action
+//! fails, SIGTERM mid-method, terminate_pods.
+
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::common::fake_kube::{Auth, DeploymentSeed, FakeKube};
+use crate::common::mesh::{KillOnDrop, read_until};
+use crate::common::servers::{Behavior, Server, spawn};
+use crate::common::{meshdrill, root, run, write};
+
+fn go_demo_8() -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "go-demo-8", "namespace": "go-demo-8"},
+        "spec": {
+            "hosts": ["go-demo-8"],
+            "http": [
+                {"name": "primary", "route": [{"destination": {"host": "go-demo-8", "subset": "primary"}}]},
+                {"name": "other", "route": [{"destination": {"host": "repeater"}}]}
+            ]
+        }
+    })
+}
+
+struct Cluster {
+    kube: FakeKube,
+    ingress: Server,
+    original: Value,
+}
+
+fn cluster(ingress: Behavior) -> Cluster {
+    let kube = FakeKube::start();
+    let original = kube.put_vs(go_demo_8());
+    Cluster {
+        kube,
+        ingress: spawn(ingress),
+        original,
+    }
+}
+
+impl Cluster {
+    fn cmd(&self, file: &std::path::Path, journal: &std::path::Path) -> Command {
+        let mut c = meshdrill();
+        self.kube.env(&mut c, Auth::Cert);
+        c.arg("run")
+            .arg(file)
+            .arg("--journal")
+            .arg(journal)
+            .env("INGRESS_HOST", self.ingress.addr.to_string());
+        c
+    }
+
+    fn run(&self, file: &std::path::Path) -> (i32, String, String, Value) {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let journal = tmp.path().join("j.json");
+        let (code, out, err) = run(&mut self.cmd(file, &journal));
+        let j = std::fs::read(&journal)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        (code, out, err, j)
+    }
+
+    /// The JSON patches sent to the VirtualService, in order.
+    fn patches(&self) -> Vec<Value> {
+        self.kube
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH" && r.path.ends_with("/virtualservices/go-demo-8"))
+            .map(|r| {
+                assert_eq!(r.content_type, "application/json-patch+json", "{r:?}");
+                serde_json::from_str(&r.body).expect("patch JSON")
+            })
+            .collect()
+    }
+
+    /// The VirtualService is exactly as it was (spec, annotations).
+    fn assert_restored(&self) {
+        let now = self.kube.vs("go-demo-8", "go-demo-8").expect("vs");
+        assert_eq!(now["spec"], self.original["spec"]);
+        assert_eq!(
+            now.pointer("/metadata/annotations"),
+            self.original.pointer("/metadata/annotations"),
+            "{now}"
+        );
+    }
+}
+
+fn network() -> std::path::PathBuf {
+    root().join("experiments/network.yaml")
+}
+
+/// The patch ops of `p` that are not `test`s, as (op, path) pairs.
+fn changes(p: &Value) -> Vec<(String, String)> {
+    p.as_array()
+        .expect("ops")
+        .iter()
+        .filter(|o| o["op"] != "test")
+        .map(|o| {
+            (
+                o["op"].as_str().unwrap_or("").to_string(),
+                o["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn holds_on_the_cluster_with_guarded_patches_and_both_faults() {
+    let c = cluster(Behavior::Ok);
+    let (code, out, err, j) = c.run(&network());
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(j["status"], "completed");
+    let patches = c.patches();
+    // abort, delay, remove abort, remove delay — each guarded by `test` ops.
+    assert_eq!(patches.len(), 4, "{patches:#?}");
+    for p in &patches {
+        assert!(
+            p.as_array().expect("ops").iter().any(|o| o["op"] == "test"),
+            "unguarded: {p}"
+        );
+        // Only the go-demo-8 route (index 0) is touched, never `other`.
+        assert!(
+            changes(p)
+                .iter()
+                .all(|(_, path)| !path.starts_with("/spec/http/1")),
+            "{p}"
+        );
+    }
+    // The delay kept the abort: the VirtualService the probe read had both.
+    let fault = &j["run"][2]["output"]["body"]["spec"]["http"][0]["fault"];
+    assert_eq!(fault["abort"]["httpStatus"], 500, "{fault}");
+    assert_eq!(fault["delay"]["fixedDelay"], "15ms", "{fault}");
+    assert!(out.contains("keeps both"), "{out}");
+    // The last removal took the drill record away with the fault.
+    assert!(
+        changes(&patches[3])
+            .iter()
+            .any(|(op, path)| op == "remove" && path.contains("annotations")),
+        "{}",
+        patches[3]
+    );
+    c.assert_restored();
+}
+
+#[test]
+fn deviation_after_the_method_exits_1_and_rolls_back() {
+    // Three 200s for the three probes before; the first probe after gets a 500.
+    let c = cluster(Behavior::Pattern(vec![200, 200, 200, 500]));
+    let (code, out, err, j) = c.run(&network());
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(j["deviated"], true);
+    assert_eq!(j["status"], "completed");
+    assert_eq!(j["steady_states"]["after"]["steady_state_met"], false);
+    assert_eq!(j["rollbacks"].as_array().map(Vec::len), Some(2));
+    c.assert_restored();
+}
+
+#[test]
+fn a_failed_steady_state_first_sends_no_patch() {
+    let c = cluster(Behavior::Pattern(vec![503]));
+    let (code, out, err, j) = c.run(&network());
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(j["run"], json!([]));
+    assert!(c.patches().is_empty(), "{:#?}", c.patches());
+    c.assert_restored();
+}
+
+#[test]
+fn a_refused_patch_fails_the_run_and_the_rest_is_rolled_back() {
+    let c = cluster(Behavior::Ok);
+    // The first PATCH (the abort) gets a 403.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let text = std::fs::read_to_string(network()).expect("read").replacen(
+        "    after: 1\n",
+        "    after: 0\n",
+        1,
+    );
+    let f = write(tmp.path(), "network.yaml", text);
+    c.kube.fail_next("PATCH", 403);
+    let (code, out, err, j) = c.run(&f);
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert_eq!(j["status"], "failed");
+    assert_eq!(j["run"][0]["status"], "failed", "{}", j["run"][0]);
+    assert!(
+        j["run"][0]["exception"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("403")),
+        "{}",
+        j["run"][0]
+    );
+    assert_eq!(
+        j["run"].as_array().map(Vec::len),
+        Some(1),
+        "the method stopped"
+    );
+    c.assert_restored();
+
+    // A route list that matches nothing: a failure, and nothing is sent for it.
+    let c = cluster(Behavior::Ok);
+    let text = std::fs::read_to_string(network()).expect("read").replacen(
+        "      fixed_delay: 15ms\n      routes:\n      - destination:\n          host: go-demo-8",
+        "      fixed_delay: 15ms\n      routes:\n      - destination:\n          host: nowhere",
+        1,
+    );
+    let f = write(tmp.path(), "nowhere.yaml", text);
+    let (code, out, err, _j) = c.run(&f);
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(err.contains("nowhere"), "{err}");
+    // The abort, then its rollback (remove abort); remove-delay finds nothing of ours.
+    assert_eq!(c.patches().len(), 2, "{:#?}", c.patches());
+    c.assert_restored();
+}
+
+#[test]
+fn sigterm_mid_method_on_the_cluster() {
+    let c = cluster(Behavior::Ok);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let text = std::fs::read_to_string(network()).expect("read").replacen(
+        "    after: 1\n",
+        "    after: 60\n",
+        1,
+    );
+    let f = write(tmp.path(), "long.yaml", text);
+    let journal = tmp.path().join("j.json");
+    let child = c
+        .cmd(&f, &journal)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut child = KillOnDrop(child);
+    let seen = read_until(&mut child.0, "✓ action abort-failure");
+    assert!(seen.contains("✓ action abort-failure"), "{seen}");
+    // The delay is on (its 60 s pause has begun): interrupt now.
+    let start = std::time::Instant::now();
+    while c
+        .kube
+        .vs("go-demo-8", "go-demo-8")
+        .and_then(|v| v.pointer("/spec/http/0/fault/delay").cloned())
+        .is_none()
+    {
+        assert!(start.elapsed().as_secs() < 20, "the delay never landed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = child.terminate();
+    assert_eq!(status.code(), Some(130));
+    let j: Value =
+        serde_json::from_slice(&std::fs::read(&journal).expect("journal")).expect("json");
+    assert_eq!(j["status"], "interrupted");
+    c.assert_restored();
+}
+
+#[test]
+fn terminate_pods_with_its_whole_signature() {
+    let c = cluster(Behavior::Ok);
+    let k = &c.kube;
+    for (name, created) in [
+        ("go-demo-8-c", "2026-01-03T00:00:00Z"),
+        ("go-demo-8-a", "2026-01-01T00:00:00Z"),
+        ("go-demo-8-b", "2026-01-02T00:00:00Z"),
+    ] {
+        k.add_pod_with(
+            "go-demo-8",
+            name,
+            json!({"app": "go-demo-8"}),
+            "Running",
+            created,
+        );
+    }
+    k.add_pod_with(
+        "go-demo-8",
+        "repeater-a",
+        json!({"app": "repeater"}),
+        "Running",
+        "2026-01-01T00:00:00Z",
+    );
+    k.add_deployment(
+        "go-demo-8",
+        DeploymentSeed {
+            name: "go-demo-8".into(),
+            labels: json!({"app": "go-demo-8"}),
+            replicas: Some(3),
+            available: 3,
+            ready: 3,
+            updated: 3,
+            available_condition: Some(true),
+        },
+    );
+    let tmp = tempfile::tempdir().expect("tmp");
+    let text = std::fs::read_to_string(root().join("experiments/terminate-pod.yaml"))
+        .expect("read")
+        .replacen(
+            "      rand: true\n",
+            "      mode: percentage\n      qty: 50\n      order: oldest\n      grace_period: 5\n",
+            1,
+        );
+    let f = write(tmp.path(), "terminate.yaml", text);
+    let (code, out, err, j) = c.run(&f);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // 50% of 3 rounds up to 2: the two oldest, with the grace period asked.
+    let deleted: Vec<(String, Option<i64>)> = k
+        .pod_deletions()
+        .into_iter()
+        .map(|d| (d.name, d.grace_period_seconds))
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            ("go-demo-8-a".to_string(), Some(5)),
+            ("go-demo-8-b".to_string(), Some(5))
+        ]
+    );
+    assert_eq!(j["run"][0]["output"], json!(["go-demo-8-a", "go-demo-8-b"]));
+    assert_eq!(j["run"][1]["output"], 1, "count_pods after the deletion");
+
+    // No pod matched: a failure (chaosk8s returns [] and calls it a success).
+    let text = std::fs::read_to_string(root().join("experiments/terminate-pod.yaml"))
+        .expect("read")
+        .replacen(
+            "label_selector: app=go-demo-8\n      rand",
+            "label_selector: app=nothing\n      rand",
+            1,
+        );
+    let f = write(tmp.path(), "none.yaml", text);
+    let (code, out, err, _j) = c.run(&f);
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(err.contains("no pod matched"), "{err}");
+    assert_eq!(k.pod_deletions().len(), 2, "nothing more was deleted");
+}
+
+/// The chaostoolkit user's own command line, with `meshdrill` for `chaos`: the
+/// KUBERNETES_* variables of a minikube profile, `--rollback-strategy=always`. Without
+/// the CA the error names the file to set; with it, the experiment runs.
+#[test]
+fn the_chaostoolkit_command_line_with_minikube_files() {
+    let c = cluster(Behavior::Ok);
+    let home = tempfile::tempdir().expect("tmp");
+    let mk = home.path().join(".minikube");
+    let profile = mk.join("profiles").join("minikube");
+    std::fs::create_dir_all(&profile).expect("mkdir");
+    std::fs::copy(&c.kube.ca_file, mk.join("ca.crt")).expect("ca");
+    std::fs::copy(&c.kube.client_cert_file, profile.join("client.crt")).expect("crt");
+    std::fs::copy(&c.kube.client_key_file, profile.join("client.key")).expect("key");
+    let mut cmd = meshdrill();
+    cmd.env("KUBERNETES_KEY_FILE", profile.join("client.key"))
+        .env("KUBERNETES_CERT_FILE", profile.join("client.crt"))
+        .env("KUBERNETES_HOST", c.kube.url())
+        .env("HOME", home.path())
+        .env("INGRESS_HOST", c.ingress.addr.to_string())
+        .env_remove("KUBERNETES_CA_CERT_FILE")
+        .arg("run")
+        .arg(network())
+        .arg("--rollback-strategy=always");
+    let (code, out, err) = run(&mut cmd);
+    assert_eq!(code, 3, "{out}\n{err}");
+    let line = format!("KUBERNETES_CA_CERT_FILE={}", mk.join("ca.crt").display());
+    assert!(err.contains(&line), "{err}");
+    assert!(c.patches().is_empty());
+
+    cmd.env("KUBERNETES_CA_CERT_FILE", mk.join("ca.crt"));
+    let (code, out, err) = run(&mut cmd);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(c.patches().len(), 4);
+    c.assert_restored();
+}
