@@ -159,8 +159,17 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
         Some(Target::Mesh(t))
     } else if exp.needs_target() {
         let options = a.conn.options(None);
+        // chaostoolkit's lookup: the experiment's KUBERNETES_* secrets, then the
+        // environment.
+        let secrets = exp.k8s_secrets.clone();
+        let env = move |k: &str| secrets.get(k).cloned().or_else(|| std::env::var(k).ok());
         let c = rt
-            .block_on(ClusterTarget::connect(&options, Some(&cancel), ""))
+            .block_on(ClusterTarget::connect_with(
+                &options,
+                Some(&cancel),
+                "",
+                &env,
+            ))
             .map_err(|e| {
                 if e.is_interrupted() {
                     Failure::interrupted(anyhow!("{e}"))
@@ -184,12 +193,6 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
                 let st = m.state().map_err(fail)?;
                 lo.env_defaults = ingress_defaults(st.ingress_port);
                 let exp = crate::experiment::load(&a.file, &lo).map_err(Failure::input)?;
-                for (k, v) in &lo.env_defaults {
-                    let _ = writeln!(
-                        w,
-                        "note: {k}={v} (the local mesh's ingress; it was not set)"
-                    );
-                }
                 check_mesh_urls(&exp, &st)?;
                 exp
             }
@@ -215,6 +218,12 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
                 Target::label
             )
         );
+        for (k, v) in &lo.env_defaults {
+            let _ = writeln!(
+                w,
+                "note: {k}={v} (the local mesh's ingress; it was not set)"
+            );
+        }
         if opts.rollback_strategy == RollbackStrategy::Always
             && a.rollback_strategy.is_none()
             && exp.runtime_rollbacks.is_none()

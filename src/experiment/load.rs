@@ -417,7 +417,8 @@ impl P<'_> {
             }
         }
 
-        let vars = self.vars(opts, var_config, var_secrets)?;
+        let mut k8s_secrets = BTreeMap::new();
+        let vars = self.vars(opts, var_config, var_secrets, &mut k8s_secrets)?;
         let (runtime_rollbacks, runtime_hypothesis) = self.runtime()?;
 
         // Activities by name, for `ref`s: method activities, then hypothesis probes; a
@@ -454,11 +455,7 @@ impl P<'_> {
         let hypothesis = match hyp_raw {
             None | Some(Value::Null) => None,
             Some(Value::Object(h)) => {
-                let t = self.non_empty_str("/steady-state-hypothesis/title")?;
-                let title = match substitute_str(&t, &vars) {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                };
+                let title = self.non_empty_str("/steady-state-hypothesis/title")?;
                 let mut probes = Vec::new();
                 match h.get("probes") {
                     None | Some(Value::Null) => {}
@@ -536,6 +533,7 @@ impl P<'_> {
             runtime_rollbacks,
             runtime_hypothesis,
             notes,
+            k8s_secrets,
         })
     }
 
@@ -587,6 +585,7 @@ impl P<'_> {
         opts: &LoadOptions,
         var_config: &Map<String, Value>,
         var_secrets: &Map<String, Value>,
+        k8s: &mut BTreeMap<String, String>,
     ) -> R<Vars> {
         let mut vars = Vars::default();
         let declared: Map<String, Value> = match self.at("/configuration") {
@@ -703,6 +702,11 @@ impl P<'_> {
                     },
                     other => other.clone(),
                 };
+                if name.starts_with("KUBERNETES_")
+                    && let Value::String(s) = &value
+                {
+                    k8s.insert(name.clone(), s.clone());
+                }
                 if vars.get(name).is_none() {
                     vars.insert(name.clone(), value);
                 }

@@ -92,6 +92,9 @@ pub struct Experiment {
     pub runtime_hypothesis: Option<HypothesisStrategy>,
     /// Things the user should know before it runs (one line each).
     pub notes: Vec<String>,
+    /// Secrets named `KUBERNETES_*` (any scope): chaostoolkit's Kubernetes client reads
+    /// them before the environment.
+    pub k8s_secrets: std::collections::BTreeMap<String, String>,
 }
 
 impl Experiment {

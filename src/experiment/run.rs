@@ -215,7 +215,7 @@ pub async fn run(
             let rb_cancel = Cancel::new();
             for a in &exp.rollbacks {
                 let (rec, fail) = r.exec(a, &rb_cancel, None).await;
-                let summary = summary_of(&rec, fail.as_deref());
+                let summary = summary_of(a, &rec, fail.as_deref());
                 obs.event(Event::Done {
                     kind: a.kind,
                     name: &a.name,
@@ -494,7 +494,7 @@ impl Runner<'_> {
                 kind: a.kind,
                 name: &a.name,
                 record: &rec,
-                summary: summary_of(&rec, fail.as_deref()),
+                summary: summary_of(a, &rec, fail.as_deref()),
             });
             self.flush(obs);
             // An activity cut short because the method was already stopping (a
@@ -707,17 +707,41 @@ impl Runner<'_> {
             .sum();
         let secs = report.elapsed.as_secs_f64().max(1e-9);
         let p = |q: f64| report.latency_at(q).as_secs_f64();
+        let codes: Vec<String> = report
+            .data
+            .counts
+            .statuses()
+            .map(|(c, k)| format!("{c}: {k}"))
+            .collect();
+        let errors: Vec<String> = report
+            .data
+            .counts
+            .error_kinds()
+            .map(|(e, k)| format!("{}: {k}", e.name()))
+            .collect();
+        // meshdrill's own figures (not siege's): every request counted, failures and
+        // timeouts in the latency at the time they took.
         let stdout = format!(
-            "Transactions:\t\t{ok} hits\nAvailability:\t\t{:.2} %\nElapsed time:\t\t{secs:.2} secs\nResponse time:\t\t{:.3} secs (p50), {:.3} secs (p99)\nTransaction rate:\t{:.2} trans/sec\nSuccessful transactions:\t{ok}\nFailed transactions:\t{}\nConcurrency:\t\t{}\n",
+            "Requests:\t\t{n}\nSuccessful (2xx/3xx):\t{ok} ({:.2} %)\nStatus codes:\t\t{}\nErrors:\t\t\t{}\nElapsed time:\t\t{secs:.2} secs\nResponse time:\t\t{:.3} secs (p50), {:.3} secs (p99), {:.3} secs (max)\nRequest rate:\t\t{:.2} req/sec\nConcurrency:\t\t{}\n",
             if n == 0 {
                 0.0
             } else {
                 100.0 * ok as f64 / n as f64
             },
+            if codes.is_empty() {
+                "none".into()
+            } else {
+                codes.join(", ")
+            },
+            if errors.is_empty() {
+                "none".into()
+            } else {
+                errors.join(", ")
+            },
             p(0.5),
             p(0.99),
+            p(1.0),
             n as f64 / secs,
-            n - ok,
             l.connections,
         );
         Ok(json!({"status": 0, "stdout": stdout, "stderr": ""}))
@@ -1383,9 +1407,48 @@ fn brief(v: &Value) -> String {
     short(v)
 }
 
-fn summary_of(rec: &RunRecord, fail: Option<&str>) -> String {
-    match fail {
-        Some(f) => format!("failed: {f}"),
-        None => brief(&rec.output),
+fn summary_of(a: &Activity, rec: &RunRecord, fail: Option<&str>) -> String {
+    match (fail, &a.provider) {
+        (Some(f), _) => format!("failed: {f}"),
+        (
+            None,
+            Provider::Target(TargetCall::AddFault {
+                vs,
+                selector,
+                fault,
+                ..
+            }),
+        ) => {
+            let change = match fault {
+                Fault::Delay(d) => Change::Delay(d.clone()),
+                Fault::Abort(ab) => Change::Abort(ab.clone()),
+            };
+            format!("{change} on VirtualService {vs}, {selector}")
+        }
+        (
+            None,
+            Provider::Target(TargetCall::RemoveFault {
+                vs, selector, kind, ..
+            }),
+        ) => format!(
+            "removed this run's {} from VirtualService {vs}, {selector}",
+            kind_name(*kind)
+        ),
+        (None, Provider::Load(l)) => format!(
+            "{} on meshdrill's load engine: {}",
+            l.command,
+            rec.output["stdout"]
+                .as_str()
+                .and_then(|s| s
+                    .lines()
+                    .take(3)
+                    .map(|l| l.replace('\t', " "))
+                    .reduce(|a, b| format!("{a}, {b}")))
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        (None, _) => brief(&rec.output),
     }
 }

@@ -291,8 +291,21 @@ impl ClusterTarget {
         stop: Option<&Cancel>,
         what: &str,
     ) -> Result<Self, Error> {
+        Self::connect_with(opts, stop, what, &|k| std::env::var(k).ok()).await
+    }
+
+    /// [`ClusterTarget::connect`] with the `KUBERNETES_*` variables looked up by `env`
+    /// (an experiment's secrets, then the environment, as chaostoolkit does).
+    pub async fn connect_with(
+        opts: &ConnectOptions,
+        stop: Option<&Cancel>,
+        what: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, Error> {
         let setup = async {
-            let cluster = Cluster::connect(opts).await.map_err(Error::Cluster)?;
+            let cluster = Cluster::connect_with(opts, env)
+                .await
+                .map_err(Error::Cluster)?;
             let api = cluster.virtual_services().await.map_err(Error::Cluster)?;
             Ok(Self { cluster, api })
         };

@@ -351,7 +351,11 @@ fn siege_in_kubectl_run_goes_through_the_mesh() {
     let o = &j["run"][0]["output"];
     assert_eq!(o["status"], 0, "{o}");
     let stdout = o["stdout"].as_str().unwrap_or("");
-    assert!(stdout.contains("Transactions:"), "{stdout}");
+    assert!(stdout.contains("Requests:"), "{stdout}");
+    assert!(
+        stdout.contains("429: "),
+        "the limiter shed the flood: {stdout}"
+    );
     assert!(stdout.contains("Concurrency:\t\t50"), "{stdout}");
     m.assert_untouched();
 }

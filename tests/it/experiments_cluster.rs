@@ -371,3 +371,97 @@ fn the_chaostoolkit_command_line_with_minikube_files() {
     assert_eq!(c.patches().len(), 4);
     c.assert_restored();
 }
+
+#[test]
+fn a_fault_that_was_there_before_survives_the_removals() {
+    let kube = FakeKube::start();
+    let mut vs = go_demo_8();
+    vs["spec"]["http"][0]["fault"] =
+        json!({"delay": {"fixedDelay": "2s", "percentage": {"value": 1.0}}});
+    let original = kube.put_vs(vs);
+    let c = Cluster {
+        kube,
+        ingress: spawn(Behavior::Ok),
+        original,
+    };
+    let (code, out, err, j) = c.run(&network());
+    assert_eq!(code, 0, "{out}\n{err}");
+    // During the method: the run's abort and delay (the delay replaced the 2s one).
+    let fault = &j["run"][2]["output"]["body"]["spec"]["http"][0]["fault"];
+    assert_eq!(fault["delay"]["fixedDelay"], "15ms", "{fault}");
+    // After remove_abort_fault and remove_delay_fault: the 2s delay is back, exactly.
+    c.assert_restored();
+    assert!(
+        c.kube.vs("go-demo-8", "go-demo-8").expect("vs")["spec"]["http"][0]["fault"]["delay"]["fixedDelay"]
+            == "2s"
+    );
+}
+
+#[test]
+fn kubernetes_settings_from_the_experiments_secrets() {
+    let c = cluster(Behavior::Ok);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let text = std::fs::read_to_string(network()).expect("read").replacen(
+        "steady-state-hypothesis:",
+        &format!(
+            "secrets:\n  k8s:\n    KUBERNETES_HOST: {}\n    KUBERNETES_CA_CERT_FILE: {}\n    KUBERNETES_API_KEY:\n      type: env\n      key: MY_TOKEN\nsteady-state-hypothesis:",
+            c.kube.url(),
+            c.kube.ca_file.display()
+        ),
+        1,
+    );
+    let f = write(tmp.path(), "secrets.yaml", text);
+    let (code, out, err) = run(meshdrill()
+        .arg("run")
+        .arg(&f)
+        .env("INGRESS_HOST", c.ingress.addr.to_string())
+        .env("MY_TOKEN", FakeKube::TOKEN)
+        .env_remove("KUBERNETES_CERT_FILE")
+        .env_remove("KUBERNETES_KEY_FILE")
+        .env_remove("KUBERNETES_API_KEY")
+        .env_remove("KUBERNETES_CA_CERT_FILE"));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(c.patches().len(), 4);
+    assert!(
+        c.kube
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PATCH")
+            .all(|r| r.user == FakeKube::TOKEN_USER)
+    );
+    c.assert_restored();
+}
+
+/// meshdrill killed with SIGKILL mid-method (no rollback can run): the drill record it
+/// left names its dead process, and `meshdrill recover --orphans` restores the object.
+#[test]
+fn after_a_crash_recover_restores_what_the_experiment_changed() {
+    let c = cluster(Behavior::Ok);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let text = std::fs::read_to_string(network()).expect("read").replacen(
+        "    after: 1\n",
+        "    after: 60\n",
+        1,
+    );
+    let f = write(tmp.path(), "long.yaml", text);
+    let child = c
+        .cmd(&f, &tmp.path().join("j.json"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut child = KillOnDrop(child);
+    let _ = read_until(&mut child.0, "✓ action abort-failure");
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    assert_ne!(
+        c.kube.vs("go-demo-8", "go-demo-8").expect("vs")["spec"],
+        c.original["spec"],
+        "the fault is on"
+    );
+    let mut cmd = meshdrill();
+    c.kube.env(&mut cmd, Auth::Cert);
+    let (code, out, err) = run(cmd.args(["recover", "-n", "go-demo-8", "--orphans"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    c.assert_restored();
+}
