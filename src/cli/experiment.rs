@@ -8,16 +8,15 @@ use std::time::Duration;
 use anyhow::anyhow;
 
 use super::args::{fail, runtime};
-use super::run::{RunArgs, RunOutput, Strategy, check_writable};
+use super::run::{RunArgs, RunOutput, Strategy, check_writable, start_mesh, watch};
 use super::{CliResult, Exit, Failure};
-use crate::cancel::Cancel;
 use crate::experiment::journal::Journal;
 use crate::experiment::model::{Kind, Provider};
 use crate::experiment::run::mesh_url;
 use crate::experiment::{
     Event, Experiment, HypothesisStrategy, LoadOptions, Observer, RollbackStrategy, RunOptions,
 };
-use crate::mesh::{MeshOptions, MeshSpec};
+use crate::mesh::MeshSpec;
 use crate::target::{ClusterTarget, MeshTarget, Target};
 
 /// Flags of `run` that only a scenario file takes.
@@ -96,9 +95,10 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
         })?,
         None => exp.runtime_hypothesis.unwrap_or(HypothesisStrategy::Default),
     };
-    if !(a.hypothesis_frequency.is_finite() && a.hypothesis_frequency >= 0.1) {
+    let frequency = a.hypothesis_frequency.or(exp.runtime_freq).unwrap_or(1.0);
+    if !(0.1..=3600.0).contains(&frequency) {
         return Err(Failure::input(anyhow!(
-            "--hypothesis-frequency is seconds, at least 0.1"
+            "--hypothesis-frequency is seconds, from 0.1 to 3600"
         )));
     }
     // In-cluster load needs distributed load: refused before anything runs.
@@ -116,13 +116,7 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
     }
 
     let rt = runtime()?;
-    let cancel = Cancel::new();
-    let _signals = {
-        let _g = rt.enter();
-        cancel
-            .watch_signals()
-            .map_err(|e| Failure::target(anyhow!("cannot handle signals: {e}")))?
-    };
+    let (cancel, _signals) = watch(&rt)?;
     let w: &mut (dyn Write + Send) = match a.output {
         RunOutput::Text => out,
         RunOutput::Json => err,
@@ -140,21 +134,7 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
                     Failure::target(e)
                 }
             })?;
-            let opts = MeshOptions {
-                envoy: a.envoy.clone(),
-                cancel: Some(cancel.clone()),
-                ..MeshOptions::default()
-            };
-            let spec = loaded.spec;
-            rt.block_on(rt.spawn_blocking(move || MeshTarget::start(spec, opts)))
-                .map_err(|e| Failure::target(anyhow!("mesh start-up failed: {e}")))?
-                .map_err(|e| {
-                    if e.is_interrupted() {
-                        Failure::interrupted(anyhow!("{e}"))
-                    } else {
-                        fail(e)
-                    }
-                })?
+            start_mesh(loaded.spec, a.envoy.clone(), &cancel, &rt)?
         };
         Some(Target::Mesh(t))
     } else if exp.needs_target() {
@@ -201,8 +181,8 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
         let opts = RunOptions {
             rollback_strategy,
             hypothesis_strategy,
-            hypothesis_frequency: Duration::from_secs_f64(a.hypothesis_frequency),
-            fail_fast: a.fail_fast,
+            hypothesis_frequency: Duration::from_secs_f64(frequency),
+            fail_fast: a.fail_fast || exp.runtime_fail_fast.unwrap_or(false),
             keep_faults: a.keep_faults,
             ttl: a
                 .ttl
@@ -378,8 +358,8 @@ fn finish(
         crate::experiment::Exit::Held => Ok(Exit::Ok),
         crate::experiment::Exit::NotMet => Ok(Exit::SloViolated),
         crate::experiment::Exit::Failed => Err(Failure::target(anyhow!("{}", j.meshdrill.verdict))),
-        crate::experiment::Exit::Interrupted => Err(Failure::interrupted(anyhow!(
-            "interrupted; the rollbacks ran and everything meshdrill changed was undone"
-        ))),
+        crate::experiment::Exit::Interrupted => {
+            Err(Failure::interrupted(anyhow!("{}", j.meshdrill.verdict)))
+        }
     }
 }

@@ -89,9 +89,10 @@ pub struct RunArgs {
     /// continuously.
     #[arg(long, value_name = "STRATEGY")]
     pub hypothesis_strategy: Option<String>,
-    /// Experiment files: seconds between checks of the hypothesis during the method.
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
-    pub hypothesis_frequency: f64,
+    /// Experiment files: seconds between checks of the hypothesis during the method
+    /// (default: the experiment's `runtime.hypothesis.freq`, else 1).
+    #[arg(long, value_name = "SECONDS")]
+    pub hypothesis_frequency: Option<f64>,
     /// Experiment files: the first miss of the hypothesis during the method fails the
     /// run.
     #[arg(long)]
@@ -130,6 +131,7 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
         (!a.var.is_empty(), "--var"),
         (!a.var_file.is_empty(), "--var-file"),
         (a.hypothesis_strategy.is_some(), "--hypothesis-strategy"),
+        (a.hypothesis_frequency.is_some(), "--hypothesis-frequency"),
         (a.fail_fast, "--fail-fast"),
         (a.keep_faults, "--keep-faults"),
         (
@@ -275,6 +277,41 @@ pub struct Drill<'a> {
     pub intervals: bool,
 }
 
+/// A cancellation that SIGINT, SIGTERM and SIGHUP trigger, and the watch behind it
+/// (keep it alive as long as the command runs).
+pub fn watch(rt: &tokio::runtime::Runtime) -> CliResult<(Cancel, crate::cancel::SignalWatch)> {
+    let cancel = Cancel::new();
+    let _g = rt.enter();
+    let w = cancel
+        .watch_signals()
+        .map_err(|e| Failure::target(anyhow!("cannot handle signals: {e}")))?;
+    Ok((cancel, w))
+}
+
+/// Starts a mesh owned by the command (blocking until it is ready); a signal during
+/// start-up ends it with exit 130.
+pub fn start_mesh(
+    spec: MeshSpec,
+    envoy: Option<PathBuf>,
+    cancel: &Cancel,
+    rt: &tokio::runtime::Runtime,
+) -> CliResult<MeshTarget> {
+    let opts = MeshOptions {
+        envoy,
+        cancel: Some(cancel.clone()),
+        ..MeshOptions::default()
+    };
+    rt.block_on(rt.spawn_blocking(move || MeshTarget::start(spec, opts)))
+        .map_err(|e| Failure::target(anyhow!("mesh start-up failed: {e}")))?
+        .map_err(|e| {
+            if e.is_interrupted() {
+                Failure::interrupted(anyhow!("{e}"))
+            } else {
+                fail(e)
+            }
+        })
+}
+
 /// Opens the target (starting a mesh file), runs the drill with signals watched from
 /// the start, stops what it started.
 pub fn drill(
@@ -285,13 +322,7 @@ pub fn drill(
     err: &mut (impl Write + Send),
 ) -> CliResult<Journal> {
     let rt = runtime()?;
-    let cancel = Cancel::new();
-    let _signals = {
-        let _g = rt.enter();
-        cancel
-            .watch_signals()
-            .map_err(|e| Failure::target(anyhow!("cannot handle signals: {e}")))?
-    };
+    let (cancel, _signals) = watch(&rt)?;
     let target = open_target(s, d.conn, d.envoy, opts.dry_run, &cancel, &rt)?;
     let w: &mut (dyn Write + Send) = match d.output {
         RunOutput::Text => out,
@@ -344,22 +375,7 @@ fn open_target(
                     loaded.spec.virtual_services.clone(),
                 )));
             }
-            let opts = MeshOptions {
-                envoy,
-                cancel: Some(cancel.clone()),
-                ..MeshOptions::default()
-            };
-            let spec = loaded.spec;
-            let started = rt
-                .block_on(rt.spawn_blocking(move || MeshTarget::start(spec, opts)))
-                .map_err(|e| Failure::target(anyhow!("mesh start-up failed: {e}")))?;
-            started.map(Target::Mesh).map_err(|e| {
-                if e.is_interrupted() {
-                    Failure::interrupted(anyhow!("{e}"))
-                } else {
-                    fail(e)
-                }
-            })
+            start_mesh(loaded.spec, envoy, cancel, rt).map(Target::Mesh)
         }
         TargetSpec::Cluster {
             context,

@@ -9,7 +9,8 @@ use crate::istio::validate_virtual_service;
 
 #[derive(Debug, Parser)]
 pub struct ValidateArgs {
-    /// Manifest files (YAML, multi-document, or JSON): VirtualServices, Mesh and Scenario files.
+    /// Manifest files (YAML, multi-document, or JSON): VirtualServices, Mesh and Scenario
+    /// files, and chaostoolkit experiment files.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 }
@@ -17,6 +18,32 @@ pub struct ValidateArgs {
 pub fn run(a: ValidateArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
     let mut bad = 0usize;
     for file in &a.files {
+        // A chaostoolkit experiment (`chaos validate`): loaded as `run` loads it, with
+        // the environment as it is now.
+        if crate::experiment::file_is_experiment(file) {
+            match crate::experiment::load(file, &Default::default()) {
+                Ok(x) => {
+                    writeln!(
+                        out,
+                        "{}: experiment {:?}: valid ({} hypothesis probe(s), {} method activities, {} rollback(s))",
+                        file.display(),
+                        x.title,
+                        x.hypothesis.as_ref().map_or(0, |h| h.probes.len()),
+                        x.method.len(),
+                        x.rollbacks.len()
+                    )
+                    .map_err(io_err)?;
+                    for n in &x.notes {
+                        writeln!(err, "note: {n}").map_err(io_err)?;
+                    }
+                }
+                Err(e) => {
+                    bad += 1;
+                    writeln!(err, "error: {e}").map_err(io_err)?;
+                }
+            }
+            continue;
+        }
         let docs = match manifest::read_file(file) {
             Ok(d) => d,
             Err(e) => {

@@ -302,7 +302,7 @@ const FUNCS: &[Func] = &[
         module: "chaosk8s.pod.probes",
         func: "all_pods_healthy",
         required: &[],
-        optional: &["ns"],
+        optional: &["ns", "raise_on_any_unhealthy"],
     },
     Func {
         module: "chaosk8s.deployment.probes",
@@ -371,10 +371,13 @@ impl P<'_> {
         self.d.value.pointer(ptr)
     }
 
+    /// The environment, then what the target supplies (a var file's `.env`, the mesh's
+    /// ingress) — which also wins over a variable set but empty.
     fn env_get(&self, key: &str) -> Option<String> {
-        std::env::var(key)
-            .ok()
-            .or_else(|| self.env.get(key).cloned())
+        match std::env::var(key) {
+            Ok(v) if !v.is_empty() => Some(v),
+            other => self.env.get(key).cloned().or(other.ok()),
+        }
     }
 
     fn experiment(
@@ -420,6 +423,25 @@ impl P<'_> {
         let mut k8s_secrets = BTreeMap::new();
         let vars = self.vars(opts, var_config, var_secrets, &mut k8s_secrets)?;
         let (runtime_rollbacks, runtime_hypothesis) = self.runtime()?;
+        let runtime_freq = match self.at("/runtime/hypothesis/freq") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_f64() {
+                Some(f) if (0.1..=3600.0).contains(&f) => Some(f),
+                _ => {
+                    return Err(self.err(
+                        "/runtime/hypothesis/freq",
+                        "seconds between checks, 0.1 to 3600",
+                    ));
+                }
+            },
+        };
+        let runtime_fail_fast = match self.at("/runtime/hypothesis/fail_fast") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => {
+                return Err(self.err("/runtime/hypothesis/fail_fast", "true or false"));
+            }
+        };
 
         // Activities by name, for `ref`s: method activities, then hypothesis probes; a
         // later duplicate wins (chaostoolkit's cache).
@@ -455,6 +477,12 @@ impl P<'_> {
         let hypothesis = match hyp_raw {
             None | Some(Value::Null) => None,
             Some(Value::Object(h)) => {
+                if h.contains_key("controls") {
+                    return Err(self.err(
+                        "/steady-state-hypothesis/controls",
+                        "controls are Python hooks meshdrill cannot run; remove them",
+                    ));
+                }
                 let title = self.non_empty_str("/steady-state-hypothesis/title")?;
                 let mut probes = Vec::new();
                 match h.get("probes") {
@@ -504,11 +532,11 @@ impl P<'_> {
             Some(Value::Array(rs)) => {
                 for i in 0..rs.len() {
                     let ptr = format!("/rollbacks/{i}");
-                    let a = self.activity(&ptr, &BTreeMap::new(), &vars, false, &mut notes)?;
+                    let a = self.activity(&ptr, &cache, &vars, false, &mut notes)?;
                     if a.background {
-                        return Err(self.err(
-                            &format!("{ptr}/background"),
-                            "rollbacks run in order; background is for method activities",
+                        notes.push(format!(
+                            "{}: rollback {:?} is `background`: meshdrill runs rollbacks one after the other",
+                            a.at, a.name
                         ));
                     }
                     rollbacks.push(a);
@@ -532,6 +560,8 @@ impl P<'_> {
             rollbacks,
             runtime_rollbacks,
             runtime_hypothesis,
+            runtime_freq,
+            runtime_fail_fast,
             notes,
             k8s_secrets,
         })
@@ -546,6 +576,29 @@ impl P<'_> {
     }
 
     fn runtime(&self) -> R<(Option<RollbackStrategy>, Option<HypothesisStrategy>)> {
+        for (ptr, keys) in [
+            ("/runtime", &["rollbacks", "hypothesis"][..]),
+            ("/runtime/rollbacks", &["strategy"][..]),
+            (
+                "/runtime/hypothesis",
+                &["strategy", "freq", "fail_fast"][..],
+            ),
+        ] {
+            match self.at(ptr) {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(m)) => {
+                    if let Some(k) = m.keys().find(|k| !keys.contains(&k.as_str())) {
+                        return Err(self.err(
+                            &format!("{ptr}/{k}"),
+                            format!("unknown key; allowed: {}", keys.join(", ")),
+                        ));
+                    }
+                }
+                Some(_) => {
+                    return Err(self.err(ptr, format!("a mapping with {}", keys.join(", "))));
+                }
+            }
+        }
         let rb = match self.at("/runtime/rollbacks/strategy") {
             None => None,
             Some(Value::String(s)) => Some(RollbackStrategy::parse(s).ok_or_else(|| {
@@ -755,6 +808,12 @@ impl P<'_> {
             Some(_) => return Err(self.err(&format!("{ptr}/ref"), "ref is an activity's name")),
             None => (ptr.to_string(), Value::Object(entry.clone())),
         };
+        if raw.get("controls").is_some() {
+            return Err(self.err(
+                &format!("{aptr}/controls"),
+                "controls are Python hooks meshdrill cannot run; remove them",
+            ));
+        }
         let kind = match raw.get("type").and_then(Value::as_str) {
             Some("probe") => Kind::Probe,
             Some("action") => Kind::Action,
@@ -772,6 +831,28 @@ impl P<'_> {
                 )
             })?;
             tolerance::validate(&t).map_err(|m| self.err(&format!("{ptr}/tolerance"), m))?;
+            // A `type: probe` tolerance is a probe of its own: it must be one meshdrill
+            // can run (checked with a stand-in for the output it will get).
+            if t.get("type").and_then(Value::as_str) == Some("probe") {
+                let mut probe = t.clone();
+                if let Some(args) = probe
+                    .pointer_mut("/provider")
+                    .and_then(Value::as_object_mut)
+                    .map(|p| {
+                        p.entry("arguments")
+                            .or_insert_with(|| Value::Object(Map::new()))
+                    })
+                    && let Value::Object(m) = args
+                {
+                    m.insert("value".into(), Value::Null);
+                }
+                tolerance_probe(&probe, vars, self.on_mesh).map_err(|m| {
+                    self.err(
+                        &format!("{ptr}/tolerance"),
+                        format!("the tolerance's probe: {m}"),
+                    )
+                })?;
+            }
             Some(t)
         } else {
             None
@@ -876,7 +957,15 @@ impl P<'_> {
                         .map(py_str)
                         .collect())),
                     Some(Value::String(_)) => None,
-                    Some(_) => Some(Err("arguments is a list or a string".into())),
+                    // chaoslib flattens a mapping into `key value` pairs.
+                    Some(Value::Object(m)) => Some(Ok(m
+                        .iter()
+                        .flat_map(|(k, v)| {
+                            std::iter::once(k.clone())
+                                .chain((!v.is_null() && v.as_str() != Some("")).then(|| py_str(v)))
+                        })
+                        .collect())),
+                    Some(_) => Some(Err("arguments is a list, a mapping or a string".into())),
                 };
                 let program = Path::new(&path)
                     .file_name()
@@ -891,11 +980,13 @@ impl P<'_> {
                     }
                     Some(Err(m)) => return Err(self.err(&format!("{pptr}/arguments"), m)),
                     None => {
+                        // The shell runs it; words are split here only to recognise a
+                        // load tool's command line.
                         let s = args.as_ref().and_then(Value::as_str).unwrap_or("");
-                        let words = siege::split_words(s)
-                            .map_err(|m| self.err(&format!("{pptr}/arguments"), m))?;
                         let mut argv = vec![path.clone()];
-                        argv.extend(words);
+                        if matches!(program.as_str(), "siege" | "kubectl") {
+                            argv.extend(siege::split_words(s).unwrap_or_default());
+                        }
                         (argv, Some(format!("{path} {s}")))
                     }
                 };
@@ -914,6 +1005,19 @@ impl P<'_> {
                     }
                     Ok(None) => {}
                     Err(m) => return Err(self.err(&format!("{pptr}/arguments"), m)),
+                }
+                if self.on_mesh
+                    && matches!(
+                        program.as_str(),
+                        "kubectl" | "helm" | "istioctl" | "oc" | "kubectx"
+                    )
+                {
+                    return Err(self.err(
+                        &format!("{pptr}/path"),
+                        format!(
+                            "{program} talks to a cluster, and this run is on the local mesh: it would reach your current kube context. Run the experiment on the cluster, or replace the step (meshdrill maps `kubectl run … siege …` itself)"
+                        ),
+                    ));
                 }
                 if which(&path).is_none() {
                     return Err(self.err(
@@ -963,7 +1067,7 @@ impl P<'_> {
         p: &Map<String, Value>,
         vars: &Vars,
         notes: &mut Vec<String>,
-    ) -> R<HttpCall> {
+    ) -> R<HttpRequest> {
         let url_raw = match p.get("url") {
             Some(Value::String(s)) => s.clone(),
             _ => return Err(self.err(&format!("{pptr}/url"), "url is required")),
@@ -971,20 +1075,15 @@ impl P<'_> {
         // A variable that is empty (an unset INGRESS_HOST exported as "") makes a URL
         // that cannot work: say which.
         for n in names_in(&url_raw) {
-            match vars.get(&n) {
-                Some(Value::String(s)) if s.trim().is_empty() => {
-                    return Err(self.err(
-                        &format!("{pptr}/url"),
-                        format!("${{{n}}} is empty, so the URL {url_raw:?} has no host: set the variable it reads (e.g. export INGRESS_HOST=HOST:PORT)"),
-                    ));
-                }
-                None => {
-                    return Err(self.err(
-                        &format!("{pptr}/url"),
-                        format!("${{{n}}} is not in the configuration or secrets: declare it under `configuration:`"),
-                    ));
-                }
-                _ => {}
+            // An unknown name stays as written (chaostoolkit's safe_substitute), e.g.
+            // `?$filter=x`.
+            if let Some(Value::String(s)) = vars.get(&n)
+                && s.trim().is_empty()
+            {
+                return Err(self.err(
+                    &format!("{pptr}/url"),
+                    format!("${{{n}}} is empty, so the URL {url_raw:?} cannot work: set the variable it reads (e.g. export INGRESS_HOST=HOST:PORT)"),
+                ));
             }
         }
         let url = match substitute_str(&url_raw, vars) {
@@ -1069,7 +1168,7 @@ impl P<'_> {
                 return Err(self.err(&format!("{pptr}/verify_tls"), "verify_tls is true or false"));
             }
         };
-        Ok(HttpCall {
+        Ok(HttpRequest {
             url,
             method,
             headers,
@@ -1111,6 +1210,10 @@ impl P<'_> {
             ptr: &aptr,
             args,
         };
+        if let Some(sel) = a.opt_str("label_selector")? {
+            super::pods::Selector::parse(&sel)
+                .map_err(|m| self.err(&format!("{aptr}/label_selector"), m))?;
+        }
         let ns = || -> R<String> {
             Ok(if self.on_mesh {
                 a.opt_str("ns")?; // still checked
@@ -1256,16 +1359,25 @@ impl P<'_> {
                 phase: a.opt_str("phase")?,
                 ns: ns()?,
             }),
-            "all_pods_healthy" => TargetCall::Pods(PodsProbe::AllHealthy { ns: ns()? }),
+            "all_pods_healthy" => TargetCall::Pods(PodsProbe::AllHealthy {
+                ns: ns()?,
+                raise: a.opt_bool("raise_on_any_unhealthy")?.unwrap_or(true),
+            }),
             "deployment_available_and_healthy" | "microservice_available_and_healthy" => {
                 TargetCall::Deployments(DeploymentsProbe::AvailableAndHealthy {
                     name: a.str("name")?,
                     ns: ns()?,
                     label_selector: a.opt_str("label_selector")?,
                     raise: a.opt_bool("raise_on_unavailable")?.unwrap_or(true),
+                    // chaosk8s's microservice probe returns None when healthy.
+                    returns_none: f.func == "microservice_available_and_healthy",
                 })
             }
-            _ => TargetCall::Deployments(DeploymentsProbe::AllHealthy { ns: ns()? }),
+            // chaosk8s: all_microservices_healthy is the pods check.
+            _ => TargetCall::Pods(PodsProbe::AllHealthy {
+                ns: ns()?,
+                raise: true,
+            }),
         })
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub use super::http::HttpRequest;
 use super::substitute::Vars;
 pub use crate::istio::FaultKind;
 use crate::istio::{AbortSpec, DelaySpec, RouteSelector};
@@ -90,6 +91,9 @@ pub struct Experiment {
     /// `runtime.rollbacks.strategy` / `runtime.hypothesis.strategy` of the file.
     pub runtime_rollbacks: Option<RollbackStrategy>,
     pub runtime_hypothesis: Option<HypothesisStrategy>,
+    /// `runtime.hypothesis.freq` (seconds) and `runtime.hypothesis.fail_fast`.
+    pub runtime_freq: Option<f64>,
+    pub runtime_fail_fast: Option<bool>,
     /// Things the user should know before it runs (one line each).
     pub notes: Vec<String>,
     /// Secrets named `KUBERNETES_*` (any scope): chaostoolkit's Kubernetes client reads
@@ -158,24 +162,13 @@ pub struct Activity {
 #[derive(Debug, Clone)]
 pub enum Provider {
     /// A real HTTP request (chaostoolkit's http provider).
-    Http(HttpCall),
+    Http(HttpRequest),
     /// A real process (chaostoolkit's process provider).
     Process(ProcessCall),
     /// A load tool's command line, run by meshdrill's own load engine.
     Load(LoadCall),
     /// A chaostoolkit-istio / chaostoolkit-kubernetes function, done on the target.
     Target(TargetCall),
-}
-
-#[derive(Debug, Clone)]
-pub struct HttpCall {
-    pub url: String,
-    pub method: String,
-    pub headers: Vec<(String, String)>,
-    pub arguments: Option<Value>,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub verify_tls: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -230,10 +223,10 @@ pub enum TargetCall {
         ns: String,
     },
     TerminatePods(Terminate),
-    /// pods_in_phase / pods_not_in_phase / count_pods / all_pods_healthy.
-    Pods(PodsProbe),
-    /// deployment_available_and_healthy / microservice_available_and_healthy /
+    /// pods_in_phase / pods_not_in_phase / count_pods / all_pods_healthy /
     /// all_microservices_healthy.
+    Pods(PodsProbe),
+    /// deployment_available_and_healthy / microservice_available_and_healthy.
     Deployments(DeploymentsProbe),
 }
 
@@ -276,9 +269,8 @@ pub enum PodsProbe {
         phase: Option<String>,
         ns: String,
     },
-    AllHealthy {
-        ns: String,
-    },
+    /// Every pod Running or Succeeded (`raise`: else a failure, not `false`).
+    AllHealthy { ns: String, raise: bool },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -288,9 +280,8 @@ pub enum DeploymentsProbe {
         ns: String,
         label_selector: Option<String>,
         raise: bool,
-    },
-    AllHealthy {
-        ns: String,
+        /// Healthy answers `null` (chaosk8s' microservice probe), not `true`.
+        returns_none: bool,
     },
 }
 

@@ -1,7 +1,7 @@
 //! Pods and deployments as chaosk8s sees them, on either target: a cluster's pods, or
 //! the replicas of a local mesh (a replica is the pod `SERVICE-N`, carrying its
 //! service entry's labels plus `app: SERVICE` unless the entry sets `app`; a killed
-//! replica is a deleted pod until it is restarted).
+//! replica is a Pending pod until it is restarted).
 
 use std::collections::BTreeMap;
 
@@ -138,16 +138,20 @@ impl Selector {
     }
 }
 
-/// The live replicas of a mesh, as pods (killed ones are gone, as deleted pods are).
+/// The replicas of a mesh, as pods: a live one Running; a killed one Pending and not
+/// ready, as the replacement a Deployment starts for a deleted pod is until it is up.
 pub fn mesh_pods(st: &MeshState) -> Vec<Pod> {
     st.replicas
         .iter()
-        .filter(|r| r.process.is_some())
         .map(|r| Pod {
             name: format!("{}-{}", r.service, r.index),
-            phase: "Running".into(),
+            phase: if r.process.is_some() {
+                "Running".into()
+            } else {
+                "Pending".into()
+            },
             created: None,
-            ready: true,
+            ready: r.process.is_some(),
             labels: replica_labels(st, &r.service, r.index),
             replica: Some((r.service.clone(), r.index)),
         })

@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use serde_json::{Value, json};
 
-use super::http::{self, HttpRequest};
+use super::http;
 use super::journal::*;
 use super::model::*;
 use super::pods::{self, Deployment, Pod, Selector};
@@ -145,6 +145,9 @@ pub async fn run(
     }
 
     // 2. The method (with the hypothesis checked alongside when asked).
+    // chaostoolkit's own status, for its `default` rollback strategy: a failed action
+    // does not change it there.
+    let mut action_failed = false;
     if gate_ok {
         obs.event(Event::Section("method".into()));
         let method_cancel = cancel.child();
@@ -154,13 +157,14 @@ pub async fn run(
             MethodEnd::Done => {}
             MethodEnd::ActionFailed(what) => {
                 status = Status::Failed;
+                action_failed = true;
                 exit = Exit::Failed;
-                verdict = format!("{what}: the method stopped and everything was rolled back");
+                verdict = format!("{what}: the method stopped there");
             }
             MethodEnd::Interrupted => {
                 status = Status::Interrupted;
                 exit = Exit::Interrupted;
-                verdict = "interrupted during the method; rolled back".into();
+                verdict = "interrupted during the method".into();
             }
         }
         if during.failed_fast && exit == Exit::Held {
@@ -201,55 +205,88 @@ pub async fn run(
         };
     }
 
-    // 4. Rollbacks, by strategy; they are not cut short by a signal that already came.
+    // 4. Rollbacks, by strategy. A signal that came before does not cut them; one that
+    // comes while they run does (meshdrill's clean-up still runs).
+    let ctk_failed = status == Status::Failed && !action_failed;
     let play = match opts.rollback_strategy {
         RollbackStrategy::Always => true,
         RollbackStrategy::Never => false,
         RollbackStrategy::Deviated => deviated,
-        RollbackStrategy::Default => !matches!(status, Status::Failed | Status::Interrupted),
+        RollbackStrategy::Default => !ctk_failed && status != Status::Interrupted,
     };
     let mut rollbacks = Vec::new();
     if !exp.rollbacks.is_empty() {
         if play {
-            obs.event(Event::Section("rollbacks".into()));
+            // Counted before the section shows: a signal after it cuts the rollbacks.
+            let signals_before = cancel.count();
             let rb_cancel = Cancel::new();
+            obs.event(Event::Section("rollbacks".into()));
+            // Cancels the rollbacks on a signal that comes after they started.
+            let watch = async {
+                while cancel.count() == signals_before {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                rb_cancel.cancel();
+            };
+            tokio::pin!(watch);
             for a in &exp.rollbacks {
-                let (rec, fail) = r.exec(a, &rb_cancel, None).await;
-                let summary = summary_of(a, &rec, fail.as_deref());
+                let exec = r.exec(a, &rb_cancel);
+                tokio::pin!(exec);
+                let ran = loop {
+                    tokio::select! {
+                        ran = &mut exec => break ran,
+                        () = &mut watch, if !rb_cancel.is_cancelled() => {}
+                    }
+                };
                 obs.event(Event::Done {
                     kind: a.kind,
                     name: &a.name,
-                    record: &rec,
-                    summary,
+                    record: &ran.rec,
+                    summary: ran.summary,
                 });
                 r.flush(obs);
-                if let Some(f) = fail
+                rollbacks.push(ran.rec);
+                if rb_cancel.is_cancelled() {
+                    status = Status::Interrupted;
+                    exit = Exit::Interrupted;
+                    verdict = format!("{verdict}; the rollbacks were cut short by a signal");
+                    break;
+                }
+                if let Some(f) = ran.fail
                     && a.kind == Kind::Action
                     && exit == Exit::Held
                 {
                     exit = Exit::Failed;
                     verdict = format!("rollback {:?} failed: {f}", a.name);
                 }
-                rollbacks.push(rec);
+            }
+            if exit != Exit::Held && !rb_cancel.is_cancelled() {
+                verdict = format!("{verdict}; the rollbacks ran");
             }
         } else {
             let why = format!(
-                "rollbacks not played (strategy {}, run {})",
+                "the rollbacks were not played (strategy {}, run {}{})",
                 strategy_name(opts.rollback_strategy),
-                status_name(status)
+                status_name(status),
+                if deviated { ", deviated" } else { "" }
             );
             r.note(&why);
             r.flush(obs);
+            verdict = format!("{verdict}; {why}");
         }
     }
 
     // 5. meshdrill's own clean-up: whatever is still changed is undone.
     let cleanup = r.cleanup(opts.keep_faults, obs).await;
-    if let Err(e) = &cleanup
-        && exit != Exit::Interrupted
-    {
-        exit = Exit::Failed;
-        verdict = format!("{verdict}; the clean-up failed: {e}");
+    match &cleanup {
+        Err(e) => {
+            if exit != Exit::Interrupted {
+                exit = Exit::Failed;
+            }
+            verdict = format!("{verdict}; the clean-up failed: {e}");
+        }
+        Ok(true) => verdict = format!("{verdict}; meshdrill undid what was left changed"),
+        Ok(false) => {}
     }
 
     let sh = r
@@ -346,8 +383,54 @@ struct During {
     failed_fast: bool,
 }
 
-type Boxed<'f> =
-    Pin<Box<dyn std::future::Future<Output = (usize, RunRecord, Option<String>)> + 'f>>;
+type Boxed<'f> = Pin<Box<dyn std::future::Future<Output = (usize, Ran)> + 'f>>;
+
+/// One activity run: its journal record, why it failed, and its line for the output.
+struct Ran {
+    rec: RunRecord,
+    fail: Option<String>,
+    summary: String,
+}
+
+impl Ran {
+    fn new(
+        a: &Activity,
+        r: Result<(Value, Option<String>), String>,
+        start: String,
+        end: String,
+        duration: f64,
+    ) -> Self {
+        let (output, status, exception, fail, line) = match r {
+            Ok((v, line)) => (v, RunStatus::Succeeded, None, None, line),
+            Err(e) => (
+                Value::Null,
+                RunStatus::Failed,
+                Some(vec![format!("chaoslib.exceptions.ActivityFailed: {e}\n")]),
+                Some(e),
+                None,
+            ),
+        };
+        let summary = match (&fail, line) {
+            (Some(f), _) => format!("failed: {f}"),
+            (None, Some(l)) => l,
+            (None, None) => brief(&output),
+        };
+        Self {
+            rec: RunRecord {
+                activity: a.raw.clone(),
+                output,
+                start,
+                end,
+                duration,
+                status,
+                exception,
+                tolerance_met: None,
+            },
+            fail,
+            summary,
+        }
+    }
+}
 
 impl Runner<'_> {
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
@@ -388,7 +471,8 @@ impl Runner<'_> {
     ) -> Checked2 {
         let mut probes = Vec::new();
         for p in &h.probes {
-            let (mut rec, fail) = self.exec(p, cancel, None).await;
+            let ran = self.exec(p, cancel).await;
+            let (mut rec, fail) = (ran.rec, ran.fail);
             if cancel.is_cancelled() {
                 probes.push(rec);
                 return Checked2::Interrupted(State {
@@ -396,8 +480,10 @@ impl Runner<'_> {
                     probes,
                 });
             }
-            let (met, why) = match &fail {
-                Some(f) => (false, Some(f.clone())),
+            // A tolerance check that cannot be made (chaostoolkit raises) counts as a
+            // probe that raised.
+            let (met, why, check_raised) = match &fail {
+                Some(f) => (false, Some(f.clone()), false),
                 None => self.check(p, &rec.output, cancel).await,
             };
             rec.tolerance_met = Some(met);
@@ -420,7 +506,7 @@ impl Runner<'_> {
                         steady_state_met: false,
                         probes,
                     },
-                    fail.is_some(),
+                    fail.is_some() || check_raised,
                 );
             }
         }
@@ -430,14 +516,20 @@ impl Runner<'_> {
         })
     }
 
-    /// The tolerance check of a hypothesis probe: (met, why not).
-    async fn check(&self, p: &Activity, output: &Value, cancel: &Cancel) -> (bool, Option<String>) {
+    /// The tolerance check of a hypothesis probe: (met, why not, the check itself
+    /// failed).
+    async fn check(
+        &self,
+        p: &Activity,
+        output: &Value,
+        cancel: &Cancel,
+    ) -> (bool, Option<String>, bool) {
         let Some(t) = &p.tolerance else {
-            return (true, None);
+            return (true, None, false);
         };
         match tolerance::within(t, output, &self.exp.vars) {
-            Ok(Checked::Met(true)) => (true, None),
-            Ok(Checked::Met(false)) => (false, Some(format!("expected {}", short(t)))),
+            Ok(Checked::Met(true)) => (true, None, false),
+            Ok(Checked::Met(false)) => (false, Some(format!("expected {}", short(t))), false),
             Ok(Checked::Probe(probe)) => {
                 // A `type: probe` tolerance: that probe, given the output as `value`.
                 let a = match super::load::tolerance_probe(
@@ -446,32 +538,39 @@ impl Runner<'_> {
                     matches!(self.target, Some(Target::Mesh(_))),
                 ) {
                     Ok(a) => a,
-                    Err(e) => return (false, Some(e)),
+                    Err(e) => return (false, Some(e), true),
                 };
-                let (rec, fail) = Box::pin(self.exec(&a, cancel, None)).await;
-                match fail {
+                let ran = Box::pin(self.exec(&a, cancel)).await;
+                match ran.fail {
                     Some(f) => (
                         false,
                         Some(format!("tolerance probe {:?} failed: {f}", a.name)),
+                        false,
                     ),
-                    None if tolerance::truthy(&rec.output) => (true, None),
+                    None if tolerance::truthy(&ran.rec.output) => (true, None, false),
                     None => (
                         false,
                         Some(format!(
                             "tolerance probe {:?} returned {}",
                             a.name,
-                            short(&rec.output)
+                            short(&ran.rec.output)
                         )),
+                        false,
                     ),
                 }
             }
-            Err(e) => (false, Some(e)),
+            Err(e) => (
+                false,
+                Some(format!("the tolerance could not be checked: {e}")),
+                true,
+            ),
         }
     }
 
     /// The method: activities in order, background ones alongside, the hypothesis
     /// checked every `hypothesis_frequency` when the strategy says so. Stops at the
-    /// first failed action (chaostoolkit goes on) and on a signal.
+    /// first failed action (chaostoolkit goes on), on --fail-fast and on a signal:
+    /// what runs then is cut, and nothing further starts.
     async fn method(
         &self,
         method_cancel: &Cancel,
@@ -484,22 +583,21 @@ impl Runner<'_> {
         let mut failed: Option<String> = None;
         let mut next_check = Instant::now();
         let check_during = self.opts.hypothesis_strategy.during() && self.exp.hypothesis.is_some();
-        let mut finished: Vec<(usize, RunRecord, Option<String>)> = Vec::new();
         let report = |obs: &mut dyn Observer,
                       runs: &mut Vec<RunRecord>,
                       failed: &mut Option<String>,
-                      (i, rec, fail): (usize, RunRecord, Option<String>)| {
+                      (i, ran): (usize, Ran)| {
             let a = &self.exp.method[i];
             obs.event(Event::Done {
                 kind: a.kind,
                 name: &a.name,
-                record: &rec,
-                summary: summary_of(a, &rec, fail.as_deref()),
+                record: &ran.rec,
+                summary: ran.summary,
             });
             self.flush(obs);
             // An activity cut short because the method was already stopping (a
             // failed action, --fail-fast, a signal) is not a failure of its own.
-            if let Some(f) = fail
+            if let Some(f) = ran.fail
                 && a.kind == Kind::Action
                 && failed.is_none()
                 && !method_cancel.is_cancelled()
@@ -507,39 +605,38 @@ impl Runner<'_> {
                 *failed = Some(format!("action {:?} failed: {f}", a.name));
                 method_cancel.cancel();
             }
-            runs.push(rec);
+            runs.push(ran.rec);
         };
         for (i, a) in self.exp.method.iter().enumerate() {
-            if failed.is_some() || cancel.is_cancelled() {
+            if method_cancel.is_cancelled() {
                 break;
             }
             if a.background {
-                background.push(Box::pin(async move {
-                    let (rec, fail) = self.exec(a, method_cancel, None).await;
-                    (i, rec, fail)
-                }));
+                background.push(Box::pin(
+                    async move { (i, self.exec(a, method_cancel).await) },
+                ));
                 continue;
             }
-            let fg = self.exec(a, method_cancel, None);
+            let fg = self.exec(a, method_cancel);
             tokio::pin!(fg);
-            let res = loop {
+            let ran = loop {
                 tokio::select! {
                     r = &mut fg => break r,
-                    Some(done) = background.next(), if !background.is_empty() => finished.push(done),
+                    // A background action that fails stops the foreground at once.
+                    Some(done) = background.next(), if !background.is_empty() => {
+                        report(obs, runs, &mut failed, done);
+                    }
                     () = tokio::time::sleep_until(next_check.into()), if check_during => {
                         self.during(&mut during, cancel, method_cancel, obs, &mut next_check).await;
                     }
                 }
             };
-            for d in finished.drain(..) {
-                report(obs, runs, &mut failed, d);
-            }
-            report(obs, runs, &mut failed, (i, res.0, res.1));
+            report(obs, runs, &mut failed, (i, ran));
         }
         while !background.is_empty() {
             tokio::select! {
                 Some(done) = background.next() => report(obs, runs, &mut failed, done),
-                () = tokio::time::sleep_until(next_check.into()), if check_during => {
+                () = tokio::time::sleep_until(next_check.into()), if check_during && !method_cancel.is_cancelled() => {
                     self.during(&mut during, cancel, method_cancel, obs, &mut next_check).await;
                 }
             }
@@ -576,74 +673,56 @@ impl Runner<'_> {
         during.states.push(state);
     }
 
-    /// Runs one activity (pauses included): its record, and why it failed.
-    async fn exec(
+    /// Runs one activity: the pause before, the provider, the pause after (which runs
+    /// even when the activity failed). The journal's times cover the provider only, as
+    /// chaostoolkit's do.
+    async fn exec(&self, a: &Activity, cancel: &Cancel) -> Ran {
+        let interrupted = |a: &Activity| {
+            let now = iso(jiff::Timestamp::now());
+            Ran::new(a, Err("interrupted".into()), now.clone(), now, 0.0)
+        };
+        if let Some(p) = a.pause_before
+            && pause(p, cancel).await.is_err()
+        {
+            return interrupted(a);
+        }
+        if cancel.is_cancelled() {
+            return interrupted(a);
+        }
+        let start = jiff::Timestamp::now();
+        let t0 = Instant::now();
+        let r = tokio::select! {
+            biased;
+            () = cancel.cancelled() => Err("interrupted".to_string()),
+            r = self.provider(a, cancel) => r,
+        };
+        let duration = t0.elapsed().as_secs_f64();
+        let end = jiff::Timestamp::now();
+        if let Some(p) = a.pause_after {
+            let _ = pause(p, cancel).await;
+        }
+        Ran::new(a, r, iso(start), iso(end), duration)
+    }
+
+    /// The provider's output, and (for changes) what it did in one line.
+    async fn provider(
         &self,
         a: &Activity,
         cancel: &Cancel,
-        _arg_value: Option<&Value>,
-    ) -> (RunRecord, Option<String>) {
-        let start = jiff::Timestamp::now();
-        let t0 = Instant::now();
-        let result = async {
-            if let Some(p) = a.pause_before {
-                pause(p, cancel).await?;
-            }
-            let r = tokio::select! {
-                r = self.provider(a, cancel) => r,
-                () = cancel.cancelled() => Err("interrupted".to_string()),
-            };
-            // The after-pause runs even when the activity failed.
-            if let Some(p) = a.pause_after {
-                pause(p, cancel).await?;
-            }
-            r
-        }
-        .await;
-        let end = jiff::Timestamp::now();
-        let (output, status, exception, fail) = match result {
-            Ok(v) => (v, RunStatus::Succeeded, None, None),
-            Err(e) => (
-                Value::Null,
-                RunStatus::Failed,
-                Some(vec![format!("chaoslib.exceptions.ActivityFailed: {e}\n")]),
-                Some(e),
-            ),
-        };
-        (
-            RunRecord {
-                activity: a.raw.clone(),
-                output,
-                start: iso(start),
-                end: iso(end),
-                duration: t0.elapsed().as_secs_f64(),
-                status,
-                exception,
-                tolerance_met: None,
-            },
-            fail,
-        )
-    }
-
-    async fn provider(&self, a: &Activity, cancel: &Cancel) -> Result<Value, String> {
+    ) -> Result<(Value, Option<String>), String> {
         match &a.provider {
-            Provider::Http(h) => self.http(h).await,
-            Provider::Process(p) => process(p).await,
-            Provider::Load(l) => self.load(l, cancel).await,
+            Provider::Http(h) => self.http(h).await.map(|v| (v, None)),
+            Provider::Process(p) => process(p).await.map(|v| (v, None)),
+            Provider::Load(l) => self.load(l, cancel).await.map(|v| {
+                let line = load_line(l, &v);
+                (v, Some(line))
+            }),
             Provider::Target(t) => self.target_call(a, t, cancel).await,
         }
     }
 
-    async fn http(&self, h: &HttpCall) -> Result<Value, String> {
-        let mut req = HttpRequest {
-            url: h.url.clone(),
-            method: h.method.clone(),
-            headers: h.headers.clone(),
-            arguments: h.arguments.clone(),
-            connect_timeout: h.connect_timeout,
-            read_timeout: h.read_timeout,
-            verify_tls: h.verify_tls,
-        };
+    async fn http(&self, h: &HttpRequest) -> Result<Value, String> {
+        let mut req = h.clone();
         if let Some(Target::Mesh(m)) = self.target {
             let st = m.state().map_err(|e| e.to_string())?;
             let (url, host) = mesh_url(&h.url, &st)?;
@@ -766,7 +845,7 @@ impl Runner<'_> {
         a: &Activity,
         t: &TargetCall,
         cancel: &Cancel,
-    ) -> Result<Value, String> {
+    ) -> Result<(Value, Option<String>), String> {
         let target = self.target()?;
         match t {
             TargetCall::AddFault {
@@ -779,8 +858,11 @@ impl Runner<'_> {
                     Fault::Delay(d) => Change::Delay(d.clone()),
                     Fault::Abort(ab) => Change::Abort(ab.clone()),
                 };
-                self.change(a, target, vs, self.ns(ns), selector, &change, cancel)
-                    .await
+                let obj = self
+                    .change(a, target, vs, self.ns(ns), selector, &change, cancel)
+                    .await?;
+                let line = format!("{change} on VirtualService {vs}, {selector}");
+                Ok((obj, Some(line)))
             }
             TargetCall::RemoveFault {
                 vs,
@@ -811,23 +893,34 @@ impl Runner<'_> {
                             kind_name(*kind)
                         );
                         self.note(&n);
-                        return Ok(now);
+                        let line = format!("nothing of this run on VirtualService {vs}: unchanged");
+                        return Ok((now, Some(line)));
                     }
                 }
                 let change = remove_change(*kind);
-                self.change(a, target, vs, ns, selector, &change, cancel)
-                    .await
+                let after = self
+                    .change(a, target, vs, ns, selector, &change, cancel)
+                    .await?;
+                let kind = kind_name(*kind);
+                let line = if after.get("spec") == now.get("spec") {
+                    format!("no {kind} of this run on VirtualService {vs}, {selector}: unchanged")
+                } else {
+                    format!("removed this run's {kind} from VirtualService {vs}, {selector}")
+                };
+                Ok((after, Some(line)))
             }
             TargetCall::GetVirtualService { vs, ns } => {
                 let obj = target
                     .current(vs, self.ns(ns))
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok(json!({"status": 200, "body": obj, "headers": {}}))
+                Ok((json!({"status": 200, "body": obj, "headers": {}}), None))
             }
-            TargetCall::TerminatePods(tp) => self.terminate(a, target, tp).await,
-            TargetCall::Pods(p) => self.pods_probe(target, p).await,
-            TargetCall::Deployments(d) => self.deployments_probe(target, d).await,
+            TargetCall::TerminatePods(tp) => self.terminate(a, target, tp).await.map(|v| (v, None)),
+            TargetCall::Pods(p) => self.pods_probe(target, p).await.map(|v| (v, None)),
+            TargetCall::Deployments(d) => {
+                self.deployments_probe(target, d).await.map(|v| (v, None))
+            }
         }
     }
 
@@ -933,6 +1026,10 @@ impl Runner<'_> {
         if let Some(pat) = &tp.name_pattern {
             let re = regex::Regex::new(pat).map_err(|e| e.to_string())?;
             pods.retain(|p| re.is_match(&p.name));
+        }
+        // On a mesh, a replica already down has no process to kill.
+        if matches!(target, Target::Mesh(_)) {
+            pods.retain(|p| p.ready);
         }
         if pods.is_empty() {
             return Err(format!(
@@ -1047,17 +1144,17 @@ impl Runner<'_> {
                         .count()
                 ))
             }
-            PodsProbe::AllHealthy { ns } => {
+            PodsProbe::AllHealthy { ns, raise } => {
                 let pods = self.list_pods(target, ns, None).await?;
                 let bad: Vec<String> = pods
                     .iter()
                     .filter(|p| !matches!(p.phase.as_str(), "Running" | "Succeeded"))
                     .map(|p| format!("{} ({})", p.name, p.phase))
                     .collect();
-                if bad.is_empty() {
-                    Ok(Value::Bool(true))
-                } else {
-                    Err(format!("the system is unhealthy: {}", bad.join(", ")))
+                match (bad.is_empty(), raise) {
+                    (true, _) => Ok(Value::Bool(true)),
+                    (false, true) => Err(format!("the system is unhealthy: {}", bad.join(", "))),
+                    (false, false) => Ok(Value::Bool(false)),
                 }
             }
         }
@@ -1083,6 +1180,7 @@ impl Runner<'_> {
                 ns,
                 label_selector,
                 raise,
+                returns_none,
             } => {
                 let sel = match label_selector {
                     Some(s) => Some(Selector::parse(s)?),
@@ -1109,35 +1207,28 @@ impl Runner<'_> {
                         return Ok(Value::Bool(false));
                     }
                 }
-                Ok(Value::Bool(true))
-            }
-            DeploymentsProbe::AllHealthy { ns } => {
-                let bad: Vec<String> = list(ns.clone())
-                    .await?
-                    .iter()
-                    .filter(|d| !d.healthy())
-                    .map(|d| format!("{} ({}/{} available)", d.name, d.available, d.replicas))
-                    .collect();
-                if bad.is_empty() {
-                    Ok(Value::Bool(true))
+                Ok(if *returns_none {
+                    Value::Null
                 } else {
-                    Err(format!("the system is unhealthy: {}", bad.join(", ")))
-                }
+                    Value::Bool(true)
+                })
             }
         }
     }
 
     /// Undoes whatever meshdrill still has changed: every VirtualService it touched is
     /// restored, every mesh replica it killed is started again.
-    async fn cleanup(&self, keep: bool, obs: &mut dyn Observer) -> Result<(), String> {
+    /// `Ok(true)` when it undid something.
+    async fn cleanup(&self, keep: bool, obs: &mut dyn Observer) -> Result<bool, String> {
         let (touched, killed) = {
             let sh = self.lock();
             (sh.touched.clone(), sh.killed.clone())
         };
         let Some(target) = self.target else {
-            return Ok(());
+            return Ok(false);
         };
         let mut lines = Vec::new();
+        let mut undid = false;
         let mut failures = Vec::new();
         for (vs, ns) in &touched {
             if keep {
@@ -1155,6 +1246,7 @@ impl Runner<'_> {
             }
             match target.clear(vs, ns.as_deref(), rollback_budget()).await {
                 Ok(Cleared::Restored { patch, .. }) => {
+                    undid = true;
                     lines.push(format!(
                         "meshdrill restored VirtualService {vs}: the experiment's rollbacks had left its changes in place"
                     ));
@@ -1178,9 +1270,12 @@ impl Runner<'_> {
                     continue;
                 }
                 match m.restart(svc, Some(*i)).await {
-                    Ok(_) => lines.push(format!(
-                        "meshdrill restarted replica {svc}/{i} (terminated by the experiment)"
-                    )),
+                    Ok(_) => {
+                        undid = true;
+                        lines.push(format!(
+                            "meshdrill restarted replica {svc}/{i} (terminated by the experiment)"
+                        ));
+                    }
                     Err(e) => failures.push(format!("replica {svc}/{i}: {e}")),
                 }
             }
@@ -1194,7 +1289,7 @@ impl Runner<'_> {
         let mut sh = self.lock();
         sh.cleanup.extend(lines);
         if failures.is_empty() {
-            Ok(())
+            Ok(undid)
         } else {
             sh.cleanup
                 .extend(failures.iter().map(|f| format!("FAILED: {f}")));
@@ -1303,31 +1398,38 @@ pub fn mesh_url(
         let _ = v.set_port(Some(port));
         v.to_string()
     };
-    let ns = &st.spec.namespace;
-    let short = host
-        .strip_suffix(&format!(".{ns}.svc.cluster.local"))
-        .or_else(|| {
-            host.strip_suffix(".svc.cluster.local")
-                .and_then(|h| h.split('.').next())
-        })
-        .or_else(|| host.strip_suffix(&format!(".{ns}.svc")))
-        .or_else(|| host.strip_suffix(&format!(".{ns}")))
-        .unwrap_or(&host);
-    if let Some(port) = st.sidecar_ports.get(short) {
-        return Ok((rewrite(*port), Some(authority)));
-    }
-    let vs_hosts = st
+    // A host a gateway-bound VirtualService serves goes through the ingress (as from
+    // outside the cluster).
+    let gateway_hosts = st
         .spec
         .virtual_services
         .iter()
+        .filter(|v| {
+            v.pointer("/spec/gateways")
+                .and_then(Value::as_array)
+                .is_some_and(|g| g.iter().any(|g| g.as_str() != Some("mesh")))
+        })
         .filter_map(|v| v.pointer("/spec/hosts").and_then(Value::as_array))
         .flatten()
         .filter_map(Value::as_str);
-    for h in vs_hosts {
+    for h in gateway_hosts {
         let hit = h == host || (h.starts_with("*.") && host.ends_with(&h[1..])) || h == "*";
         if hit {
             return Ok((rewrite(st.ingress_port), Some(authority)));
         }
+    }
+    // A service's name — short, `svc.NS`, `svc.NS.svc`, `svc.NS.svc.cluster.local` —
+    // through that service's sidecar, as a pod calls it.
+    let labels: Vec<&str> = host.split('.').collect();
+    let service = match labels.as_slice() {
+        [svc] => Some(*svc),
+        [svc, _ns] => Some(*svc),
+        [svc, _ns, "svc"] => Some(*svc),
+        [svc, _ns, "svc", "cluster", "local"] => Some(*svc),
+        _ => None,
+    };
+    if let Some(port) = service.and_then(|s| st.sidecar_ports.get(s)) {
+        return Ok((rewrite(*port), Some(authority)));
     }
     Err(format!(
         "{url}: on the local mesh only loopback, the mesh's services ({}) and its VirtualService hosts are reachable; {host:?} is none of them",
@@ -1347,8 +1449,22 @@ async fn pause(d: Duration, cancel: &Cancel) -> Result<(), String> {
 }
 
 /// chaostoolkit's process provider: argv (or `sh -c` for a string), the timeout,
-/// `{status, stdout, stderr}`; a non-zero exit is not a failure.
+/// `{status, stdout, stderr}`; a non-zero exit is not a failure. The process leads its
+/// own process group (a terminal's Ctrl-C reaches meshdrill only); on a timeout or a
+/// cancellation the whole group is killed, so nothing it started lingers.
 async fn process(p: &ProcessCall) -> Result<Value, String> {
+    use std::os::unix::process::ExitStatusExt;
+
+    /// Kills the group unless the process ended by itself.
+    struct Group(Option<u32>);
+    impl Drop for Group {
+        fn drop(&mut self) {
+            if let Some(pgid) = self.0 {
+                let _ = crate::mesh::sys::signal_group(pgid, libc::SIGKILL);
+            }
+        }
+    }
+
     let mut cmd = match &p.shell {
         Some(line) => {
             let mut c = tokio::process::Command::new("sh");
@@ -1363,8 +1479,14 @@ async fn process(p: &ProcessCall) -> Result<Value, String> {
     };
     cmd.kill_on_drop(true)
         .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .process_group(0);
-    let run = cmd.output();
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", p.argv[0]))?;
+    let mut group = Group(child.id());
+    let run = child.wait_with_output();
     let out = match p.timeout {
         Some(t) => tokio::time::timeout(t, run)
             .await
@@ -1372,8 +1494,14 @@ async fn process(p: &ProcessCall) -> Result<Value, String> {
         None => run.await,
     }
     .map_err(|e| format!("cannot run {}: {e}", p.argv[0]))?;
+    group.0 = None;
+    // Killed by a signal: Python's subprocess reports -signum.
+    let status = out
+        .status
+        .code()
+        .unwrap_or_else(|| -out.status.signal().unwrap_or(1));
     Ok(json!({
-        "status": out.status.code().unwrap_or(-1),
+        "status": status,
         "stdout": String::from_utf8_lossy(&out.stdout),
         "stderr": String::from_utf8_lossy(&out.stderr),
     }))
@@ -1407,48 +1535,15 @@ fn brief(v: &Value) -> String {
     short(v)
 }
 
-fn summary_of(a: &Activity, rec: &RunRecord, fail: Option<&str>) -> String {
-    match (fail, &a.provider) {
-        (Some(f), _) => format!("failed: {f}"),
-        (
-            None,
-            Provider::Target(TargetCall::AddFault {
-                vs,
-                selector,
-                fault,
-                ..
-            }),
-        ) => {
-            let change = match fault {
-                Fault::Delay(d) => Change::Delay(d.clone()),
-                Fault::Abort(ab) => Change::Abort(ab.clone()),
-            };
-            format!("{change} on VirtualService {vs}, {selector}")
-        }
-        (
-            None,
-            Provider::Target(TargetCall::RemoveFault {
-                vs, selector, kind, ..
-            }),
-        ) => format!(
-            "removed this run's {} from VirtualService {vs}, {selector}",
-            kind_name(*kind)
-        ),
-        (None, Provider::Load(l)) => format!(
-            "{} on meshdrill's load engine: {}",
-            l.command,
-            rec.output["stdout"]
-                .as_str()
-                .and_then(|s| s
-                    .lines()
-                    .take(3)
-                    .map(|l| l.replace('\t', " "))
-                    .reduce(|a, b| format!("{a}, {b}")))
-                .unwrap_or_default()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-        (None, _) => brief(&rec.output),
-    }
+/// A load step in one line: the command and meshdrill's first figures.
+fn load_line(l: &LoadCall, output: &Value) -> String {
+    let figures = output["stdout"]
+        .as_str()
+        .unwrap_or("")
+        .lines()
+        .take(3)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("{} on meshdrill's load engine: {figures}", l.command)
 }

@@ -162,16 +162,19 @@ fn siege(args: &[String], command: &str, in_cluster: Option<String>) -> Result<L
     while i < args.len() {
         let a = args[i].as_str();
         // --flag=value, -cN, -c N
-        let (flag, inline): (String, Option<String>) = if let Some((f, v)) =
-            a.split_once('=').filter(|(f, _)| f.starts_with("--"))
-        {
-            (f.to_string(), Some(v.to_string()))
-        } else if a.starts_with('-') && !a.starts_with("--") && a.len() > 2 && takes_value(&a[..2])
-        {
-            (a[..2].to_string(), Some(a[2..].to_string()))
-        } else {
-            (a.to_string(), None)
-        };
+        let (flag, inline): (String, Option<String>) =
+            if let Some((f, v)) = a.split_once('=').filter(|(f, _)| f.starts_with("--")) {
+                (f.to_string(), Some(v.to_string()))
+            } else if let (Some(f), Some(rest)) = (a.get(..2), a.get(2..))
+                && f.starts_with('-')
+                && !a.starts_with("--")
+                && !rest.is_empty()
+                && takes_value(f)
+            {
+                (f.to_string(), Some(rest.to_string()))
+            } else {
+                (a.to_string(), None)
+            };
         let mut value = || -> Result<String, String> {
             match &inline {
                 Some(v) => Ok(v.clone()),
@@ -375,6 +378,8 @@ mod tests {
         assert!(recognise("siege", &words("-f urls.txt -t 1M")).is_err());
         assert!(recognise("siege", &words("-t 1M")).is_err(), "no url");
         assert!(recognise("siege", &words("-c 0 -t 1M http://x/")).is_err());
+        // Not a char boundary at byte 2: an unknown flag, not a panic.
+        assert!(recognise("siege", &words("-éx -t 1M http://x/")).is_err());
         let d = recognise("siege", &words("-d 1 -t 1m http://x/"))
             .expect("ok")
             .expect("load");

@@ -157,9 +157,15 @@ pub fn read_file(path: &Path) -> Result<Vec<Document>, ManifestError> {
 /// Parses manifest bytes: YAML (one or more documents) or JSON (one object, or a
 /// `kind: List` whose items are expanded).
 pub fn parse_bytes(bytes: &[u8], source: Source) -> Result<Vec<Document>, ManifestError> {
+    let text = checked_text(bytes, &source)?;
+    parse_str(text, source)
+}
+
+/// The bytes as text, within the manifest limits (size, UTF-8, no NUL).
+fn checked_text<'a>(bytes: &'a [u8], source: &Source) -> Result<&'a str, ManifestError> {
     if bytes.len() > MAX_MANIFEST_BYTES {
         return Err(ManifestError::TooLarge {
-            source_name: source,
+            source_name: source.clone(),
             size: bytes.len(),
         });
     }
@@ -169,11 +175,11 @@ pub fn parse_bytes(bytes: &[u8], source: Source) -> Result<Vec<Document>, Manife
     })?;
     if let Some(offset) = text.find('\0') {
         return Err(ManifestError::NotText {
-            source_name: source,
+            source_name: source.clone(),
             offset,
         });
     }
-    parse_str(text, source)
+    Ok(text)
 }
 
 /// Parses YAML or JSON documents of any shape (not only Kubernetes objects), with the
@@ -207,30 +213,21 @@ pub fn read_plain(path: &Path) -> Result<Vec<Document>, ManifestError> {
         source,
     })?;
     let source = Source::file(path);
-    if bytes.len() > MAX_MANIFEST_BYTES {
-        return Err(ManifestError::TooLarge {
-            source_name: source,
-            size: bytes.len(),
-        });
-    }
-    let text = std::str::from_utf8(&bytes).map_err(|e| ManifestError::NotText {
-        source_name: source.clone(),
-        offset: e.valid_up_to(),
-    })?;
+    let text = checked_text(&bytes, &source)?;
     parse_plain(text, source)
 }
 
 pub fn parse_str(text: &str, source: Source) -> Result<Vec<Document>, ManifestError> {
-    let nodes: Vec<Spanned<Node>> =
-        serde_saphyr::from_multiple(text).map_err(|e| syntax_error(&e, &source))?;
     let mut docs = Vec::new();
-    for (index, node) in nodes.into_iter().enumerate() {
-        let start_line = node.referenced.line();
-        let mut lines = HashMap::new();
-        let value = node.value.into_json(String::new(), start_line, &mut lines);
-        if value.is_null() {
-            continue; // an empty document (e.g. a trailing `---`)
-        }
+    // Empty documents (e.g. a trailing `---`) are already skipped.
+    for plain in parse_plain(text, source.clone())? {
+        let Document {
+            index,
+            value,
+            lines,
+            start_line,
+            ..
+        } = plain;
         let not_object = |why: String| ManifestError::NotObject {
             source_name: source.clone(),
             line: start_line,

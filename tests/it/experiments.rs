@@ -16,9 +16,23 @@ fn go_demo_8() -> PathBuf {
     root().join("scenarios/meshes/go-demo-8.yaml")
 }
 
-fn experiment(name: &str) -> PathBuf {
+pub fn experiment(name: &str) -> PathBuf {
     root().join("experiments").join(name)
 }
+
+/// `experiments/<name>` with the first `from` replaced by `to`, written to `dir/<as_>`.
+pub fn variant(dir: &Path, name: &str, as_: &str, from: &str, to: &str) -> PathBuf {
+    let text = std::fs::read_to_string(experiment(name)).expect("read the example");
+    assert!(text.contains(from), "{name} has no {from:?}");
+    write(dir, as_, text.replacen(from, to, 1))
+}
+
+/// The delay action's pause, made long enough to interrupt the method during it.
+pub const LONG_PAUSE: (&str, &str) = ("    after: 1\n", "    after: 60\n");
+
+/// The delay action's route list (to point it elsewhere).
+pub const DELAY_ROUTE: &str =
+    "      fixed_delay: 15ms\n      routes:\n      - destination:\n          host: go-demo-8";
 
 /// The running mesh's state (VirtualServices as they are now, replicas).
 fn state(dir: &Path) -> Value {
@@ -92,6 +106,9 @@ impl Mesh {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or(Value::Null);
+        if !j.is_null() {
+            assert_ctk_journal(&j);
+        }
         (code, out, err, j)
     }
 }
@@ -107,7 +124,21 @@ fn names(runs: &Value) -> Vec<String> {
 }
 
 /// chaostoolkit's journal keys and values, and meshdrill's under `meshdrill`.
-fn assert_ctk_journal(j: &Value) {
+pub fn assert_ctk_journal(j: &Value) {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("schema/experiment-journal.json"))
+            .expect("schema/experiment-journal.json"),
+    )
+    .expect("the schema is JSON");
+    let errors = crate::common::schema::check(&schema, &schema, j, "$");
+    assert!(errors.is_empty(), "{errors:#?}");
+    for k in ["before", "after"] {
+        let s = &j["steady_states"][k];
+        if !s.is_null() {
+            let errors = crate::common::schema::check(&schema, &schema["$defs"]["state"], s, k);
+            assert!(errors.is_empty(), "{errors:#?}");
+        }
+    }
     for k in [
         "chaoslib-version",
         "platform",
@@ -244,10 +275,13 @@ fn a_steady_state_that_fails_first_injects_nothing() {
     let _s = serial();
     let m = mesh();
     let tmp = tempfile::tempdir().expect("tmp");
-    let text = std::fs::read_to_string(experiment("network.yaml"))
-        .expect("read")
-        .replacen("tolerance: 200", "tolerance: 503", 1);
-    let f = write(tmp.path(), "gate.yaml", text);
+    let f = variant(
+        tmp.path(),
+        "network.yaml",
+        "gate.yaml",
+        "tolerance: 200",
+        "tolerance: 503",
+    );
     let (code, out, err, j) = m.run(&f, &[]);
     assert_eq!(code, 1, "{out}\n{err}");
     assert_eq!(j["status"], "completed", "a tolerance miss, not a raise");
@@ -266,14 +300,14 @@ fn a_failed_action_fails_the_run_and_rolls_back() {
     let tmp = tempfile::tempdir().expect("tmp");
     // The second action's route list matches nothing: chaostoolkit would PATCH
     // anyway and call it a success.
-    let text = std::fs::read_to_string(experiment("network.yaml"))
-        .expect("read")
-        .replacen(
-            "      fixed_delay: 15ms\n      routes:\n      - destination:\n          host: go-demo-8",
-            "      fixed_delay: 15ms\n      routes:\n      - destination:\n          host: no-such-service",
-            1,
-        );
-    let f = write(tmp.path(), "bad-route.yaml", text);
+    let to = DELAY_ROUTE.replace("go-demo-8", "no-such-service");
+    let f = variant(
+        tmp.path(),
+        "network.yaml",
+        "bad-route.yaml",
+        DELAY_ROUTE,
+        &to,
+    );
     let (code, out, err, j) = m.run(&f, &[]);
     assert_eq!(code, 3, "{out}\n{err}");
     assert_eq!(j["status"], "failed");
@@ -299,10 +333,13 @@ fn sigterm_mid_method_rolls_back_and_exits_130() {
     let m = mesh();
     let tmp = tempfile::tempdir().expect("tmp");
     let journal = tmp.path().join("j.json");
-    let text = std::fs::read_to_string(experiment("network.yaml"))
-        .expect("read")
-        .replacen("  pauses:\n    after: 1", "  pauses:\n    after: 60", 1);
-    let f = write(tmp.path(), "long.yaml", text);
+    let f = variant(
+        tmp.path(),
+        "network.yaml",
+        "long.yaml",
+        LONG_PAUSE.0,
+        LONG_PAUSE.1,
+    );
     let mut child = meshdrill()
         .arg("run")
         .arg(&f)
@@ -470,6 +507,9 @@ fn run_text(text: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, St
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(Value::Null);
+    if !j.is_null() {
+        assert_ctk_journal(&j);
+    }
     (code, out, err, j)
 }
 
@@ -725,4 +765,190 @@ fn a_probe_that_cannot_connect_fails_the_gate_as_chaostoolkits_failed() {
     );
     let printed: Value = serde_json::from_str(&out).expect("journal on stdout");
     assert_eq!(printed["status"], "failed");
+}
+
+#[test]
+fn validate_checks_experiments_as_run_loads_them() {
+    let (code, out, err) = run(meshdrill()
+        .arg("validate")
+        .arg(experiment("network.yaml"))
+        .env("INGRESS_HOST", "127.0.0.1:9"));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("experiment \"What happens if we abort and delay responses\": valid (3 hypothesis probe(s), 3 method activities, 2 rollback(s))"), "{out}");
+    let (code, _out, err) = run(meshdrill()
+        .arg("validate")
+        .arg(experiment("network.yaml"))
+        .env_remove("INGRESS_HOST"));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("network.yaml:16: configuration.ingress_host"),
+        "{err}"
+    );
+}
+
+#[test]
+fn fail_fast_stops_the_method_and_nothing_further_starts() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = tmp.path().display();
+    // The hypothesis holds until the first action creates `flag`; with --fail-fast the
+    // miss during the method stops it: a2 and a3 never run.
+    let text = format!(
+        r#"title: t
+description: d
+steady-state-hypothesis:
+  title: h
+  probes:
+  - {{type: probe, name: flip, tolerance: 0, provider: {{type: process, path: sh, arguments: ["-c", "test ! -e {d}/flag"]}}}}
+method:
+- {{type: action, name: set, provider: {{type: process, path: touch, arguments: ["{d}/flag"]}}}}
+- {{type: action, name: wait, pauses: {{before: 2}}, provider: {{type: process, path: "true"}}}}
+- {{type: action, name: a2, provider: {{type: process, path: touch, arguments: ["{d}/a2"]}}}}
+- {{type: action, name: a3, provider: {{type: process, path: touch, arguments: ["{d}/a3"]}}}}
+"#
+    );
+    let (code, out, err, j) = run_text(
+        &text,
+        &[
+            "--hypothesis-strategy",
+            "during-method-only",
+            "--hypothesis-frequency",
+            "0.2",
+            "--fail-fast",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(j["status"], "failed");
+    assert!(
+        !tmp.path().join("a2").exists() && !tmp.path().join("a3").exists(),
+        "{out}"
+    );
+    let ran = names(&j["run"]);
+    assert!(!ran.iter().any(|n| n == "a2" || n == "a3"), "{ran:?}");
+}
+
+#[test]
+fn processes_chaostoolkit_style_and_a_timeout_kills_the_whole_group() {
+    let marker = format!("{}.{}", 30 + std::process::id() % 1000, std::process::id());
+    let text = format!(
+        r#"title: t
+description: d
+method:
+- {{type: probe, name: map-args, provider: {{type: process, path: echo, arguments: {{--flag: value, --bare: null, last: ""}}}}}}
+- {{type: probe, name: grandchild, provider: {{type: process, path: sh, arguments: "-c 'sleep {marker}; echo never'", timeout: 0.3}}}}
+- {{type: probe, name: signalled, provider: {{type: process, path: sh, arguments: ["-c", "kill -TERM $$"]}}}}
+"#
+    );
+    let (code, out, err, j) = run_text(&text, &[], &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        j["run"][0]["output"]["stdout"],
+        "--flag value --bare last\n"
+    );
+    assert_eq!(j["run"][1]["status"], "failed");
+    assert_eq!(j["run"][2]["output"]["status"], -15, "Python's -signum");
+    // The shell's child (sleep) went with it.
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", &format!("sleep {marker}")])
+        .output()
+        .expect("pgrep");
+    assert!(
+        left.stdout.is_empty(),
+        "left behind: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
+
+#[test]
+fn default_strategy_plays_rollbacks_after_a_failed_action_and_a_signal_cuts_them() {
+    let _s = serial();
+    let m = mesh();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let to = DELAY_ROUTE.replace("go-demo-8", "no-such-service");
+    let f = variant(
+        tmp.path(),
+        "network.yaml",
+        "bad-route.yaml",
+        DELAY_ROUTE,
+        &to,
+    );
+    // chaostoolkit's `default` plays rollbacks after a failed action (its status stays
+    // completed there); meshdrill's exit is still 3.
+    let (code, out, err, j) = m.run(&f, &["--rollback-strategy", "default"]);
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert_eq!(j["rollbacks"].as_array().map(Vec::len), Some(2), "{out}");
+    assert!(err.contains("the rollbacks ran"), "{err}");
+    m.assert_untouched();
+
+    // A rollback that hangs: a signal cuts it, meshdrill's clean-up still restores.
+    let text = std::fs::read_to_string(&f).expect("read");
+    let cut = text.find("rollbacks:").expect("rollbacks");
+    let f = write(
+        tmp.path(),
+        "hang.yaml",
+        format!(
+            "{}rollbacks:\n- {{type: action, name: hang, provider: {{type: process, path: sleep, arguments: ['1000']}}}}\n",
+            &text[..cut]
+        ),
+    );
+    let mut child = KillOnDrop(
+        meshdrill()
+            .arg("run")
+            .arg(&f)
+            .arg("--mesh")
+            .arg(m.dir.path())
+            .env_remove("INGRESS_HOST")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    // Once the rollbacks have started (their section line), interrupt.
+    let stdout = child.0.stdout.take().expect("stdout");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l == "rollbacks"),
+        "no rollbacks section"
+    );
+    std::thread::spawn(move || lines.for_each(drop));
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status();
+    let status = child.0.wait().expect("wait");
+    assert_eq!(status.code(), Some(130));
+    m.assert_untouched();
+}
+
+#[test]
+fn cluster_service_names_go_through_the_mesh_as_from_a_pod() {
+    let _s = serial();
+    let m = mesh();
+    let text = r#"title: t
+description: d
+steady-state-hypothesis:
+  title: h
+  probes:
+  - {type: probe, name: short, tolerance: 200, provider: {type: http, url: "http://go-demo-8/demo/hello", timeout: 5}}
+  - {type: probe, name: ns, tolerance: 200, provider: {type: http, url: "http://go-demo-8.default/demo/hello", timeout: 5}}
+  - {type: probe, name: fqdn, tolerance: 200, provider: {type: http, url: "http://go-demo-8.default.svc.cluster.local/demo/hello", timeout: 5}}
+  - {type: probe, name: gateway-host, tolerance: 200, provider: {type: http, url: "http://repeater.acme.com/", timeout: 5}}
+method: []
+"#;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = write(tmp.path(), "names.yaml", text);
+    let (code, out, err, j) = m.run(&f, &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(j["steady_states"]["before"]["steady_state_met"], true);
+    // Anything else is refused before anything runs.
+    let f = write(
+        tmp.path(),
+        "out.yaml",
+        text.replace("repeater.acme.com", "example.com"),
+    );
+    let (code, _out, err, _j) = m.run(&f, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("\"example.com\" is none of them"), "{err}");
 }

@@ -13,6 +13,7 @@ use crate::common::fake_kube::{Auth, DeploymentSeed, FakeKube};
 use crate::common::mesh::{KillOnDrop, read_until};
 use crate::common::servers::{Behavior, Server, spawn};
 use crate::common::{meshdrill, root, run, write};
+use crate::experiments::{DELAY_ROUTE, LONG_PAUSE, variant};
 
 fn go_demo_8() -> Value {
     json!({
@@ -65,7 +66,36 @@ impl Cluster {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or(Value::Null);
+        if !j.is_null() {
+            crate::experiments::assert_ctk_journal(&j);
+        }
         (code, out, err, j)
+    }
+
+    /// The network experiment with a 60 s pause after its delay, spawned and followed
+    /// until the delay is on (the method is then in that pause).
+    fn spawn_mid_method(&self, dir: &std::path::Path, journal: &std::path::Path) -> KillOnDrop {
+        let f = variant(dir, "network.yaml", "long.yaml", LONG_PAUSE.0, LONG_PAUSE.1);
+        let child = self
+            .cmd(&f, journal)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut child = KillOnDrop(child);
+        let seen = read_until(&mut child.0, "✓ action abort-failure");
+        assert!(seen.contains("✓ action abort-failure"), "{seen}");
+        let start = std::time::Instant::now();
+        while self
+            .kube
+            .vs("go-demo-8", "go-demo-8")
+            .and_then(|v| v.pointer("/spec/http/0/fault/delay").cloned())
+            .is_none()
+        {
+            assert!(start.elapsed().as_secs() < 20, "the delay never landed");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child
     }
 
     /// The JSON patches sent to the VirtualService, in order.
@@ -178,12 +208,13 @@ fn a_refused_patch_fails_the_run_and_the_rest_is_rolled_back() {
     let c = cluster(Behavior::Ok);
     // The first PATCH (the abort) gets a 403.
     let tmp = tempfile::tempdir().expect("tmp");
-    let text = std::fs::read_to_string(network()).expect("read").replacen(
+    let f = variant(
+        tmp.path(),
+        "network.yaml",
+        "network.yaml",
         "    after: 1\n",
         "    after: 0\n",
-        1,
     );
-    let f = write(tmp.path(), "network.yaml", text);
     c.kube.fail_next("PATCH", 403);
     let (code, out, err, j) = c.run(&f);
     assert_eq!(code, 3, "{out}\n{err}");
@@ -205,12 +236,8 @@ fn a_refused_patch_fails_the_run_and_the_rest_is_rolled_back() {
 
     // A route list that matches nothing: a failure, and nothing is sent for it.
     let c = cluster(Behavior::Ok);
-    let text = std::fs::read_to_string(network()).expect("read").replacen(
-        "      fixed_delay: 15ms\n      routes:\n      - destination:\n          host: go-demo-8",
-        "      fixed_delay: 15ms\n      routes:\n      - destination:\n          host: nowhere",
-        1,
-    );
-    let f = write(tmp.path(), "nowhere.yaml", text);
+    let to = DELAY_ROUTE.replace("go-demo-8", "nowhere");
+    let f = variant(tmp.path(), "network.yaml", "nowhere.yaml", DELAY_ROUTE, &to);
     let (code, out, err, _j) = c.run(&f);
     assert_eq!(code, 3, "{out}\n{err}");
     assert!(err.contains("nowhere"), "{err}");
@@ -223,33 +250,8 @@ fn a_refused_patch_fails_the_run_and_the_rest_is_rolled_back() {
 fn sigterm_mid_method_on_the_cluster() {
     let c = cluster(Behavior::Ok);
     let tmp = tempfile::tempdir().expect("tmp");
-    let text = std::fs::read_to_string(network()).expect("read").replacen(
-        "    after: 1\n",
-        "    after: 60\n",
-        1,
-    );
-    let f = write(tmp.path(), "long.yaml", text);
     let journal = tmp.path().join("j.json");
-    let child = c
-        .cmd(&f, &journal)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut child = KillOnDrop(child);
-    let seen = read_until(&mut child.0, "✓ action abort-failure");
-    assert!(seen.contains("✓ action abort-failure"), "{seen}");
-    // The delay is on (its 60 s pause has begun): interrupt now.
-    let start = std::time::Instant::now();
-    while c
-        .kube
-        .vs("go-demo-8", "go-demo-8")
-        .and_then(|v| v.pointer("/spec/http/0/fault/delay").cloned())
-        .is_none()
-    {
-        assert!(start.elapsed().as_secs() < 20, "the delay never landed");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let mut child = c.spawn_mid_method(tmp.path(), &journal);
     let status = child.terminate();
     assert_eq!(status.code(), Some(130));
     let j: Value =
@@ -438,20 +440,7 @@ fn kubernetes_settings_from_the_experiments_secrets() {
 fn after_a_crash_recover_restores_what_the_experiment_changed() {
     let c = cluster(Behavior::Ok);
     let tmp = tempfile::tempdir().expect("tmp");
-    let text = std::fs::read_to_string(network()).expect("read").replacen(
-        "    after: 1\n",
-        "    after: 60\n",
-        1,
-    );
-    let f = write(tmp.path(), "long.yaml", text);
-    let child = c
-        .cmd(&f, &tmp.path().join("j.json"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut child = KillOnDrop(child);
-    let _ = read_until(&mut child.0, "✓ action abort-failure");
+    let mut child = c.spawn_mid_method(tmp.path(), &tmp.path().join("j.json"));
     let _ = child.0.kill();
     let _ = child.0.wait();
     assert_ne!(
