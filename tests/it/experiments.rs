@@ -27,6 +27,12 @@ pub fn variant(dir: &Path, name: &str, as_: &str, from: &str, to: &str) -> PathB
     write(dir, as_, text.replacen(from, to, 1))
 }
 
+/// network.yaml with the delay action's route list pointed at a host no route has.
+fn bad_route(dir: &Path) -> PathBuf {
+    let to = DELAY_ROUTE.replace("go-demo-8", "no-such-service");
+    variant(dir, "network.yaml", "bad-route.yaml", DELAY_ROUTE, &to)
+}
+
 /// The delay action's pause, made long enough to interrupt the method during it.
 pub const LONG_PAUSE: (&str, &str) = ("    after: 1\n", "    after: 60\n");
 
@@ -300,14 +306,7 @@ fn a_failed_action_fails_the_run_and_rolls_back() {
     let tmp = tempfile::tempdir().expect("tmp");
     // The second action's route list matches nothing: chaostoolkit would PATCH
     // anyway and call it a success.
-    let to = DELAY_ROUTE.replace("go-demo-8", "no-such-service");
-    let f = variant(
-        tmp.path(),
-        "network.yaml",
-        "bad-route.yaml",
-        DELAY_ROUTE,
-        &to,
-    );
+    let f = bad_route(tmp.path());
     let (code, out, err, j) = m.run(&f, &[]);
     assert_eq!(code, 3, "{out}\n{err}");
     assert_eq!(j["status"], "failed");
@@ -864,14 +863,7 @@ fn default_strategy_plays_rollbacks_after_a_failed_action_and_a_signal_cuts_them
     let _s = serial();
     let m = mesh();
     let tmp = tempfile::tempdir().expect("tmp");
-    let to = DELAY_ROUTE.replace("go-demo-8", "no-such-service");
-    let f = variant(
-        tmp.path(),
-        "network.yaml",
-        "bad-route.yaml",
-        DELAY_ROUTE,
-        &to,
-    );
+    let f = bad_route(tmp.path());
     // chaostoolkit's `default` plays rollbacks after a failed action (its status stays
     // completed there); meshdrill's exit is still 3.
     let (code, out, err, j) = m.run(&f, &["--rollback-strategy", "default"]);
