@@ -45,7 +45,7 @@ Envoy, network) or a rollback that did not complete, 4 inconclusive (the sample 
 the output says how many requests would), 130 interrupted (after the rollback).
 
 Experiment files (chaostoolkit): 0 the steady state held, 1 it did not hold before the method \
-(nothing was injected) or deviated after it, 2 input error (file:line: field, an unknown python \
+(nothing was injected), during it or after it, 2 input error (file:line: field, an unknown python \
 function, a missing configuration variable), 3 an action failed (403, 404, no route or pod \
 matched, PATCH rejected) or the clean-up failed, 130 interrupted (after the rollbacks). Whatever \
 the rollbacks leave changed, meshdrill undoes at the end (unless --keep-faults)."

@@ -198,6 +198,17 @@ pub async fn run(
             }
         }
     }
+    // Misses during the method: chaostoolkit sets neither `deviated` nor a failed
+    // status for them (so the journal does not either), but a steady state that did not
+    // hold while the fault was on is the finding: meshdrill exits 1.
+    let missed = steady.during.iter().filter(|s| !s.steady_state_met).count();
+    if exit == Exit::Held && missed > 0 {
+        exit = Exit::NotMet;
+        verdict = format!(
+            "the steady state did not hold during the method ({missed} of {} checks missed)",
+            steady.during.len()
+        );
+    }
     if exit == Exit::Held {
         verdict = match &exp.hypothesis {
             Some(_) => "the steady state held".into(),
