@@ -190,6 +190,15 @@ impl TargetArgs {
     }
 }
 
+/// A mesh error as a CLI failure: input (exit 2) or target (exit 3).
+pub fn mesh_fail(e: crate::mesh::MeshError) -> Failure {
+    if e.is_input() {
+        Failure::input(e)
+    } else {
+        Failure::target(e)
+    }
+}
+
 /// A target error as a CLI failure: input (exit 2) or target (exit 3).
 pub fn fail(e: target::Error) -> Failure {
     if e.is_input() {

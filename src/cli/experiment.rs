@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 
-use super::args::{fail, runtime};
+use super::args::{fail, mesh_fail, runtime};
 use super::run::{RunArgs, RunOutput, Strategy, check_writable, start_mesh, watch};
 use super::{CliResult, Exit, Failure};
 use crate::experiment::journal::Journal;
-use crate::experiment::model::{Kind, Provider};
+use crate::experiment::model::Provider;
 use crate::experiment::run::mesh_url;
 use crate::experiment::{
     Event, Experiment, HypothesisStrategy, LoadOptions, Observer, RollbackStrategy, RunOptions,
@@ -127,13 +127,7 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
         let t = if m.is_dir() {
             MeshTarget::open(m).map_err(fail)?
         } else {
-            let loaded = MeshSpec::load(std::slice::from_ref(m)).map_err(|e| {
-                if e.is_input() {
-                    Failure::input(e)
-                } else {
-                    Failure::target(e)
-                }
-            })?;
+            let loaded = MeshSpec::load(std::slice::from_ref(m)).map_err(mesh_fail)?;
             start_mesh(loaded.spec, a.envoy.clone(), &cancel, &rt)?
         };
         Some(Target::Mesh(t))
@@ -306,12 +300,9 @@ impl Observer for Printer<'_> {
                     None => record.status == crate::experiment::journal::RunStatus::Succeeded,
                 };
                 let mark = if ok { "✓" } else { "✗" };
-                let kind = match kind {
-                    Kind::Probe => "probe ",
-                    Kind::Action => "action",
-                };
                 self.line(&format!(
-                    "  {mark} {kind} {name}  {:.2}s  {summary}",
+                    "  {mark} {:<6} {name}  {:.2}s  {summary}",
+                    kind.as_str(),
                     record.duration
                 ));
             }

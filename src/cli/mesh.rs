@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use clap::{Args, Subcommand, ValueEnum};
 
+use super::args::mesh_fail;
 use super::change::pretty;
 use super::{CliResult, Exit, Failure, io_err};
 use crate::istio::manifest;
@@ -99,22 +100,14 @@ pub struct ServeDemoArgs {
     pub config: String,
 }
 
-fn fail(e: MeshError) -> Failure {
-    if e.is_input() {
-        Failure::input(e)
-    } else {
-        Failure::target(e)
-    }
-}
-
 pub fn run(c: MeshCommand, out: &mut impl Write, err: &mut impl Write) -> CliResult {
     match c {
         MeshCommand::Up(a) => run_up(a, out, err),
         MeshCommand::Kill(a) => {
             let killed = MeshDir::open(&a.mesh)
-                .map_err(fail)?
+                .map_err(mesh_fail)?
                 .kill(&a.service, a.replica)
-                .map_err(fail)?;
+                .map_err(mesh_fail)?;
             if killed.is_empty() {
                 writeln!(out, "{}: no running replica to kill", a.service).map_err(io_err)?;
             } else {
@@ -125,17 +118,17 @@ pub fn run(c: MeshCommand, out: &mut impl Write, err: &mut impl Write) -> CliRes
         }
         MeshCommand::Restart(a) => {
             let done = MeshDir::open(&a.mesh)
-                .map_err(fail)?
+                .map_err(mesh_fail)?
                 .request_restart(&a.service, a.replica)
-                .map_err(fail)?;
+                .map_err(mesh_fail)?;
             writeln!(out, "restarted {} replica(s) {}", a.service, list(&done)).map_err(io_err)?;
             Ok(Exit::Ok)
         }
         MeshCommand::Stats(a) => {
             let s = MeshDir::open(&a.mesh)
-                .map_err(fail)?
+                .map_err(mesh_fail)?
                 .stats()
-                .map_err(fail)?;
+                .map_err(mesh_fail)?;
             match a.output {
                 StatsOutput::Json => out
                     .write_all(pretty(&stats_json(&s))?.as_bytes())
@@ -157,7 +150,7 @@ pub fn run(c: MeshCommand, out: &mut impl Write, err: &mut impl Write) -> CliRes
                 config,
             }
             .run()
-            .map_err(fail)?;
+            .map_err(mesh_fail)?;
             Ok(Exit::Ok)
         }
     }
@@ -171,7 +164,7 @@ fn list(v: &[usize]) -> String {
 }
 
 fn run_up(a: UpArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
-    let loaded = MeshSpec::load(&a.files).map_err(fail)?;
+    let loaded = MeshSpec::load(&a.files).map_err(mesh_fail)?;
     for n in &loaded.notes {
         writeln!(err, "note: {n}").map_err(io_err)?;
     }
@@ -206,12 +199,12 @@ fn run_up(a: UpArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
                 MeshError::Interrupted
             )));
         }
-        Err(e) => return Err(fail(e)),
+        Err(e) => return Err(mesh_fail(e)),
     };
     for w in mesh.warnings() {
         writeln!(err, "warning: {w}").map_err(io_err)?;
     }
-    let st = mesh.state().map_err(fail)?;
+    let st = mesh.state().map_err(mesh_fail)?;
     // The banner is best effort: a closed stdout (`mesh up | head -1`) must not stop
     // the mesh.
     let _ = write_banner(&name, &mesh, &st, a.dir.as_deref(), out);
@@ -230,13 +223,13 @@ fn run_up(a: UpArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
             }
         }
     });
-    mesh.stop().map_err(fail)?;
+    mesh.stop().map_err(mesh_fail)?;
     match result {
         Ok(why) => {
             writeln!(err, "mesh {name} stopped ({why})").map_err(io_err)?;
             Ok(Exit::Ok)
         }
-        Err(e) => Err(fail(e)),
+        Err(e) => Err(mesh_fail(e)),
     }
 }
 
@@ -282,7 +275,7 @@ fn write_banner(
 }
 
 fn run_apply(a: ApplyArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
-    let md = MeshDir::open(&a.mesh).map_err(fail)?;
+    let md = MeshDir::open(&a.mesh).map_err(mesh_fail)?;
     let mut n = 0;
     for f in &a.files {
         let docs = manifest::read_file(f).map_err(Failure::input)?;
@@ -296,7 +289,7 @@ fn run_apply(a: ApplyArgs, out: &mut impl Write, err: &mut impl Write) -> CliRes
                     list.join("\n")
                 )));
             }
-            let applied = md.put_virtual_service(d.value.clone()).map_err(fail)?;
+            let applied = md.put_virtual_service(d.value.clone()).map_err(mesh_fail)?;
             for w in &applied.warnings {
                 writeln!(err, "warning: {w}").map_err(io_err)?;
             }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use clap::{Parser, ValueEnum};
 
-use super::args::{ConnArgs, fail, parse_ttl, runtime};
+use super::args::{ConnArgs, fail, mesh_fail, parse_ttl, runtime};
 use super::drill::{outcome, with_printer, write_summary};
 use super::{CliResult, Failure, io_err};
 use crate::cancel::Cancel;
@@ -359,13 +359,7 @@ fn open_target(
             Ok(Target::Mesh(t))
         }
         TargetSpec::Mesh { file } => {
-            let loaded = MeshSpec::load(std::slice::from_ref(file)).map_err(|e| {
-                if e.is_input() {
-                    Failure::input(e)
-                } else {
-                    Failure::target(e)
-                }
-            })?;
+            let loaded = MeshSpec::load(std::slice::from_ref(file)).map_err(mesh_fail)?;
             crate::scenario::check_against_mesh(s, &loaded.spec).map_err(Failure::input)?;
             if dry_run {
                 // Nothing is started: the plan reads the mesh file's VirtualServices.

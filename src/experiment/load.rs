@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::model::*;
 use super::siege;
-use super::substitute::{Vars, names_in, substitute, substitute_str};
+use super::substitute::{Vars, names_in, py_str, substitute, substitute_str};
 use super::tolerance;
 use crate::istio::manifest::{self, Document, ManifestError};
 use crate::istio::validate::dotted;
@@ -1496,24 +1496,14 @@ pub fn tolerance_probe(v: &Value, vars: &Vars, on_mesh: bool) -> Result<Activity
         .map_err(|e| e.to_string())
 }
 
-/// Python's `str()` of an argument value.
-pub fn py_str(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Null => "None".into(),
-        other => other.to_string(),
-    }
-}
-
 /// `shutil.which`.
 pub fn which(program: &str) -> Option<PathBuf> {
+    let runnable = |p: &PathBuf| crate::mesh::envoy::is_executable(p);
     if program.contains('/') {
         let p = PathBuf::from(program);
-        return p.is_file().then_some(p);
+        return runnable(&p).then_some(p);
     }
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|d| d.join(program))
-        .find(|p| p.is_file())
+        .find(runnable)
 }

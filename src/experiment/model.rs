@@ -284,15 +284,3 @@ pub enum DeploymentsProbe {
         returns_none: bool,
     },
 }
-
-impl TargetCall {
-    /// Whether it changes something (an action the final clean-up may undo).
-    pub fn changes(&self) -> bool {
-        matches!(
-            self,
-            TargetCall::AddFault { .. }
-                | TargetCall::RemoveFault { .. }
-                | TargetCall::TerminatePods(_)
-        )
-    }
-}

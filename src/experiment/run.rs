@@ -901,18 +901,18 @@ impl Runner<'_> {
                             "{}: {:?}: VirtualService {vs} carries no {} fault of this run: nothing removed (a fault that was there before the experiment stays)",
                             a.at,
                             a.name,
-                            kind_name(*kind)
+                            kind.key()
                         );
                         self.note(&n);
                         let line = format!("nothing of this run on VirtualService {vs}: unchanged");
                         return Ok((now, Some(line)));
                     }
                 }
-                let change = remove_change(*kind);
+                let change = Change::RemoveFault(*kind);
                 let after = self
                     .change(a, target, vs, ns, selector, &change, cancel)
                     .await?;
-                let kind = kind_name(*kind);
+                let kind = kind.key();
                 let line = if after.get("spec") == now.get("spec") {
                     format!("no {kind} of this run on VirtualService {vs}, {selector}: unchanged")
                 } else {
@@ -1307,17 +1307,6 @@ impl Runner<'_> {
             Err(failures.join("; "))
         }
     }
-}
-
-fn kind_name(k: FaultKind) -> &'static str {
-    match k {
-        FaultKind::Delay => "delay",
-        FaultKind::Abort => "abort",
-    }
-}
-
-fn remove_change(k: FaultKind) -> Change {
-    Change::RemoveFault(k)
 }
 
 async fn cluster_pods(

@@ -100,7 +100,8 @@ pub fn find_envoy_in(l: &Lookup) -> Result<PathBuf, MeshError> {
     Err(MeshError::EnvoyNotFound { tried })
 }
 
-fn is_executable(p: &Path) -> bool {
+/// A regular file with an execute bit (what `shutil.which` and a shell accept).
+pub(crate) fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

@@ -99,22 +99,8 @@ pub struct Changed {
     pub envoy: Option<(u64, Duration)>,
 }
 
-/// The outcome of a rollback of one VirtualService.
-// Returned once per rollback, never stored in bulk.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone)]
-pub enum Cleared {
-    /// It carries no drill record: nothing to do.
-    Nothing { object: Value },
-    /// It is gone (deleted meanwhile): nothing to restore.
-    Gone,
-    /// Every route meshdrill changed is back as it was.
-    Restored {
-        object: Value,
-        patch: Patch,
-        record: DrillRecord,
-    },
-}
+/// The outcome of a rollback of one VirtualService (the same on every target).
+pub use crate::cluster::Cleared;
 
 /// A local mesh: one this process started (stopped with the target) or one running in
 /// a `mesh up --dir` directory.
@@ -464,7 +450,7 @@ impl Target {
                             .clear(&c.api, ns, name, true)
                             .await
                             .map_err(Error::Cluster)?;
-                        Ok(cleared_to_changed(ns, cl.into()))
+                        Ok(cleared_to_changed(ns, cl))
                     }
                 }
             }
@@ -571,7 +557,7 @@ impl Target {
                     })
                     .await
                     .map_err(Error::Cluster)?;
-                Ok(r.into())
+                Ok(r)
             }
         }
     }
@@ -601,24 +587,6 @@ impl Target {
                 blocking(move || dir.drills(ns_.as_deref())).await
             }
             Target::Cluster(c) => c.cluster.drills(&c.api, ns).await.map_err(Error::Cluster),
-        }
-    }
-}
-
-impl From<cluster::Cleared> for Cleared {
-    fn from(c: cluster::Cleared) -> Self {
-        match c {
-            cluster::Cleared::Nothing { object } => Cleared::Nothing { object },
-            cluster::Cleared::Gone => Cleared::Gone,
-            cluster::Cleared::Restored {
-                object,
-                patch,
-                record,
-            } => Cleared::Restored {
-                object,
-                patch,
-                record,
-            },
         }
     }
 }
