@@ -190,10 +190,7 @@ impl Error {
 
     /// True when the user's input (not the cluster) is at fault: no such route etc.
     pub fn is_input(&self) -> bool {
-        matches!(
-            self,
-            Error::Plan(PlanError::NoSuchRoute { .. } | PlanError::NoHttpRoutes { .. })
-        )
+        matches!(self, Error::Plan(e) if e.is_input())
     }
 }
 

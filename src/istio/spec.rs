@@ -319,6 +319,20 @@ impl RouteSelector {
             .collect()
     }
 
+    /// Whether a destination `(host, subset)` is one this selector names: always for
+    /// the selectors that pick whole routes (all, name, index).
+    pub fn wants_destination(&self, host: &str, subset: Option<&str>) -> bool {
+        match self {
+            RouteSelector::All | RouteSelector::Name(_) | RouteSelector::Index(_) => true,
+            RouteSelector::Destination { host: h, subset: s } => {
+                destination_matches(h, s.as_deref(), host, subset)
+            }
+            RouteSelector::Destinations(wanted) => wanted
+                .iter()
+                .any(|(h, s)| destination_matches(h, s.as_deref(), host, subset)),
+        }
+    }
+
     fn matches(&self, index: usize, route: &Value) -> bool {
         match self {
             RouteSelector::All => true,

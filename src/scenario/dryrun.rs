@@ -23,13 +23,11 @@ type Store = BTreeMap<Key, Value>;
 /// object's state (a conflict, a record too large, an unreadable record) exit 3 — as
 /// the same error would be when the step runs.
 fn plan_failed(step: &Step, e: crate::istio::PlanError) -> Ending {
-    use crate::istio::PlanError;
     let message = format!("{}: {e}", step.at);
-    match e {
-        PlanError::NoSuchRoute { .. } | PlanError::NoHttpRoutes { .. } => {
-            Ending::InputError { message }
-        }
-        _ => Ending::TargetError { message },
+    if e.is_input() {
+        Ending::InputError { message }
+    } else {
+        Ending::TargetError { message }
     }
 }
 

@@ -13,3 +13,4 @@ mod mesh;
 mod mesh_target;
 mod mesh_translate;
 mod scenarios;
+mod subsets;

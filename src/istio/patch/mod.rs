@@ -53,6 +53,19 @@ pub enum PlanError {
         selector: String,
         routes: String,
     },
+    /// A `--destination` selector picked a route that also sends traffic elsewhere: a
+    /// fault, retry policy or timeout applies to the whole route, so it would reach
+    /// traffic the user did not choose.
+    #[error(
+        "{object}: {selector}: {route} also sends traffic to other destinations:\n{weights}a fault, retry policy or timeout applies to the whole route (Istio has no per-destination fault), so traffic you did not choose would be hit too; nothing was changed.\nTo drill only the chosen destination, give it a route of its own (e.g. a route with a header match ahead of this one, sending to it alone), or select the whole route with --route-index {index} if that is what you mean"
+    )]
+    SharedRoute {
+        object: String,
+        selector: String,
+        route: String,
+        index: usize,
+        weights: String,
+    },
     /// The drill annotation could not be read.
     #[error(
         "{object}: annotation {ANNOTATION} is not a meshdrill record ({reason}); remove it by hand if it was not written by meshdrill"
@@ -69,6 +82,19 @@ pub enum PlanError {
     /// The planner produced a patch that does not yield the planned object (a bug).
     #[error("{object}: internal error: planned patch does not apply: {reason}")]
     Internal { object: String, reason: String },
+}
+
+impl PlanError {
+    /// Whether the user's input is at fault (exit 2): a selector that picks no route or
+    /// a shared one, an object without HTTP routes. The rest is the object's state.
+    pub fn is_input(&self) -> bool {
+        matches!(
+            self,
+            PlanError::NoSuchRoute { .. }
+                | PlanError::NoHttpRoutes { .. }
+                | PlanError::SharedRoute { .. }
+        )
+    }
 }
 
 /// Who made a change, so `status` can show it and `recover --orphans` can tell whether
@@ -439,6 +465,75 @@ fn restore_ops(i: usize, rr: &RouteRecord) -> Result<Vec<Value>, String> {
     Ok(out)
 }
 
+/// Refuses a [`RouteSelector::Destination`] that picked a route whose traffic also
+/// goes to destinations it does not name (`--destination reviews/v2` on a route split
+/// v1 80 / v2 20): the change would apply to all of the route's traffic.
+fn refuse_shared_routes(
+    http: &[Value],
+    selector: &RouteSelector,
+    indices: &[usize],
+    object: &str,
+) -> Result<(), PlanError> {
+    let RouteSelector::Destination { .. } = selector else {
+        return Ok(());
+    };
+    for &i in indices {
+        let Some(route) = http.get(i) else { continue };
+        let weights = route_weights(route, selector);
+        // A destination with weight 0 gets no traffic (as the mesh translates it).
+        if weights.iter().all(|&(_, w, chosen)| chosen || w == 0) {
+            continue;
+        }
+        let weights = weights
+            .into_iter()
+            .map(|(d, w, chosen)| {
+                format!(
+                    "  {w:>3}% -> {d}{}\n",
+                    if chosen { "  (chosen)" } else { "" }
+                )
+            })
+            .collect();
+        let name = route.get("name").and_then(Value::as_str);
+        return Err(PlanError::SharedRoute {
+            object: object.to_string(),
+            selector: selector.to_string(),
+            route: match name {
+                Some(n) => format!("route #{i} ({n:?})"),
+                None => format!("route #{i}"),
+            },
+            index: i,
+            weights,
+        });
+    }
+    Ok(())
+}
+
+/// `(host[/subset], weight %, chosen by the selector)` of each destination of a route.
+/// An omitted weight is 100 for a single destination, else 0, as the mesh translates it.
+fn route_weights(route: &Value, selector: &RouteSelector) -> Vec<(String, u64, bool)> {
+    let ds = route.get("route").and_then(Value::as_array);
+    let n = ds.map_or(0, Vec::len);
+    ds.into_iter()
+        .flatten()
+        .map(|d| {
+            let dest = d.get("destination");
+            let host = dest.and_then(|x| x.get("host")).and_then(Value::as_str);
+            let subset = dest.and_then(|x| x.get("subset")).and_then(Value::as_str);
+            let w = d
+                .get("weight")
+                .and_then(Value::as_u64)
+                .unwrap_or(if n == 1 { 100 } else { 0 });
+            let label = match (host, subset) {
+                (Some(h), Some(s)) => format!("{h}/{s}"),
+                (Some(h), None) => h.to_string(),
+                (None, _) => "(no host)".to_string(),
+            };
+            let chosen = host.is_some_and(|h| selector.wants_destination(h, subset));
+            (label, w, chosen)
+        })
+        .collect()
+}
+
 /// Plans `change` on the routes `selector` picks.
 pub fn plan_change(
     obj: &Value,
@@ -459,6 +554,9 @@ pub fn plan_change(
             selector: selector.to_string(),
             routes: describe_routes(current),
         });
+    }
+    if !matches!(change, Change::RemoveFault(_)) {
+        refuse_shared_routes(current, selector, &indices, &object)?;
     }
     let conflict = |detail: String| PlanError::Conflict {
         object: object.clone(),

@@ -739,3 +739,55 @@ proptest! {
         prop_assert_eq!(read_record(&cur).expect("r"), None);
     }
 }
+
+#[test]
+fn a_destination_on_a_split_route_is_refused_but_whole_route_selectors_and_removal_are_not() {
+    let mut obj = vs();
+    obj["spec"]["http"][1]["route"] = json!([
+        {"destination": {"host": "reviews", "subset": "v1"}, "weight": 80},
+        {"destination": {"host": "reviews.shop.svc.cluster.local", "subset": "v2"}, "weight": 20}
+    ]);
+    let v2 = RouteSelector::Destination {
+        host: "reviews".into(),
+        subset: Some("v2".into()),
+    };
+    let err = plan_change(&obj, &v2, &abort(100.0), &meta()).expect_err("refused");
+    match &err {
+        PlanError::SharedRoute { index, weights, .. } => {
+            assert_eq!(*index, 1);
+            assert_eq!(
+                weights,
+                "   80% -> reviews/v1\n   20% -> reviews.shop.svc.cluster.local/v2  (chosen)\n"
+            );
+        }
+        other => panic!("{other}"),
+    }
+    // The host alone names every destination of both routes: both are picked.
+    let host = RouteSelector::Destination {
+        host: "reviews".into(),
+        subset: None,
+    };
+    let plan = plan_change(&obj, &host, &abort(100.0), &meta()).expect("plan");
+    assert_eq!(
+        plan.after["spec"]["http"][1]["fault"]["abort"]["httpStatus"],
+        503
+    );
+    // Picking the whole route by index is the user's explicit choice.
+    plan_change(&obj, &RouteSelector::Index(1), &abort(100.0), &meta()).expect("plan");
+    // Removing meshdrill's own fault is never refused.
+    plan_change(
+        &plan.after,
+        &v2,
+        &Change::RemoveFault(FaultKind::Abort),
+        &meta(),
+    )
+    .expect("removal");
+    // A destination with weight 0 gets no traffic: the fault reaches only v2's.
+    obj["spec"]["http"][1]["route"][0]["weight"] = json!(0);
+    obj["spec"]["http"][1]["route"][1]["weight"] = json!(100);
+    let plan = plan_change(&obj, &v2, &abort(100.0), &meta()).expect("plan");
+    assert_eq!(
+        plan.after["spec"]["http"][1]["fault"]["abort"]["httpStatus"],
+        503
+    );
+}

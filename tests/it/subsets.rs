@@ -1,0 +1,184 @@
+//! `--destination HOST/SUBSET` faults only the traffic the user chose. A route that
+//! splits its traffic (v1 80 / v2 20) cannot carry a fault for one of its destinations
+//! (Istio's fault is per route), so a change picked by `--destination reviews/v2` on
+//! such a route is refused with exit 2 and the weights, on every target: a manifest
+//! file, the local mesh (measured through a real Envoy) and the cluster.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::fake_kube::{Auth, FakeKube};
+use crate::common::mesh::{KillOnDrop, load, serial, share, spawn_up, statuses};
+use crate::common::{meshdrill, run, write};
+
+const VS: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  gateways: [gw]
+  http:
+  - name: split
+    route:
+    - {destination: {host: reviews, subset: v1}, weight: 80}
+    - {destination: {host: reviews, subset: v2}, weight: 20}
+";
+
+/// The message names the route, shows every weight, marks the chosen destination and
+/// says how to drill only it.
+fn assert_refusal(code: i32, err: &str) {
+    assert_eq!(code, 2, "{err}");
+    for want in [
+        "route #0 (\"split\") also sends traffic to other destinations",
+        "80% -> reviews/v1",
+        "20% -> reviews/v2  (chosen)",
+        "nothing was changed",
+        "--route-index 0",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn a_file_route_split_80_20_is_refused_for_one_subset_and_left_unchanged() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = write(dir.path(), "vs.yaml", VS);
+    for args in [
+        &["fault", "abort", "--status", "503"][..],
+        &["fault", "delay", "--fixed", "2s"],
+        &["retries", "--attempts", "3"],
+        &["timeout", "--timeout", "1s"],
+    ] {
+        let (code, out, err) = run(meshdrill()
+            .args(args)
+            .arg("-f")
+            .arg(&f)
+            .args(["--destination", "reviews/v2"]));
+        assert_refusal(code, &err);
+        assert!(out.is_empty(), "no manifest written: {out}");
+    }
+    assert_eq!(std::fs::read_to_string(&f).expect("read"), VS);
+    // A route that sends only to the chosen destinations is still picked.
+    let (code, out, err) = run(meshdrill()
+        .args(["fault", "abort", "--status", "503", "-f"])
+        .arg(&f)
+        .args(["--destination", "reviews"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("httpStatus: 503"), "{out}");
+}
+
+fn mesh_file(dir: &Path) -> std::path::PathBuf {
+    write(
+        dir,
+        "mesh.yaml",
+        format!(
+            "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {{name: bookinfo}}
+spec:
+  services:
+  - name: reviews
+    labels: {{version: v1}}
+  - name: reviews
+    labels: {{version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews}}
+spec:
+  host: reviews
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+---
+{VS}"
+        ),
+    )
+}
+
+fn mesh_vs(dir: &Path) -> Value {
+    let st: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("state.json")).expect("state.json"))
+            .expect("json");
+    st["spec"]["virtualServices"]
+        .as_array()
+        .and_then(|a| a.iter().find(|v| v["metadata"]["name"] == "reviews"))
+        .cloned()
+        .expect("reviews VirtualService")
+}
+
+#[test]
+fn on_a_mesh_a_subset_fault_on_a_split_route_is_refused_and_v1_traffic_never_fails() {
+    let _s = serial();
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = mesh_file(dir.path());
+    let state = dir.path().join("mesh");
+    let (child, addr, _drain) = spawn_up(&file, &state);
+    let _up = KillOnDrop(child);
+    let before = mesh_vs(&state);
+
+    let (code, _, err) = run(meshdrill()
+        .args([
+            "fault",
+            "abort",
+            "reviews",
+            "--status",
+            "503",
+            "--percent",
+            "100",
+        ])
+        .args(["--destination", "reviews/v2", "--mesh"])
+        .arg(&state));
+    assert_refusal(code, &err);
+    assert_eq!(
+        mesh_vs(&state),
+        before,
+        "the running VirtualService is unchanged"
+    );
+
+    // Measured through Envoy: the split still answers, nothing is aborted — with the
+    // old behaviour (fault on the whole route) every request got 503.
+    let out = load(
+        addr,
+        "reviews.default.svc.cluster.local",
+        "/",
+        400,
+        4,
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.len(), 400);
+    assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
+    // Both subsets served it, in about the configured share (replica 1 is v2).
+    let v2 = out.iter().filter(|o| o.replica == Some(1)).count() as f64 / out.len() as f64;
+    crate::common::mesh::assert_within_3_sigma(v2, 0.2, out.len(), "80/20 split");
+}
+
+#[test]
+fn on_a_cluster_a_subset_fault_on_a_split_route_sends_no_patch() {
+    let kube = FakeKube::start();
+    let mut obj: Value = serde_saphyr::from_str(VS).expect("yaml");
+    obj["metadata"]["namespace"] = json!("default");
+    kube.put_vs(obj);
+    let mut c = meshdrill();
+    kube.env(&mut c, Auth::Token);
+    let (code, _, err) = run(c.args([
+        "fault",
+        "abort",
+        "reviews",
+        "--status",
+        "503",
+        "--destination",
+        "reviews/v2",
+    ]));
+    assert_refusal(code, &err);
+    assert!(
+        kube.requests().iter().all(|r| r.method == "GET"),
+        "only reads reached the API server: {:?}",
+        kube.requests()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect::<Vec<_>>()
+    );
+}
