@@ -23,6 +23,8 @@ pub enum Output {
     Json,
     /// The RFC 6902 JSON Patch (with its `test` guards).
     Patch,
+    /// `virtualservice.networking.istio.io/NAME`, as kubectl's `-o name`.
+    Name,
 }
 
 /// How to reach the cluster (kubectl's flags; `KUBERNETES_HOST` and friends win when set).
@@ -70,6 +72,21 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("invalid duration {s:?}: use Go syntax such as 5s or 1m"))
 }
 
+/// `--dry-run[=client]` as kubectl spells it: `client` (the default when the flag has no
+/// value) is meshdrill's dry run, `none` is none; `server` (the API server's own dry
+/// run) is refused rather than taken for a client-side one.
+pub fn dry_run_mode(s: &str) -> Result<bool, String> {
+    match s {
+        "client" | "true" => Ok(true),
+        "none" | "false" => Ok(false),
+        "server" => Err(
+            "server-side dry run is not supported: meshdrill's dry run is client-side and sends nothing; use --dry-run or --dry-run=client"
+                .into(),
+        ),
+        _ => Err(format!("invalid value {s:?}: use client or none")),
+    }
+}
+
 /// A positive Go duration (`--for`, `--phase`).
 pub fn parse_ttl(s: &str) -> Result<Duration, String> {
     crate::istio::types::parse_go_duration(s)
@@ -94,7 +111,7 @@ pub struct TargetArgs {
     /// Change a running local mesh (the --dir of `meshdrill mesh up`).
     #[arg(long, value_name = "DIR")]
     pub mesh: Option<PathBuf>,
-    /// Output: yaml|json (the changed object) or patch (the RFC 6902 patch). With -f the default is yaml.
+    /// Output: yaml|json (the changed object), patch (the RFC 6902 patch) or name (kubectl's -o name). With -f the default is yaml.
     #[arg(short = 'o', long = "output", value_enum)]
     pub output: Option<Output>,
     /// Namespace of the VirtualService (default on a cluster: the kubeconfig context's;
@@ -114,8 +131,8 @@ pub struct TargetArgs {
     /// on a mesh, `meshdrill mesh up` itself) rolls it back; with --wait, how long to hold it.
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_ttl)]
     pub ttl: Option<Duration>,
-    /// Print what would be sent (the patch, or -o yaml|json the object) and change nothing.
-    #[arg(long)]
+    /// Print what would be sent (the patch, or -o yaml|json the object) and change nothing (--dry-run=client too, as kubectl).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "client", default_value = "none", hide_default_value = true, hide_possible_values = true, value_name = "client", value_parser = dry_run_mode, action = clap::ArgAction::Set)]
     pub dry_run: bool,
     /// Hold the change for the --for duration, then roll it back; Ctrl-C/SIGTERM rolls back at once (exit 130).
     #[arg(long)]

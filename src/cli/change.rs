@@ -451,8 +451,17 @@ pub fn pretty(v: &impl serde::Serialize) -> Result<String, Failure> {
         .map_err(|e| Failure::target(anyhow!("cannot render JSON: {e}")))
 }
 
-fn render(output: Output, object: &Value, patch: &json_patch::Patch) -> String {
+fn render(output: Output, object: &Value, patch: &json_patch::Patch, name: &str) -> String {
     match output {
+        Output::Name => format!(
+            "{}\n",
+            resource(
+                object
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or(name)
+            )
+        ),
         Output::Yaml => manifest::to_yaml(&[object]),
         Output::Json => pretty(object).unwrap_or_default(),
         Output::Patch => pretty(patch).unwrap_or_default(),
@@ -550,7 +559,11 @@ impl View {
             }),
             (Kind::Mesh, _) => Some(self.mesh_line(change, c)),
         };
-        let text = self.output.map(|o| render(o, &c.object, &c.patch));
+        let text = self
+            .output
+            .map(|o| render(o, &c.object, &c.patch, &self.name));
+        // `-o name` prints the name and nothing else, as kubectl does.
+        let line = line.filter(|_| self.output != Some(Output::Name));
         match (text, line) {
             (Some(t), line) => {
                 self.outs.keep(out.write_all(t.as_bytes()));

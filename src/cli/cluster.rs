@@ -45,7 +45,7 @@ pub struct RecoverArgs {
     #[arg(long)]
     pub orphans: bool,
     /// Print what would be restored and change nothing.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "client", default_value = "none", hide_default_value = true, value_name = "client", value_parser = super::args::dry_run_mode, action = clap::ArgAction::Set)]
     pub dry_run: bool,
 }
 
@@ -87,7 +87,7 @@ pub struct KillArgs {
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
     /// Print which pods would be killed and kill none.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "client", default_value = "none", hide_default_value = true, value_name = "client", value_parser = super::args::dry_run_mode, action = clap::ArgAction::Set)]
     pub dry_run: bool,
 }
 

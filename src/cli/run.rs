@@ -103,7 +103,7 @@ pub struct RunArgs {
     pub keep_faults: bool,
     /// Scenario files: print the plan and every patch; touch nothing (a mesh file is not
     /// started).
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "client", default_value = "none", hide_default_value = true, value_name = "client", value_parser = super::args::dry_run_mode, action = clap::ArgAction::Set)]
     pub dry_run: bool,
     /// Write the journal (JSON: phases, patches, SLO results, series, verdict; for an
     /// experiment, chaostoolkit's journal) here.

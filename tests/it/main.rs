@@ -8,6 +8,7 @@ mod demo;
 mod experiments;
 mod experiments_cluster;
 mod help;
+mod kubectl_habits;
 mod load;
 mod mesh;
 mod mesh_target;
