@@ -515,17 +515,10 @@ fn what_changed(before: &Value, now: &Value, routes: &[usize]) -> Option<String>
     for &i in routes {
         let p = format!("/spec/http/{i}");
         match (before.pointer(&p), now.pointer(&p)) {
-            (Some(a), Some(b)) if a != b => {
-                let fields: Vec<String> = json_patch::diff(a, b)
-                    .0
-                    .iter()
-                    .map(|d| format!("spec.http[{i}]{}", d.path()))
-                    .collect();
-                found.push(format!(
-                    "spec.http[{i}] was edited at {}",
-                    fields.join(", ")
-                ));
-            }
+            (Some(a), Some(b)) if a != b => found.push(format!(
+                "spec.http[{i}] was edited ({})",
+                crate::istio::patch::edits(&p, a, Some(b))
+            )),
             (Some(_), None) => found.push(format!("spec.http[{i}] was removed")),
             _ => {}
         }
@@ -554,7 +547,7 @@ mod tests {
         let mut b = a.clone();
         b["spec"]["http"][0]["timeout"] = json!("1s");
         let d = what_changed(&a, &b, &[0]).expect("a change");
-        assert!(d.contains("spec.http[0]/timeout"), "{d}");
+        assert!(d.contains("spec.http[0].timeout: (none) -> \"1s\""), "{d}");
         assert_eq!(what_changed(&a, &a, &[0]), None);
     }
 }

@@ -323,7 +323,7 @@ fn concurrent_change_is_a_conflict_and_nothing_is_overwritten() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("conflict"), "{err}");
     assert!(
-        err.contains("spec.http[1]/timeout"),
+        err.contains("spec.http[1].timeout: \"3s\" -> \"9s\""),
         "names what changed: {err}"
     );
     let now = kube.vs("default", "reviews").expect("vs");
@@ -348,6 +348,10 @@ fn concurrent_change_is_a_conflict_and_nothing_is_overwritten() {
     let (code, _, err) = run(md(&kube, Auth::Cert).args(["clear", "reviews"]));
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("conflict"), "{err}");
+    assert!(
+        err.contains("spec.http[1].fault.abort.httpStatus: 503 -> 418"),
+        "names the edited field and both values: {err}"
+    );
     let now = kube.vs("default", "reviews").expect("vs");
     assert_eq!(
         now.pointer("/spec/http/1/fault/abort/httpStatus"),

@@ -436,6 +436,28 @@ fn locate(http: &[Value], rr: &RouteRecord, http_len: usize) -> Result<usize, St
         return Ok(rr.index);
     }
     let fields: Vec<&str> = owned.iter().map(|(k, _)| *k).collect();
+    // The route is where meshdrill left it, with its match and destinations, but what
+    // meshdrill owns there was edited: name the edit.
+    let same_route = http.len() == http_len
+        && http.get(rr.index).is_some_and(|r| {
+            rr.fingerprint
+                .as_deref()
+                .is_none_or(|f| f == fingerprint(r))
+        });
+    if candidates.is_empty() && same_route {
+        let r = &http[rr.index];
+        let changed: Vec<String> = owned
+            .iter()
+            .filter(|(k, o)| r.get(*k) != Some(&o.after))
+            .map(|(k, o)| edits(&format!("/spec/http/{}/{k}", rr.index), &o.after, r.get(*k)))
+            .collect();
+        return Err(format!(
+            "meshdrill's {} on spec.http[{}] was edited since it was set ({})",
+            fields.join("/"),
+            rr.index,
+            changed.join(", ")
+        ));
+    }
     match candidates.as_slice() {
         [i] => Ok(*i),
         [] => Err(format!(
@@ -573,7 +595,8 @@ pub fn plan_change(
             for (k, o) in owned_values(rr).map_err(at)? {
                 if current[i].get(k) != Some(&o.after) {
                     return Err(at(format!(
-                        "meshdrill's {k} on spec.http[{i}] was edited since it was set"
+                        "meshdrill's {k} on spec.http[{i}] was edited since it was set ({})",
+                        edits(&format!("/spec/http/{i}/{k}"), &o.after, current[i].get(k))
                     )));
                 }
             }
@@ -858,6 +881,57 @@ pub fn plan_clear(obj: &Value) -> Result<Option<ClearPlan>, PlanError> {
     }))
 }
 
+/// A JSON pointer as a dotted field path: `/spec/http/1/fault` -> `spec.http[1].fault`.
+fn dotted(pointer: &str) -> String {
+    let mut out = String::new();
+    for seg in pointer.split('/').filter(|s| !s.is_empty()) {
+        let seg = seg.replace("~1", "/").replace("~0", "~");
+        if seg.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&seg);
+        }
+    }
+    out
+}
+
+/// `spec.http[1].fault.abort.httpStatus: 503 -> 418`: each leaf of `now` that differs
+/// from what meshdrill left (`left`) at `base` (a JSON pointer), dotted as kubectl
+/// paths are, with both values, so a conflict names the edit and not only the route.
+pub(crate) fn edits(base: &str, left: &Value, now: Option<&Value>) -> String {
+    let short = |v: Option<&Value>| match v {
+        None => "(none)".to_string(),
+        Some(v) => {
+            let t = v.to_string();
+            if t.chars().count() > 60 {
+                format!("{}…", t.chars().take(60).collect::<String>())
+            } else {
+                t
+            }
+        }
+    };
+    let Some(now) = now else {
+        return format!("{} was removed", dotted(base));
+    };
+    let list: Vec<String> = json_patch::diff(left, now)
+        .0
+        .iter()
+        .map(|d| {
+            let p = d.path().to_string();
+            format!(
+                "{}: {} -> {}",
+                dotted(&format!("{base}{p}")),
+                short(left.pointer(&p)),
+                short(now.pointer(&p))
+            )
+        })
+        .collect();
+    list.join(", ")
+}
+
 /// Says which tested value differs from what meshdrill left there.
 fn conflict_detail(obj: &Value, patch: &Patch, err: &json_patch::PatchError) -> String {
     for o in &patch.0 {
@@ -867,16 +941,9 @@ fn conflict_detail(obj: &Value, patch: &Patch, err: &json_patch::PatchError) -> 
             if now != Some(&t.value) {
                 let what = match now {
                     None => "was removed".to_string(),
-                    Some(cur) => {
-                        let fields: Vec<String> = json_patch::diff(&t.value, cur)
-                            .0
-                            .iter()
-                            .map(|d| format!("{}{}", path, d.path()))
-                            .collect();
-                        format!("was edited at {}", fields.join(", "))
-                    }
+                    Some(cur) => format!("was edited ({})", edits(&path, &t.value, Some(cur))),
                 };
-                return format!("{path} {what} since meshdrill changed it");
+                return format!("{} {what} since meshdrill changed it", dotted(&path));
             }
         }
     }

@@ -108,7 +108,12 @@ fn clear_after_concurrent_edit_is_a_conflict_naming_the_field() {
     let err = plan_clear(&edited).expect_err("conflict");
     let msg = err.to_string();
     assert!(matches!(err, PlanError::Conflict { .. }), "{msg}");
-    assert!(msg.contains("/spec/http/1/fault/abort/httpStatus"), "{msg}");
+    assert!(
+        msg.contains(
+            "spec.http[1].fault was edited (spec.http[1].fault.abort.httpStatus: 503 -> 502)"
+        ),
+        "{msg}"
+    );
     // Another route edited meanwhile does not block the clear.
     let mut other = plan.after.clone();
     other["spec"]["http"][0]["timeout"] = json!("9s");
