@@ -60,7 +60,7 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
     /// Namespace (default: the context's).
-    #[arg(short = 'n', long)]
+    #[arg(short = 'n', long, value_parser = super::args::parse_namespace)]
     pub namespace: Option<String>,
 }
 
@@ -84,7 +84,7 @@ pub struct KillArgs {
     #[arg(long, value_name = "PERCENT", group = "howmany", value_parser = parse_percent)]
     pub percent: Option<f64>,
     /// Namespace (default: the context's).
-    #[arg(short = 'n', long)]
+    #[arg(short = 'n', long, value_parser = super::args::parse_namespace)]
     pub namespace: Option<String>,
     /// Print which pods would be killed and kill none.
     #[arg(long)]

@@ -67,7 +67,7 @@ pub struct RunArgs {
     pub conn: ConnArgs,
     /// Scenario files: namespace of the VirtualServices on a cluster (default: the
     /// scenario's, else the context's). An experiment's actions name theirs (`ns`).
-    #[arg(short = 'n', long)]
+    #[arg(short = 'n', long, value_parser = super::args::parse_namespace)]
     pub namespace: Option<String>,
     /// Scenario files: what {ingress} in load URLs stands for on a cluster (HOST:PORT).
     #[arg(long, value_name = "HOST:PORT")]
