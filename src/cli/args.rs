@@ -40,7 +40,7 @@ pub struct ConnArgs {
     #[arg(long)]
     pub insecure_skip_tls_verify: bool,
     /// How long to wait for each API server answer (Go duration; 0 = no limit; default 30s).
-    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout, allow_hyphen_values = true)]
     pub request_timeout: Option<Duration>,
 }
 
@@ -53,6 +53,20 @@ impl ConnArgs {
             insecure_skip_tls_verify: self.insecure_skip_tls_verify,
             request_timeout: Some(self.request_timeout.unwrap_or(Duration::from_secs(30))),
         }
+    }
+
+    /// Refuses flags that the environment overrides (exit 2, before connecting):
+    /// with `KUBERNETES_HOST` set the `KUBERNETES_*` variables win, so a
+    /// `--kubeconfig` or `--context` would silently be ignored.
+    pub fn check(&self) -> CliResult<()> {
+        let host_set = std::env::var_os("KUBERNETES_HOST")
+            .is_some_and(|v| !v.to_string_lossy().trim().is_empty());
+        if host_set && (self.kubeconfig.is_some() || self.context.is_some()) {
+            return Err(Failure::input(anyhow!(
+                "KUBERNETES_HOST is set, so the KUBERNETES_* variables are used and --kubeconfig/--context would be ignored; unset KUBERNETES_HOST to use a kubeconfig, or drop the flag"
+            )));
+        }
+        Ok(())
     }
 
     /// Whether any cluster flag was given (refused on a mesh or a file).
@@ -87,6 +101,25 @@ pub fn dry_run_mode(s: &str) -> Result<bool, String> {
     }
 }
 
+/// `-n`: a Kubernetes namespace name, an RFC 1123 label (lower-case letters, digits
+/// and `-`, starting and ending with a letter or digit, at most 63 characters).
+pub fn parse_namespace(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-';
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a namespace name: use at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit (RFC 1123)"
+        ))
+    }
+}
+
 /// A positive Go duration (`--for`, `--phase`).
 pub fn parse_ttl(s: &str) -> Result<Duration, String> {
     crate::istio::types::parse_go_duration(s)
@@ -116,20 +149,25 @@ pub struct TargetArgs {
     pub output: Option<Output>,
     /// Namespace of the VirtualService (default on a cluster: the kubeconfig context's;
     /// on a mesh: the only VirtualService of that name, in any namespace).
-    #[arg(short = 'n', long)]
+    #[arg(short = 'n', long, value_parser = parse_namespace)]
     pub namespace: Option<String>,
     /// Only the route with this name.
     #[arg(long, value_name = "NAME", group = "routesel")]
     pub route: Option<String>,
     /// Only the route at this 0-based index of spec.http.
-    #[arg(long, value_name = "N", group = "routesel")]
+    #[arg(
+        long,
+        value_name = "N",
+        group = "routesel",
+        allow_negative_numbers = true
+    )]
     pub route_index: Option<usize>,
     /// Only routes with a destination to HOST (short name or FQDN), optionally HOST/SUBSET.
     #[arg(long, value_name = "HOST[/SUBSET]", group = "routesel")]
     pub destination: Option<String>,
     /// How long the change may stay (default 10m): after this, `meshdrill recover` (or,
     /// on a mesh, `meshdrill mesh up` itself) rolls it back; with --wait, how long to hold it.
-    #[arg(long = "for", value_name = "DURATION", value_parser = parse_ttl)]
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_ttl, allow_hyphen_values = true)]
     pub ttl: Option<Duration>,
     /// Print what would be sent (the patch, or -o yaml|json the object) and change nothing (--dry-run=client too, as kubectl).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "client", default_value = "none", hide_default_value = true, hide_possible_values = true, value_name = "client", value_parser = dry_run_mode, action = clap::ArgAction::Set)]
@@ -165,6 +203,7 @@ impl TargetArgs {
 
     /// Refuses what the chosen target cannot honour (exit 2), before anything is read.
     pub fn check(&self) -> CliResult<()> {
+        self.conn.check()?;
         if self.file.is_some() {
             if self.wait {
                 return Err(Failure::input(anyhow!(
@@ -234,7 +273,7 @@ pub struct ScopeArgs {
     #[arg(long, value_name = "DIR")]
     pub mesh: Option<PathBuf>,
     /// Namespace (default: the context's; on a mesh, every namespace).
-    #[arg(short = 'n', long, conflicts_with = "all_namespaces")]
+    #[arg(short = 'n', long, conflicts_with = "all_namespaces", value_parser = parse_namespace)]
     pub namespace: Option<String>,
     /// Every namespace.
     #[arg(short = 'A', long)]
@@ -243,6 +282,7 @@ pub struct ScopeArgs {
 
 impl ScopeArgs {
     pub async fn open(&self) -> CliResult<Target> {
+        self.conn.check()?;
         if let Some(d) = &self.mesh {
             if self.conn.any() {
                 return Err(Failure::input(anyhow!(

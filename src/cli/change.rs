@@ -40,6 +40,7 @@ pub struct AbortArgs {
     #[arg(
         long,
         value_name = "CODE",
+        allow_negative_numbers = true,
         conflicts_with = "grpc_status",
         required_unless_present = "grpc_status"
     )]
@@ -48,7 +49,12 @@ pub struct AbortArgs {
     #[arg(long, value_name = "NAME")]
     pub grpc_status: Option<GrpcStatus>,
     /// Share of requests to abort, 0.0001-100.
-    #[arg(long, value_name = "PERCENT", default_value = "100")]
+    #[arg(
+        long,
+        value_name = "PERCENT",
+        default_value = "100",
+        allow_negative_numbers = true
+    )]
     pub percent: Percentage,
 }
 
@@ -57,10 +63,15 @@ pub struct DelayArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     /// The delay (Go duration, whole milliseconds, e.g. 2s or 150ms).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub fixed: IstioDuration,
     /// Share of requests to delay, 0.0001-100.
-    #[arg(long, value_name = "PERCENT", default_value = "100")]
+    #[arg(
+        long,
+        value_name = "PERCENT",
+        default_value = "100",
+        allow_negative_numbers = true
+    )]
     pub percent: Percentage,
 }
 
@@ -69,13 +80,13 @@ pub struct NetworkArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     /// Partial failure: this share of requests fail (default 50).
-    #[arg(long, value_name = "PERCENT", num_args = 0..=1, default_missing_value = "50", group = "kind", required = true)]
+    #[arg(long, value_name = "PERCENT", num_args = 0..=1, default_missing_value = "50", group = "kind", required = true, allow_negative_numbers = true)]
     pub partial: Option<Percentage>,
     /// Total failure: every request fails.
     #[arg(long, group = "kind")]
     pub total: bool,
     /// The status failed requests get (default 503).
-    #[arg(long, value_name = "CODE")]
+    #[arg(long, value_name = "CODE", allow_negative_numbers = true)]
     pub status: Option<HttpStatus>,
 }
 
@@ -83,11 +94,11 @@ pub struct NetworkArgs {
 pub struct RetriesArgs {
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Retries per request (0 = no retries at all).
-    #[arg(long)]
+    /// Retries per request (0 = no retries at all; at most 2147483647).
+    #[arg(long, value_name = "N", value_parser = crate::istio::types::parse_attempts, allow_negative_numbers = true)]
     pub attempts: u32,
     /// Timeout of each try (Go duration).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub per_try_timeout: Option<IstioDuration>,
     /// Conditions, comma-separated, no spaces: 5xx,gateway-error,connect-failure,... or status codes.
     #[arg(long, value_name = "LIST")]
@@ -96,7 +107,7 @@ pub struct RetriesArgs {
     #[arg(long, value_name = "BOOL")]
     pub retry_remote_localities: Option<bool>,
     /// Whole-request timeout of the route (Go duration).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub timeout: Option<IstioDuration>,
 }
 
@@ -105,7 +116,7 @@ pub struct TimeoutArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     /// Whole-request timeout of the route (Go duration).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub timeout: IstioDuration,
 }
 

@@ -60,7 +60,7 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
     /// Namespace (default: the context's).
-    #[arg(short = 'n', long)]
+    #[arg(short = 'n', long, value_parser = super::args::parse_namespace)]
     pub namespace: Option<String>,
 }
 
@@ -84,7 +84,7 @@ pub struct KillArgs {
     #[arg(long, value_name = "PERCENT", group = "howmany", value_parser = parse_percent)]
     pub percent: Option<f64>,
     /// Namespace (default: the context's).
-    #[arg(short = 'n', long)]
+    #[arg(short = 'n', long, value_parser = super::args::parse_namespace)]
     pub namespace: Option<String>,
     /// Print which pods would be killed and kill none.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "client", default_value = "none", hide_default_value = true, value_name = "client", value_parser = super::args::dry_run_mode, action = clap::ArgAction::Set)]
@@ -120,6 +120,7 @@ async fn connect(
     namespace: Option<&str>,
     err: &mut impl Write,
 ) -> Result<Cluster, Failure> {
+    conn.check()?;
     let c = Cluster::connect(&conn.options(namespace))
         .await
         .map_err(fail)?;

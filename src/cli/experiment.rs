@@ -33,6 +33,7 @@ fn refuse_scenario_flags(a: &RunArgs) -> CliResult<()> {
             a.file.display()
         )));
     }
+    a.conn.check()?;
     if a.mesh.is_some() && a.conn.any() {
         return Err(Failure::input(anyhow!(
             "--kubeconfig, --context, --insecure-skip-tls-verify and --request-timeout are for the cluster, not --mesh"

@@ -67,7 +67,7 @@ pub struct RunArgs {
     pub conn: ConnArgs,
     /// Scenario files: namespace of the VirtualServices on a cluster (default: the
     /// scenario's, else the context's). An experiment's actions name theirs (`ns`).
-    #[arg(short = 'n', long)]
+    #[arg(short = 'n', long, value_parser = super::args::parse_namespace)]
     pub namespace: Option<String>,
     /// Scenario files: what {ingress} in load URLs stands for on a cluster (HOST:PORT).
     #[arg(long, value_name = "HOST:PORT")]
@@ -146,6 +146,7 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
         )));
     }
     let mut s = crate::scenario::parse_file(&a.file).map_err(Failure::input)?;
+    a.conn.check()?;
     if a.mesh.is_some() && a.conn.any() {
         return Err(Failure::input(anyhow!(
             "--kubeconfig, --context, --insecure-skip-tls-verify and --request-timeout are for the cluster, not --mesh"

@@ -61,7 +61,12 @@ pub fn run(a: ValidateArgs, out: &mut impl Write, err: &mut impl Write) -> CliRe
                 } else {
                     bad += issues.len();
                     for i in issues {
-                        writeln!(err, "error: {i}").map_err(io_err)?;
+                        writeln!(
+                            err,
+                            "error: {}: {what}: {}: {}",
+                            i.location, i.field, i.message
+                        )
+                        .map_err(io_err)?;
                     }
                 }
             } else if d.kind() == "Mesh" {

@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -22,6 +24,9 @@ pub struct Source(pub String);
 
 impl Source {
     pub fn file(p: &Path) -> Self {
+        if is_stdin(p) {
+            return Self(STDIN_NAME.into());
+        }
         Self(p.display().to_string())
     }
 }
@@ -33,15 +38,15 @@ impl fmt::Display for Source {
 }
 
 /// Errors reading a manifest; each names the source and, where known, the line.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ManifestError {
-    /// The file could not be read.
-    #[error("{path}: cannot read: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The file could not be read. The cause is part of the message and not a
+    /// `source()` too, so that a `{:#}` chain does not print it twice.
+    #[error("{source_name}: cannot read: {cause}")]
+    Read { source_name: Source, cause: String },
+    /// The file holds no document (empty, or only comments and `---`).
+    #[error("{source_name}: no manifest: the file is empty or holds only comments and `---`")]
+    Empty { source_name: Source },
     /// The file is not text.
     #[error(
         "{source_name}: not a YAML or JSON manifest: the file is not UTF-8 text (byte {offset})"
@@ -49,9 +54,9 @@ pub enum ManifestError {
     NotText { source_name: Source, offset: usize },
     /// The file is too large to be a manifest.
     #[error(
-        "{source_name}: {size} bytes is too large for a manifest (the limit is {MAX_MANIFEST_BYTES} bytes)"
+        "{source_name}: more than {MAX_MANIFEST_BYTES} bytes: too large for a manifest (the Kubernetes API server refuses larger objects)"
     )]
-    TooLarge { source_name: Source, size: usize },
+    TooLarge { source_name: Source },
     /// YAML syntax error.
     #[error("{source_name}:{line}:{column}: invalid YAML: {message}")]
     Syntax {
@@ -145,13 +150,74 @@ impl Document {
     }
 }
 
-/// Reads a manifest file.
-pub fn read_file(path: &Path) -> Result<Vec<Document>, ManifestError> {
-    let bytes = std::fs::read(path).map_err(|source| ManifestError::Read {
-        path: path.to_path_buf(),
-        source,
+/// How standard input is named in messages.
+pub const STDIN_NAME: &str = "<stdin>";
+
+/// Whether `path` means standard input (`-f -`, kubectl's habit).
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// Reads at most [`MAX_MANIFEST_BYTES`] + 1 bytes, so that `/dev/zero` or a huge file
+/// is refused after 3 MiB instead of filling memory.
+fn read_bounded(mut r: impl Read, source: &Source) -> Result<Vec<u8>, ManifestError> {
+    let mut bytes = Vec::new();
+    (&mut r)
+        .take(MAX_MANIFEST_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ManifestError::Read {
+            source_name: source.clone(),
+            cause: io_cause(&e),
+        })?;
+    if bytes.len() > MAX_MANIFEST_BYTES {
+        return Err(ManifestError::TooLarge {
+            source_name: source.clone(),
+        });
+    }
+    Ok(bytes)
+}
+
+/// An I/O error in words, without Rust's `(os error N)` suffix.
+pub fn io_cause(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::NotFound => "no such file".into(),
+        K::PermissionDenied => "permission denied".into(),
+        K::IsADirectory => "it is a directory, not a file".into(),
+        _ => {
+            let s = e.to_string();
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_string(),
+                None => s,
+            }
+        }
+    }
+}
+
+/// The bytes of a manifest file, or of standard input for `-` (read once per process
+/// and kept, so that several readers of `-` see the same text).
+pub fn read_source(path: &Path) -> Result<(Vec<u8>, Source), ManifestError> {
+    let source = Source::file(path);
+    if is_stdin(path) {
+        static STDIN: OnceLock<Result<Vec<u8>, ManifestError>> = OnceLock::new();
+        let read = STDIN.get_or_init(|| read_bounded(std::io::stdin().lock(), &source));
+        return match read {
+            Ok(b) => Ok((b.clone(), source)),
+            Err(e) => Err(e.clone()),
+        };
+    }
+    let f = std::fs::File::open(path).map_err(|e| ManifestError::Read {
+        source_name: source.clone(),
+        cause: io_cause(&e),
     })?;
-    parse_bytes(&bytes, Source::file(path))
+    let bytes = read_bounded(f, &source)?;
+    Ok((bytes, source))
+}
+
+/// Reads a manifest file (`-`: standard input).
+pub fn read_file(path: &Path) -> Result<Vec<Document>, ManifestError> {
+    let (bytes, source) = read_source(path)?;
+    parse_bytes(&bytes, source)
 }
 
 /// Parses manifest bytes: YAML (one or more documents) or JSON (one object, or a
@@ -166,7 +232,6 @@ fn checked_text<'a>(bytes: &'a [u8], source: &Source) -> Result<&'a str, Manifes
     if bytes.len() > MAX_MANIFEST_BYTES {
         return Err(ManifestError::TooLarge {
             source_name: source.clone(),
-            size: bytes.len(),
         });
     }
     let text = std::str::from_utf8(bytes).map_err(|e| ManifestError::NotText {
@@ -208,11 +273,7 @@ pub fn parse_plain(text: &str, source: Source) -> Result<Vec<Document>, Manifest
 
 /// Reads a file of any YAML/JSON shape (see [`parse_plain`]), with the manifest limits.
 pub fn read_plain(path: &Path) -> Result<Vec<Document>, ManifestError> {
-    let bytes = std::fs::read(path).map_err(|source| ManifestError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let source = Source::file(path);
+    let (bytes, source) = read_source(path)?;
     let text = checked_text(&bytes, &source)?;
     parse_plain(text, source)
 }
@@ -220,7 +281,13 @@ pub fn read_plain(path: &Path) -> Result<Vec<Document>, ManifestError> {
 pub fn parse_str(text: &str, source: Source) -> Result<Vec<Document>, ManifestError> {
     let mut docs = Vec::new();
     // Empty documents (e.g. a trailing `---`) are already skipped.
-    for plain in parse_plain(text, source.clone())? {
+    let plain_docs = parse_plain(text, source.clone())?;
+    if plain_docs.is_empty() {
+        return Err(ManifestError::Empty {
+            source_name: source,
+        });
+    }
+    for plain in plain_docs {
         let Document {
             index,
             value,
@@ -299,13 +366,38 @@ fn syntax_error(e: &serde_saphyr::Error, source: &Source) -> ManifestError {
     {
         message = after;
     }
-    let message = message.to_string();
+    let message = user_words(message);
     ManifestError::Syntax {
         source_name: source.clone(),
         line,
         column,
         message,
     }
+}
+
+/// The YAML parser's message in a user's words: no parser options or Rust debug output.
+fn user_words(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        return format!("duplicate key `{key}` (a key may appear only once in a mapping)");
+    }
+    if message.starts_with("budget breached") {
+        let what = if message.contains("Depth") {
+            "the file is nested too deeply"
+        } else if message.contains("Alias") || message.contains("Anchor") {
+            "the file uses too many YAML aliases or anchors"
+        } else {
+            "the file holds too many values"
+        };
+        return format!("{what} to be a Kubernetes manifest");
+    }
+    if message.contains("recursion limit exceeded") {
+        return "the file is nested too deeply to be a Kubernetes manifest".into();
+    }
+    message.to_string()
 }
 
 pub fn json_type(v: &Value) -> &'static str {

@@ -7,6 +7,7 @@
 
 pub mod manifest;
 pub mod patch;
+pub mod schema;
 pub mod spec;
 pub mod types;
 pub mod validate;

@@ -34,7 +34,12 @@ fn bad(value: impl fmt::Display, allowed: impl Into<String>) -> ValueError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IstioDuration(Duration);
 
-const DURATION_ALLOWED: &str = "a Go duration such as 500ms, 2s or 1m30s (units h, m, s, ms, us, ns), at least 1ms, in whole milliseconds";
+const DURATION_ALLOWED: &str = "a Go duration such as 500ms, 2s or 1m30s (units h, m, s, ms, us, ns), at least 1ms and at most 9223372036s (Envoy's limit), in whole milliseconds";
+
+/// The longest duration Envoy accepts where it converts to milliseconds (route
+/// timeouts, per-try timeouts, fault delays): `i64::MAX` nanoseconds, in whole seconds.
+/// Istio would accept more, and Envoy would then reject the whole route configuration.
+pub const MAX_DURATION_SECS: u64 = 9_223_372_036;
 
 impl IstioDuration {
     pub fn as_duration(self) -> Duration {
@@ -42,10 +47,7 @@ impl IstioDuration {
     }
 
     pub fn from_millis(ms: u64) -> Result<Self, ValueError> {
-        if ms == 0 {
-            return Err(bad(format!("{ms}ms"), DURATION_ALLOWED));
-        }
-        Ok(Self(Duration::from_millis(ms)))
+        Self::try_from_duration(Duration::from_millis(ms), &format!("{ms}ms"))
     }
 
     /// Istio's `timeout: 0s` means "disabled"; this parses that form too and returns
@@ -59,7 +61,10 @@ impl IstioDuration {
     }
 
     fn try_from_duration(d: Duration, src: &str) -> Result<Self, ValueError> {
-        if d < Duration::from_millis(1) || !d.subsec_nanos().is_multiple_of(1_000_000) {
+        if d < Duration::from_millis(1)
+            || !d.subsec_nanos().is_multiple_of(1_000_000)
+            || d > Duration::from_secs(MAX_DURATION_SECS)
+        {
             return Err(bad(src, DURATION_ALLOWED));
         }
         Ok(Self(d))
@@ -139,6 +144,28 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
         return None;
     }
     Some(Duration::new(secs, (total_ns % 1_000_000_000) as u32))
+}
+
+// === retry attempts ===
+
+/// `retries.attempts` is a protobuf `int32`: 0 (no retries) to 2147483647.
+pub const MAX_ATTEMPTS: u32 = i32::MAX as u32;
+
+const ATTEMPTS_ALLOWED: &str = "an integer from 0 (no retries) to 2147483647";
+
+/// Checks `retries.attempts` (as a number from a file).
+pub fn attempts(n: i64) -> Result<u32, ValueError> {
+    u32::try_from(n)
+        .ok()
+        .filter(|n| *n <= MAX_ATTEMPTS)
+        .ok_or_else(|| bad(n, ATTEMPTS_ALLOWED))
+}
+
+/// Parses `--attempts` with the same bounds as [`attempts`].
+pub fn parse_attempts(s: &str) -> Result<u32, ValueError> {
+    s.parse::<i64>()
+        .map_err(|_| bad(s, ATTEMPTS_ALLOWED))
+        .and_then(attempts)
 }
 
 // === impl Percentage ===

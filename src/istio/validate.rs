@@ -6,6 +6,7 @@ use std::fmt;
 use serde_json::Value;
 
 use super::manifest::{Document, json_type};
+use super::schema;
 use super::types::{GrpcStatus, HttpStatus, IstioDuration, Percentage, RetryOn};
 
 /// The VirtualService API versions meshdrill reads.
@@ -54,16 +55,50 @@ pub fn dotted(pointer: &str) -> String {
 
 struct Checker<'a> {
     doc: &'a Document,
-    issues: Vec<Issue>,
+    /// Each issue with the pointer of its field.
+    issues: Vec<(String, Issue)>,
 }
 
 impl Checker<'_> {
     fn issue(&mut self, pointer: &str, message: impl Into<String>) {
-        self.issues.push(Issue {
-            location: self.doc.locate(pointer),
-            field: dotted(pointer),
-            message: message.into(),
-        });
+        self.issues.push((
+            pointer.to_string(),
+            Issue {
+                location: self.doc.locate(pointer),
+                field: dotted(pointer),
+                message: message.into(),
+            },
+        ));
+    }
+
+    /// Unknown fields and wrong types (Istio's structural schema): every unknown
+    /// field, and each wrong type that a rule above did not already report (on the
+    /// field itself or inside it); then every issue in the order of the file.
+    fn finish(mut self) -> Vec<Issue> {
+        let mut extra = Vec::new();
+        for m in schema::check(&self.doc.value, &schema::VIRTUAL_SERVICE) {
+            let within = |p: &String| {
+                *p == m.pointer
+                    || (p.starts_with(&m.pointer)
+                        && p.as_bytes().get(m.pointer.len()) == Some(&b'/'))
+            };
+            if m.unknown || !self.issues.iter().any(|(p, _)| within(p)) {
+                extra.push((m.unknown, m.pointer, m.message));
+            }
+        }
+        let found = std::mem::take(&mut self.issues);
+        for (_, p, message) in extra.iter().filter(|e| e.0) {
+            self.issue(p, message.clone());
+        }
+        // An unknown field first: it is often why a rule below fails (`attemps`).
+        self.issues.extend(found);
+        for (_, p, message) in extra.iter().filter(|e| !e.0) {
+            self.issue(p, message.clone());
+        }
+        let doc = self.doc;
+        self.issues
+            .sort_by_key(|(p, _)| doc.line_of(p).unwrap_or(u64::MAX));
+        self.issues.into_iter().map(|(_, i)| i).collect()
     }
 
     fn get(&self, pointer: &str) -> Option<&Value> {
@@ -214,12 +249,15 @@ impl Checker<'_> {
         // Istio reads a missing `attempts` as 0 and an empty `retryOn` as unset.
         let attempts = match r.get("attempts") {
             None => Some(0),
-            Some(v) => match v.as_i64() {
-                Some(n) if (0..=i64::from(i32::MAX)).contains(&n) => Some(n),
+            Some(v) => match v.as_i64().map(super::types::attempts) {
+                Some(Ok(n)) => Some(i64::from(n)),
                 _ => {
                     self.issue(
                         &format!("{base}/attempts"),
-                        format!("invalid value {v}: attempts is an integer from 0 to 2147483647"),
+                        format!(
+                            "invalid value {v}: attempts is an integer from 0 to {}",
+                            super::types::MAX_ATTEMPTS
+                        ),
                     );
                     None
                 }
@@ -296,6 +334,16 @@ impl Checker<'_> {
                     let dp = format!("{rp}/{i}");
                     match d.pointer("/destination/host") {
                         Some(Value::String(h)) if !h.is_empty() => {}
+                        Some(h) if !h.is_string() && !h.is_null() => {
+                            let h = h.clone();
+                            self.issue(
+                                &format!("{dp}/destination/host"),
+                                format!(
+                                    "expected a string (a service host name such as \"reviews\"), found {}",
+                                    json_type(&h)
+                                ),
+                            )
+                        }
                         _ => self.issue(
                             &format!("{dp}/destination/host"),
                             "each destination needs a host",
@@ -361,10 +409,10 @@ pub fn validate_virtual_service(doc: &Document) -> Vec<Issue> {
     }
     let Some(spec) = v.get("spec") else {
         c.issue("/spec", "spec is required");
-        return c.issues;
+        return c.finish();
     };
     if !c.expect_type("/spec", spec, "a mapping", spec.is_object()) {
-        return c.issues;
+        return c.finish();
     }
     match spec.get("hosts") {
         Some(Value::Array(h)) if !h.is_empty() => {
@@ -412,7 +460,7 @@ pub fn validate_virtual_service(doc: &Document) -> Vec<Issue> {
             ),
         }
     }
-    c.issues
+    c.finish()
 }
 
 #[cfg(test)]

@@ -78,11 +78,12 @@ pub enum MeshError {
         waited_ms: u64,
     },
     /// A state-directory file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    /// The cause is in the message and not a `source()` too: a `{:#}` chain would
+    /// print it twice ("(os error 2): No such file or directory (os error 2)").
+    #[error("{}: {}", path.display(), crate::istio::manifest::io_cause(cause))]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The state directory does not hold a running mesh.
     #[error("{}: {reason}", dir.display())]
@@ -119,7 +120,7 @@ pub enum MeshError {
 impl MeshError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> MeshError {
         let path = path.into();
-        move |source| MeshError::Io { path, source }
+        move |cause| MeshError::Io { path, cause }
     }
 
     /// Whether the error is the user's input (exit 2) rather than the target (exit 3).
@@ -137,5 +138,18 @@ impl MeshError {
                 | MeshError::EnvoyNotFound { .. }
                 | MeshError::Busy { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MeshError;
+
+    /// Regression (issue 14): an I/O error was printed twice under `{:#}`.
+    #[test]
+    fn an_io_error_is_said_once() {
+        let e = MeshError::io("/x/state.json")(std::io::Error::from(std::io::ErrorKind::NotFound));
+        let text = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(text, "/x/state.json: no such file");
     }
 }

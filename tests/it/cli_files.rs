@@ -309,7 +309,12 @@ fn huge_binary_and_bomb_files_are_refused() {
         &[],
         &["deep.yaml:", "invalid YAML"],
     );
-    rejects("missing.yaml", "", &[], &["no VirtualService"]);
+    rejects(
+        "missing.yaml",
+        "",
+        &[],
+        &["missing.yaml: no manifest: the file is empty"],
+    );
     let (code, _, err) = run(meshdrill().args([
         "fault",
         "abort",
@@ -429,10 +434,13 @@ fn validate_reports_every_problem_and_skips_other_kinds() {
     let (code, _, err) = run(meshdrill().arg("validate").arg(&f));
     assert_eq!(code, 2);
     assert!(
-        err.contains("two.yaml:10: spec.http[0].fault.delay.fixedDelay"),
+        err.contains("two.yaml:10: VirtualService r: spec.http[0].fault.delay.fixedDelay"),
         "{err}"
     );
-    assert!(err.contains("two.yaml:11: spec.http[0].timeout"), "{err}");
+    assert!(
+        err.contains("two.yaml:11: VirtualService r: spec.http[0].timeout"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod common;
 
+mod bad_input;
 mod cli_files;
 mod cluster;
 mod demo;

@@ -776,7 +776,17 @@ pub fn plan_change(
         object: object.clone(),
         reason: e.to_string(),
     })?;
-    let warnings = route_warnings(&after, &touched);
+    let mut warnings = route_warnings(&after, &touched);
+    if let RouteSelector::Name(n) = selector
+        && indices.len() > 1
+    {
+        let at: Vec<String> = indices.iter().map(|i| format!("spec.http[{i}]")).collect();
+        warnings.push(format!(
+            "{object}: {} routes are named {n:?} ({}); the change applies to all of them. Route names should be unique; use --route-index N to change one",
+            indices.len(),
+            at.join(", ")
+        ));
+    }
     Ok(Plan {
         patch,
         after,

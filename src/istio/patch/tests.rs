@@ -796,3 +796,24 @@ fn a_destination_on_a_split_route_is_refused_but_whole_route_selectors_and_remov
         503
     );
 }
+
+/// Regression (issue 14): `--route primary` with two routes named `primary` changed both
+/// without a word.
+#[test]
+fn a_route_name_matching_several_routes_warns() {
+    let mut obj = vs();
+    obj["spec"]["http"][1]["name"] = json!("v2");
+    let plan =
+        plan_change(&obj, &RouteSelector::Name("v2".into()), &delay(), &meta()).expect("plan");
+    assert_eq!(plan.routes, [0, 1]);
+    assert!(
+        plan.warnings.iter().any(|w| w
+            .contains("2 routes are named \"v2\" (spec.http[0], spec.http[1])")
+            && w.contains("--route-index")),
+        "{:?}",
+        plan.warnings
+    );
+    let one =
+        plan_change(&vs(), &RouteSelector::Name("v2".into()), &delay(), &meta()).expect("plan");
+    assert!(one.warnings.is_empty(), "{:?}", one.warnings);
+}
