@@ -104,11 +104,16 @@ pub fn run(c: MeshCommand, out: &mut impl Write, err: &mut impl Write) -> CliRes
     match c {
         MeshCommand::Up(a) => run_up(a, out, err),
         MeshCommand::Kill(a) => {
-            let killed = MeshDir::open(&a.mesh)
-                .map_err(mesh_fail)?
-                .kill(&a.service, a.replica)
-                .map_err(mesh_fail)?;
-            if killed.is_empty() {
+            let md = MeshDir::open(&a.mesh).map_err(mesh_fail)?;
+            let killed = md.kill(&a.service, a.replica).map_err(mesh_fail)?;
+            if killed.is_empty() && configured_replicas(&md, &a.service) == 0 {
+                writeln!(
+                    out,
+                    "{}: 0 replicas (replicas: 0 in the mesh file); nothing to kill",
+                    a.service
+                )
+                .map_err(io_err)?;
+            } else if killed.is_empty() {
                 writeln!(out, "{}: no running replica to kill", a.service).map_err(io_err)?;
             } else {
                 writeln!(out, "killed {} replica(s) {}", a.service, list(&killed))
@@ -121,7 +126,17 @@ pub fn run(c: MeshCommand, out: &mut impl Write, err: &mut impl Write) -> CliRes
                 .map_err(mesh_fail)?
                 .request_restart(&a.service, a.replica)
                 .map_err(mesh_fail)?;
-            writeln!(out, "restarted {} replica(s) {}", a.service, list(&done)).map_err(io_err)?;
+            if done.is_empty() {
+                writeln!(
+                    out,
+                    "{}: 0 replicas (replicas: 0 in the mesh file); nothing to restart",
+                    a.service
+                )
+                .map_err(io_err)?;
+            } else {
+                writeln!(out, "restarted {} replica(s) {}", a.service, list(&done))
+                    .map_err(io_err)?;
+            }
             Ok(Exit::Ok)
         }
         MeshCommand::Stats(a) => {
@@ -154,6 +169,13 @@ pub fn run(c: MeshCommand, out: &mut impl Write, err: &mut impl Write) -> CliRes
             Ok(Exit::Ok)
         }
     }
+}
+
+/// How many replicas the mesh file gives `service`.
+fn configured_replicas(md: &MeshDir, service: &str) -> usize {
+    md.state()
+        .map(|st| st.spec.replicas_of(service).len())
+        .unwrap_or(usize::MAX)
 }
 
 fn list(v: &[usize]) -> String {
@@ -225,9 +247,11 @@ fn run_up(a: UpArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
     });
     mesh.stop().map_err(mesh_fail)?;
     match result {
+        // Stopped by a signal, during start-up or after: one rule, exit 130 once
+        // everything is stopped.
         Ok(why) => {
             writeln!(err, "mesh {name} stopped ({why})").map_err(io_err)?;
-            Ok(Exit::Ok)
+            Ok(Exit::Interrupted)
         }
         Err(e) => Err(mesh_fail(e)),
     }

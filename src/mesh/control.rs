@@ -541,7 +541,12 @@ pub fn pick_replicas(
         .filter(|r| r.service == service)
         .map(|r| r.index)
         .collect();
-    if all.is_empty() {
+    // A service of the mesh with `replicas: 0` has nothing to act on; not "no such
+    // service".
+    if all.is_empty() && replica.is_none() && st.spec.service_names().contains(&service) {
+        return Ok(Vec::new());
+    }
+    if all.is_empty() && !st.spec.service_names().contains(&service) {
         return Err(MeshError::NoSuchService {
             name: service.to_string(),
             have: st.spec.service_names().join(", "),

@@ -12,8 +12,8 @@ use meshdrill::mesh::stats::MeshStats;
 use meshdrill::mesh::{MeshError, MeshSpec};
 
 use crate::common::mesh::{
-    KillOnDrop, alive, all, assert_within_3_sigma, load, meta, percentile_ms, serial, share,
-    spawn_up, start, start_in, statuses,
+    KillOnDrop, alive, all, assert_within_3_sigma, load, meta, percentile_ms, pid_alive, serial,
+    share, spawn_up, start, start_in, statuses,
 };
 use crate::common::{meshdrill, root, run, write};
 
@@ -657,7 +657,8 @@ fn mesh_up_runs_the_demo_scenario_until_sigterm_and_cleans_stale_state() {
 
     let status = child.terminate();
     let _ = drain.join();
-    assert!(status.success(), "{status}");
+    // Stopped by a signal: exit 130, after everything is stopped.
+    assert_eq!(status.code(), Some(130), "{status}");
     std::thread::sleep(Duration::from_millis(200));
     assert!(!pids.iter().any(alive), "left running after SIGTERM");
     assert!(!dir.path().join("state.json").exists());
@@ -745,7 +746,7 @@ fn kill_9_of_meshdrill_takes_envoy_and_services_with_it_and_up_reuses_the_dir() 
         1.0,
         "second mesh on the reused dir: {statuses:?}"
     );
-    assert!(child.terminate().success());
+    assert_eq!(child.terminate().code(), Some(130));
     let _ = drain.join();
 }
 
@@ -1314,48 +1315,177 @@ fn stats_wait_for_the_access_log_to_hold_every_completed_request() {
     assert_eq!(h.amplification(), Some(1.0), "{h:?}");
 }
 
-#[test]
-fn after_kill_9_the_next_mesh_up_kills_a_user_command_s_orphaned_children() {
-    let _s = serial();
-    let files = tempfile::tempdir().expect("tmp");
-    let dir = tempfile::tempdir().expect("tmp");
-    let f = write(
-        files.path(),
-        "forking.yaml",
+/// Waits (bounded) until `pid` is gone or a zombie; whether it is gone.
+fn wait_pid_gone(pid: u32) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        let live = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|st| st.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
+            .is_some_and(|r| !r.starts_with('Z'));
+        if !live {
+            return true;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (bounded) for the PID a replica wrote to `file`.
+fn read_pid_file(file: &std::path::Path) -> u32 {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(pid) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        {
+            return pid;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no PID in {}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A mesh file whose replica's shell starts a background `sleep` (a grandchild of
+/// meshdrill) and writes its PID to `pid_file`.
+fn forking_mesh(pid_file: &std::path::Path) -> String {
+    format!(
         "apiVersion: meshdrill.io/v1alpha1
 kind: Mesh
-metadata: {name: forking}
+metadata: {{name: forking}}
 spec:
   services:
   - name: files
-    command: [sh, -c, 'sleep 296 & exec python3 -m http.server {port} --bind 127.0.0.1']
+    command: [/bin/sh, -c, 'sleep 296 & echo $! > {}; exec python3 -m http.server {{port}} --bind 127.0.0.1']
 ",
-    );
+        pid_file.display()
+    )
+}
+
+#[test]
+fn kill_9_of_mesh_up_takes_a_user_command_s_grandchildren_with_it() {
+    let _s = serial();
+    let files = tempfile::tempdir().expect("tmp");
+    let dir = tempfile::tempdir().expect("tmp");
+    let pid_file = files.path().join("grandchild.pid");
+    let f = write(files.path(), "forking.yaml", forking_mesh(&pid_file));
     let (child, _addr, drain) = spawn_up(&f, dir.path());
     let mut child = KillOnDrop(child);
-    let st = meshdrill::mesh::state::StateDir::new(dir.path())
+    let grandchild = read_pid_file(&pid_file);
+    assert!(pid_alive(grandchild), "the sleep runs");
+    let g = meshdrill::mesh::state::StateDir::new(dir.path())
         .read()
-        .expect("state");
-    let g = st.replicas[0]
+        .expect("state")
+        .replicas[0]
         .process
         .as_ref()
         .and_then(|p| p.pgid)
         .expect("pgid");
-    assert!(group_members(g).len() >= 2);
     child.0.kill().expect("kill -9");
     let _ = child.0.wait();
     let _ = drain.join();
-    // The parent-death signal takes the replica leader; its own child (the sleep)
-    // survives kill -9 of meshdrill, in the leader's group...
-    let start = std::time::Instant::now();
-    while group_members(g).len() > 1 && start.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(group_members(g).len(), 1, "the orphaned sleep");
-    // ...until the next mesh up on the dir cleans the stale state.
+    // No later command runs: the replica's guard takes the whole group.
+    assert!(
+        wait_pid_gone(grandchild),
+        "the grandchild {grandchild} outlived kill -9 of meshdrill"
+    );
+    assert_eq!(wait_group_gone(g), Vec::<u32>::new());
+}
+
+#[test]
+fn mesh_kill_and_a_signalled_mesh_up_take_a_user_command_s_grandchildren_with_them() {
+    let _s = serial();
+    let files = tempfile::tempdir().expect("tmp");
+    let dir = tempfile::tempdir().expect("tmp");
+    let pid_file = files.path().join("grandchild.pid");
+    let f = write(files.path(), "forking.yaml", forking_mesh(&pid_file));
     let (child, _addr, drain) = spawn_up(&f, dir.path());
     let mut child = KillOnDrop(child);
-    assert_eq!(wait_group_gone(g), Vec::<u32>::new());
-    assert!(child.terminate().success());
+    let first = read_pid_file(&pid_file);
+    std::fs::remove_file(&pid_file).expect("rm");
+    let (code, _, err) = run(meshdrill()
+        .args(["mesh", "kill", "files", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
+    assert!(wait_pid_gone(first), "left after mesh kill: {first}");
+    let (code, _, err) = run(meshdrill()
+        .args(["mesh", "restart", "files", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
+    let second = read_pid_file(&pid_file);
+    assert!(pid_alive(second));
+    let status = child.terminate();
     let _ = drain.join();
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert!(
+        wait_pid_gone(second),
+        "left after SIGTERM of mesh up: {second}"
+    );
+}
+
+#[test]
+fn a_dir_that_is_a_file_or_a_foreign_dir_is_a_usage_error() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = write(tmp.path(), "web.yaml", WEB);
+    let file = write(tmp.path(), "a-file", "mine");
+    let foreign = tmp.path().join("foreign");
+    std::fs::create_dir(&foreign).expect("mkdir");
+    write(&foreign, "notes.txt", "mine");
+    for (dir, says) in [
+        (&file, "not a directory"),
+        (&foreign, "not a meshdrill mesh directory"),
+    ] {
+        let (code, _, err) = run(meshdrill()
+            .args(["mesh", "up"])
+            .arg(&f)
+            .arg("--dir")
+            .arg(dir));
+        assert_eq!(code, 2, "{}: {err}", dir.display());
+        assert!(err.contains(says) && err.contains("--dir"), "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&file).expect("file"), "mine");
+    assert_eq!(
+        std::fs::read_dir(&foreign).expect("dir").count(),
+        1,
+        "nothing was added to the foreign dir"
+    );
+}
+
+#[test]
+fn mesh_kill_and_restart_of_a_service_with_0_replicas_say_so() {
+    let _s = serial();
+    let dir = tempfile::tempdir().expect("tmp");
+    let _mesh = start_in(
+        &WEB.replace(
+            "    replicas: 2\n",
+            "    replicas: 2\n  - name: idle\n    replicas: 0\n",
+        ),
+        Some(dir.path()),
+    );
+    for (verb, says) in [
+        ("kill", "nothing to kill"),
+        ("restart", "nothing to restart"),
+    ] {
+        let (code, out, err) = run(meshdrill()
+            .args(["mesh", verb, "idle", "--mesh"])
+            .arg(dir.path()));
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            out,
+            format!("idle: 0 replicas (replicas: 0 in the mesh file); {says}\n")
+        );
+        assert!(!err.contains("no service"), "{err}");
+    }
+    // An unknown service is still one.
+    let (code, _, err) = run(meshdrill()
+        .args(["mesh", "kill", "nope", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no service \"nope\""), "{err}");
 }
