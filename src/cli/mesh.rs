@@ -72,6 +72,12 @@ pub struct StatsArgs {
     pub mesh: PathBuf,
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub output: StatsOutput,
+    /// Save the current counters as a baseline (in the mesh dir) for --since-reset.
+    #[arg(long, conflicts_with = "since_reset")]
+    pub reset: bool,
+    /// Show only what happened after the last --reset (default: since the mesh started).
+    #[arg(long, visible_alias = "since")]
+    pub since_reset: bool,
 }
 
 #[derive(Debug, Args)]
@@ -139,19 +145,7 @@ pub fn run(c: MeshCommand, out: &mut impl Write, err: &mut impl Write) -> CliRes
             }
             Ok(Exit::Ok)
         }
-        MeshCommand::Stats(a) => {
-            let s = MeshDir::open(&a.mesh)
-                .map_err(mesh_fail)?
-                .stats()
-                .map_err(mesh_fail)?;
-            match a.output {
-                StatsOutput::Json => out
-                    .write_all(pretty(&stats_json(&s))?.as_bytes())
-                    .map_err(io_err)?,
-                StatsOutput::Text => write_stats(&s, out).map_err(io_err)?,
-            }
-            Ok(Exit::Ok)
-        }
+        MeshCommand::Stats(a) => run_stats(a, out),
         MeshCommand::Apply(a) => run_apply(a, out, err),
         MeshCommand::ServeDemo(a) => {
             let config: DemoConfig = serde_json::from_str(&a.config).map_err(|e| {
@@ -335,7 +329,49 @@ fn run_apply(a: ApplyArgs, out: &mut impl Write, err: &mut impl Write) -> CliRes
     Ok(Exit::Ok)
 }
 
-fn stats_json(s: &MeshStats) -> serde_json::Value {
+/// What `amplification` means, in the text and JSON output.
+const AMPLIFICATION_IS: &str = "upstream attempts per request that reached the route's upstream (requests answered by an injected abort or matching no route are left out)";
+
+fn run_stats(a: StatsArgs, out: &mut impl Write) -> CliResult {
+    let md = MeshDir::open(&a.mesh).map_err(mesh_fail)?;
+    if a.reset {
+        let b = md.reset_stats().map_err(mesh_fail)?;
+        match a.output {
+            StatsOutput::Json => out
+                .write_all(pretty(&serde_json::json!({"baseline_taken_at": b.taken_at}))?.as_bytes())
+                .map_err(io_err)?,
+            StatsOutput::Text => writeln!(
+                out,
+                "stats baseline saved at {}; `meshdrill mesh stats --since-reset --mesh {}` shows what happens after it",
+                b.taken_at,
+                a.mesh.display()
+            )
+            .map_err(io_err)?,
+        }
+        return Ok(Exit::Ok);
+    }
+    let (s, since) = if a.since_reset {
+        let Some((s, b)) = md.stats_since_reset().map_err(mesh_fail)? else {
+            return Err(Failure::input(anyhow!(
+                "{}: no stats baseline for this mesh: save one with `meshdrill mesh stats --reset --mesh {}`",
+                a.mesh.display(),
+                a.mesh.display()
+            )));
+        };
+        (s, Some(b.taken_at))
+    } else {
+        (md.stats().map_err(mesh_fail)?, None)
+    };
+    match a.output {
+        StatsOutput::Json => out
+            .write_all(pretty(&stats_json(&s, since))?.as_bytes())
+            .map_err(io_err)?,
+        StatsOutput::Text => write_stats(&s, since, out).map_err(io_err)?,
+    }
+    Ok(Exit::Ok)
+}
+
+fn stats_json(s: &MeshStats, since: Option<jiff::Timestamp>) -> serde_json::Value {
     let hops: Vec<serde_json::Value> = s
         .hops
         .iter()
@@ -345,13 +381,33 @@ fn stats_json(s: &MeshStats) -> serde_json::Value {
             v
         })
         .collect();
-    serde_json::json!({"hops": hops, "clusters": s.clusters, "totals": s.totals()})
+    serde_json::json!({
+        "window": match since {
+            Some(t) => serde_json::json!({"since": "reset", "reset_at": t}),
+            None => serde_json::json!({"since": "start"}),
+        },
+        "amplification_is": AMPLIFICATION_IS,
+        "hops": hops,
+        "clusters": s.clusters,
+        "totals": s.totals(),
+    })
 }
 
-fn write_stats(s: &MeshStats, out: &mut impl Write) -> std::io::Result<()> {
+fn write_stats(
+    s: &MeshStats,
+    since: Option<jiff::Timestamp>,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    match since {
+        Some(t) => writeln!(out, "since the reset at {t}:")?,
+        None => writeln!(
+            out,
+            "since the mesh started (`--reset`, then `--since-reset`, for one window):"
+        )?,
+    }
     writeln!(
         out,
-        "hops (downstream requests, faults injected, upstream attempts per request, response flags):"
+        "hops (downstream requests, requests routed upstream, faults injected, amplification, response flags):"
     )?;
     for h in &s.hops {
         let flags: Vec<String> = h
@@ -361,9 +417,10 @@ fn write_stats(s: &MeshStats, out: &mut impl Write) -> std::io::Result<()> {
             .collect();
         writeln!(
             out,
-            "  {:<24} requests {:>7}  aborts {:>6}  delays {:>6}  amplification {:>5}  flags {}",
+            "  {:<24} requests {:>7}  routed {:>7}  aborts {:>6}  delays {:>6}  amplification {:>5}  flags {}",
             h.name,
             h.downstream_requests,
+            h.routed_requests,
             h.aborts_injected,
             h.delays_injected,
             h.amplification()
@@ -395,6 +452,7 @@ fn write_stats(s: &MeshStats, out: &mut impl Write) -> std::io::Result<()> {
             c.connect_failures
         )?;
     }
+    writeln!(out, "amplification: {AMPLIFICATION_IS}")?;
     let t = s.totals();
     if t.retry_overflow > 0 {
         writeln!(

@@ -671,6 +671,7 @@ pub fn clean_stale(dir: &Path) -> Result<File, MeshError> {
         files.admin_address,
         files.log,
         sd.access_log(),
+        sd.stats_baseline(),
     ] {
         let _ = std::fs::remove_file(f);
     }

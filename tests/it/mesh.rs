@@ -1489,3 +1489,71 @@ fn mesh_kill_and_restart_of_a_service_with_0_replicas_say_so() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no service \"nope\""), "{err}");
 }
+
+#[test]
+fn amplification_leaves_aborted_requests_out_and_a_reset_window_counts_only_what_follows() {
+    let _s = serial();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = start_in(WEB, Some(dir.path()));
+    let host = "web.default.svc.cluster.local";
+    mesh.apply("web", &all(), Some(&abort(503, 50.0)), &meta())
+        .expect("apply");
+    let stats = |args: &[&str]| {
+        let (code, out, err) = run(meshdrill()
+            .args(["mesh", "stats", "-o", "json"])
+            .args(args)
+            .arg("--mesh")
+            .arg(dir.path()));
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).expect("json")
+    };
+    // --since-reset before any --reset: a usage error that says what to do.
+    let (code, _, err) = run(meshdrill()
+        .args(["mesh", "stats", "--since-reset", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("mesh stats --reset"), "{err}");
+
+    let out = load(mesh.ingress_addr(), host, "/", 400, 8, LIMIT);
+    assert_eq!(out.len(), 400);
+    let aborted = out.iter().filter(|o| o.status == 503).count() as u64;
+    assert!(aborted > 100 && aborted < 300, "{aborted}");
+    let j = stats(&[]);
+    assert_eq!(j["window"]["since"], "start");
+    assert!(
+        j["amplification_is"]
+            .as_str()
+            .is_some_and(|s| s.contains("injected abort")),
+        "{j}"
+    );
+    let ingress = &j["hops"][0];
+    assert_eq!(ingress["name"], "ingress");
+    assert_eq!(ingress["aborts_injected"], aborted);
+    assert_eq!(ingress["routed_requests"], 400 - aborted, "{ingress}");
+    // No retries: every request that went upstream went once, aborts or not.
+    assert_eq!(ingress["amplification"], 1.0, "{ingress}");
+
+    let (code, text, err) = run(meshdrill()
+        .args(["mesh", "stats", "--reset", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains("baseline saved"), "{text}");
+    let out = load(mesh.ingress_addr(), host, "/", 60, 2, LIMIT);
+    assert_eq!(out.len(), 60);
+    let aborted = out.iter().filter(|o| o.status == 503).count() as u64;
+    for flag in ["--since-reset", "--since"] {
+        let j = stats(&[flag]);
+        assert_eq!(j["window"]["since"], "reset", "{j}");
+        let ingress = &j["hops"][0];
+        assert_eq!(ingress["downstream_requests"], 60, "{ingress}");
+        assert_eq!(ingress["logged_requests"], 60, "{ingress}");
+        assert_eq!(ingress["aborts_injected"], aborted, "{ingress}");
+        assert_eq!(ingress["routed_requests"], 60 - aborted, "{ingress}");
+    }
+    let (code, text, err) = run(meshdrill()
+        .args(["mesh", "stats", "--since-reset", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
+    assert!(text.starts_with("since the reset at "), "{text}");
+    assert!(text.contains("routed"), "{text}");
+}
