@@ -1557,3 +1557,114 @@ fn amplification_leaves_aborted_requests_out_and_a_reset_window_counts_only_what
     assert!(text.starts_with("since the reset at "), "{text}");
     assert!(text.contains("routed"), "{text}");
 }
+
+/// One GET through the ingress with `Host: host` and `headers`; the status and body.
+fn get_body(
+    addr: std::net::SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(LIMIT)).expect("timeout");
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn the_demo_forward_mode_passes_request_headers_on_to_header_matched_routes() {
+    let _s = serial();
+    let mesh = start(
+        "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: bookinfo}
+spec:
+  services:
+  - name: productpage
+    demo: {forward: http://reviews/}
+  - name: reviews
+    labels: {version: v1}
+  - name: reviews
+    labels: {version: v2}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: productpage}
+spec:
+  hosts: [productpage.acme.com]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: productpage}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - name: jason
+    match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - name: default
+    route: [{destination: {host: reviews, subset: v1}}]
+",
+    );
+    let addr = mesh.ingress_addr();
+    for _ in 0..5 {
+        let (status, body) = get_body(addr, "productpage.acme.com", "/", &[("end-user", "jason")]);
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "hello from reviews replica 1\n")
+        );
+        let (status, body) = get_body(addr, "productpage.acme.com", "/", &[("end-user", "bob")]);
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "hello from reviews replica 0\n")
+        );
+    }
+}
+
+#[test]
+fn the_demo_mesh_exposes_the_rate_limited_limiter_at_the_ingress() {
+    let _s = serial();
+    let yaml =
+        std::fs::read_to_string(root().join("scenarios/meshes/go-demo-8.yaml")).expect("demo");
+    let mesh = start(&yaml);
+    let addr = mesh.ingress_addr();
+    let (status, body) = get_body(addr, "go-demo-8.acme.com", "/limiter", &[]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("hello from go-demo-8 replica"), "{body}");
+    // 2 replicas, burst 10 and 5 req/s each: 200 requests cannot all pass.
+    let out = load(addr, "go-demo-8.acme.com", "/limiter", 200, 4, LIMIT);
+    let st = statuses(&out);
+    assert!(st.get(&429).is_some_and(|n| *n > 0), "{st:?}");
+    assert!(st.keys().all(|s| *s == 200 || *s == 429), "{st:?}");
+    // Only /limiter is exposed on that host.
+    assert_eq!(get_body(addr, "go-demo-8.acme.com", "/", &[]).0, 404);
+}
