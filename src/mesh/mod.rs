@@ -46,6 +46,7 @@ pub mod state;
 pub mod stats;
 pub(crate) mod sys;
 pub mod translate;
+pub mod view;
 
 pub use control::{Applied, MeshDir};
 pub use error::MeshError;

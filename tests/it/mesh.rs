@@ -1668,3 +1668,165 @@ fn the_demo_mesh_exposes_the_rate_limited_limiter_at_the_ingress() {
     // Only /limiter is exposed on that host.
     assert_eq!(get_body(addr, "go-demo-8.acme.com", "/", &[]).0, 404);
 }
+
+#[test]
+fn mesh_get_shows_replicas_ingress_hosts_envoy_routes_and_drills() {
+    let _s = serial();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = start_in(
+        "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: bookinfo}
+spec:
+  services:
+  - name: reviews
+    replicas: 2
+    labels: {version: v1}
+  - name: reviews
+    labels: {version: v2}
+  - name: idle
+    replicas: 0
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews.acme.com]
+  gateways: [gw]
+  http:
+  - name: jason
+    match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+    timeout: 3s
+  - name: split
+    route:
+    - {destination: {host: reviews, subset: v1}, weight: 80}
+    - {destination: {host: reviews, subset: v2}, weight: 20}
+    retries: {attempts: 4, retryOn: 5xx}
+",
+        Some(dir.path()),
+    );
+    let get = |args: &[&str]| {
+        run(meshdrill()
+            .args(["mesh"])
+            .args(args)
+            .arg("--mesh")
+            .arg(dir.path()))
+    };
+    // Nothing drilled, nothing killed.
+    let (code, text, err) = get(&["get"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains(&format!(
+            "ingress {} answers Host: reviews.acme.com (e.g. curl -H 'Host: reviews.acme.com' {}/",
+            mesh.ingress_url(),
+            mesh.ingress_url()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("DRILLS: none"), "{text}");
+    assert!(text.contains("0 replicas"), "{text}");
+
+    mesh.apply("reviews", &all(), Some(&abort(503, 25.0)), &meta())
+        .expect("apply");
+    let (code, _, err) = run(meshdrill()
+        .args(["mesh", "kill", "reviews", "--replica", "1", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = get(&["routes", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(j["ingress_hosts"], serde_json::json!(["reviews.acme.com"]));
+    assert_eq!(j["ingress_url"], mesh.ingress_url());
+    let st = mesh.state().expect("state");
+    let reviews = &j["services"][0];
+    assert_eq!(reviews["name"], "reviews");
+    let reps: Vec<(bool, u64, serde_json::Value)> = reviews["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .map(|r| {
+            (
+                r["up"].as_bool().unwrap_or(true),
+                r["port"].as_u64().unwrap_or(0),
+                r["labels"]["version"].clone(),
+            )
+        })
+        .collect();
+    let ports = &st.replica_ports["reviews"];
+    assert_eq!(
+        reps,
+        vec![
+            (true, u64::from(ports[0]), "v1".into()),
+            (false, u64::from(ports[1]), "v1".into()),
+            (true, u64::from(ports[2]), "v2".into()),
+        ]
+    );
+    assert_eq!(
+        reviews["replicas"][0]["pid"],
+        st.replicas[0].process.as_ref().expect("up").pid
+    );
+    assert_eq!(reviews["replicas"][1]["pid"], serde_json::Value::Null);
+    assert_eq!(j["services"][1]["name"], "idle");
+    assert_eq!(j["services"][1]["replicas"], serde_json::json!([]));
+    let ingress: Vec<&serde_json::Value> = j["routes"]
+        .as_array()
+        .expect("routes")
+        .iter()
+        .filter(|r| r["hop"] == "ingress")
+        .collect();
+    assert_eq!(ingress.len(), 2, "{ingress:?}");
+    let (jason, split) = (ingress[0], ingress[1]);
+    assert_eq!(jason["name"], "jason");
+    assert_eq!(jason["virtual_host"], "default/reviews");
+    assert_eq!(jason["match"], "prefix /, header end-user = jason");
+    assert_eq!(jason["timeout"], "3s");
+    assert_eq!(jason["fault"], "abort 503 on 25%");
+    let dests = |r: &serde_json::Value| -> Vec<(String, u64)> {
+        r["destinations"]
+            .as_array()
+            .expect("destinations")
+            .iter()
+            .map(|d| {
+                (
+                    d["cluster"].as_str().unwrap_or("").to_string(),
+                    d["weight"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(dests(jason).len(), 1);
+    assert!(dests(jason)[0].0.contains("v2") && dests(jason)[0].1 == 100);
+    let sd = dests(split);
+    assert_eq!(
+        sd.iter().map(|d| d.1).collect::<Vec<_>>(),
+        [80, 20],
+        "{sd:?}"
+    );
+    assert!(sd[0].0.contains("v1") && sd[1].0.contains("v2"), "{sd:?}");
+    assert_eq!(split["retries"], "4 on 5xx");
+    assert_eq!(split["fault"], "abort 503 on 25%");
+    let drills = j["drills"].as_array().expect("drills");
+    assert_eq!(drills.len(), 1);
+    assert_eq!(drills[0]["virtual_service"], "default/reviews");
+    assert!(drills[0]["expires"].is_string());
+    let (code, text, err) = get(&["get"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains("DRILLS\n  default/reviews: abort HTTP 503 on 25%"),
+        "{text}"
+    );
+    assert!(text.contains(" down "), "{text}");
+    // --dir is accepted as --mesh is.
+    let (code, _, err) = run(meshdrill().args(["mesh", "get", "--dir"]).arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
+}
