@@ -8,16 +8,20 @@
 //! The parent-death signal reaches only the process meshdrill spawned, not what a user
 //! command starts itself (`sh -c 'sleep 600 & exec server'`). So each replica leads its
 //! own process group (its children stay in it unless they call `setsid`/`setpgid`), and
-//! a [`GroupGuard`] watches it: a tiny `/bin/sh` process, in a process group of its own
-//! (a terminal's Ctrl-C does not reach it) and without a parent-death signal, blocked
-//! reading a pipe whose only write end is held by meshdrill (every descriptor std opens
-//! is close-on-exec, so no other child inherits it). When meshdrill dies — however,
-//! `kill -9` included — the kernel closes that end, the guard reads end-of-file and runs
-//! `kill -s KILL -- -PGID`, taking every process left in the replica's group. No root,
-//! cgroup or PID namespace is needed. On a normal stop (`mesh up` ending, `mesh kill`,
-//! `mesh restart`) meshdrill signals the group itself and then disarms the guard
-//! (SIGKILL to the guard, its own child) so it never fires at a group ID that may have
-//! been reused. The guard also does not fire for a group meshdrill already took down.
+//! a [`GroupGuard`] watches it: a tiny `/bin/sh` process without a parent-death signal,
+//! blocked reading a pipe whose only write end is held by meshdrill (every descriptor
+//! std opens is close-on-exec, so no other child inherits it). When meshdrill dies —
+//! however, `kill -9` included — the kernel closes that end, the guard reads
+//! end-of-file and runs `kill -s KILL -- -PGID`, taking every process left in the
+//! replica's group, itself last. No root, cgroup or PID namespace is needed.
+//!
+//! The guard is itself a member of the replica's group: a process group ID is not
+//! handed out again while any member lives, so the group the guard kills is always the
+//! replica's, never a later group that reused the number, however long the guard has
+//! waited (also after the replica died or was killed by `mesh kill` from another
+//! process). The group is not the terminal's foreground group, so a Ctrl-C does not
+//! reach it. On a normal stop (`mesh up` ending, `mesh kill`, `mesh restart`)
+//! meshdrill signals the group itself — the guard goes with it — and reaps the guard.
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpStream};
@@ -87,7 +91,8 @@ impl Drop for Spawner {
 }
 
 /// Kills a replica's process group when meshdrill dies (see the module docs). Dropping
-/// the guard disarms it: the watcher is killed and reaped, the group is left alone.
+/// the guard disarms it: the watcher is killed and reaped, the rest of the group is
+/// left alone.
 #[derive(Debug)]
 pub struct GroupGuard {
     watcher: Child,
@@ -109,7 +114,13 @@ impl GroupGuard {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        // In the replica's group: see the module docs. Fails (EPERM) if the group is
+        // already empty, i.e. the replica died at once.
+        std::os::unix::process::CommandExt::process_group(
+            &mut cmd,
+            i32::try_from(pgid)
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?,
+        );
         // Not through the spawner: a parent-death signal would kill the guard before
         // it could act.
         Ok(GroupGuard {

@@ -284,12 +284,25 @@ impl RunningMesh {
         let pid = child.id();
         let key = (service.to_string(), index);
         self.replicas.insert(key.clone(), child);
-        let guard = process::GroupGuard::watch(pid).map_err(|source| MeshError::Spawn {
-            what: format!("the process-group guard of {service} replica {index}"),
-            program: "/bin/sh".into(),
-            source,
-        })?;
-        self.guards.insert(key, guard);
+        match process::GroupGuard::watch(pid) {
+            Ok(guard) => {
+                self.guards.insert(key, guard);
+            }
+            // The replica is gone already (its group is empty): waiting for it reports
+            // its exit and log.
+            Err(_)
+                if self
+                    .replicas
+                    .get_mut(&key)
+                    .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_)))) => {}
+            Err(source) => {
+                return Err(MeshError::Spawn {
+                    what: format!("the process-group guard of {service} replica {index}"),
+                    program: "/bin/sh".into(),
+                    source,
+                });
+            }
+        }
         Ok(ReplicaRecord {
             service: service.to_string(),
             index,
