@@ -243,7 +243,10 @@ mod tests {
     fn the_demo_mesh_multiplies_to_33() {
         let spec = crate::mesh::demo_mesh().expect("demo mesh");
         let chains = retry_chains(&spec);
-        assert_eq!(chains.len(), 1, "{chains:?}");
+        // And the ingress's direct route to go-demo-8's /limiter, Istio's default
+        // retries (2) on one hop.
+        assert_eq!(chains.len(), 2, "{chains:?}");
+        assert_eq!(chains[1].hops, vec![("ingress → go-demo-8".to_string(), 3)]);
         let c = &chains[0];
         assert_eq!(
             c.hops,

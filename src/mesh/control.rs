@@ -16,7 +16,7 @@ use super::envoy::{self, EnvoyFiles};
 use super::process;
 use super::spec::MeshSpec;
 use super::state::{MeshState, StateDir};
-use super::stats::MeshStats;
+use super::stats::{Baseline, MeshStats};
 use super::translate::{self, INGRESS_LISTENER, Layout, discovery_response, sidecar_listener};
 use crate::istio::{
     Change, DrillInfo, RecordMeta, RouteSelector, owner_gone, plan_change, plan_clear, read_record,
@@ -527,6 +527,46 @@ impl MeshDir {
         let st = self.dir.read()?;
         MeshStats::collect(st.admin, &self.dir.access_log(), &hops(&st.spec))
     }
+
+    /// Saves the current counters as the baseline later reads subtract
+    /// (`mesh stats --reset`); Envoy's own counters are left as they are.
+    pub fn reset_stats(&self) -> Result<Baseline, MeshError> {
+        let st = self.dir.read()?;
+        let b = Baseline {
+            taken_at: jiff::Timestamp::now(),
+            envoy_pid: st.envoy.pid,
+            stats: MeshStats::collect(st.admin, &self.dir.access_log(), &hops(&st.spec))?,
+        };
+        let text = serde_json::to_vec_pretty(&b)
+            .map_err(|e| MeshError::Control(format!("cannot encode the stats baseline: {e}")))?;
+        super::envoy::write_atomic(&self.dir.stats_baseline(), &text)?;
+        Ok(b)
+    }
+
+    /// The stats since the baseline of [`reset_stats`](Self::reset_stats), and that
+    /// baseline. `Ok(None)` when no baseline was saved for this mesh.
+    pub fn stats_since_reset(&self) -> Result<Option<(MeshStats, Baseline)>, MeshError> {
+        let st = self.dir.read()?;
+        let p = self.dir.stats_baseline();
+        let text = match std::fs::read(&p) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(MeshError::io(&p)(e)),
+        };
+        let b: Baseline = serde_json::from_slice(&text).map_err(|e| MeshError::State {
+            dir: self.dir.dir.clone(),
+            reason: format!(
+                "{} is not a stats baseline ({e}); save a new one with `meshdrill mesh stats --reset`",
+                p.display()
+            ),
+        })?;
+        if b.envoy_pid != st.envoy.pid {
+            // Another Envoy's counters started from zero: nothing to subtract.
+            return Ok(None);
+        }
+        let now = MeshStats::collect(st.admin, &self.dir.access_log(), &hops(&st.spec))?;
+        Ok(Some((now.since(&b.stats), b)))
+    }
 }
 
 /// Replica indices of `service` to act on.
@@ -541,7 +581,12 @@ pub fn pick_replicas(
         .filter(|r| r.service == service)
         .map(|r| r.index)
         .collect();
-    if all.is_empty() {
+    // A service of the mesh with `replicas: 0` has nothing to act on; not "no such
+    // service".
+    if all.is_empty() && replica.is_none() && st.spec.service_names().contains(&service) {
+        return Ok(Vec::new());
+    }
+    if all.is_empty() && !st.spec.service_names().contains(&service) {
         return Err(MeshError::NoSuchService {
             name: service.to_string(),
             have: st.spec.service_names().join(", "),

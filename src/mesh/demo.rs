@@ -186,7 +186,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
             .map(|(_, v)| v.into_owned())
             .or_else(|| cfg.forward_to.clone());
         if let Some(addr) = addr {
-            return forward(shared, &addr).await;
+            return forward(shared, &addr, req.headers()).await;
         }
     }
     let s = &shared.server;
@@ -198,9 +198,30 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
     )
 }
 
-/// Calls `addr` (an http:// URL naming a mesh service) through the sidecar listener
-/// and answers with its status and body.
-async fn forward(shared: &Shared, addr: &str) -> Response<Full<Bytes>> {
+/// Whether a request header is passed on by the forward mode: all but the hop-by-hop
+/// ones, the framing and `Host` (set for the call) and Envoy's per-hop `x-envoy-*`
+/// (each hop's Envoy sets its own) — so headers such as `end-user` reach the next
+/// service's VirtualService matches, as an application propagating them does in Istio.
+fn passed_on(name: &header::HeaderName) -> bool {
+    const HOP_BY_HOP: [&str; 9] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    let n = name.as_str();
+    !(HOP_BY_HOP.contains(&n) || n == "host" || n == "content-length" || n.starts_with("x-envoy-"))
+}
+
+/// Calls `addr` (an http:// URL naming a mesh service) through the sidecar listener,
+/// with the incoming request's end-to-end headers, and answers with its status and
+/// body.
+async fn forward(shared: &Shared, addr: &str, incoming: &http::HeaderMap) -> Response<Full<Bytes>> {
     let Ok(url) = url::Url::parse(addr) else {
         return respond(shared, 400, format!("addr {addr:?} is not a URL\n"), 0);
     };
@@ -224,13 +245,16 @@ async fn forward(shared: &Shared, addr: &str) -> Response<Full<Bytes>> {
         None => url.path().to_string(),
     };
     let uri = format!("http://{}{path}", shared.server.outbound);
-    let req = match Request::get(uri)
+    let mut req = match Request::get(uri)
         .header(header::HOST, authority)
         .body(Full::new(Bytes::new()))
     {
         Ok(r) => r,
         Err(e) => return respond(shared, 400, format!("bad forward request: {e}\n"), 0),
     };
+    for (k, v) in incoming.iter().filter(|(k, _)| passed_on(k)) {
+        req.headers_mut().append(k.clone(), v.clone());
+    }
     let call = tokio::time::timeout(Duration::from_secs(60), shared.client.request(req)).await;
     match call {
         Ok(Ok(resp)) => {
@@ -249,6 +273,30 @@ async fn forward(shared: &Shared, addr: &str) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forward_passes_end_to_end_headers_only() {
+        let h = |s: &'static str| header::HeaderName::from_static(s);
+        for yes in [
+            "end-user",
+            "x-request-id",
+            "authorization",
+            "cookie",
+            "x-b3-traceid",
+        ] {
+            assert!(passed_on(&h(yes)), "{yes}");
+        }
+        for no in [
+            "host",
+            "connection",
+            "transfer-encoding",
+            "content-length",
+            "x-envoy-attempt-count",
+            "x-envoy-expected-rq-timeout-ms",
+        ] {
+            assert!(!passed_on(&h(no)), "{no}");
+        }
+    }
 
     #[test]
     fn latency_distribution_hits_its_percentiles() {

@@ -88,6 +88,10 @@ pub enum MeshError {
     /// The state directory does not hold a running mesh.
     #[error("{}: {reason}", dir.display())]
     State { dir: PathBuf, reason: String },
+    /// `--dir` names something meshdrill may not use as a state directory (a file, a
+    /// foreign non-empty directory): the user's input, nothing was changed there.
+    #[error("--dir {}: {reason}", dir.display())]
+    BadDir { dir: PathBuf, reason: String },
     /// Another meshdrill already runs a mesh in this directory.
     #[error("{}: a mesh is already running there (meshdrill pid {pid}); stop it first or use another --dir", dir.display())]
     Busy { dir: PathBuf, pid: u32 },
@@ -137,6 +141,7 @@ impl MeshError {
                 | MeshError::Plan(_)
                 | MeshError::EnvoyNotFound { .. }
                 | MeshError::Busy { .. }
+                | MeshError::BadDir { .. }
         )
     }
 }

@@ -12,7 +12,9 @@
 //!
 //! What it must not do: print (only `cli` prints), or send traffic anywhere but
 //! loopback. Every process it starts dies with the thread that owns the mesh (Linux
-//! parent-death signal) and is stopped by [`RunningMesh::stop`] or on drop.
+//! parent-death signal), a replica's own children with it (its process group, killed by
+//! a [`process::GroupGuard`] when this process dies), and is stopped by
+//! [`RunningMesh::stop`] or on drop. [`view`] is what `mesh get` shows.
 //!
 //! In-process use (what `meshdrill demo` does):
 //! ```no_run
@@ -46,6 +48,7 @@ pub mod state;
 pub mod stats;
 pub(crate) mod sys;
 pub mod translate;
+pub mod view;
 
 pub use control::{Applied, MeshDir};
 pub use error::MeshError;

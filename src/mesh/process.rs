@@ -2,6 +2,26 @@
 //! (parent-death signal, set from a dedicated spawner thread that lives as long as the
 //! mesh), and a PID from a state file is signalled only while `/proc/PID/cmdline` still
 //! shows the command meshdrill started.
+//!
+//! ## A replica's whole process tree dies with meshdrill
+//!
+//! The parent-death signal reaches only the process meshdrill spawned, not what a user
+//! command starts itself (`sh -c 'sleep 600 & exec server'`). So each replica leads its
+//! own process group (its children stay in it unless they call `setsid`/`setpgid`), and
+//! a [`GroupGuard`] watches it: a tiny `/bin/sh` process without a parent-death signal,
+//! blocked reading a pipe whose only write end is held by meshdrill (every descriptor
+//! std opens is close-on-exec, so no other child inherits it). When meshdrill dies —
+//! however, `kill -9` included — the kernel closes that end, the guard reads
+//! end-of-file and runs `kill -s KILL -- -PGID`, taking every process left in the
+//! replica's group, itself last. No root, cgroup or PID namespace is needed.
+//!
+//! The guard is itself a member of the replica's group: a process group ID is not
+//! handed out again while any member lives, so the group the guard kills is always the
+//! replica's, never a later group that reused the number, however long the guard has
+//! waited (also after the replica died or was killed by `mesh kill` from another
+//! process). The group is not the terminal's foreground group, so a Ctrl-C does not
+//! reach it. On a normal stop (`mesh up` ending, `mesh kill`, `mesh restart`)
+//! meshdrill signals the group itself — the guard goes with it — and reaps the guard.
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpStream};
@@ -67,6 +87,59 @@ impl Drop for Spawner {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// Kills a replica's process group when meshdrill dies (see the module docs). Dropping
+/// the guard disarms it: the watcher is killed and reaped, the rest of the group is
+/// left alone.
+#[derive(Debug)]
+pub struct GroupGuard {
+    watcher: Child,
+}
+
+/// The watcher's script: wait for end-of-file on stdin (meshdrill gone), then kill the
+/// group given as `$0`. POSIX sh (dash, bash, busybox): `--` before the negative PID.
+const GUARD_SCRIPT: &str =
+    "trap '' HUP INT QUIT; while read -r _; do :; done; exec kill -s KILL -- -\"$0\"";
+
+impl GroupGuard {
+    /// Starts the watcher for process group `pgid`.
+    pub fn watch(pgid: u32) -> std::io::Result<GroupGuard> {
+        if pgid <= 1 {
+            return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+        }
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", GUARD_SCRIPT, &pgid.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // In the replica's group: see the module docs. Fails (EPERM) if the group is
+        // already empty, i.e. the replica died at once.
+        std::os::unix::process::CommandExt::process_group(
+            &mut cmd,
+            i32::try_from(pgid)
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?,
+        );
+        // Not through the spawner: a parent-death signal would kill the guard before
+        // it could act.
+        Ok(GroupGuard {
+            watcher: cmd.spawn()?,
+        })
+    }
+
+    /// The watcher's PID (for tests and diagnostics).
+    pub fn pid(&self) -> u32 {
+        self.watcher.id()
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        // Kill before the pipe closes (fields drop after this body): an end-of-file
+        // now would make the watcher fire.
+        let _ = self.watcher.kill();
+        let _ = self.watcher.wait();
     }
 }
 

@@ -1,6 +1,8 @@
 //! A running mesh owned by this process: start, live changes, kill/restart of
 //! replicas, stats, stop. Everything it starts is stopped by [`RunningMesh::stop`] or
-//! on drop, and dies with this process even on `kill -9` (parent-death signal).
+//! on drop, and dies with this process even on `kill -9`: Envoy and each replica by
+//! the parent-death signal, what a replica started itself by the replica's
+//! [`process::GroupGuard`].
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -55,6 +57,8 @@ pub struct RunningMesh {
     spawner: Spawner,
     envoy: Option<Child>,
     replicas: BTreeMap<(String, usize), Child>,
+    /// One per running replica: kills its process group if this process dies.
+    guards: BTreeMap<(String, usize), process::GroupGuard>,
     admin: SocketAddr,
     ingress_port: u16,
     warnings: Vec<String>,
@@ -78,6 +82,12 @@ impl RunningMesh {
         let mut owner_lock = None;
         let (dir, temp) = match &opts.dir {
             Some(d) => {
+                if d.exists() && !d.is_dir() {
+                    return Err(MeshError::BadDir {
+                        dir: d.clone(),
+                        reason: "not a directory: give a new or empty directory".into(),
+                    });
+                }
                 std::fs::create_dir_all(d).map_err(MeshError::io(d))?;
                 let d = d.canonicalize().map_err(MeshError::io(d))?;
                 owner_lock = Some(clean_stale(&d)?);
@@ -116,6 +126,7 @@ impl RunningMesh {
             spawner: Spawner::new(),
             envoy: None,
             replicas: BTreeMap::new(),
+            guards: BTreeMap::new(),
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             ingress_port: 0,
             warnings: Vec::new(),
@@ -271,7 +282,27 @@ impl RunningMesh {
             source,
         })?;
         let pid = child.id();
-        self.replicas.insert((service.to_string(), index), child);
+        let key = (service.to_string(), index);
+        self.replicas.insert(key.clone(), child);
+        match process::GroupGuard::watch(pid) {
+            Ok(guard) => {
+                self.guards.insert(key, guard);
+            }
+            // The replica is gone already (its group is empty): waiting for it reports
+            // its exit and log.
+            Err(_)
+                if self
+                    .replicas
+                    .get_mut(&key)
+                    .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_)))) => {}
+            Err(source) => {
+                return Err(MeshError::Spawn {
+                    what: format!("the process-group guard of {service} replica {index}"),
+                    program: "/bin/sh".into(),
+                    source,
+                });
+            }
+        }
         Ok(ReplicaRecord {
             service: service.to_string(),
             index,
@@ -375,6 +406,7 @@ impl RunningMesh {
             if let Some(mut c) = self.replicas.remove(&(service.to_string(), *i)) {
                 process::kill_group(&mut c);
             }
+            self.guards.remove(&(service.to_string(), *i));
         }
         for r in st
             .replicas
@@ -402,6 +434,7 @@ impl RunningMesh {
             if let Some(mut c) = self.replicas.remove(&(service.to_string(), *i)) {
                 process::stop_group(&mut c, Duration::from_secs(2));
             }
+            self.guards.remove(&(service.to_string(), *i));
             let rec = self.spawn_replica(&st, service, *i)?;
             if let Some(r) = st
                 .replicas
@@ -450,7 +483,12 @@ impl RunningMesh {
             let _lock = sd.lock()?;
             let mut st = sd.read()?;
             for (svc, i) in &exited {
-                self.replicas.remove(&(svc.clone(), *i));
+                if let Some(c) = self.replicas.remove(&(svc.clone(), *i)) {
+                    // What the leader left in its group (a user command's children)
+                    // goes with it, as on a stop.
+                    let _ = super::sys::signal_group(c.id(), libc::SIGKILL);
+                }
+                self.guards.remove(&(svc.clone(), *i));
                 if let Some(r) = st
                     .replicas
                     .iter_mut()
@@ -513,6 +551,8 @@ impl RunningMesh {
         for (_, mut c) in std::mem::take(&mut self.replicas) {
             process::stop_group(&mut c, Duration::from_millis(500));
         }
+        // Disarmed only now: the groups are down.
+        self.guards.clear();
         if let Some(mut e) = self.envoy.take() {
             process::stop_child(&mut e, Duration::from_secs(2));
         }
@@ -598,9 +638,9 @@ pub fn clean_stale(dir: &Path) -> Result<File, MeshError> {
     // Only a directory meshdrill marked, or whose state.json is a meshdrill state of
     // this format, is ours to clean: a foreign state.json proves nothing.
     if !is_empty && !marker.exists() && sd.read().is_err() {
-        return Err(MeshError::State {
+        return Err(MeshError::BadDir {
             dir: dir.to_path_buf(),
-            reason: "not empty and not a meshdrill mesh directory: give a new or empty --dir (meshdrill removes its files there on reuse)".into(),
+            reason: "not empty and not a meshdrill mesh directory: give a new or empty directory (meshdrill removes its files there on reuse)".into(),
         });
     }
     // The owner lock, held for the life of the mesh: a second `mesh up` on this dir
@@ -644,6 +684,7 @@ pub fn clean_stale(dir: &Path) -> Result<File, MeshError> {
         files.admin_address,
         files.log,
         sd.access_log(),
+        sd.stats_baseline(),
     ] {
         let _ = std::fs::remove_file(f);
     }

@@ -7,6 +7,7 @@
 //! DIR/lock                  taken (flock) around every read-modify-write
 //! DIR/envoy-bootstrap.json  DIR/envoy-admin.address  DIR/envoy.log  DIR/access.log
 //! DIR/xds/{lds,cds}.json    DIR/xds/rds/{ingress,mesh}.json
+//! DIR/stats-baseline.json  the counters saved by `mesh stats --reset`
 //! DIR/logs/<service>-<n>.log
 //! DIR/control/restart-<service>-<n>   requests for the `mesh up` process
 //! ```
@@ -99,6 +100,10 @@ impl StateDir {
     }
     pub fn access_log(&self) -> PathBuf {
         self.dir.join("access.log")
+    }
+    /// The counters saved by `mesh stats --reset`.
+    pub fn stats_baseline(&self) -> PathBuf {
+        self.dir.join("stats-baseline.json")
     }
     pub fn logs(&self) -> PathBuf {
         self.dir.join("logs")

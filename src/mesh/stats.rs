@@ -29,16 +29,24 @@ pub struct HopStats {
     pub logged_requests: u64,
     /// Sum of `%UPSTREAM_REQUEST_ATTEMPT_COUNT%` over logged requests.
     pub upstream_attempts: u64,
+    /// Logged requests that reached the route's upstream: all but those answered by
+    /// fault injection (flag `FI`) or that matched no route (`NR`), which are never
+    /// sent upstream. The denominator of [`amplification`](Self::amplification).
+    #[serde(default)]
+    pub routed_requests: u64,
     /// Response flags (FI, DI, UF, URX, UT, UO, ...) and how often each was logged.
     pub response_flags: BTreeMap<String, u64>,
     pub status_codes: BTreeMap<String, u64>,
 }
 
 impl HopStats {
-    /// Upstream requests per downstream request (1.0 = no retries).
+    /// Upstream attempts per request that reached the route's upstream (1.0 = no
+    /// retries): requests answered by an injected abort or matching no route never go
+    /// upstream and are left out, so an abort alone never pulls it below 1. `None`
+    /// while no request went upstream.
     pub fn amplification(&self) -> Option<f64> {
-        (self.logged_requests > 0)
-            .then(|| self.upstream_attempts as f64 / self.logged_requests as f64)
+        (self.routed_requests > 0)
+            .then(|| self.upstream_attempts as f64 / self.routed_requests as f64)
     }
 }
 
@@ -157,6 +165,7 @@ impl MeshStats {
                     delays_injected: h.delays_injected.saturating_sub(e.delays_injected),
                     logged_requests: h.logged_requests.saturating_sub(e.logged_requests),
                     upstream_attempts: h.upstream_attempts.saturating_sub(e.upstream_attempts),
+                    routed_requests: h.routed_requests.saturating_sub(e.routed_requests),
                     response_flags: sub_map(&h.response_flags, &e.response_flags),
                     status_codes: sub_map(&h.status_codes, &e.status_codes),
                 }
@@ -227,6 +236,17 @@ fn parse_counters(text: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// A saved snapshot of the counters (`mesh stats --reset`): later reads subtract it,
+/// so a user measures one window instead of everything since the mesh started. It
+/// names the Envoy it was taken from: counters of another (restarted) mesh cannot be
+/// subtracted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    pub taken_at: jiff::Timestamp,
+    pub envoy_pid: u32,
+    pub stats: MeshStats,
+}
+
 /// The longest wait for the access log to catch up with the counters.
 const LOG_WAIT: Duration = Duration::from_secs(1);
 
@@ -281,10 +301,15 @@ fn count_lines(text: &str, hops: &mut [HopStats]) {
         if let Some(s) = num("status") {
             *h.status_codes.entry(s.to_string()).or_default() += 1;
         }
+        let mut routed = true;
         if let Some(f) = v.get("flags").and_then(Value::as_str) {
             for flag in f.split(',').filter(|x| !x.is_empty() && *x != "-") {
+                routed &= flag != "FI" && flag != "NR";
                 *h.response_flags.entry(flag.to_string()).or_default() += 1;
             }
+        }
+        if routed {
+            h.routed_requests += 1;
         }
     }
 }
@@ -314,5 +339,36 @@ mod tests {
         r.read_new(&p, &mut hops);
         assert_eq!(hops[0].logged_requests, 2);
         assert_eq!(hops[0].upstream_attempts, 4);
+    }
+
+    #[test]
+    fn amplification_counts_only_requests_that_went_upstream() {
+        let mut hops = vec![HopStats {
+            name: "ingress".into(),
+            ..HopStats::default()
+        }];
+        count_lines(
+            concat!(
+                r#"{"hop":"ingress","status":"200","flags":"-","attempts":"2"}"#,
+                "\n",
+                r#"{"hop":"ingress","status":"200","flags":"URX","attempts":"1"}"#,
+                "\n",
+                r#"{"hop":"ingress","status":"503","flags":"FI","attempts":"0"}"#,
+                "\n",
+                r#"{"hop":"ingress","status":"404","flags":"NR","attempts":"0"}"#,
+                "\n",
+                r#"{"hop":"ingress","status":"200","flags":"DI","attempts":"1"}"#,
+                "\n",
+            ),
+            &mut hops,
+        );
+        let h = &hops[0];
+        assert_eq!((h.logged_requests, h.routed_requests), (5, 3));
+        assert_eq!(h.amplification(), Some(4.0 / 3.0));
+        let only_aborts = HopStats {
+            logged_requests: 3,
+            ..HopStats::default()
+        };
+        assert_eq!(only_aborts.amplification(), None);
     }
 }

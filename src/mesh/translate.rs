@@ -31,7 +31,7 @@ pub const INGRESS_LISTENER: &str = "ingress";
 /// Istio sets every circuit-breaker threshold to 2^32 − 1.
 pub const ISTIO_MAX: u64 = u32::MAX as u64;
 
-const FAULT_FILTER: &str = "envoy.filters.http.fault";
+pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
 const FAULT_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
 
 /// Where the generated configuration refers to files and ports.

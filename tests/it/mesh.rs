@@ -12,8 +12,8 @@ use meshdrill::mesh::stats::MeshStats;
 use meshdrill::mesh::{MeshError, MeshSpec};
 
 use crate::common::mesh::{
-    KillOnDrop, alive, all, assert_within_3_sigma, load, meta, percentile_ms, serial, share,
-    spawn_up, start, start_in, statuses,
+    KillOnDrop, alive, all, assert_within_3_sigma, load, meta, percentile_ms, pid_alive, serial,
+    share, spawn_up, start, start_in, statuses,
 };
 use crate::common::{meshdrill, root, run, write};
 
@@ -657,7 +657,8 @@ fn mesh_up_runs_the_demo_scenario_until_sigterm_and_cleans_stale_state() {
 
     let status = child.terminate();
     let _ = drain.join();
-    assert!(status.success(), "{status}");
+    // Stopped by a signal: exit 130, after everything is stopped.
+    assert_eq!(status.code(), Some(130), "{status}");
     std::thread::sleep(Duration::from_millis(200));
     assert!(!pids.iter().any(alive), "left running after SIGTERM");
     assert!(!dir.path().join("state.json").exists());
@@ -745,7 +746,7 @@ fn kill_9_of_meshdrill_takes_envoy_and_services_with_it_and_up_reuses_the_dir() 
         1.0,
         "second mesh on the reused dir: {statuses:?}"
     );
-    assert!(child.terminate().success());
+    assert_eq!(child.terminate().code(), Some(130));
     let _ = drain.join();
 }
 
@@ -1314,48 +1315,518 @@ fn stats_wait_for_the_access_log_to_hold_every_completed_request() {
     assert_eq!(h.amplification(), Some(1.0), "{h:?}");
 }
 
-#[test]
-fn after_kill_9_the_next_mesh_up_kills_a_user_command_s_orphaned_children() {
-    let _s = serial();
-    let files = tempfile::tempdir().expect("tmp");
-    let dir = tempfile::tempdir().expect("tmp");
-    let f = write(
-        files.path(),
-        "forking.yaml",
+/// Waits (bounded) until `pid` is gone or a zombie; whether it is gone.
+fn wait_pid_gone(pid: u32) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        let live = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|st| st.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
+            .is_some_and(|r| !r.starts_with('Z'));
+        if !live {
+            return true;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (bounded) for the PID a replica wrote to `file`.
+fn read_pid_file(file: &std::path::Path) -> u32 {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(pid) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        {
+            return pid;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no PID in {}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A mesh file whose replica's shell starts a background `sleep` (a grandchild of
+/// meshdrill) and writes its PID to `pid_file`.
+fn forking_mesh(pid_file: &std::path::Path) -> String {
+    format!(
         "apiVersion: meshdrill.io/v1alpha1
 kind: Mesh
-metadata: {name: forking}
+metadata: {{name: forking}}
 spec:
   services:
   - name: files
-    command: [sh, -c, 'sleep 296 & exec python3 -m http.server {port} --bind 127.0.0.1']
+    command: [/bin/sh, -c, 'sleep 296 & echo $! > {}; exec python3 -m http.server {{port}} --bind 127.0.0.1']
 ",
-    );
+        pid_file.display()
+    )
+}
+
+#[test]
+fn kill_9_of_mesh_up_takes_a_user_command_s_grandchildren_with_it() {
+    let _s = serial();
+    let files = tempfile::tempdir().expect("tmp");
+    let dir = tempfile::tempdir().expect("tmp");
+    let pid_file = files.path().join("grandchild.pid");
+    let f = write(files.path(), "forking.yaml", forking_mesh(&pid_file));
     let (child, _addr, drain) = spawn_up(&f, dir.path());
     let mut child = KillOnDrop(child);
-    let st = meshdrill::mesh::state::StateDir::new(dir.path())
+    let grandchild = read_pid_file(&pid_file);
+    assert!(pid_alive(grandchild), "the sleep runs");
+    let g = meshdrill::mesh::state::StateDir::new(dir.path())
         .read()
-        .expect("state");
-    let g = st.replicas[0]
+        .expect("state")
+        .replicas[0]
         .process
         .as_ref()
         .and_then(|p| p.pgid)
         .expect("pgid");
-    assert!(group_members(g).len() >= 2);
     child.0.kill().expect("kill -9");
     let _ = child.0.wait();
     let _ = drain.join();
-    // The parent-death signal takes the replica leader; its own child (the sleep)
-    // survives kill -9 of meshdrill, in the leader's group...
-    let start = std::time::Instant::now();
-    while group_members(g).len() > 1 && start.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(group_members(g).len(), 1, "the orphaned sleep");
-    // ...until the next mesh up on the dir cleans the stale state.
+    // No later command runs: the replica's guard takes the whole group.
+    assert!(
+        wait_pid_gone(grandchild),
+        "the grandchild {grandchild} outlived kill -9 of meshdrill"
+    );
+    assert_eq!(wait_group_gone(g), Vec::<u32>::new());
+}
+
+#[test]
+fn mesh_kill_and_a_signalled_mesh_up_take_a_user_command_s_grandchildren_with_them() {
+    let _s = serial();
+    let files = tempfile::tempdir().expect("tmp");
+    let dir = tempfile::tempdir().expect("tmp");
+    let pid_file = files.path().join("grandchild.pid");
+    let f = write(files.path(), "forking.yaml", forking_mesh(&pid_file));
     let (child, _addr, drain) = spawn_up(&f, dir.path());
     let mut child = KillOnDrop(child);
-    assert_eq!(wait_group_gone(g), Vec::<u32>::new());
-    assert!(child.terminate().success());
+    let first = read_pid_file(&pid_file);
+    std::fs::remove_file(&pid_file).expect("rm");
+    let (code, _, err) = run(meshdrill()
+        .args(["mesh", "kill", "files", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
+    assert!(wait_pid_gone(first), "left after mesh kill: {first}");
+    let (code, _, err) = run(meshdrill()
+        .args(["mesh", "restart", "files", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
+    let second = read_pid_file(&pid_file);
+    assert!(pid_alive(second));
+    let status = child.terminate();
     let _ = drain.join();
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert!(
+        wait_pid_gone(second),
+        "left after SIGTERM of mesh up: {second}"
+    );
+}
+
+#[test]
+fn a_dir_that_is_a_file_or_a_foreign_dir_is_a_usage_error() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = write(tmp.path(), "web.yaml", WEB);
+    let file = write(tmp.path(), "a-file", "mine");
+    let foreign = tmp.path().join("foreign");
+    std::fs::create_dir(&foreign).expect("mkdir");
+    write(&foreign, "notes.txt", "mine");
+    for (dir, says) in [
+        (&file, "not a directory"),
+        (&foreign, "not a meshdrill mesh directory"),
+    ] {
+        let (code, _, err) = run(meshdrill()
+            .args(["mesh", "up"])
+            .arg(&f)
+            .arg("--dir")
+            .arg(dir));
+        assert_eq!(code, 2, "{}: {err}", dir.display());
+        assert!(err.contains(says) && err.contains("--dir"), "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&file).expect("file"), "mine");
+    assert_eq!(
+        std::fs::read_dir(&foreign).expect("dir").count(),
+        1,
+        "nothing was added to the foreign dir"
+    );
+}
+
+#[test]
+fn mesh_kill_and_restart_of_a_service_with_0_replicas_say_so() {
+    let _s = serial();
+    let dir = tempfile::tempdir().expect("tmp");
+    let _mesh = start_in(
+        &WEB.replace(
+            "    replicas: 2\n",
+            "    replicas: 2\n  - name: idle\n    replicas: 0\n",
+        ),
+        Some(dir.path()),
+    );
+    for (verb, says) in [
+        ("kill", "nothing to kill"),
+        ("restart", "nothing to restart"),
+    ] {
+        let (code, out, err) = run(meshdrill()
+            .args(["mesh", verb, "idle", "--mesh"])
+            .arg(dir.path()));
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            out,
+            format!("idle: 0 replicas (replicas: 0 in the mesh file); {says}\n")
+        );
+        assert!(!err.contains("no service"), "{err}");
+    }
+    // An unknown service is still one.
+    let (code, _, err) = run(meshdrill()
+        .args(["mesh", "kill", "nope", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no service \"nope\""), "{err}");
+}
+
+#[test]
+fn amplification_leaves_aborted_requests_out_and_a_reset_window_counts_only_what_follows() {
+    let _s = serial();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = start_in(WEB, Some(dir.path()));
+    let host = "web.default.svc.cluster.local";
+    mesh.apply("web", &all(), Some(&abort(503, 50.0)), &meta())
+        .expect("apply");
+    let stats = |args: &[&str]| {
+        let (code, out, err) = run(meshdrill()
+            .args(["mesh", "stats", "-o", "json"])
+            .args(args)
+            .arg("--mesh")
+            .arg(dir.path()));
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).expect("json")
+    };
+    // --since-reset before any --reset: a usage error that says what to do.
+    let (code, _, err) = run(meshdrill()
+        .args(["mesh", "stats", "--since-reset", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("mesh stats --reset"), "{err}");
+
+    let out = load(mesh.ingress_addr(), host, "/", 400, 8, LIMIT);
+    assert_eq!(out.len(), 400);
+    let aborted = out.iter().filter(|o| o.status == 503).count() as u64;
+    assert!(aborted > 100 && aborted < 300, "{aborted}");
+    let j = stats(&[]);
+    assert_eq!(j["window"]["since"], "start");
+    assert!(
+        j["amplification_is"]
+            .as_str()
+            .is_some_and(|s| s.contains("injected abort")),
+        "{j}"
+    );
+    let ingress = &j["hops"][0];
+    assert_eq!(ingress["name"], "ingress");
+    assert_eq!(ingress["aborts_injected"], aborted);
+    assert_eq!(ingress["routed_requests"], 400 - aborted, "{ingress}");
+    // No retries: every request that went upstream went once, aborts or not.
+    assert_eq!(ingress["amplification"], 1.0, "{ingress}");
+
+    let (code, text, err) = run(meshdrill()
+        .args(["mesh", "stats", "--reset", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains("baseline saved"), "{text}");
+    let out = load(mesh.ingress_addr(), host, "/", 60, 2, LIMIT);
+    assert_eq!(out.len(), 60);
+    let aborted = out.iter().filter(|o| o.status == 503).count() as u64;
+    for flag in ["--since-reset", "--since"] {
+        let j = stats(&[flag]);
+        assert_eq!(j["window"]["since"], "reset", "{j}");
+        let ingress = &j["hops"][0];
+        assert_eq!(ingress["downstream_requests"], 60, "{ingress}");
+        assert_eq!(ingress["logged_requests"], 60, "{ingress}");
+        assert_eq!(ingress["aborts_injected"], aborted, "{ingress}");
+        assert_eq!(ingress["routed_requests"], 60 - aborted, "{ingress}");
+    }
+    let (code, text, err) = run(meshdrill()
+        .args(["mesh", "stats", "--since-reset", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
+    assert!(text.starts_with("since the reset at "), "{text}");
+    assert!(text.contains("routed"), "{text}");
+}
+
+/// One GET through the ingress with `Host: host` and `headers`; the status and body.
+fn get_body(
+    addr: std::net::SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(LIMIT)).expect("timeout");
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn the_demo_forward_mode_passes_request_headers_on_to_header_matched_routes() {
+    let _s = serial();
+    let mesh = start(
+        "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: bookinfo}
+spec:
+  services:
+  - name: productpage
+    demo: {forward: http://reviews/}
+  - name: reviews
+    labels: {version: v1}
+  - name: reviews
+    labels: {version: v2}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: productpage}
+spec:
+  hosts: [productpage.acme.com]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: productpage}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - name: jason
+    match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - name: default
+    route: [{destination: {host: reviews, subset: v1}}]
+",
+    );
+    let addr = mesh.ingress_addr();
+    for _ in 0..5 {
+        let (status, body) = get_body(addr, "productpage.acme.com", "/", &[("end-user", "jason")]);
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "hello from reviews replica 1\n")
+        );
+        let (status, body) = get_body(addr, "productpage.acme.com", "/", &[("end-user", "bob")]);
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "hello from reviews replica 0\n")
+        );
+    }
+}
+
+#[test]
+fn the_demo_mesh_exposes_the_rate_limited_limiter_at_the_ingress() {
+    let _s = serial();
+    let yaml =
+        std::fs::read_to_string(root().join("scenarios/meshes/go-demo-8.yaml")).expect("demo");
+    let mesh = start(&yaml);
+    let addr = mesh.ingress_addr();
+    let (status, body) = get_body(addr, "go-demo-8.acme.com", "/limiter", &[]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("hello from go-demo-8 replica"), "{body}");
+    // 2 replicas, burst 10 and 5 req/s each: 200 requests cannot all pass.
+    let out = load(addr, "go-demo-8.acme.com", "/limiter", 200, 4, LIMIT);
+    let st = statuses(&out);
+    assert!(st.get(&429).is_some_and(|n| *n > 0), "{st:?}");
+    assert!(st.keys().all(|s| *s == 200 || *s == 429), "{st:?}");
+    // Only /limiter is exposed on that host.
+    assert_eq!(get_body(addr, "go-demo-8.acme.com", "/", &[]).0, 404);
+}
+
+#[test]
+fn mesh_get_shows_replicas_ingress_hosts_envoy_routes_and_drills() {
+    let _s = serial();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = start_in(
+        "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: bookinfo}
+spec:
+  services:
+  - name: reviews
+    replicas: 2
+    labels: {version: v1}
+  - name: reviews
+    labels: {version: v2}
+  - name: idle
+    replicas: 0
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews.acme.com]
+  gateways: [gw]
+  http:
+  - name: jason
+    match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+    timeout: 3s
+  - name: split
+    route:
+    - {destination: {host: reviews, subset: v1}, weight: 80}
+    - {destination: {host: reviews, subset: v2}, weight: 20}
+    retries: {attempts: 4, retryOn: 5xx}
+",
+        Some(dir.path()),
+    );
+    let get = |args: &[&str]| {
+        run(meshdrill()
+            .args(["mesh"])
+            .args(args)
+            .arg("--mesh")
+            .arg(dir.path()))
+    };
+    // Nothing drilled, nothing killed.
+    let (code, text, err) = get(&["get"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains(&format!(
+            "ingress {} answers Host: reviews.acme.com (e.g. curl -H 'Host: reviews.acme.com' {}/",
+            mesh.ingress_url(),
+            mesh.ingress_url()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("DRILLS: none"), "{text}");
+    assert!(text.contains("0 replicas"), "{text}");
+
+    mesh.apply("reviews", &all(), Some(&abort(503, 25.0)), &meta())
+        .expect("apply");
+    let (code, _, err) = run(meshdrill()
+        .args(["mesh", "kill", "reviews", "--replica", "1", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = get(&["routes", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(j["ingress_hosts"], serde_json::json!(["reviews.acme.com"]));
+    assert_eq!(j["ingress_url"], mesh.ingress_url());
+    let st = mesh.state().expect("state");
+    let reviews = &j["services"][0];
+    assert_eq!(reviews["name"], "reviews");
+    let reps: Vec<(bool, u64, serde_json::Value)> = reviews["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .map(|r| {
+            (
+                r["up"].as_bool().unwrap_or(true),
+                r["port"].as_u64().unwrap_or(0),
+                r["labels"]["version"].clone(),
+            )
+        })
+        .collect();
+    let ports = &st.replica_ports["reviews"];
+    assert_eq!(
+        reps,
+        vec![
+            (true, u64::from(ports[0]), "v1".into()),
+            (false, u64::from(ports[1]), "v1".into()),
+            (true, u64::from(ports[2]), "v2".into()),
+        ]
+    );
+    assert_eq!(
+        reviews["replicas"][0]["pid"],
+        st.replicas[0].process.as_ref().expect("up").pid
+    );
+    assert_eq!(reviews["replicas"][1]["pid"], serde_json::Value::Null);
+    assert_eq!(j["services"][1]["name"], "idle");
+    assert_eq!(j["services"][1]["replicas"], serde_json::json!([]));
+    let ingress: Vec<&serde_json::Value> = j["routes"]
+        .as_array()
+        .expect("routes")
+        .iter()
+        .filter(|r| r["hop"] == "ingress")
+        .collect();
+    assert_eq!(ingress.len(), 2, "{ingress:?}");
+    let (jason, split) = (ingress[0], ingress[1]);
+    assert_eq!(jason["name"], "jason");
+    assert_eq!(jason["virtual_host"], "default/reviews");
+    assert_eq!(jason["match"], "prefix /, header end-user = jason");
+    assert_eq!(jason["timeout"], "3s");
+    assert_eq!(jason["fault"], "abort 503 on 25%");
+    let dests = |r: &serde_json::Value| -> Vec<(String, u64)> {
+        r["destinations"]
+            .as_array()
+            .expect("destinations")
+            .iter()
+            .map(|d| {
+                (
+                    d["cluster"].as_str().unwrap_or("").to_string(),
+                    d["weight"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(dests(jason).len(), 1);
+    assert!(dests(jason)[0].0.contains("v2") && dests(jason)[0].1 == 100);
+    let sd = dests(split);
+    assert_eq!(
+        sd.iter().map(|d| d.1).collect::<Vec<_>>(),
+        [80, 20],
+        "{sd:?}"
+    );
+    assert!(sd[0].0.contains("v1") && sd[1].0.contains("v2"), "{sd:?}");
+    assert_eq!(split["retries"], "4 on 5xx");
+    assert_eq!(split["fault"], "abort 503 on 25%");
+    let drills = j["drills"].as_array().expect("drills");
+    assert_eq!(drills.len(), 1);
+    assert_eq!(drills[0]["virtual_service"], "default/reviews");
+    assert!(drills[0]["expires"].is_string());
+    let (code, text, err) = get(&["get"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains("DRILLS\n  default/reviews: abort HTTP 503 on 25%"),
+        "{text}"
+    );
+    assert!(text.contains(" down "), "{text}");
+    // --dir is accepted as --mesh is.
+    let (code, _, err) = run(meshdrill().args(["mesh", "get", "--dir"]).arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
 }
