@@ -528,7 +528,7 @@ pub fn write_text(w: &mut impl Write, c: &LoadConfig, r: &LoadReport) -> std::io
     )?;
     writeln!(
         w,
-        "Requests:  {} sent in {:.2} s = {:.1} req/s{}{} (+{:.2} s waiting for the last answers)",
+        "Requests:  {} sent in {:.2} s = {:.1} req/s{}{} (+{:.2} s {})",
         r.sent_in_window(),
         r.window.as_secs_f64(),
         r.rps(),
@@ -544,7 +544,12 @@ pub fn write_text(w: &mut impl Write, c: &LoadConfig, r: &LoadReport) -> std::io
         } else {
             ""
         },
-        r.drain().as_secs_f64()
+        r.drain().as_secs_f64(),
+        if r.late() > 0 {
+            "sending late and waiting for the last answers"
+        } else {
+            "waiting for the last answers"
+        }
     )?;
     if let (Some(t), Some(s), Some(m)) = (r.target_rps, r.scheduled, r.missed()) {
         writeln!(
