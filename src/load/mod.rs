@@ -228,6 +228,17 @@ where
     let scheduled = shared
         .plan
         .due(stopped.unwrap_or(elapsed), stopped.is_none());
+    // Slots that fell due while the stop was being seen (up to CANCEL_ARM): not held
+    // against the schedule.
+    let stop_slack = match (stopped, scheduled) {
+        (Some(at), Some(due)) => {
+            let before = shared
+                .plan
+                .due(at.saturating_sub(worker::CANCEL_ARM), false);
+            due.saturating_sub(before.unwrap_or(due))
+        }
+        _ => 0,
+    };
     let target_rps = match config.rate {
         Rate::Max => None,
         Rate::Fixed(r) => Some(r),
@@ -246,6 +257,7 @@ where
         scheduled,
         cancelled,
         refused_stop,
+        stop_slack,
     })
 }
 

@@ -304,6 +304,11 @@ pub struct LoadReport {
     /// Whether the run stopped early because every connection was refused for
     /// [`REFUSED_STOP`](super::REFUSED_STOP) from the start (nothing listens).
     pub refused_stop: bool,
+    /// A stopped run (cancelled or stopped early): the slots that fell due in the last
+    /// 50 ms before the stop, while the workers were still seeing it. They count in
+    /// `scheduled` (and, unsent, in `missed`) but are not held against the schedule in
+    /// [`behind_schedule`](Self::behind_schedule).
+    pub stop_slack: u64,
 }
 
 impl LoadReport {
@@ -331,9 +336,11 @@ impl LoadReport {
         per_sec(self.sent_in_window(), self.window)
     }
     /// Open loop: whether the schedule could not be kept — more than 0.1% of the due
-    /// requests were sent late (after the window) or never sent.
+    /// requests were sent late (after the window) or never sent (for a stopped run,
+    /// not counting the [`stop_slack`](Self::stop_slack)).
     pub fn behind_schedule(&self) -> Option<bool> {
         let (scheduled, missed) = (self.scheduled?, self.missed()?);
+        let missed = missed.saturating_sub(self.stop_slack);
         Some((missed + self.late()).saturating_mul(1000) > scheduled)
     }
     /// Time after the send window spent waiting for requests in flight (bounded by the
@@ -383,6 +390,64 @@ mod tests {
             vec![(200, 2), (429, 1), (503, 1)]
         );
         assert_eq!(a.errors_of(ErrorKind::Timeout), 1);
+    }
+
+    fn report(scheduled: u64, sent: u64, late: u64, cancelled: bool, slack: u64) -> LoadReport {
+        let mut data = Recorded::new(true);
+        for i in 0..sent + late {
+            data.answer(200, Duration::from_millis(1), Duration::from_millis(1), 0);
+            data.sent(Duration::ZERO, i >= sent);
+        }
+        LoadReport {
+            started_at: SystemTime::UNIX_EPOCH,
+            elapsed: Duration::from_secs(2),
+            window: Duration::from_secs(1),
+            data,
+            intervals: 1,
+            target_rps: Some(scheduled as f64),
+            scheduled: Some(scheduled),
+            cancelled,
+            refused_stop: false,
+            stop_slack: slack,
+        }
+    }
+
+    /// rps is what was sent inside the window; late and never-sent requests flag the
+    /// run past 0.1% of the schedule.
+    #[test]
+    fn achieved_rate_and_schedule_flag() {
+        let r = report(2000, 1000, 500, false, 0);
+        assert_eq!(
+            (r.sent_in_window(), r.late(), r.missed()),
+            (1000, 500, Some(500))
+        );
+        assert_eq!(
+            r.rps(),
+            1000.0,
+            "not the 1500 completed, nor the 2000 asked"
+        );
+        assert_eq!(r.behind_schedule(), Some(true));
+        assert_eq!(
+            report(2000, 1998, 0, false, 0).behind_schedule(),
+            Some(false)
+        );
+        assert_eq!(
+            report(2000, 1997, 0, false, 0).behind_schedule(),
+            Some(true)
+        );
+        assert_eq!(
+            report(2000, 1999, 1, false, 0).behind_schedule(),
+            Some(false)
+        );
+        // A stopped run: slots due while the stop was seen are not held against it.
+        assert_eq!(
+            report(2000, 1990, 0, true, 10).behind_schedule(),
+            Some(false)
+        );
+        assert_eq!(report(2000, 1990, 0, true, 5).behind_schedule(), Some(true));
+        let mut r = report(2000, 1990, 0, true, 0);
+        r.data.counts.abandoned = 10;
+        assert_eq!(r.missed(), Some(0), "abandoned in flight were sent");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::schedule::{Plan, Slot};
 /// A wait longer than this registers on the cancel [`Notify`](tokio::sync::Notify)
 /// (and then sleeps until its deadline, the interval boundary or a cancel); shorter
 /// ones (most exchanges) never touch it. Bounds how late a cancel is seen.
-const CANCEL_ARM: Duration = Duration::from_millis(50);
+pub(crate) const CANCEL_ARM: Duration = Duration::from_millis(50);
 
 /// Timers fire up to ~2 ms late (millisecond ticks, rounded up): an open-loop worker
 /// wakes this much before a slot and sends as soon as it wakes. A request sent early
