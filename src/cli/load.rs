@@ -1,9 +1,11 @@
 //! `meshdrill load`: flags → [`LoadConfig`], run on a Tokio runtime with Ctrl-C and an
 //! optional progress bar and HdrHistogram interval log, then the text or JSON report.
 //!
-//! Exit codes: 0 done; 2 bad input (URL, rate, flags, files); 3 when no request got an
-//! HTTP answer at all (target unreachable: every request failed to connect, reset or
-//! timed out — the report is still printed); 130 after Ctrl-C (results so far printed).
+//! Exit codes: 0 done; 2 bad input (URL, port 0, rate, flags, reserved headers, files);
+//! 3 when no request got an HTTP answer at all (target unreachable: every request
+//! failed to connect, reset or timed out), or when the run stopped early because every
+//! connection was refused for 1 s (nothing listens; not with `--keep-going`) — the
+//! report is still printed; 130 after Ctrl-C (results so far printed).
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
@@ -36,7 +38,11 @@ arrives). With --rate the loop is open: requests are due on a fixed schedule and
 each request's intended start, so a stalled target shows in the percentiles (no coordinated \
 omission); service_time_ms counts from the actual send. --ramp-to/--ramp make the rate climb \
 linearly (flood drills).\n\nExit codes: 0 done, 2 usage or input error, 3 no request got an HTTP \
-answer (target unreachable), 130 interrupted (results so far are printed)."
+answer (target unreachable; a run where every connection is refused for 1 s stops there unless \
+--keep-going), 130 interrupted (results so far are printed).\n\nWhen the target falls behind a \
+--rate, requests due in the window are sent late, during the drain (nothing runs past -d plus \
+--timeout); rps counts only those sent in the window, sent_late the rest, and behind_schedule \
+flags the run."
 )]
 pub struct LoadArgs {
     /// Target URL (http:// or https://).
@@ -76,7 +82,7 @@ pub struct LoadArgs {
     /// Request body.
     #[arg(long, value_name = "STRING", conflicts_with = "body_file")]
     pub body: Option<String>,
-    /// Request body from a file.
+    /// Request body from a file (at most 64 MiB).
     #[arg(long, value_name = "FILE")]
     pub body_file: Option<PathBuf>,
     /// Per-request timeout, connect included (a timed-out request counts as an error).
@@ -94,6 +100,10 @@ pub struct LoadArgs {
     /// Write an HdrHistogram interval log (values in ns; tag "service" = service time).
     #[arg(long, value_name = "FILE")]
     pub hist_log: Option<PathBuf>,
+    /// Run to the end even when every connection is refused (by default a run stops
+    /// after 1 s of nothing but refused connections: nothing listens, exit 3).
+    #[arg(long)]
+    pub keep_going: bool,
     /// Snapshot interval for the progress bar and the interval log.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
@@ -133,17 +143,15 @@ pub fn config(a: &LoadArgs) -> CliResult<LoadConfig> {
         .timeout(a.timeout)
         .http2(a.http2)
         .insecure(a.insecure)
-        .interval(a.interval);
+        .interval(a.interval)
+        .stop_when_refused(!a.keep_going);
     for h in &a.headers {
         b = b.header(h.clone());
     }
     if let Some(body) = &a.body {
         b = b.body(body.clone().into_bytes());
     } else if let Some(f) = &a.body_file {
-        let bytes = std::fs::read(f)
-            .with_context(|| format!("cannot read --body-file {}", f.display()))
-            .map_err(Failure::input)?;
-        b = b.body(bytes);
+        b = b.body(read_body(f)?);
     }
     b = b.stop(match (a.requests, a.duration) {
         (Some(n), _) => Stop::Requests(n),
@@ -159,6 +167,27 @@ pub fn config(a: &LoadArgs) -> CliResult<LoadConfig> {
         }
     });
     b.build().map_err(Failure::input)
+}
+
+/// Reads `--body-file`, at most [`load::MAX_BODY`] bytes: a larger file (or a device
+/// such as /dev/zero) is refused while reading, before it fills the memory.
+fn read_body(f: &std::path::Path) -> CliResult<Vec<u8>> {
+    use std::io::Read;
+    let fail =
+        |e: std::io::Error| Failure::input(anyhow!("cannot read --body-file {}: {e}", f.display()));
+    let file = File::open(f).map_err(fail)?;
+    let mut bytes = Vec::new();
+    file.take(load::MAX_BODY as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(fail)?;
+    if bytes.len() > load::MAX_BODY {
+        return Err(Failure::input(anyhow!(
+            "--body-file {} is larger than the {} MiB body limit: send a smaller body",
+            f.display(),
+            load::MAX_BODY >> 20
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Runs `meshdrill load`.
@@ -254,8 +283,25 @@ pub fn run(a: LoadArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult
         return Err(Failure::target(anyhow!("cannot write --hist-log: {e}")));
     }
     if report.cancelled {
-        let _ = writeln!(err, "interrupted: results so far are above");
+        let _ = writeln!(
+            err,
+            "interrupted after {:.2} s: results so far are above",
+            report.window.as_secs_f64()
+        );
         return Ok(Exit::Interrupted);
+    }
+    if report.refused_stop {
+        return Err(Failure::target(anyhow!(
+            "nothing listens on {}:{}: every connection was refused for {} s; stopped early \
+             ({} refused; --keep-going runs to the end)",
+            config.target.host,
+            config.target.port,
+            load::REFUSED_STOP.as_secs(),
+            report
+                .data
+                .counts
+                .errors_of(load::ErrorKind::ConnectRefused),
+        )));
     }
     if report.requests() > 0 && report.data.counts.responses == 0 {
         let kinds: Vec<String> = report
@@ -287,7 +333,9 @@ impl Progress {
             Stop::Duration(d) => d.as_secs().max(1),
             Stop::Requests(n) => n,
         };
-        let bar = indicatif::ProgressBar::new(len);
+        let target =
+            indicatif::ProgressDrawTarget::term_like(Box::new(Narrow(console::Term::stderr())));
+        let bar = indicatif::ProgressBar::with_draw_target(Some(len), target);
         if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}") {
             bar.set_style(style);
         }
@@ -312,6 +360,47 @@ impl Progress {
         if let Some(bar) = &self.0 {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// stderr, three columns narrower than the terminal, for the progress bar. indicatif
+/// pads its line to the right edge, so the `^C` a terminal echoes on Ctrl-C wrapped
+/// onto a new line; `finish_and_clear` then cleared that line and left the bar on
+/// screen above the results. With room left on the line, `^C` lands next to the bar
+/// and is cleared with it.
+#[derive(Debug)]
+struct Narrow(console::Term);
+
+impl indicatif::TermLike for Narrow {
+    fn width(&self) -> u16 {
+        self.0.size().1.saturating_sub(3).max(10)
+    }
+    fn height(&self) -> u16 {
+        self.0.size().0
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_up(n)
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_down(n)
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_right(n)
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_left(n)
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_line(s)
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_str(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.0.clear_line()
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 
@@ -371,28 +460,54 @@ pub fn to_json(c: &LoadConfig, r: &LoadReport) -> Value {
     if let Some(s) = &r.data.service {
         m.insert("service_time_ms".into(), percentiles(s));
     }
+    if let Some(l) = &r.data.lag {
+        m.insert("send_lag_ms".into(), percentiles(l));
+    }
     m.insert("drain_s".into(), json!(round3(r.drain().as_secs_f64())));
+    m.insert("sent_in_window".into(), json!(r.sent_in_window()));
+    m.insert("sent_late".into(), json!(r.late()));
     m.insert("error_kinds".into(), Value::Object(kinds));
     m.insert("connections".into(), json!(c.conns()));
     m.insert("open_loop".into(), json!(c.rate().is_open()));
     m.insert("target_rps".into(), json!(r.target_rps.map(round3)));
     m.insert("scheduled".into(), json!(r.scheduled));
     m.insert("missed".into(), json!(r.missed()));
+    m.insert("behind_schedule".into(), json!(r.behind_schedule()));
+    m.insert("abandoned".into(), json!(counts.abandoned));
+    m.insert("stopped_early".into(), json!(r.refused_stop));
     m.insert("body_bytes".into(), json!(counts.body_bytes));
     m.insert("resent".into(), json!(counts.resent));
     m.insert("cancelled".into(), json!(r.cancelled));
     v
 }
 
+/// A warning when an open-loop run could not keep its schedule (not for an
+/// interrupted run: stopping it is not falling behind).
 fn rate_warning(r: &LoadReport) -> Option<String> {
+    if r.cancelled || r.refused_stop || r.behind_schedule() != Some(true) {
+        return None;
+    }
     let (target, missed, scheduled) = (r.target_rps?, r.missed()?, r.scheduled?);
-    (missed > 0 && missed * 1000 > scheduled).then(|| {
-        format!(
-            "the target rate was not reached: {missed} of {scheduled} due requests were never sent \
-             (achieved {:.1} req/s of {target:.1}); the target or the generator could not keep up",
-            r.rps()
-        )
-    })
+    let lag = r
+        .data
+        .lag
+        .as_ref()
+        .map(|h| {
+            format!(
+                "; sends lagged up to {:.0} ms behind their slots",
+                ms(h.max())
+            )
+        })
+        .unwrap_or_default();
+    Some(format!(
+        "the schedule could not be kept: of {scheduled} requests due in the {:.2} s window, \
+         {} were sent in it (achieved {:.1} req/s of {target:.1}), {} late, during the drain, \
+         and {missed} never{lag}; the target or the generator could not keep up",
+        r.window.as_secs_f64(),
+        r.sent_in_window(),
+        r.rps(),
+        r.late(),
+    ))
 }
 
 /// The human summary.
@@ -413,15 +528,36 @@ pub fn write_text(w: &mut impl Write, c: &LoadConfig, r: &LoadReport) -> std::io
     )?;
     writeln!(
         w,
-        "Requests:  {} in {:.2} s = {:.1} req/s{} (+{:.2} s waiting for the last answers)",
-        r.requests(),
+        "Requests:  {} sent in {:.2} s = {:.1} req/s{}{} (+{:.2} s {})",
+        r.sent_in_window(),
         r.window.as_secs_f64(),
         r.rps(),
-        if r.cancelled { " (interrupted)" } else { "" },
-        r.drain().as_secs_f64()
+        if r.late() > 0 {
+            format!(", {} more sent late", r.late())
+        } else {
+            String::new()
+        },
+        if r.cancelled {
+            " (interrupted)"
+        } else if r.refused_stop {
+            " (stopped early: every connection refused)"
+        } else {
+            ""
+        },
+        r.drain().as_secs_f64(),
+        if r.late() > 0 {
+            "sending late and waiting for the last answers"
+        } else {
+            "waiting for the last answers"
+        }
     )?;
     if let (Some(t), Some(s), Some(m)) = (r.target_rps, r.scheduled, r.missed()) {
-        writeln!(w, "Rate:      target {t:.1} req/s, {s} due, {m} never sent")?;
+        writeln!(
+            w,
+            "Rate:      target {t:.1} req/s, {s} due, {} sent in time, {} late, {m} never sent",
+            r.sent_in_window(),
+            r.late()
+        )?;
     }
     if let Some(warn) = rate_warning(r) {
         writeln!(w, "Warning:   {warn}")?;
@@ -471,6 +607,9 @@ pub fn write_text(w: &mut impl Write, c: &LoadConfig, r: &LoadReport) -> std::io
     if let Some(s) = &r.data.service {
         line(w, "Latency (ms, from intended start): ", &r.data.latency)?;
         line(w, "Service (ms, from actual send):    ", s)?;
+        if let Some(l) = &r.data.lag {
+            line(w, "Send lag (ms, behind the slot):    ", l)?;
+        }
     } else {
         line(w, "Latency (ms): ", &r.data.latency)?;
     }

@@ -93,9 +93,9 @@ fn serialize(cfg: &LoadConfig) -> Bytes {
         r.extend_from_slice(b"\r\n");
     }
     let wants_body = matches!(cfg.method, Method::POST | Method::PUT | Method::PATCH);
-    if (wants_body || !cfg.body.is_empty())
-        && !cfg.headers.contains_key(http::header::CONTENT_LENGTH)
-    {
+    // `LoadConfig` refuses a user Content-Length or Transfer-Encoding: this is the
+    // only framing on the wire.
+    if wants_body || !cfg.body.is_empty() {
         r.extend_from_slice(format!("content-length: {}\r\n", cfg.body.len()).as_bytes());
     }
     r.extend_from_slice(b"\r\n");

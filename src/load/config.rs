@@ -18,6 +18,22 @@ pub enum ConfigError {
     /// A header is not `Name: value`, or its name or value is not valid HTTP.
     #[error("invalid header {header:?}: {reason}")]
     Header { header: String, reason: String },
+    /// A header that frames the message or manages the connection, which meshdrill
+    /// sets itself (a user value would desynchronise kept-alive connections).
+    #[error("header {name:?} is not allowed in -H: meshdrill sets it itself ({why}); {what}")]
+    ReservedHeader {
+        name: String,
+        why: &'static str,
+        what: &'static str,
+    },
+    /// The body is larger than [`MAX_BODY`].
+    #[error("the request body is {len} bytes, more than the limit of {MAX_BODY} (64 MiB)")]
+    Body { len: usize },
+    /// The target port is 0, which is not a destination.
+    #[error(
+        "invalid target URL {url:?}: port 0 is not a destination; give the port the server listens on"
+    )]
+    PortZero { url: String },
     /// The HTTP method is not a valid token.
     #[error("invalid HTTP method {0:?}")]
     Method(String),
@@ -43,6 +59,9 @@ pub enum ConfigError {
 
 /// Most connections one run opens (one worker task each).
 pub const MAX_CONNS: usize = 65_535;
+/// Largest request body (64 MiB): `--body-file` reads at most this much (a device
+/// such as /dev/zero would otherwise fill the memory), and every worker sends it whole.
+pub const MAX_BODY: usize = 64 << 20;
 /// Longest duration, timeout, interval or ramp accepted: keeps all instant arithmetic
 /// far from overflow.
 pub const MAX_SPAN: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -84,6 +103,11 @@ impl Target {
         let port = parsed
             .port_or_known_default()
             .ok_or_else(|| bad("no port"))?;
+        if port == 0 {
+            return Err(ConfigError::PortZero {
+                url: url.to_string(),
+            });
+        }
         let mut origin = parsed.path().to_string();
         if let Some(q) = parsed.query() {
             origin.push('?');
@@ -139,6 +163,7 @@ pub struct LoadConfig {
     pub(crate) http2: bool,
     pub(crate) insecure: bool,
     pub(crate) interval: Duration,
+    pub(crate) stop_when_refused: bool,
 }
 
 impl LoadConfig {
@@ -157,6 +182,7 @@ impl LoadConfig {
             http2: false,
             insecure: false,
             interval: Duration::from_secs(1),
+            stop_when_refused: false,
         }
     }
 
@@ -200,6 +226,7 @@ pub struct LoadConfigBuilder {
     http2: bool,
     insecure: bool,
     interval: Duration,
+    stop_when_refused: bool,
 }
 
 impl LoadConfigBuilder {
@@ -255,6 +282,17 @@ impl LoadConfigBuilder {
         self
     }
 
+    /// Stop early when every connection has been refused for
+    /// [`REFUSED_STOP`](super::REFUSED_STOP) from the start, with no answer and no other
+    /// error (nothing listens on the port); [`LoadReport::refused_stop`] then says so.
+    /// Off by default (a drill's background load rides out an outage).
+    ///
+    /// [`LoadReport::refused_stop`]: super::LoadReport::refused_stop
+    pub fn stop_when_refused(mut self, on: bool) -> Self {
+        self.stop_when_refused = on;
+        self
+    }
+
     /// Validates every setting.
     pub fn build(self) -> Result<LoadConfig, ConfigError> {
         let target = Target::parse(&self.url)?;
@@ -263,6 +301,7 @@ impl LoadConfigBuilder {
         let mut headers = HeaderMap::new();
         for h in &self.headers {
             let (name, value) = parse_header(h)?;
+            reserved(&name)?;
             headers.append(name, value);
         }
         if !headers.contains_key(HOST) {
@@ -277,6 +316,11 @@ impl LoadConfigBuilder {
             reason,
         })?;
         self.rate.validate()?;
+        if self.body.len() > MAX_BODY {
+            return Err(ConfigError::Body {
+                len: self.body.len(),
+            });
+        }
         match self.stop {
             Stop::Requests(0) => return Err(ConfigError::Stop("the request count must be >= 1")),
             Stop::Duration(d) if d.is_zero() => {
@@ -309,6 +353,7 @@ impl LoadConfigBuilder {
             http2: self.http2,
             insecure: self.insecure,
             interval: self.interval,
+            stop_when_refused: self.stop_when_refused,
         })
     }
 }
@@ -324,6 +369,31 @@ fn parse_header(h: &str) -> Result<(HeaderName, HeaderValue), ConfigError> {
     let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|e| bad(&e.to_string()))?;
     let value = HeaderValue::from_str(value.trim()).map_err(|e| bad(&e.to_string()))?;
     Ok((name, value))
+}
+
+/// Headers meshdrill writes itself: the message framing (from the body) and the
+/// connection management (keep-alive, one connection per worker). A user value would
+/// go on the wire next to a body of another length and desynchronise kept-alive
+/// connections, or fight the connection handling; curl and oha likewise derive them.
+/// `Host` is not among them: overriding it is how a mesh routes.
+fn reserved(name: &HeaderName) -> Result<(), ConfigError> {
+    const FRAMING: &str = "use --body or --body-file; the length is set from the body";
+    const CONN: &str = "meshdrill keeps one kept-alive connection per -c; leave it out";
+    let (why, what) = match name.as_str() {
+        "content-length" => ("the length of --body/--body-file", FRAMING),
+        "transfer-encoding" => ("bodies are sent with a Content-Length", FRAMING),
+        "connection" | "keep-alive" | "proxy-connection" => ("connection management", CONN),
+        "upgrade" => (
+            "the connection stays HTTP; protocol upgrades are not load tested",
+            "leave it out (use --http2 for HTTP/2)",
+        ),
+        _ => return Ok(()),
+    };
+    Err(ConfigError::ReservedHeader {
+        name: name.as_str().to_string(),
+        why,
+        what,
+    })
 }
 
 /// The absolute URI for HTTP/2 requests: the Host header (if overridden) becomes the
@@ -389,6 +459,24 @@ mod tests {
         let b = || LoadConfig::builder("http://127.0.0.1:9/");
         assert!(b().header("nocolon").build().is_err());
         assert!(b().header("bad name: v").build().is_err());
+        // Regression: framing headers went on the wire as given, with a body of
+        // another length, desynchronising kept-alive connections.
+        for h in [
+            "Content-Length: 99",
+            "content-length: abc",
+            "Transfer-Encoding: chunked",
+            "Connection: close",
+            "Upgrade: websocket",
+        ] {
+            let e = b().header(h).build().expect_err(h);
+            assert!(matches!(e, ConfigError::ReservedHeader { .. }), "{h}: {e}");
+        }
+        assert!(b().header("Host: reviews").build().is_ok());
+        // Regression: port 0 was accepted and every connect failed (exit 3).
+        assert!(matches!(
+            LoadConfig::builder("http://127.0.0.1:0/").build(),
+            Err(ConfigError::PortZero { .. })
+        ));
         assert!(b().method("G T").build().is_err());
         assert!(b().conns(0).build().is_err());
         assert!(b().conns(MAX_CONNS + 1).build().is_err());

@@ -21,12 +21,16 @@
 //!   tick in milliseconds, so a worker wakes up to 2 ms before a slot and sends at once;
 //!   such a request counts from its actual send (never earlier than it left). When
 //!   the generator cannot keep up, [`LoadReport::missed`] says how many due requests
-//!   were never sent (achieved vs target rate) instead of silently sending fewer.
+//!   were never sent, [`LoadReport::late`] how many were sent after the window, the
+//!   `lag` histogram how long after their slot requests left, and
+//!   [`LoadReport::behind_schedule`] flags the run; [`LoadReport::rps`] counts only
+//!   what was sent inside the window (achieved, not target rate).
 //! - [`Stop::Duration`]: closed loop, no request starts after the end; open loop, no
 //!   request is due after the end, but requests due before it and still unsent (the
 //!   target stalled) are sent late, latency from their slot, for up to the timeout
 //!   after the end — so `missed` counts only what the generator truly could not send.
-//!   Requests in flight finish (bounded by the timeout). [`Stop::Requests`]: exactly
+//!   Requests in flight finish, but nothing runs past the end plus the timeout (a late
+//!   request cut off there is a timeout): a run lasts at most `d` + timeout. [`Stop::Requests`]: exactly
 //!   that many requests complete.
 //! - Per-request timeout (connect included); failures are counted by [`ErrorKind`],
 //!   answers by status code. Latency is recorded for every request: answers (any
@@ -37,7 +41,12 @@
 //!   [`IntervalSnapshot`] (requests counted by completion time) handed to the callback;
 //!   the report holds the merge of all intervals.
 //! - Cancelling ([`Cancel::cancel`], e.g. on Ctrl-C) stops within ~50 ms; requests in
-//!   flight are abandoned (not counted) and the report holds everything so far.
+//!   flight are abandoned (counted as `abandoned`, not as requests) and the report
+//!   holds everything so far; the window and the due requests end at the moment of the
+//!   cancel, so winding down is not counted as missed.
+//! - With [`LoadConfigBuilder::stop_when_refused`], a run in which every connection has
+//!   been refused for [`REFUSED_STOP`] from the start stops there
+//!   ([`LoadReport::refused_stop`]).
 //!
 //! # Use from other modules (scenario runner, `meshdrill demo`)
 //! ```no_run
@@ -81,13 +90,19 @@ use tokio::task::JoinHandle;
 pub use crate::cancel::Cancel;
 pub(crate) use client::AcceptAnyCert;
 pub use client::TlsSetupError;
-pub use config::{ConfigError, LoadConfig, LoadConfigBuilder, MAX_CONNS, MAX_SPAN, Target};
+pub use config::{
+    ConfigError, LoadConfig, LoadConfigBuilder, MAX_BODY, MAX_CONNS, MAX_SPAN, Target,
+};
 pub use record::{
     Counts, ErrorKind, IntervalSnapshot, LoadReport, MAX_LATENCY_NS, Recorded, new_histogram,
 };
 pub use schedule::{Rate, Stop};
 
-use worker::{Msg, Shared};
+use worker::{Msg, RefusalWatch, Shared};
+
+/// With [`LoadConfigBuilder::stop_when_refused`], a run stops once every connection has
+/// been refused for this long from its start.
+pub const REFUSED_STOP: Duration = Duration::from_secs(1);
 
 /// Why a run could not happen. Failed requests are not errors: they are counted.
 #[derive(Debug, thiserror::Error)]
@@ -138,9 +153,13 @@ where
     let open_loop = config.rate.is_open();
     let start = Instant::now();
     let started_at = SystemTime::now();
+    // The workers stop on a child token: the caller's cancel (Ctrl-C) stops them, and
+    // so does the coordinator when nothing listens, without that counting as cancelled.
+    let stop_workers = cancel.child();
     let shared = Arc::new(Shared {
         plan: schedule::Plan::new(config.rate, config.stop, start, config.timeout),
-        cancel: cancel.clone(),
+        cancel: stop_workers.clone(),
+        refusals: config.stop_when_refused.then(RefusalWatch::default),
         connector,
         template: client::Template::new(&config),
         timeout: config.timeout,
@@ -157,8 +176,32 @@ where
 
     let mut agg = Aggregator::new(config.conns, open_loop, config.interval, config.rate, start);
     // Every worker holds a sender: the channel closes when the last one has stopped.
-    while let Some(msg) = rx.recv().await {
-        agg.on(msg, start.elapsed(), &mut on_interval);
+    // Meanwhile: note when the caller cancelled (the window ends there), and check once,
+    // REFUSED_STOP after the start, whether every connection so far was refused.
+    let mut stopped_at: Option<Duration> = None;
+    let mut refused_stop = false;
+    let refusal_check =
+        tokio::time::sleep_until(tokio::time::Instant::from_std(start + REFUSED_STOP));
+    let mut refusal_check = std::pin::pin!(refusal_check);
+    let mut check_refusals = shared.refusals.is_some();
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(msg) => agg.on(msg, start.elapsed(), &mut on_interval),
+                None => break,
+            },
+            () = cancel.cancelled(), if stopped_at.is_none() => {
+                stopped_at = Some(start.elapsed());
+            }
+            () = &mut refusal_check, if check_refusals => {
+                check_refusals = false;
+                if shared.refusals.as_ref().is_some_and(RefusalWatch::only_refused) {
+                    refused_stop = true;
+                    stopped_at.get_or_insert_with(|| start.elapsed());
+                    stop_workers.cancel();
+                }
+            }
+        }
     }
     let elapsed = start.elapsed();
     let mut failed = None;
@@ -173,24 +216,34 @@ where
     }
     let cancelled = cancel.is_cancelled();
     // A duration run that reached its end sent over all of `d` (an open loop's last
-    // worker may stop a hair before it, after the last slot); a cancelled one up to
-    // when it stopped.
-    let window = match config.stop {
-        Stop::Duration(d) if !cancelled => d,
-        Stop::Duration(d) => elapsed.min(d),
-        Stop::Requests(_) => elapsed,
+    // worker may stop a hair before it, after the last slot); a stopped one (cancelled,
+    // or nothing listens) up to the moment it was told to stop — not when its workers
+    // had wound down, so requests due meanwhile are not counted as missed.
+    let stopped = (cancelled || refused_stop).then(|| stopped_at.unwrap_or(elapsed).min(elapsed));
+    let window = match (config.stop, stopped) {
+        (Stop::Duration(d), None) => d,
+        (Stop::Duration(d), Some(at)) => at.min(d),
+        (Stop::Requests(_), at) => at.unwrap_or(elapsed),
     };
-    let scheduled = shared.plan.due(elapsed, !cancelled);
+    let scheduled = shared
+        .plan
+        .due(stopped.unwrap_or(elapsed), stopped.is_none());
+    // Slots that fell due while the stop was being seen (up to CANCEL_ARM): not held
+    // against the schedule.
+    let stop_slack = match (stopped, scheduled) {
+        (Some(at), Some(due)) => {
+            let before = shared
+                .plan
+                .due(at.saturating_sub(worker::CANCEL_ARM), false);
+            due.saturating_sub(before.unwrap_or(due))
+        }
+        _ => 0,
+    };
     let target_rps = match config.rate {
         Rate::Max => None,
         Rate::Fixed(r) => Some(r),
         rate @ Rate::Ramp { .. } => {
-            let t = match config.stop {
-                Stop::Duration(d) if !cancelled => d,
-                Stop::Duration(d) => elapsed.min(d),
-                Stop::Requests(_) => elapsed,
-            }
-            .as_secs_f64();
+            let t = window.as_secs_f64();
             (t > 0.0).then(|| rate.due_by(t) / t)
         }
     };
@@ -203,6 +256,8 @@ where
         target_rps,
         scheduled,
         cancelled,
+        refused_stop,
+        stop_slack,
     })
 }
 

@@ -22,6 +22,16 @@ pub fn new_histogram() -> Histogram<u64> {
     h
 }
 
+/// A send-lag histogram: nanoseconds, 2 significant digits (lags matter to ~1%),
+/// starting small and growing with the largest lag seen.
+fn new_lag_histogram() -> Histogram<u64> {
+    #[allow(clippy::expect_used)]
+    let mut h =
+        Histogram::new_with_bounds(1_000, 2_000, 2).expect("constant histogram bounds are valid");
+    h.auto(true);
+    h
+}
+
 /// Why a request got no HTTP answer. Counted in arrays indexed by `kind as usize`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
@@ -85,6 +95,13 @@ pub struct Counts {
     /// server before any byte of the answer and was sent again on a new connection.
     /// Not a request of its own (the retried request counts once, by its outcome).
     pub resent: u64,
+    /// Requests (answered or failed) sent after the end of the send window: overdue
+    /// open-loop slots sent during the drain because the target or the generator fell
+    /// behind. Included in [`requests`](Self::requests).
+    pub late: u64,
+    /// Requests in flight when the run was interrupted: sent, then abandoned; not in
+    /// [`requests`](Self::requests).
+    pub abandoned: u64,
 }
 
 impl Default for Counts {
@@ -95,6 +112,8 @@ impl Default for Counts {
             responses: 0,
             body_bytes: 0,
             resent: 0,
+            late: 0,
+            abandoned: 0,
         }
     }
 }
@@ -155,6 +174,8 @@ impl Counts {
         self.responses += o.responses;
         self.body_bytes += o.body_bytes;
         self.resent += o.resent;
+        self.late += o.late;
+        self.abandoned += o.abandoned;
     }
 }
 
@@ -166,6 +187,9 @@ pub struct Recorded {
     pub latency: Histogram<u64>,
     /// Service time, from the actual send (open loop only).
     pub service: Option<Histogram<u64>>,
+    /// Send lag: how long after its intended start each request left (open loop
+    /// only). Near zero while the schedule is kept.
+    pub lag: Option<Histogram<u64>>,
     pub counts: Counts,
 }
 
@@ -174,6 +198,7 @@ impl Recorded {
         Self {
             latency: new_histogram(),
             service: open_loop.then(new_histogram),
+            lag: open_loop.then(new_lag_histogram),
             counts: Counts::default(),
         }
     }
@@ -203,10 +228,23 @@ impl Recorded {
         self.counts.error(kind);
     }
 
+    /// Records when a completed request left: `lag` after its intended start (open
+    /// loop), `late` if after the end of the send window.
+    #[inline]
+    pub fn sent(&mut self, lag: Duration, late: bool) {
+        if let Some(h) = &mut self.lag {
+            let _ = h.record(nanos(lag).min(MAX_LATENCY_NS));
+        }
+        self.counts.late += u64::from(late);
+    }
+
     /// Adds another worker's data (histograms grow as needed).
     pub fn add(&mut self, o: &Recorded) {
         let _ = self.latency.add(&o.latency);
         if let (Some(a), Some(b)) = (&mut self.service, &o.service) {
+            let _ = a.add(b);
+        }
+        if let (Some(a), Some(b)) = (&mut self.lag, &o.lag) {
             let _ = a.add(b);
         }
         self.counts.add(&o.counts);
@@ -263,6 +301,14 @@ pub struct LoadReport {
     pub scheduled: Option<u64>,
     /// Whether the run was cancelled before its end.
     pub cancelled: bool,
+    /// Whether the run stopped early because every connection was refused for
+    /// [`REFUSED_STOP`](super::REFUSED_STOP) from the start (nothing listens).
+    pub refused_stop: bool,
+    /// A stopped run (cancelled or stopped early): the slots that fell due in the last
+    /// 50 ms before the stop, while the workers were still seeing it. They count in
+    /// `scheduled` (and, unsent, in `missed`) but are not held against the schedule in
+    /// [`behind_schedule`](Self::behind_schedule).
+    pub stop_slack: u64,
 }
 
 impl LoadReport {
@@ -274,10 +320,28 @@ impl LoadReport {
     pub fn errors(&self) -> u64 {
         self.data.counts.errors()
     }
-    /// Completed requests per second over the send [`window`](Self::window) (the
-    /// achieved rate): a request hanging past the end does not dilute it.
+    /// Requests (answered or failed) sent inside the send [`window`](Self::window).
+    pub fn sent_in_window(&self) -> u64 {
+        self.requests().saturating_sub(self.data.counts.late)
+    }
+    /// Requests sent after the window, during the drain: overdue open-loop slots the
+    /// target or the generator could not send in time.
+    pub fn late(&self) -> u64 {
+        self.data.counts.late
+    }
+    /// The achieved rate: requests sent inside the send [`window`](Self::window) per
+    /// second of it. A request hanging past the end does not dilute it, and a backlog
+    /// sent late, during the drain, does not inflate it.
     pub fn rps(&self) -> f64 {
-        per_sec(self.requests(), self.window)
+        per_sec(self.sent_in_window(), self.window)
+    }
+    /// Open loop: whether the schedule could not be kept — more than 0.1% of the due
+    /// requests were sent late (after the window) or never sent (for a stopped run,
+    /// not counting the [`stop_slack`](Self::stop_slack)).
+    pub fn behind_schedule(&self) -> Option<bool> {
+        let (scheduled, missed) = (self.scheduled?, self.missed()?);
+        let missed = missed.saturating_sub(self.stop_slack);
+        Some((missed + self.late()).saturating_mul(1000) > scheduled)
     }
     /// Time after the send window spent waiting for requests in flight (bounded by the
     /// timeout).
@@ -285,9 +349,13 @@ impl LoadReport {
         self.elapsed.saturating_sub(self.window)
     }
     /// Scheduled requests that were never sent because the generator (or the target)
-    /// could not keep up (open loop).
+    /// could not keep up (open loop). Requests abandoned in flight by an interruption
+    /// were sent: they are not missed.
     pub fn missed(&self) -> Option<u64> {
-        self.scheduled.map(|s| s.saturating_sub(self.requests()))
+        self.scheduled.map(|s| {
+            s.saturating_sub(self.requests())
+                .saturating_sub(self.data.counts.abandoned)
+        })
     }
     /// Latency at quantile `q` (0..=1).
     pub fn latency_at(&self, q: f64) -> Duration {
@@ -322,6 +390,64 @@ mod tests {
             vec![(200, 2), (429, 1), (503, 1)]
         );
         assert_eq!(a.errors_of(ErrorKind::Timeout), 1);
+    }
+
+    fn report(scheduled: u64, sent: u64, late: u64, cancelled: bool, slack: u64) -> LoadReport {
+        let mut data = Recorded::new(true);
+        for i in 0..sent + late {
+            data.answer(200, Duration::from_millis(1), Duration::from_millis(1), 0);
+            data.sent(Duration::ZERO, i >= sent);
+        }
+        LoadReport {
+            started_at: SystemTime::UNIX_EPOCH,
+            elapsed: Duration::from_secs(2),
+            window: Duration::from_secs(1),
+            data,
+            intervals: 1,
+            target_rps: Some(scheduled as f64),
+            scheduled: Some(scheduled),
+            cancelled,
+            refused_stop: false,
+            stop_slack: slack,
+        }
+    }
+
+    /// rps is what was sent inside the window; late and never-sent requests flag the
+    /// run past 0.1% of the schedule.
+    #[test]
+    fn achieved_rate_and_schedule_flag() {
+        let r = report(2000, 1000, 500, false, 0);
+        assert_eq!(
+            (r.sent_in_window(), r.late(), r.missed()),
+            (1000, 500, Some(500))
+        );
+        assert_eq!(
+            r.rps(),
+            1000.0,
+            "not the 1500 completed, nor the 2000 asked"
+        );
+        assert_eq!(r.behind_schedule(), Some(true));
+        assert_eq!(
+            report(2000, 1998, 0, false, 0).behind_schedule(),
+            Some(false)
+        );
+        assert_eq!(
+            report(2000, 1997, 0, false, 0).behind_schedule(),
+            Some(true)
+        );
+        assert_eq!(
+            report(2000, 1999, 1, false, 0).behind_schedule(),
+            Some(false)
+        );
+        // A stopped run: slots due while the stop was seen are not held against it.
+        assert_eq!(
+            report(2000, 1990, 0, true, 10).behind_schedule(),
+            Some(false)
+        );
+        assert_eq!(report(2000, 1990, 0, true, 5).behind_schedule(), Some(true));
+        let mut r = report(2000, 1990, 0, true, 0);
+        r.data.counts.abandoned = 10;
+        assert_eq!(r.missed(), Some(0), "abandoned in flight were sent");
     }
 
     #[test]

@@ -31,7 +31,9 @@ pub enum Stop {
     /// the timeout). At a fixed rate, requests due before the end that are still unsent
     /// when it comes (the target stalled) are sent late, latency counted from their
     /// intended start, for up to the timeout after the end; only what is still unsent
-    /// then is reported as missed.
+    /// then is reported as missed. Nothing runs past the end plus the timeout: a late
+    /// request still in flight then counts as a timeout (it is then more than the
+    /// timeout past its slot).
     Duration(Duration),
     /// Exactly this many requests (answered or failed).
     Requests(u64),
@@ -177,6 +179,18 @@ impl Plan {
 
     pub fn start(&self) -> Instant {
         self.start
+    }
+
+    /// The end of the send window (duration runs): a request sent at or after it was
+    /// sent late (an overdue open-loop slot, sent during the drain).
+    pub fn end(&self) -> Option<Instant> {
+        self.end
+    }
+
+    /// `grace` after the end (duration runs): no request runs past it, so a run stops
+    /// within `-d` plus the timeout however far the generator fell behind.
+    pub fn drain_end(&self) -> Option<Instant> {
+        self.drain_end
     }
 
     /// Claims the next slot. A closed loop stops at the end; an open loop keeps handing

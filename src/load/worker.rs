@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
@@ -21,7 +22,7 @@ use super::schedule::{Plan, Slot};
 /// A wait longer than this registers on the cancel [`Notify`](tokio::sync::Notify)
 /// (and then sleeps until its deadline, the interval boundary or a cancel); shorter
 /// ones (most exchanges) never touch it. Bounds how late a cancel is seen.
-const CANCEL_ARM: Duration = Duration::from_millis(50);
+pub(crate) const CANCEL_ARM: Duration = Duration::from_millis(50);
 
 /// Timers fire up to ~2 ms late (millisecond ticks, rounded up): an open-loop worker
 /// wakes this much before a slot and sends as soon as it wakes. A request sent early
@@ -29,15 +30,44 @@ const CANCEL_ARM: Duration = Duration::from_millis(50);
 /// slack never shows up as latency while real lateness always does.
 const TIMER_LEAD: Duration = Duration::from_millis(2);
 
-/// What every worker shares (read-only but for the plan's atomic counter).
+/// What every worker shares (read-only but for the plan's atomic counter and the
+/// refusal watch's two flags, each written at most once).
 pub(crate) struct Shared {
     pub plan: Plan,
+    /// The workers' token: a child of the caller's, so the coordinator can stop them
+    /// (nothing listens) without the run counting as interrupted.
     pub cancel: Cancel,
+    /// Watched only when the run stops once every connection is refused.
+    pub refusals: Option<RefusalWatch>,
     pub connector: Connector,
     pub template: Template,
     pub timeout: Duration,
     pub interval: Duration,
     pub open_loop: bool,
+}
+
+/// Whether every request so far ended in a refused connection: `refused` once one
+/// did, `other` once one ended any other way (an answer or another error).
+#[derive(Debug, Default)]
+pub(crate) struct RefusalWatch {
+    pub refused: AtomicBool,
+    pub other: AtomicBool,
+}
+
+impl RefusalWatch {
+    /// Notes one outcome. Each flag is written once; after that this is a relaxed load.
+    #[inline]
+    fn note(&self, refused: bool) {
+        let flag = if refused { &self.refused } else { &self.other };
+        if !flag.load(Ordering::Relaxed) {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Something was refused and nothing else happened.
+    pub fn only_refused(&self) -> bool {
+        self.refused.load(Ordering::Relaxed) && !self.other.load(Ordering::Relaxed)
+    }
 }
 
 /// Worker → coordinator.
@@ -151,9 +181,9 @@ pub(crate) async fn run_worker(id: usize, shared: Arc<Shared>, tx: UnboundedSend
         if shared.cancel.is_cancelled() {
             break;
         }
-        let (intended, sent) = match shared.plan.next(now) {
+        let (intended, sent, lag) = match shared.plan.next(now) {
             Slot::Done => break,
-            Slot::Now => (now, now),
+            Slot::Now => (now, now, Duration::ZERO),
             Slot::At(at) => {
                 let mut now = now;
                 if at > now + TIMER_LEAD {
@@ -174,17 +204,32 @@ pub(crate) async fn run_worker(id: usize, shared: Arc<Shared>, tx: UnboundedSend
                 }
                 // Overdue slots (due before the end) are sent late, latency counted from
                 // their slot, until the plan's grace after the end runs out.
-                (at.min(now), now)
+                (at.min(now), now, now.saturating_duration_since(at))
             }
         };
         let mut resent = 0;
         let fut = exchange(&mut conn, &shared.connector, &shared.template, &mut resent);
+        // Nothing runs past the drain end: a run stops within `-d` plus the timeout.
+        let deadline = match shared.plan.drain_end() {
+            Some(end) => end.min(sent + shared.timeout),
+            None => sent + shared.timeout,
+        };
         let res = w
-            .guard(fut, sent, sent + shared.timeout, &mut timer, &shared.cancel)
+            .guard(fut, sent, deadline, &mut timer, &shared.cancel)
             .await;
         let done = Instant::now();
         w.roll(done);
         w.rec.counts.resent += resent;
+        if let Guarded::Cancelled = res {
+            // Abandoned in flight: sent, but neither answered nor failed.
+            w.rec.counts.abandoned += 1;
+            break;
+        }
+        w.rec
+            .sent(lag, shared.plan.end().is_some_and(|end| sent >= end));
+        if let Some(watch) = &shared.refusals {
+            watch.note(matches!(res, Guarded::Done(Err(ErrorKind::ConnectRefused))));
+        }
         match res {
             Guarded::Done(Ok((status, bytes))) => w.rec.answer(
                 status,
@@ -205,12 +250,11 @@ pub(crate) async fn run_worker(id: usize, shared: Arc<Shared>, tx: UnboundedSend
                     done.saturating_duration_since(sent),
                 );
             }
-            // Abandoned in flight: neither answered nor failed, not counted.
             Guarded::Cancelled => break,
         }
     }
     let Worker { rec, index, tx, .. } = w;
-    let data = (rec.counts.requests() > 0).then_some(rec);
+    let data = (rec.counts.requests() > 0 || rec.counts.abandoned > 0).then_some(rec);
     let _ = tx.send(Msg::Flush {
         worker: id,
         index,

@@ -120,6 +120,49 @@ fn refused_connections_are_errors_and_exit_3() {
     assert!(f(&v, &["latency_ms", "p99"]) < 1000.0, "{v}");
 }
 
+/// Regression (issue 14): against a closed port a run went on for its whole duration
+/// at ~20-40k refused connects per second. It stops once every connection has been
+/// refused for 1 s (exit 3, saying why); --keep-going runs to the end.
+#[test]
+fn a_closed_port_stops_the_run_early_unless_keep_going() {
+    let port = refused_port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let (code, v, err) = load_json(&[&url, "-c", "2", "-d", "30s"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!(
+            "nothing listens on 127.0.0.1:{port}: every connection was refused for 1 s; stopped early"
+        )),
+        "{err}"
+    );
+    assert_eq!(v["stopped_early"], true, "{v}");
+    assert_eq!(v["cancelled"], false, "{v}");
+    // The send window ends when the run stopped, far before -d 30s.
+    assert!(f(&v, &["duration_s"]) < 15.0, "{v}");
+    assert_eq!(
+        n(&v, &["requests"]),
+        n(&v, &["error_kinds", "connect_refused"])
+    );
+
+    let (code, v, err) = load_json(&[&url, "-c", "2", "-d", "2s", "--keep-going"]);
+    assert_eq!(code, 3, "still no answer at all: {err}");
+    assert!(err.contains("no request"), "{err}");
+    assert!(!err.contains("stopped early"), "{err}");
+    assert_eq!(v["stopped_early"], false, "{v}");
+    assert_eq!(f(&v, &["duration_s"]), 2.0, "ran to the end: {v}");
+}
+
+/// A target that answers is never stopped early, even when it refused for a while
+/// before: the check is "nothing but refusals since the start".
+#[test]
+fn an_answering_target_is_not_stopped_early() {
+    let s = servers::spawn(Behavior::Ok);
+    let (code, v, err) = load_json(&[&s.url("/"), "-c", "2", "-d", "1500ms"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["stopped_early"], false, "{v}");
+    assert_eq!(f(&v, &["duration_s"]), 1.5, "{v}");
+}
+
 #[test]
 fn timeouts_are_counted() {
     let silent = servers::spawn(Behavior::Silent);
@@ -234,6 +277,97 @@ fn rps_and_duration_cover_the_send_window_not_the_drain() {
     assert_eq!(f(&v, &["rps"]), 1.0, "{v}");
     let drain = f(&v, &["drain_s"]);
     assert!((1.4..=4.0).contains(&drain), "{v}");
+}
+
+/// Regression (issue 14): a target that could not keep the rate was reported at the
+/// rate asked (`rps: 100000, missed: 0`) while most requests went out after the window,
+/// during the drain. Here 2 connections to a server answering after 50 ms can carry at
+/// most 40 req/s; 200 are asked. The achieved rate, the late sends, their lag and the
+/// flag must say so.
+#[test]
+fn a_rate_the_target_cannot_keep_is_reported_as_achieved_late_and_flagged() {
+    let s = servers::spawn(Behavior::Delay(Duration::from_millis(50)));
+    let (code, v, err) = load_json(&[
+        &s.url("/"),
+        "-c",
+        "2",
+        "--rate",
+        "200",
+        "-d",
+        "1s",
+        "--timeout",
+        "2s",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(n(&v, &["scheduled"]), 200, "{v}");
+    let (sent, late, missed) = (
+        n(&v, &["sent_in_window"]),
+        n(&v, &["sent_late"]),
+        n(&v, &["missed"]),
+    );
+    assert_eq!(sent + late, n(&v, &["requests"]), "{v}");
+    assert_eq!(sent + late + missed, 200, "{v}");
+    // 2 connections x 1 request per 50 ms: at most 40 in the 1 s window (+ slack).
+    assert!(sent <= 48, "{v}");
+    assert!(f(&v, &["rps"]) <= 48.0, "achieved, not asked: {v}");
+    assert!(late > 0, "the backlog went out during the drain: {v}");
+    assert_eq!(v["behind_schedule"], true, "{v}");
+    // The last sends in the window were due ~0.8 s earlier.
+    assert!(f(&v, &["send_lag_ms", "max"]) >= 400.0, "{v}");
+    assert!(err.contains("the schedule could not be kept"), "{err}");
+}
+
+/// Regression (issue 14): a request sent late, during the drain, had its full timeout
+/// after its send, so a run could last `-d` plus twice the timeout. Nothing runs past
+/// `-d` + timeout now. One connection, 10 req/s for 1 s, timeout 2 s, a server that
+/// answers after 1.2 s: slot 0 is answered at 1.2 s, slot 1 goes out late at 1.2 s and
+/// is answered at 2.4 s, slot 2 goes out at 2.4 s and would be answered at 3.6 s — past
+/// the drain end (3 s), so it is cut there and counts as a timeout (it is then 2.8 s
+/// past its slot).
+#[test]
+fn nothing_runs_past_the_duration_plus_the_timeout() {
+    let s = servers::spawn(Behavior::Delay(Duration::from_millis(1200)));
+    let c = LoadConfig::builder(s.url("/"))
+        .conns(1)
+        .rate(Rate::Fixed(10.0))
+        .stop(Stop::Duration(Duration::from_secs(1)))
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("config");
+    let (r, _) = run_lib(c, Duration::from_secs(30));
+    let kinds: Vec<_> = r.data.counts.error_kinds().collect();
+    assert_eq!(r.data.counts.responses, 2, "{kinds:?}");
+    assert_eq!(
+        r.data.counts.errors_of(load::ErrorKind::Timeout),
+        1,
+        "the late request still in flight at the drain end: {kinds:?}"
+    );
+    assert_eq!((r.sent_in_window(), r.late()), (1, 2));
+    assert_eq!(r.missed(), Some(7));
+    assert_eq!(r.behind_schedule(), Some(true));
+}
+
+/// The flag and the warning agree with the counts (a kept schedule is not flagged; on
+/// a noisy machine a slot may go out a hair late, so this does not demand it is kept).
+#[test]
+fn the_schedule_flag_agrees_with_the_counts() {
+    let s = servers::spawn(Behavior::Ok);
+    let (code, v, err) = load_json(&[&s.url("/"), "--rate", "50", "-d", "1s", "-c", "4"]);
+    assert_eq!(code, 0, "{err}");
+    let (sent, late, missed) = (
+        n(&v, &["sent_in_window"]),
+        n(&v, &["sent_late"]),
+        n(&v, &["missed"]),
+    );
+    assert_eq!(sent + late + missed, 50, "{v}");
+    let behind = (late + missed) * 1000 > 50;
+    assert_eq!(v["behind_schedule"], behind, "{v}");
+    assert_eq!(
+        err.contains("the schedule could not be kept"),
+        behind,
+        "{err}"
+    );
+    assert!(sent >= 40, "{v}");
 }
 
 #[test]
@@ -421,6 +555,57 @@ fn ctrl_c_prints_results_so_far_and_exits_130() {
     assert_eq!(v["cancelled"], true);
     assert!(n(&v, &["requests"]) > 0, "{v}");
     assert!(f(&v, &["duration_s"]) < 30.0, "{v}");
+}
+
+/// Regression (issue 14): Ctrl-C on an open-loop run always warned "the target rate was
+/// not reached: 14 of 1006 due requests were never sent" — the requests due while the
+/// workers wound down, and those abandoned in flight. An interrupted run is not a
+/// missed rate.
+#[test]
+fn ctrl_c_on_an_open_loop_run_is_not_a_missed_rate() {
+    let s = servers::spawn(Behavior::Delay(Duration::from_millis(20)));
+    for output in ["json", "text"] {
+        let child = meshdrill()
+            .args([
+                "load",
+                &s.url("/"),
+                "-c",
+                "8",
+                "--rate",
+                "200",
+                "-d",
+                "60s",
+                "-o",
+                output,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(1500));
+        let killed = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("kill -INT");
+        assert!(killed.success());
+        let out = child.wait_with_output().expect("wait");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(130), "{stdout} {stderr}");
+        assert!(!stderr.contains("warning"), "{output}: {stderr}");
+        assert!(!stdout.contains("Warning"), "{output}: {stdout}");
+        assert!(stderr.contains("interrupted after"), "{stderr}");
+        if output == "json" {
+            let v: Value = serde_json::from_str(stdout.trim()).expect("JSON");
+            assert_eq!(v["cancelled"], true);
+            assert_eq!(v["behind_schedule"], false, "{v}");
+            // Requests in flight at the interruption were sent, not missed; at most
+            // the slots due while the stop was seen (50 ms at 200 req/s) are unsent.
+            assert!(n(&v, &["missed"]) <= 10, "{v}");
+        }
+    }
 }
 
 // === protocols ===
@@ -624,6 +809,34 @@ fn bad_input_exits_2_with_a_clear_message() {
         (vec![ok, "-n", "1", "-d", "1s"], "cannot be used with"),
         (vec![ok, "-n", "1", "-H", "no colon"], "invalid header"),
         (vec![ok, "-n", "1", "-c", "0"], "connections"),
+        // Regression (issue 14): port 0 exited 3 after failing every connect.
+        (
+            vec!["http://127.0.0.1:0/", "-n", "1"],
+            "port 0 is not a destination",
+        ),
+        // Regression (issue 14): framing headers went on the wire as given, next to a
+        // body of another length, desynchronising kept-alive connections.
+        (
+            vec![ok, "-n", "1", "-H", "Content-Length: 99"],
+            "\"content-length\" is not allowed",
+        ),
+        (
+            vec![ok, "-n", "1", "-H", "Content-Length: abc"],
+            "use --body or --body-file",
+        ),
+        (
+            vec![ok, "-n", "1", "-H", "Transfer-Encoding: chunked"],
+            "\"transfer-encoding\" is not allowed",
+        ),
+        (
+            vec![ok, "-n", "1", "-H", "Connection: close"],
+            "\"connection\" is not allowed",
+        ),
+        // Regression (issue 14): --body-file /dev/zero grew to 1 GB before failing.
+        (
+            vec![ok, "-n", "1", "--body-file", "/dev/zero"],
+            "--body-file /dev/zero is larger than the 64 MiB body limit",
+        ),
     ] {
         let (code, out, err) = run(meshdrill().arg("load").args(&args));
         assert_eq!(code, 2, "{args:?}: {err}");
