@@ -104,6 +104,11 @@ pub struct LoadArgs {
     /// after 1 s of nothing but refused connections: nothing listens, exit 3).
     #[arg(long)]
     pub keep_going: bool,
+    /// Also report the latency of 2xx answers alone (latency_2xx_ms): fast 429s or 503s
+    /// pull the all-request percentiles down. The all-request figures still count every
+    /// request.
+    #[arg(long = "latency-2xx")]
+    pub latency_2xx: bool,
     /// Snapshot interval for the progress bar and the interval log.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
@@ -144,7 +149,8 @@ pub fn config(a: &LoadArgs) -> CliResult<LoadConfig> {
         .http2(a.http2)
         .insecure(a.insecure)
         .interval(a.interval)
-        .stop_when_refused(!a.keep_going);
+        .stop_when_refused(!a.keep_going)
+        .ok_latency(a.latency_2xx);
     for h in &a.headers {
         b = b.header(h.clone());
     }
@@ -463,6 +469,9 @@ pub fn to_json(c: &LoadConfig, r: &LoadReport) -> Value {
     if let Some(l) = &r.data.lag {
         m.insert("send_lag_ms".into(), percentiles(l));
     }
+    if let Some(h) = &r.data.ok {
+        m.insert("latency_2xx_ms".into(), percentiles(h));
+    }
     m.insert("drain_s".into(), json!(round3(r.drain().as_secs_f64())));
     m.insert("sent_in_window".into(), json!(r.sent_in_window()));
     m.insert("sent_late".into(), json!(r.late()));
@@ -612,6 +621,13 @@ pub fn write_text(w: &mut impl Write, c: &LoadConfig, r: &LoadReport) -> std::io
         }
     } else {
         line(w, "Latency (ms): ", &r.data.latency)?;
+    }
+    if let Some(h) = &r.data.ok {
+        if h.is_empty() {
+            writeln!(w, "2xx only (ms): no 2xx answer")?;
+        } else {
+            line(w, "2xx only (ms): ", h)?;
+        }
     }
     write_histogram(w, &r.data.latency)
 }

@@ -164,6 +164,7 @@ pub struct LoadConfig {
     pub(crate) insecure: bool,
     pub(crate) interval: Duration,
     pub(crate) stop_when_refused: bool,
+    pub(crate) ok_latency: bool,
 }
 
 impl LoadConfig {
@@ -183,6 +184,7 @@ impl LoadConfig {
             insecure: false,
             interval: Duration::from_secs(1),
             stop_when_refused: false,
+            ok_latency: false,
         }
     }
 
@@ -227,6 +229,7 @@ pub struct LoadConfigBuilder {
     insecure: bool,
     interval: Duration,
     stop_when_refused: bool,
+    ok_latency: bool,
 }
 
 impl LoadConfigBuilder {
@@ -288,6 +291,12 @@ impl LoadConfigBuilder {
     /// Off by default (a drill's background load rides out an outage).
     ///
     /// [`LoadReport::refused_stop`]: super::LoadReport::refused_stop
+    /// Also record the latency of 2xx answers alone ([`crate::load::Recorded::ok`]).
+    pub fn ok_latency(mut self, on: bool) -> Self {
+        self.ok_latency = on;
+        self
+    }
+
     pub fn stop_when_refused(mut self, on: bool) -> Self {
         self.stop_when_refused = on;
         self
@@ -354,6 +363,7 @@ impl LoadConfigBuilder {
             insecure: self.insecure,
             interval: self.interval,
             stop_when_refused: self.stop_when_refused,
+            ok_latency: self.ok_latency,
         })
     }
 }

@@ -165,6 +165,7 @@ where
         timeout: config.timeout,
         interval: config.interval,
         open_loop,
+        ok_latency: config.ok_latency,
     });
     let (tx, mut rx) = unbounded_channel();
     let workers = AbortOnDrop(
@@ -174,7 +175,13 @@ where
     );
     drop(tx);
 
-    let mut agg = Aggregator::new(config.conns, open_loop, config.interval, config.rate, start);
+    let mut agg = Aggregator::new(
+        config.conns,
+        (open_loop, config.ok_latency),
+        config.interval,
+        config.rate,
+        start,
+    );
     // Every worker holds a sender: the channel closes when the last one has stopped.
     // Meanwhile: note when the caller cancelled (the window ends there), and check once,
     // REFUSED_STOP after the start, whether every connection so far was refused.
@@ -290,6 +297,7 @@ impl Drop for AbortOnDrop {
 struct Aggregator {
     run_start: Instant,
     open_loop: bool,
+    ok_latency: bool,
     interval: Duration,
     rate: Rate,
     /// Intervals not yet emitted, starting at index `first`.
@@ -305,7 +313,7 @@ struct Aggregator {
 impl Aggregator {
     fn new(
         workers: usize,
-        open_loop: bool,
+        (open_loop, ok_latency): (bool, bool),
         interval: Duration,
         rate: Rate,
         run_start: Instant,
@@ -313,13 +321,14 @@ impl Aggregator {
         Self {
             run_start,
             open_loop,
+            ok_latency,
             interval,
             rate,
             pending: VecDeque::new(),
             first: 0,
             next_from: vec![0; workers],
             done: vec![false; workers],
-            total: Recorded::new(open_loop),
+            total: Recorded::with(open_loop, ok_latency),
             emitted: 0,
         }
     }
@@ -340,7 +349,8 @@ impl Aggregator {
                 };
                 let slot = usize::try_from(slot).unwrap_or(usize::MAX);
                 while self.pending.len() <= slot {
-                    self.pending.push_back(Recorded::new(self.open_loop));
+                    self.pending
+                        .push_back(Recorded::with(self.open_loop, self.ok_latency));
                 }
                 if let (Some(d), Some(p)) = (data, self.pending.get_mut(slot)) {
                     p.add(&d);

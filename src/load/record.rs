@@ -190,15 +190,25 @@ pub struct Recorded {
     /// Send lag: how long after its intended start each request left (open loop
     /// only). Near zero while the schedule is kept.
     pub lag: Option<Histogram<u64>>,
+    /// Latency of 2xx answers only (when asked for): 429s answered in 0.8 ms during a
+    /// flood pull the all-request percentiles down; this shows what users who got an
+    /// answer waited. The all-request histogram stays the one judged.
+    pub ok: Option<Histogram<u64>>,
     pub counts: Counts,
 }
 
 impl Recorded {
     pub fn new(open_loop: bool) -> Self {
+        Self::with(open_loop, false)
+    }
+
+    /// [`Recorded::new`], with a 2xx-only latency histogram when `ok_latency`.
+    pub fn with(open_loop: bool, ok_latency: bool) -> Self {
         Self {
             latency: new_histogram(),
             service: open_loop.then(new_histogram),
             lag: open_loop.then(new_lag_histogram),
+            ok: ok_latency.then(new_histogram),
             counts: Counts::default(),
         }
     }
@@ -211,6 +221,9 @@ impl Recorded {
         let _ = self.latency.record(nanos(latency).min(MAX_LATENCY_NS));
         if let Some(s) = &mut self.service {
             let _ = s.record(nanos(service).min(MAX_LATENCY_NS));
+        }
+        if let (Some(h), 200..=299) = (&mut self.ok, status) {
+            let _ = h.record(nanos(latency).min(MAX_LATENCY_NS));
         }
         self.counts.status(status);
         self.counts.body_bytes += bytes;
@@ -245,6 +258,9 @@ impl Recorded {
             let _ = a.add(b);
         }
         if let (Some(a), Some(b)) = (&mut self.lag, &o.lag) {
+            let _ = a.add(b);
+        }
+        if let (Some(a), Some(b)) = (&mut self.ok, &o.ok) {
             let _ = a.add(b);
         }
         self.counts.add(&o.counts);
@@ -465,5 +481,25 @@ mod tests {
         assert_eq!(a.latency.len(), 2);
         assert!(a.latency.max() >= MAX_LATENCY_NS / 2);
         assert!(a.service.as_ref().is_some_and(|s| s.max() >= 1_999_000_000));
+    }
+
+    #[test]
+    fn the_2xx_histogram_holds_only_2xx_answers() {
+        let mut r = Recorded::with(false, true);
+        r.answer(200, Duration::from_millis(10), Duration::ZERO, 0);
+        r.answer(204, Duration::from_millis(12), Duration::ZERO, 0);
+        r.answer(429, Duration::from_millis(1), Duration::ZERO, 0);
+        r.answer(302, Duration::from_millis(1), Duration::ZERO, 0);
+        r.failure(ErrorKind::Timeout, Duration::from_secs(1), Duration::ZERO);
+        let ok = r.ok.as_ref().expect("asked for");
+        assert_eq!((ok.len(), r.latency.len()), (2, 5));
+        assert!(ok.min() >= 9_000_000 && ok.max() < 13_000_000);
+        let mut total = Recorded::with(false, true);
+        total.add(&r);
+        assert_eq!(total.ok.as_ref().map(|h| h.len()), Some(2));
+        assert!(
+            Recorded::new(false).ok.is_none(),
+            "not recorded unless asked"
+        );
     }
 }

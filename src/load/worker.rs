@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub timeout: Duration,
     pub interval: Duration,
     pub open_loop: bool,
+    /// Record 2xx-only latency too ([`Recorded::ok`]).
+    pub ok_latency: bool,
 }
 
 /// Whether every request so far ended in a refused connection: `refused` once one
@@ -104,7 +106,10 @@ impl Worker {
     fn roll(&mut self, now: Instant) {
         while now >= self.boundary {
             let data = if self.rec.counts.requests() > 0 {
-                let fresh = Box::new(Recorded::new(self.shared.open_loop));
+                let fresh = Box::new(Recorded::with(
+                    self.shared.open_loop,
+                    self.shared.ok_latency,
+                ));
                 Some(std::mem::replace(&mut self.rec, fresh))
             } else {
                 None
@@ -166,7 +171,7 @@ pub(crate) async fn run_worker(id: usize, shared: Arc<Shared>, tx: UnboundedSend
     let start = shared.plan.start();
     let mut w = Worker {
         id,
-        rec: Box::new(Recorded::new(shared.open_loop)),
+        rec: Box::new(Recorded::with(shared.open_loop, shared.ok_latency)),
         index: 0,
         boundary: start + shared.interval,
         tx,

@@ -106,6 +106,35 @@ fn status_codes_are_counted_separately() {
     );
 }
 
+/// `--latency-2xx` adds the latency of 2xx answers alone; fast 429s stay out of it
+/// (and in `latency_ms`, which counts every request).
+#[test]
+fn latency_2xx_leaves_other_statuses_out() {
+    let s = servers::spawn(Behavior::Pattern(vec![429]));
+    let (code, v, err) = load_json(&[&s.url("/"), "-n", "50", "-c", "2", "--latency-2xx"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(v["latency_ms"]["p50"].is_number(), "{v}");
+    assert!(v["latency_2xx_ms"]["p50"].is_null(), "no 2xx answer: {v}");
+    let (_, plain, _) = load_json(&[&s.url("/"), "-n", "5", "-c", "1"]);
+    assert!(
+        plain.get("latency_2xx_ms").is_none(),
+        "only when asked: {plain}"
+    );
+
+    let ok = servers::spawn(Behavior::Pattern(vec![200, 429]));
+    let (code, v, err) = load_json(&[&ok.url("/"), "-n", "40", "-c", "1", "--latency-2xx"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(n(&v, &["status_codes", "200"]), 20, "{v}");
+    assert!(
+        f(&v, &["latency_2xx_ms", "max"]) <= f(&v, &["latency_ms", "max"]),
+        "{v}"
+    );
+    let (code, out, err) =
+        run(meshdrill().args(["load", &ok.url("/"), "-n", "4", "-c", "1", "--latency-2xx"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2xx only (ms): p50 "), "{out}");
+}
+
 #[test]
 fn refused_connections_are_errors_and_exit_3() {
     let port = refused_port();
