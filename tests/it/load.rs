@@ -562,6 +562,26 @@ fn a_stall_at_the_end_of_a_run_shows_in_the_tail_and_is_not_missed() {
     assert!(p90 >= 250.0, "p90 {p90} ms hides the freeze at the end");
 }
 
+/// SIGINT to `child` once `server` has seen `hits` requests (waited on, at most 30 s),
+/// then its output.
+fn interrupt_after(
+    child: std::process::Child,
+    server: &servers::Server,
+    hits: u64,
+) -> std::process::Output {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while server.hits() < hits && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(server.hits() >= hits, "the run never got going");
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(killed.success());
+    child.wait_with_output().expect("wait")
+}
+
 #[test]
 fn ctrl_c_prints_results_so_far_and_exits_130() {
     let s = servers::spawn(Behavior::Delay(Duration::from_millis(2)));
@@ -571,13 +591,7 @@ fn ctrl_c_prints_results_so_far_and_exits_130() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    std::thread::sleep(Duration::from_millis(800));
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill -INT");
-    assert!(killed.success());
-    let out = child.wait_with_output().expect("wait");
+    let out = interrupt_after(child, &s, 100);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(130), "{stdout}");
     let v: Value = serde_json::from_str(stdout.trim()).expect("results so far as JSON");
@@ -611,13 +625,7 @@ fn ctrl_c_on_an_open_loop_run_is_not_a_missed_rate() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn");
-        std::thread::sleep(Duration::from_millis(1500));
-        let killed = std::process::Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .expect("kill -INT");
-        assert!(killed.success());
-        let out = child.wait_with_output().expect("wait");
+        let out = interrupt_after(child, &s, s.hits() + 200);
         let (stdout, stderr) = (
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
