@@ -74,10 +74,23 @@ impl Failure {
 
 pub type CliResult<T = Exit> = Result<T, Failure>;
 
+/// `--version`: meshdrill's, and the Envoy and Istio releases it is tested against.
+fn long_version() -> &'static str {
+    let (envoy, istio) = crate::mesh::envoy::pinned_versions();
+    Box::leak(
+        format!(
+            "{} (tested with Envoy {envoy}; the local mesh translates as Istio {istio})",
+            env!("CARGO_PKG_VERSION")
+        )
+        .into_boxed_str(),
+    )
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "meshdrill",
     version,
+    long_version = long_version(),
     about = "Resilience drills for Istio/Envoy: reversible VirtualService faults, load, SLO verdicts",
     long_about = "meshdrill injects VirtualService faults (delay, abort, network failure), retries and \
 timeouts as reversible RFC 6902 patches — on a manifest file (-f), a local mesh on a real Envoy \

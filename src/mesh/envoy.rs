@@ -12,6 +12,23 @@ use serde_json::{Value, json};
 
 use super::MeshError;
 
+/// `versions.env`: the Envoy release the suite is proven on and the Istio release whose
+/// translation the local mesh follows.
+const VERSIONS: &str = include_str!("../../versions.env");
+
+/// `(envoy, istio)` versions from `versions.env` (`"?"` if a line is missing).
+pub fn pinned_versions() -> (&'static str, &'static str) {
+    let get = |key: &str| {
+        VERSIONS
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+            .map(str::trim)
+            .next()
+            .unwrap_or("?")
+    };
+    (get("ENVOY_VERSION"), get("ISTIO_VERSION"))
+}
+
 /// The environment variable naming the Envoy binary.
 pub const ENV_VAR: &str = "MESHDRILL_ENVOY";
 
