@@ -1203,6 +1203,20 @@ fn fake_server_compares_test_values_by_raw_bytes_like_evanphx() {
                 .expect_err("a raw & does not equal the stored \\u0026"),
         );
         assert_eq!((code, reason.as_str()), (422, "Invalid"), "{msg}");
+        // An object compares exactly: a `test` value with an extra key fails (a subset
+        // comparison would pass it here and fail on a cluster).
+        let extra: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "test", "path": "/spec/http/0/route/0/destination",
+             "value": {"host": "reviews", "subset": "v2", "port": {"number": 9080}}},
+            {"op": "add", "path": "/spec/http/0/timeout", "value": "1s"}
+        ]))
+        .expect("patch");
+        let (code, reason, msg) = api_status(
+            api.patch("reviews", &PatchParams::default(), &Patch::Json::<()>(extra))
+                .await
+                .expect_err("an extra key is not equal"),
+        );
+        assert_eq!((code, reason.as_str()), (422, "Invalid"), "{msg}");
         // The same test, escaped as Go escapes it, passes (sent as raw bytes).
         let body = r#"[{"op":"test","path":"/spec/http/0/match/0/headers/x-team/exact","value":"a\u0026b"},{"op":"add","path":"/spec/http/0/timeout","value":"1s"}]"#;
         let req = http::Request::patch(

@@ -1308,12 +1308,18 @@ impl<'a> RawParser<'a> {
 fn evanphx_equal(stored: &Raw, sent: &Raw) -> bool {
     match (stored, sent) {
         (Raw::Leaf(a), Raw::Leaf(b)) => a == b,
-        (Raw::Obj(a), Raw::Obj(b)) => a.iter().all(|(k, v)| {
-            b.iter()
-                .rev()
-                .find(|(bk, _)| bk == k)
-                .is_some_and(|(_, bv)| evanphx_equal(v, bv))
-        }),
+        // Exactly the same keys (evanphx json-patch >= 4.6 compares key counts; a
+        // repeated key in the sent JSON counts once, its last value wins, as Go reads it).
+        (Raw::Obj(a), Raw::Obj(b)) => {
+            let unique: std::collections::BTreeSet<&String> = b.iter().map(|(k, _)| k).collect();
+            unique.len() == a.len()
+                && a.iter().all(|(k, v)| {
+                    b.iter()
+                        .rev()
+                        .find(|(bk, _)| bk == k)
+                        .is_some_and(|(_, bv)| evanphx_equal(v, bv))
+                })
+        }
         (Raw::Arr(a), Raw::Arr(b)) => {
             a.len() == b.len() && a.iter().zip(b).all(|(x, y)| evanphx_equal(x, y))
         }
