@@ -95,6 +95,14 @@ impl Drop for Spawned {
     }
 }
 
+/// GETs of VirtualService paths (lists and objects) so far.
+fn vs_reads(kube: &FakeKube) -> usize {
+    kube.requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/virtualservices"))
+        .count()
+}
+
 fn patches(kube: &FakeKube) -> Vec<crate::common::fake_kube::Seen> {
     kube.requests()
         .into_iter()
@@ -402,10 +410,12 @@ fn forbidden_patch_is_exit_3_and_leaves_no_annotation() {
 fn api_errors_are_reported_and_only_reads_are_retried() {
     let kube = FakeKube::start();
     let before = kube.put_vs(reviews("default"));
-    // A 503 on a read is retried.
-    kube.fail_next("GET", 503);
+    // A 503 on a read of the VirtualServices (not discovery) is retried: the list is
+    // asked for twice.
+    kube.fail_next_on("GET", "/virtualservices", 503);
     let (code, _, err) = run(md(&kube, Auth::Token).args(["status"]));
     assert_eq!(code, 0, "{err}");
+    assert_eq!(vs_reads(&kube), 2, "the failed read and its retry");
     // A 503 on the patch is not retried, and nothing is recorded.
     kube.fail_next("PATCH", 503);
     let (code, _, err) =
@@ -440,10 +450,11 @@ fn api_errors_are_reported_and_only_reads_are_retried() {
 fn timeouts_retry_reads_and_a_patch_that_landed_is_found() {
     let kube = FakeKube::start();
     kube.put_vs(reviews("default"));
-    // A read that times out is retried.
-    kube.delay_next("GET", Duration::from_secs(3));
+    // A read of the VirtualServices that times out is retried.
+    kube.delay_next_on("GET", "/virtualservices", Duration::from_secs(3));
     let (code, _, err) = run(md(&kube, Auth::Token).args(["status", "--request-timeout", "1s"]));
     assert_eq!(code, 0, "{err}");
+    assert_eq!(vs_reads(&kube), 2, "the slow read and its retry");
     // A patch carried out whose answer is lost: meshdrill reads the object again and
     // finds its own record instead of reporting a failure (or patching twice).
     kube.delay_next("PATCH", Duration::from_secs(3));

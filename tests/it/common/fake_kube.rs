@@ -92,6 +92,8 @@ pub struct Seen {
 #[derive(Debug, Clone)]
 struct Failing {
     method: String,
+    /// Only requests whose path contains this (None: any path, discovery included).
+    path: Option<String>,
     status: u16,
     /// Carry the request out anyway, visible only after this long.
     late: Option<std::time::Duration>,
@@ -102,7 +104,8 @@ type Edit = Box<dyn FnOnce(&mut Value) + Send>;
 
 #[derive(Default)]
 struct State {
-    delay_next: Vec<(String, std::time::Duration)>,
+    /// (method, path fragment or any, delay).
+    delay_next: Vec<(String, Option<String>, std::time::Duration)>,
     edit_before: Vec<(String, String, String, Edit)>,
     delete_before: Vec<(String, String, String)>,
     /// Changes carried out but not yet visible: (when, key, object).
@@ -268,13 +271,18 @@ impl FakeKube {
                                 let st = st.clone();
                                 async move {
                                     let method = req.method().as_str().to_string();
+                                    let path = req.uri().path().to_string();
                                     let resp = handle(st.clone(), has_cert, req).await;
                                     let delay = {
                                         let mut s = st.lock().unwrap_or_else(|p| p.into_inner());
                                         s.delay_next
                                             .iter()
-                                            .position(|(m, _)| *m == method)
-                                            .map(|i| s.delay_next.remove(i).1)
+                                            .position(|(m, p, _)| {
+                                                *m == method
+                                                    && p.as_ref()
+                                                        .is_none_or(|p| path.contains(p.as_str()))
+                                            })
+                                            .map(|i| s.delay_next.remove(i).2)
                                     };
                                     if let Some(d) = delay {
                                         tokio::time::sleep(d).await;
@@ -416,7 +424,15 @@ impl FakeKube {
     /// Carries out the next request with `method`, then holds the answer back for `d`:
     /// a client that gives up first does not know that it landed.
     pub fn delay_next(&self, method: &str, d: std::time::Duration) {
-        self.lock().delay_next.push((method.into(), d));
+        self.lock().delay_next.push((method.into(), None, d));
+    }
+
+    /// [`FakeKube::delay_next`] for the next `method` request whose path contains
+    /// `path` (e.g. `/virtualservices`), so discovery is not the one delayed.
+    pub fn delay_next_on(&self, method: &str, path: &str, d: std::time::Duration) {
+        self.lock()
+            .delay_next
+            .push((method.into(), Some(path.into()), d));
     }
 
     /// Fails the next request with this method (GET, PATCH, ...) with `status` and the
@@ -424,6 +440,17 @@ impl FakeKube {
     pub fn fail_next(&self, method: &str, status: u16) {
         self.lock().fail_next.push(Failing {
             method: method.to_string(),
+            path: None,
+            status,
+            late: None,
+        });
+    }
+
+    /// [`FakeKube::fail_next`] for the next `method` request whose path contains `path`.
+    pub fn fail_next_on(&self, method: &str, path: &str, status: u16) {
+        self.lock().fail_next.push(Failing {
+            method: method.to_string(),
+            path: Some(path.to_string()),
             status,
             late: None,
         });
@@ -434,6 +461,7 @@ impl FakeKube {
     pub fn fail_next_then_apply(&self, method: &str, status: u16, after: std::time::Duration) {
         self.lock().fail_next.push(Failing {
             method: method.to_string(),
+            path: None,
             status,
             late: Some(after),
         });
@@ -919,7 +947,9 @@ async fn handle(
         let (_, dns, dname) = st.delete_before.remove(i);
         st.vs.remove(&(dns, dname));
     }
-    if let Some(i) = st.fail_next.iter().position(|f| f.method == method) {
+    if let Some(i) = st.fail_next.iter().position(|f| {
+        f.method == method && f.path.as_ref().is_none_or(|p| path.contains(p.as_str()))
+    }) {
         let f = st.fail_next.remove(i);
         if let (Some(after), [_, _, v, "namespaces", _, "virtualservices", _]) =
             (f.late, seg.as_slice())
