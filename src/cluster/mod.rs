@@ -254,7 +254,10 @@ impl ApiFailure {
                     s.message.clone()
                 },
                 // The credentials were refused: say which ones.
-                via: (s.code == 401).then(|| via.to_string()),
+                // Refused credentials (401), or none at all (403 as system:anonymous):
+                // say where the settings came from.
+                via: (s.code == 401 || (s.code == 403 && s.message.contains("system:anonymous")))
+                    .then(|| via.to_string()),
                 causes: s
                     .details
                     .iter()

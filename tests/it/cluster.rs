@@ -302,6 +302,14 @@ fn wrong_ca_fails_tls_verification_with_exit_3() {
     assert!(err.contains("HTTP 401 Unauthorized"), "{err}");
     assert!(err.contains("KUBERNETES_API_KEY"), "{err}");
 
+    // No credentials at all: a real server answers 403 as system:anonymous (not 401);
+    // the error still says where the connection settings came from.
+    let (code, _, err) = run(md(&kube, Auth::Anonymous).args(["status"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("HTTP 403 Forbidden"), "{err}");
+    assert!(err.contains("system:anonymous"), "{err}");
+    assert!(err.contains("connection settings from"), "{err}");
+
     // Skipping verification works, loudly.
     let mut c = md(&kube, Auth::Token);
     c.env("KUBERNETES_CA_CERT_FILE", &kube.wrong_ca_file)

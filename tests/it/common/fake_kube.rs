@@ -54,6 +54,8 @@ pub enum Auth {
     Cert,
     /// `KUBERNETES_API_KEY`.
     Token,
+    /// No credentials at all: the server sees `system:anonymous`.
+    Anonymous,
 }
 
 /// One pod deletion as received.
@@ -339,6 +341,10 @@ impl FakeKube {
                 .env_remove("KUBERNETES_API_KEY"),
             Auth::Token => cmd
                 .env("KUBERNETES_API_KEY", Self::TOKEN)
+                .env_remove("KUBERNETES_CERT_FILE")
+                .env_remove("KUBERNETES_KEY_FILE"),
+            Auth::Anonymous => cmd
+                .env_remove("KUBERNETES_API_KEY")
                 .env_remove("KUBERNETES_CERT_FILE")
                 .env_remove("KUBERNETES_KEY_FILE"),
         }
@@ -841,17 +847,22 @@ fn istio_resources(v: &str) -> Value {
 
 // === Request handling ===
 
+/// Who is asking: the client certificate's user, the token's, `system:anonymous` when
+/// no credentials came (kube-apiserver's default `--anonymous-auth=true`), or `None`
+/// for credentials it does not accept (401).
 fn user_of(has_cert: bool, req: &Request<hyper::body::Incoming>) -> Option<String> {
     if has_cert {
         return Some(FakeKube::CERT_USER.into());
     }
-    let h = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    let Some(h) = req.headers().get(hyper::header::AUTHORIZATION) else {
+        return Some(ANONYMOUS.into());
+    };
+    let h = h.to_str().ok()?;
     (h == format!("Bearer {}", FakeKube::TOKEN)).then(|| FakeKube::TOKEN_USER.into())
 }
+
+/// The user of a request without credentials.
+const ANONYMOUS: &str = "system:anonymous";
 
 fn query(req: &Request<hyper::body::Incoming>, key: &str) -> Option<String> {
     let q = req.uri().query()?;
@@ -903,6 +914,16 @@ async fn handle(
     let Some(user) = user else {
         return status(401, "Unauthorized", "Unauthorized", None);
     };
+    // RBAC grants system:anonymous nothing by default (discovery is bound to
+    // system:authenticated since Kubernetes 1.14): 403, not 401.
+    if user == ANONYMOUS {
+        let what = if path.starts_with("/api") && path.matches('/').count() <= 3 {
+            format!("forbidden: User {ANONYMOUS:?} cannot get path {path:?}")
+        } else {
+            format!("{path} is forbidden: User {ANONYMOUS:?} cannot access it")
+        };
+        return status(403, "Forbidden", &what, None);
+    }
     let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
     let verb = match (method.as_str(), seg.len()) {
         ("GET", 5) if seg[0] == "api" => "list",
