@@ -1257,6 +1257,55 @@ fn fake_server_compares_test_values_by_raw_bytes_like_evanphx() {
     );
 }
 
+/// The fake is as strict as kube-apiserver for custom resources: an update (PUT)
+/// without a resourceVersion is 422, and a patch that changes nothing keeps the
+/// resourceVersion (a client that waits for a new one would wait forever).
+#[test]
+fn fake_server_refuses_blind_updates_and_keeps_the_version_on_a_no_op() {
+    use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+    use kube::discovery::ApiResource;
+    let kube = FakeKube::start();
+    let stored = kube.put_vs(reviews("default"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let ar = ApiResource {
+            group: "networking.istio.io".into(),
+            version: "v1".into(),
+            api_version: "networking.istio.io/v1".into(),
+            kind: "VirtualService".into(),
+            plural: "virtualservices".into(),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(kube_client(&kube), "default", &ar);
+        let mut blind: DynamicObject = serde_json::from_value(stored.clone()).expect("object");
+        blind.metadata.resource_version = None;
+        let (code, reason, msg) = api_status(
+            api.replace("reviews", &PostParams::default(), &blind)
+                .await
+                .expect_err("no resourceVersion"),
+        );
+        assert_eq!((code, reason.as_str()), (422, "Invalid"), "{msg}");
+        assert!(msg.contains("must be specified for an update"), "{msg}");
+        // A patch whose result equals the object: same resourceVersion.
+        let same: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "replace", "path": "/spec/http/1/timeout", "value": "3s"}
+        ]))
+        .expect("patch");
+        let after = api
+            .patch("reviews", &PatchParams::default(), &Patch::Json::<()>(same))
+            .await
+            .expect("no-op patch");
+        assert_eq!(
+            after.metadata.resource_version.as_deref(),
+            stored
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+        );
+    });
+}
+
 // === meshdrill run on a cluster ===
 
 /// A drill on the cluster: background load against a local server (loopback), a

@@ -1146,6 +1146,18 @@ fn create_vs(st: &mut State, v: &str, ns: &str, body: &[u8]) -> Resp {
 }
 
 fn store(st: &mut State, key: (String, String), before: &Value, mut after: Value) -> Value {
+    // A write that changes nothing is a no-op: the resourceVersion stays (etcd is not
+    // written), as kube-apiserver does.
+    let mut same = after.clone();
+    if let (Some(m), Some(rv)) = (
+        same.get_mut("metadata").and_then(Value::as_object_mut),
+        before.pointer("/metadata/resourceVersion"),
+    ) {
+        m.insert("resourceVersion".into(), rv.clone());
+    }
+    if same == *before {
+        return same;
+    }
     let rv = st.next_rv();
     after["metadata"]["resourceVersion"] = json!(rv);
     let generation = before
@@ -1186,7 +1198,19 @@ fn one_vs(
                 return status(400, "BadRequest", "the body is not a JSON object", None);
             };
             let sent_rv = obj.pointer("/metadata/resourceVersion");
-            if sent_rv.is_some() && sent_rv != current.pointer("/metadata/resourceVersion") {
+            // Custom resources refuse an update without a resourceVersion (422), unlike
+            // some built-in kinds.
+            if sent_rv.is_none_or(|r| r.as_str().is_none_or(str::is_empty)) {
+                return status(
+                    422,
+                    "Invalid",
+                    &format!(
+                        "VirtualService.{GROUP} {name:?} is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
+                    ),
+                    Some(details(name, "virtualservices", GROUP)),
+                );
+            }
+            if sent_rv != current.pointer("/metadata/resourceVersion") {
                 return conflict(name);
             }
             let stored = store(st, key, &current, with_version(obj, v));
