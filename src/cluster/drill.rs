@@ -89,12 +89,17 @@ fn interrupted(ns: &str, name: &str) -> Error {
 
 /// The outcome of a guarded patch refused although the object did not change. A
 /// failed JSON Patch `test` is a 422 whose Status names no cause on a real API server
-/// (a generic "rejected our request"); any cause it does give is in the failure text.
+/// (a generic "rejected our request"); a changed object the server finds invalid (its
+/// CRD schema, CEL rules) is a 422 "… is invalid: FIELD: …" with `causes`, and an
+/// admission webhook's refusal (Istio's validation.istio.io) says "denied the request".
 fn refused(f: &ApiFailure) -> String {
-    if f.status == Some(422) {
-        "a `test` operation of the patch failed although the object did not change since meshdrill read it; nothing was changed. Check the drill with `meshdrill status` and the object with `kubectl get virtualservice -o yaml`".into()
-    } else {
-        UNCHANGED.into()
+    let invalid = !f.causes.is_empty()
+        || f.message.contains(" is invalid: ")
+        || f.message.contains("denied the request");
+    match f.status {
+        Some(_) if invalid => "the API server refused the changed object as invalid (the field and reason are above); nothing was changed. Check the change against `meshdrill validate`, and the cluster's Istio version".into(),
+        Some(422) => "a `test` operation of the patch failed although the object did not change since meshdrill read it; nothing was changed. Check the drill with `meshdrill status` and the object with `kubectl get virtualservice -o yaml`".into(),
+        _ => UNCHANGED.into(),
     }
 }
 

@@ -441,6 +441,11 @@ fn api_errors_are_reported_and_only_reads_are_retried() {
         run(md(&kube, Auth::Token).args(["fault", "abort", "reviews", "--status", "503"]));
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("is invalid"), "{err}");
+    // An invalid object is not taken for a failed `test` (a concurrent edit).
+    assert!(
+        err.contains("refused the changed object as invalid") && !err.contains("`test` operation"),
+        "{err}"
+    );
     // 404.
     let (code, _, err) =
         run(md(&kube, Auth::Token).args(["fault", "abort", "ratings", "--status", "503"]));
