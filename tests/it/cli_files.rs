@@ -342,7 +342,8 @@ fn every_output_passes_validation_and_templates_are_valid() {
         n += 1;
         let (code, out, err) = run(meshdrill().arg("validate").arg(&path));
         assert_eq!(code, 0, "{}: {err}", path.display());
-        assert!(out.contains("valid"), "{out}");
+        // ": valid" — "valid" alone is also a substring of "invalid".
+        assert!(out.contains(": valid") && !out.contains("invalid"), "{out}");
         if !out.contains("VirtualService") {
             continue;
         }

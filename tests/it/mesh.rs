@@ -880,7 +880,7 @@ fn a_second_mesh_up_on_a_dir_in_use_is_refused_and_leaves_the_first_running() {
         .arg(&f)
         .arg("--dir")
         .arg(dir.path()));
-    assert_ne!(code, 0, "{err}");
+    assert_eq!(code, 2, "a usage error, not a panic (101) or a target error: {err}");
     assert!(err.contains("already running"), "{err}");
     let out = load(mesh.ingress_addr(), host, "/", 10, 1, LIMIT);
     assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
