@@ -370,19 +370,29 @@ spec:
   - route: [{destination: {host: one}}]
 ";
 
+/// Load for 3 s with replica 0 of `host` killed about 0.8 s in: the outcomes, and when
+/// the kill had been carried out — measured, from before the load started, so a slow
+/// box that kills late cannot make requests before the kill count as after it.
 fn load_while_killing(
     mesh: &mut meshdrill::mesh::RunningMesh,
     host: &'static str,
-) -> Vec<crate::common::mesh::Outcome> {
+) -> (Vec<crate::common::mesh::Outcome>, Duration) {
     let addr = mesh.ingress_addr();
     // At a gateway a short VirtualService host matches only as its FQDN.
     let fqdn = format!("{host}.default.svc.cluster.local");
+    let start = std::time::Instant::now();
     let loader =
         std::thread::spawn(move || load(addr, &fqdn, "/", 100_000, 8, Duration::from_secs(3)));
     std::thread::sleep(Duration::from_millis(800));
     let killed = mesh.kill(host, Some(0)).expect("kill");
+    let killed_at = start.elapsed();
     assert_eq!(killed, vec![0]);
-    loader.join().expect("loader")
+    let out = loader.join().expect("loader");
+    assert!(
+        out.iter().any(|o| o.at < killed_at) && out.iter().any(|o| o.at > killed_at),
+        "the load overlapped the kill (at {killed_at:?})"
+    );
+    (out, killed_at)
 }
 
 #[test]
@@ -390,11 +400,11 @@ fn killing_a_replica_under_load_three_replicas_vs_one() {
     let _s = serial();
     let mut mesh = start(KILL);
     // 3 replicas + Istio's default retries (connect-failure, previous hosts): almost free.
-    let out = load_while_killing(&mut mesh, "three");
+    let (out, killed_at) = load_while_killing(&mut mesh, "three");
     let failed = out.iter().filter(|o| o.status != 200).count();
     let after: Vec<_> = out
         .iter()
-        .filter(|o| o.at > Duration::from_millis(1300))
+        .filter(|o| o.at > killed_at + Duration::from_millis(500))
         .collect();
     assert!(after.len() > 50, "load continued after the kill");
     // At most the requests in flight on the killed replica fail (8 connections; a
@@ -407,10 +417,11 @@ fn killing_a_replica_under_load_three_replicas_vs_one() {
         statuses(&out)
     );
     // 1 replica: an outage from the kill on.
-    let out1 = load_while_killing(&mut mesh, "one");
+    let (out1, killed_at) = load_while_killing(&mut mesh, "one");
+    // Requests sent after the kill (with time for Envoy to see the closed port).
     let after1: Vec<_> = out1
         .iter()
-        .filter(|o| o.at > Duration::from_millis(1300))
+        .filter(|o| o.at > killed_at + Duration::from_millis(500))
         .collect();
     assert!(!after1.is_empty());
     let down = after1.iter().filter(|o| o.status == 503).count() as f64 / after1.len() as f64;
@@ -880,7 +891,10 @@ fn a_second_mesh_up_on_a_dir_in_use_is_refused_and_leaves_the_first_running() {
         .arg(&f)
         .arg("--dir")
         .arg(dir.path()));
-    assert_eq!(code, 2, "a usage error, not a panic (101) or a target error: {err}");
+    assert_eq!(
+        code, 2,
+        "a usage error, not a panic (101) or a target error: {err}"
+    );
     assert!(err.contains("already running"), "{err}");
     let out = load(mesh.ingress_addr(), host, "/", 10, 1, LIMIT);
     assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
