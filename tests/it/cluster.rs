@@ -959,6 +959,10 @@ fn applied(kube: &FakeKube, ns: &str) -> bool {
 fn rollback_under_wait_retries_through_429_and_503() {
     let kube = FakeKube::start();
     let before = kube.put_vs(reviews("default"));
+    // The API server is overloaded when the rollback comes: the apply goes through,
+    // the next two PATCHes fail (queued before the start: no race with the 2 s hold).
+    kube.fail_after("PATCH", 1, 429);
+    kube.fail_next("PATCH", 503);
     let mut child = Spawned::start(
         md(&kube, Auth::Token)
             .env("MESHDRILL_ROLLBACK_DEADLINE", "30s")
@@ -967,9 +971,6 @@ fn rollback_under_wait_retries_through_429_and_503() {
             ]),
     );
     assert!(applied(&kube, "default"), "the fault was applied");
-    // The API server is overloaded when the rollback comes.
-    kube.fail_next("PATCH", 429);
-    kube.fail_next("PATCH", 503);
     let (code, out, err) = child.finish(Duration::from_secs(40));
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(out.contains("restored"), "{out}");
@@ -985,6 +986,12 @@ fn rollback_under_wait_retries_through_429_and_503() {
 fn rollback_gives_up_after_its_deadline_and_says_how_to_recover() {
     let kube = FakeKube::start();
     kube.put_vs(reviews("default"));
+    // Every PATCH after the apply fails (queued before the start: the 1 s hold cannot
+    // end before they are).
+    kube.fail_after("PATCH", 1, 503);
+    for _ in 0..40 {
+        kube.fail_next("PATCH", 503);
+    }
     let mut child = Spawned::start(
         md(&kube, Auth::Token)
             .env("MESHDRILL_ROLLBACK_DEADLINE", "1s")
@@ -993,9 +1000,6 @@ fn rollback_gives_up_after_its_deadline_and_says_how_to_recover() {
             ]),
     );
     assert!(applied(&kube, "default"));
-    for _ in 0..40 {
-        kube.fail_next("PATCH", 503);
-    }
     let (code, out, err) = child.finish(Duration::from_secs(30));
     assert_eq!(code, Some(3), "{out}\n{err}");
     assert!(err.contains("rollback failed"), "{err}");

@@ -96,6 +96,8 @@ struct Failing {
     method: String,
     /// Only requests whose path contains this (None: any path, discovery included).
     path: Option<String>,
+    /// Matching requests to let through first (served normally) before this one fails.
+    skip: usize,
     status: u16,
     /// Carry the request out anyway, visible only after this long.
     late: Option<std::time::Duration>,
@@ -447,6 +449,20 @@ impl FakeKube {
         self.lock().fail_next.push(Failing {
             method: method.to_string(),
             path: None,
+            skip: 0,
+            status,
+            late: None,
+        });
+    }
+
+    /// Lets the next `skip` requests with `method` through, then fails one with
+    /// `status` — queued before the command runs, so no race with it. Queued failures
+    /// are taken in order: a later one waits until this one has fired.
+    pub fn fail_after(&self, method: &str, skip: usize, status: u16) {
+        self.lock().fail_next.push(Failing {
+            method: method.to_string(),
+            path: None,
+            skip,
             status,
             late: None,
         });
@@ -457,6 +473,7 @@ impl FakeKube {
         self.lock().fail_next.push(Failing {
             method: method.to_string(),
             path: Some(path.to_string()),
+            skip: 0,
             status,
             late: None,
         });
@@ -468,6 +485,7 @@ impl FakeKube {
         self.lock().fail_next.push(Failing {
             method: method.to_string(),
             path: None,
+            skip: 0,
             status,
             late: Some(after),
         });
@@ -968,9 +986,17 @@ async fn handle(
         let (_, dns, dname) = st.delete_before.remove(i);
         st.vs.remove(&(dns, dname));
     }
-    if let Some(i) = st.fail_next.iter().position(|f| {
+    let fails = st.fail_next.iter().position(|f| {
         f.method == method && f.path.as_ref().is_none_or(|p| path.contains(p.as_str()))
-    }) {
+    });
+    let fails = match fails {
+        Some(i) if st.fail_next[i].skip > 0 => {
+            st.fail_next[i].skip -= 1;
+            None
+        }
+        other => other,
+    };
+    if let Some(i) = fails {
         let f = st.fail_next.remove(i);
         if let (Some(after), [_, _, v, "namespaces", _, "virtualservices", _]) =
             (f.late, seg.as_slice())
