@@ -32,6 +32,21 @@ pub enum FaultCommand {
     Network(NetworkArgs),
 }
 
+/// Parses a flag with an Istio type's own rules; the error says only what is allowed
+/// (clap already prints "invalid value 'X' for '--flag'").
+fn flag<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr<Err = crate::istio::types::ValueError>,
+{
+    s.parse()
+        .map_err(|e: crate::istio::types::ValueError| e.allowed)
+}
+
+/// `--attempts`, with the validator's bounds.
+fn attempts(s: &str) -> Result<u32, String> {
+    crate::istio::types::parse_attempts(s).map_err(|e| e.allowed)
+}
+
 #[derive(Debug, Parser)]
 pub struct AbortArgs {
     #[command(flatten)]
@@ -42,18 +57,20 @@ pub struct AbortArgs {
         value_name = "CODE",
         allow_negative_numbers = true,
         conflicts_with = "grpc_status",
-        required_unless_present = "grpc_status"
+        required_unless_present = "grpc_status",
+        value_parser = flag::<HttpStatus>
     )]
     pub status: Option<HttpStatus>,
     /// gRPC status name to answer with (e.g. UNAVAILABLE).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = flag::<GrpcStatus>)]
     pub grpc_status: Option<GrpcStatus>,
     /// Share of requests to abort, 0.0001-100.
     #[arg(
         long,
         value_name = "PERCENT",
         default_value = "100",
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        value_parser = flag::<Percentage>
     )]
     pub percent: Percentage,
 }
@@ -63,14 +80,15 @@ pub struct DelayArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     /// The delay (Go duration, whole milliseconds, e.g. 2s or 150ms).
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = flag::<IstioDuration>)]
     pub fixed: IstioDuration,
     /// Share of requests to delay, 0.0001-100.
     #[arg(
         long,
         value_name = "PERCENT",
         default_value = "100",
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        value_parser = flag::<Percentage>
     )]
     pub percent: Percentage,
 }
@@ -80,13 +98,13 @@ pub struct NetworkArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     /// Partial failure: this share of requests fail (default 50).
-    #[arg(long, value_name = "PERCENT", num_args = 0..=1, default_missing_value = "50", group = "kind", required = true, allow_negative_numbers = true)]
+    #[arg(long, value_name = "PERCENT", num_args = 0..=1, default_missing_value = "50", group = "kind", required = true, allow_negative_numbers = true, value_parser = flag::<Percentage>)]
     pub partial: Option<Percentage>,
     /// Total failure: every request fails.
     #[arg(long, group = "kind")]
     pub total: bool,
     /// The status failed requests get (default 503).
-    #[arg(long, value_name = "CODE", allow_negative_numbers = true)]
+    #[arg(long, value_name = "CODE", allow_negative_numbers = true, value_parser = flag::<HttpStatus>)]
     pub status: Option<HttpStatus>,
 }
 
@@ -95,19 +113,19 @@ pub struct RetriesArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     /// Retries per request (0 = no retries at all; at most 2147483647).
-    #[arg(long, value_name = "N", value_parser = crate::istio::types::parse_attempts, allow_negative_numbers = true)]
+    #[arg(long, value_name = "N", value_parser = attempts, allow_negative_numbers = true)]
     pub attempts: u32,
     /// Timeout of each try (Go duration).
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = flag::<IstioDuration>)]
     pub per_try_timeout: Option<IstioDuration>,
     /// Conditions, comma-separated, no spaces: 5xx,gateway-error,connect-failure,... or status codes.
-    #[arg(long, value_name = "LIST")]
+    #[arg(long, value_name = "LIST", value_parser = flag::<RetryOn>)]
     pub retry_on: Option<RetryOn>,
     /// Allow retries to other localities.
     #[arg(long, value_name = "BOOL")]
     pub retry_remote_localities: Option<bool>,
     /// Whole-request timeout of the route (Go duration).
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = flag::<IstioDuration>)]
     pub timeout: Option<IstioDuration>,
 }
 
@@ -116,7 +134,7 @@ pub struct TimeoutArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     /// Whole-request timeout of the route (Go duration).
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = flag::<IstioDuration>)]
     pub timeout: IstioDuration,
 }
 

@@ -272,6 +272,11 @@ fn flags_use_the_validators_bounds_and_name_themselves() {
         assert!(out.is_empty(), "{args:?}: {out}");
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(!err.contains("unexpected argument"), "{args:?}: {err}");
+        assert_eq!(
+            err.matches("invalid value").count(),
+            1,
+            "said once, then what is allowed: {err}"
+        );
     }
     // The largest values allowed pass, and `validate` accepts what they produce.
     for args in [
