@@ -366,3 +366,45 @@ fn a_route_name_on_two_routes_warns() {
         "{err}"
     );
 }
+
+/// Bad input changes nothing on a cluster either: flags out of bounds, an unknown
+/// route, a shared route picked by --destination — the API server sees no PATCH, and
+/// the object is as it was.
+#[test]
+fn bad_input_sends_no_patch_to_a_cluster() {
+    use crate::common::fake_kube::{Auth, FakeKube, reviews};
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    for args in [
+        &["fault", "abort", "reviews", "--status", "700"][..],
+        &["fault", "delay", "reviews", "--fixed", "2562048h"],
+        &["retries", "reviews", "--attempts", "2147483648"],
+        &["timeout", "reviews", "--timeout", "-1s"],
+        &[
+            "fault", "abort", "reviews", "--status", "503", "--route", "nope",
+        ],
+        &[
+            "fault",
+            "abort",
+            "reviews",
+            "--status",
+            "503",
+            "--route-index",
+            "9",
+        ],
+        &[
+            "fault", "abort", "reviews", "--status", "503", "-n", "Bad_NS!",
+        ],
+    ] {
+        let mut c = meshdrill();
+        kube.env(&mut c, Auth::Token);
+        let (code, out, err) = run(c.args(args));
+        assert_eq!(code, 2, "{args:?}: {out}\n{err}");
+    }
+    let methods: Vec<String> = kube.requests().into_iter().map(|r| r.method).collect();
+    assert!(
+        methods.iter().all(|m| m == "GET"),
+        "only reads reached the API server: {methods:?}"
+    );
+    assert_eq!(kube.vs("default", "reviews"), Some(before));
+}
