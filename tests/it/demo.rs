@@ -57,6 +57,17 @@ fn the_demo_drill_judges_the_fault_the_retries_and_the_recovery() {
 
 #[test]
 fn ctrl_c_during_the_demo_rolls_back_and_exits_130() {
+    signal_during_the_demo_rolls_back_and_exits_130("INT");
+}
+
+#[test]
+fn sigterm_during_the_demo_rolls_back_and_exits_130() {
+    signal_during_the_demo_rolls_back_and_exits_130("TERM");
+}
+
+fn signal_during_the_demo_rolls_back_and_exits_130(sig: &str) {
+    // A whole mesh under load: not beside the tests that measure latency.
+    let _s = crate::common::mesh::serial();
     let tmp = tempfile::tempdir().expect("tmp");
     let mut child = meshdrill()
         .args(["demo", "--phase", "3s", "--rate", "100"])
@@ -85,6 +96,7 @@ fn ctrl_c_during_the_demo_rolls_back_and_exits_130() {
     assert_eq!(crate::common::mesh::mesh_temp_dirs(tmp.path()).len(), 1);
     interrupt_and_check_nothing_is_left(
         child,
+        sig,
         &started,
         tmp.path(),
         "everything meshdrill changed was rolled back",
@@ -130,19 +142,26 @@ spec:
     }
     assert!(started.len() >= 4, "{started:?}");
     assert_eq!(crate::common::mesh::mesh_temp_dirs(tmp.path()).len(), 1);
-    interrupt_and_check_nothing_is_left(child, &started, tmp.path(), "interrupted during start-up");
+    interrupt_and_check_nothing_is_left(
+        child,
+        "INT",
+        &started,
+        tmp.path(),
+        "interrupted during start-up",
+    );
 }
 
 /// SIGINT to a running `meshdrill`: exit 130 with `says` on stderr, and none of the
 /// processes it `started` nor any mesh temp dir under `tmp` is left.
 fn interrupt_and_check_nothing_is_left(
     child: std::process::Child,
+    sig: &str,
     started: &[u32],
     tmp: &std::path::Path,
     says: &str,
 ) {
     let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([format!("-{sig}"), child.id().to_string()])
         .status()
         .expect("kill");
     assert!(status.success());

@@ -541,3 +541,77 @@ fn ctrl_c_to_the_whole_process_group_still_rolls_back_and_exits_130() {
         Vec::<String>::new()
     );
 }
+
+/// Three changing commands at once on one mesh: each is applied (the mesh serialises
+/// them), the one drill record lists all three, and one `clear` brings the
+/// VirtualService back exactly as it was — no change lost, none left behind.
+#[test]
+fn concurrent_changes_on_a_mesh_all_land_and_one_clear_restores_the_original() {
+    let _s = serial();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (child, _addr, _drain) = spawn_up(&go_demo_8(), dir.path());
+    let _up = KillOnDrop(child);
+    let original = vs(dir.path(), "go-demo-8");
+    let changes: [&[&str]; 3] = [
+        &[
+            "fault",
+            "abort",
+            "go-demo-8",
+            "--status",
+            "500",
+            "--percent",
+            "50",
+        ],
+        &[
+            "fault",
+            "delay",
+            "go-demo-8",
+            "--fixed",
+            "1s",
+            "--percent",
+            "10",
+        ],
+        &["timeout", "go-demo-8", "--timeout", "3s"],
+    ];
+    let children: Vec<_> = changes
+        .iter()
+        .map(|args| {
+            meshdrill()
+                .args(*args)
+                .arg("--mesh")
+                .arg(dir.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().expect("wait");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let now = vs(dir.path(), "go-demo-8");
+    let route = &now["spec"]["http"][0];
+    assert_eq!(route["fault"]["abort"]["httpStatus"], 500, "{route}");
+    assert_eq!(route["fault"]["delay"]["fixedDelay"], "1s", "{route}");
+    assert_eq!(route["timeout"], "3s", "{route}");
+    let record: Value = serde_json::from_str(
+        now.pointer(ANN)
+            .and_then(Value::as_str)
+            .expect("the drill record"),
+    )
+    .expect("record JSON");
+    assert_eq!(
+        record["changes"].as_array().map(Vec::len),
+        Some(3),
+        "{record}"
+    );
+    let (code, _, err) = md_mesh(dir.path(), &["clear", "go-demo-8"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(vs(dir.path(), "go-demo-8"), original);
+}
