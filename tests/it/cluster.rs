@@ -851,6 +851,18 @@ fn kube_client(kube: &FakeKube) -> kube::Client {
     kube::Client::try_from(cfg).expect("client")
 }
 
+/// VirtualServices in `default` on the fake, through kube-rs (call inside a runtime).
+fn vs_api(kube: &FakeKube) -> kube::Api<kube::api::DynamicObject> {
+    let ar = kube::discovery::ApiResource {
+        group: "networking.istio.io".into(),
+        version: "v1".into(),
+        api_version: "networking.istio.io/v1".into(),
+        kind: "VirtualService".into(),
+        plural: "virtualservices".into(),
+    };
+    kube::Api::namespaced_with(kube_client(kube), "default", &ar)
+}
+
 fn api_status(e: kube::Error) -> (u16, String, String) {
     match e {
         kube::Error::Api(s) => (s.code, s.reason, s.message),
@@ -861,23 +873,14 @@ fn api_status(e: kube::Error) -> (u16, String, String) {
 /// The fake answers POST/PUT/DELETE/PATCH the way kube-apiserver does, as kube-rs sees it.
 #[test]
 fn fake_server_answers_like_the_apiserver() {
-    use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-    use kube::discovery::ApiResource;
+    use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
     let kube = FakeKube::start();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let client = kube_client(&kube);
-        let ar = ApiResource {
-            group: "networking.istio.io".into(),
-            version: "v1".into(),
-            api_version: "networking.istio.io/v1".into(),
-            kind: "VirtualService".into(),
-            plural: "virtualservices".into(),
-        };
-        let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &ar);
+        let api = vs_api(&kube);
         let obj: DynamicObject = serde_json::from_value(reviews("default")).expect("vs");
         let created = api
             .create(&PostParams::default(), &obj)
@@ -1203,8 +1206,7 @@ fn a_route_with_html_characters_faults_and_clears_against_a_go_faithful_server()
 /// the same value escaped as Go escapes it passes.
 #[test]
 fn fake_server_compares_test_values_by_raw_bytes_like_evanphx() {
-    use kube::api::{Api, DynamicObject, Patch, PatchParams};
-    use kube::discovery::ApiResource;
+    use kube::api::{DynamicObject, Patch, PatchParams};
     let kube = FakeKube::start();
     kube.put_vs(html_route_vs());
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -1212,14 +1214,7 @@ fn fake_server_compares_test_values_by_raw_bytes_like_evanphx() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let ar = ApiResource {
-            group: "networking.istio.io".into(),
-            version: "v1".into(),
-            api_version: "networking.istio.io/v1".into(),
-            kind: "VirtualService".into(),
-            plural: "virtualservices".into(),
-        };
-        let api: Api<DynamicObject> = Api::namespaced_with(kube_client(&kube), "default", &ar);
+        let api = vs_api(&kube);
         let raw: json_patch::Patch = serde_json::from_value(json!([
             {"op": "test", "path": "/spec/http/0/match/0/headers/x-team/exact", "value": "a&b"},
             {"op": "add", "path": "/spec/http/0/timeout", "value": "1s"}
@@ -1271,8 +1266,7 @@ fn fake_server_compares_test_values_by_raw_bytes_like_evanphx() {
 /// resourceVersion (a client that waits for a new one would wait forever).
 #[test]
 fn fake_server_refuses_blind_updates_and_keeps_the_version_on_a_no_op() {
-    use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
-    use kube::discovery::ApiResource;
+    use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
     let kube = FakeKube::start();
     let stored = kube.put_vs(reviews("default"));
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -1280,14 +1274,7 @@ fn fake_server_refuses_blind_updates_and_keeps_the_version_on_a_no_op() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let ar = ApiResource {
-            group: "networking.istio.io".into(),
-            version: "v1".into(),
-            api_version: "networking.istio.io/v1".into(),
-            kind: "VirtualService".into(),
-            plural: "virtualservices".into(),
-        };
-        let api: Api<DynamicObject> = Api::namespaced_with(kube_client(&kube), "default", &ar);
+        let api = vs_api(&kube);
         let mut blind: DynamicObject = serde_json::from_value(stored.clone()).expect("object");
         blind.metadata.resource_version = None;
         let (code, reason, msg) = api_status(
