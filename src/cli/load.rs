@@ -178,22 +178,18 @@ pub fn config(a: &LoadArgs) -> CliResult<LoadConfig> {
 /// Reads `--body-file`, at most [`load::MAX_BODY`] bytes: a larger file (or a device
 /// such as /dev/zero) is refused while reading, before it fills the memory.
 fn read_body(f: &std::path::Path) -> CliResult<Vec<u8>> {
-    use std::io::Read;
     let fail =
         |e: std::io::Error| Failure::input(anyhow!("cannot read --body-file {}: {e}", f.display()));
     let file = File::open(f).map_err(fail)?;
-    let mut bytes = Vec::new();
-    file.take(load::MAX_BODY as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(fail)?;
-    if bytes.len() > load::MAX_BODY {
-        return Err(Failure::input(anyhow!(
-            "--body-file {} is larger than the {} MiB body limit: send a smaller body",
-            f.display(),
-            load::MAX_BODY >> 20
-        )));
-    }
-    Ok(bytes)
+    crate::istio::manifest::read_at_most(file, load::MAX_BODY)
+        .map_err(fail)?
+        .ok_or_else(|| {
+            Failure::input(anyhow!(
+                "--body-file {} is larger than the {} MiB body limit: send a smaller body",
+                f.display(),
+                load::MAX_BODY >> 20
+            ))
+        })
 }
 
 /// Runs `meshdrill load`.

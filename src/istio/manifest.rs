@@ -158,23 +158,25 @@ pub fn is_stdin(path: &Path) -> bool {
     path.as_os_str() == "-"
 }
 
-/// Reads at most [`MAX_MANIFEST_BYTES`] + 1 bytes, so that `/dev/zero` or a huge file
-/// is refused after 3 MiB instead of filling memory.
-fn read_bounded(mut r: impl Read, source: &Source) -> Result<Vec<u8>, ManifestError> {
+/// Reads all of `r` if it holds at most `limit` bytes, else `None` — having read only
+/// `limit` + 1 bytes, so `/dev/zero` or an endless pipe is refused instead of filling
+/// memory. Shared by every bounded read (manifests, `load --body-file`).
+pub fn read_at_most(r: impl Read, limit: usize) -> std::io::Result<Option<Vec<u8>>> {
     let mut bytes = Vec::new();
-    (&mut r)
-        .take(MAX_MANIFEST_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
+    r.take(limit as u64 + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() <= limit).then_some(bytes))
+}
+
+/// Reads at most [`MAX_MANIFEST_BYTES`]: more is refused after 3 MiB.
+fn read_bounded(r: impl Read, source: &Source) -> Result<Vec<u8>, ManifestError> {
+    read_at_most(r, MAX_MANIFEST_BYTES)
         .map_err(|e| ManifestError::Read {
             source_name: source.clone(),
             cause: io_cause(&e),
-        })?;
-    if bytes.len() > MAX_MANIFEST_BYTES {
-        return Err(ManifestError::TooLarge {
+        })?
+        .ok_or_else(|| ManifestError::TooLarge {
             source_name: source.clone(),
-        });
-    }
-    Ok(bytes)
+        })
 }
 
 /// An I/O error in words, without Rust's `(os error N)` suffix.

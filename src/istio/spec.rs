@@ -382,6 +382,22 @@ pub fn route_destinations(route: &Value) -> Vec<(&str, Option<&str>)> {
         .unwrap_or_default()
 }
 
+/// The traffic share of one entry of a route's `route` list, as Istio translates it:
+/// its `weight`, or when omitted 100 for a route's only destination and 0 otherwise.
+pub fn destination_weight(d: &Value, single: bool) -> u64 {
+    d.get("weight")
+        .and_then(Value::as_u64)
+        .unwrap_or(if single { 100 } else { 0 })
+}
+
+/// `host/subset`, or `host` without a subset.
+pub fn destination_label(host: &str, subset: Option<&str>) -> String {
+    match subset {
+        Some(s) => format!("{host}/{s}"),
+        None => host.to_string(),
+    }
+}
+
 /// One line per route: `#0 name=reviews-v2 -> reviews/v2`, for "no such route" errors.
 pub fn describe_routes(http: &[Value]) -> String {
     let mut out = String::new();
@@ -389,10 +405,7 @@ pub fn describe_routes(http: &[Value]) -> String {
         let name = r.get("name").and_then(Value::as_str).unwrap_or("-");
         let dests: Vec<String> = route_destinations(r)
             .iter()
-            .map(|(h, s)| match s {
-                Some(s) => format!("{h}/{s}"),
-                None => h.to_string(),
-            })
+            .map(|&(h, s)| destination_label(h, s))
             .collect();
         out.push_str(&format!(
             "  #{i} name={name} -> {}\n",

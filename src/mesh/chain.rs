@@ -196,12 +196,8 @@ fn destinations(spec: &MeshSpec, vs: &Value) -> Vec<(String, u32)> {
             .unwrap_or_default();
         let single = list.len() == 1;
         for d in list {
-            // As translate: a destination without a weight gets all traffic when it is
-            // alone, none otherwise.
-            let weight = d
-                .get("weight")
-                .and_then(Value::as_u64)
-                .unwrap_or(if single { 100 } else { 0 });
+            // As translate (one rule): without a weight, all traffic when alone, else none.
+            let weight = crate::istio::spec::destination_weight(d, single);
             if weight == 0 {
                 continue;
             }

@@ -806,10 +806,7 @@ impl Translator<'_> {
                 .and_then(Value::as_str)
                 .unwrap_or("");
             let subset = d.pointer("/destination/subset").and_then(Value::as_str);
-            let weight = d
-                .get("weight")
-                .and_then(Value::as_u64)
-                .unwrap_or(if single { 100 } else { 0 });
+            let weight = crate::istio::spec::destination_weight(d, single);
             let (name, port) = match self.service_for(host, vs_ns) {
                 Some(s) => (s.name.clone(), s.port),
                 None => {

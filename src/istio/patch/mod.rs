@@ -30,7 +30,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::manifest::escape_pointer;
-use super::spec::{Change, FaultKind, RouteSelector, describe_routes};
+use super::spec::{
+    Change, FaultKind, RouteSelector, describe_routes, destination_label, destination_weight,
+};
 
 /// The annotation that holds a [`DrillRecord`].
 pub const ANNOTATION: &str = "meshdrill.io/drill";
@@ -534,22 +536,16 @@ fn refuse_shared_routes(
 /// An omitted weight is 100 for a single destination, else 0, as the mesh translates it.
 fn route_weights(route: &Value, selector: &RouteSelector) -> Vec<(String, u64, bool)> {
     let ds = route.get("route").and_then(Value::as_array);
-    let n = ds.map_or(0, Vec::len);
+    let single = ds.map_or(0, Vec::len) == 1;
     ds.into_iter()
         .flatten()
         .map(|d| {
             let dest = d.get("destination");
             let host = dest.and_then(|x| x.get("host")).and_then(Value::as_str);
             let subset = dest.and_then(|x| x.get("subset")).and_then(Value::as_str);
-            let w = d
-                .get("weight")
-                .and_then(Value::as_u64)
-                .unwrap_or(if n == 1 { 100 } else { 0 });
-            let label = match (host, subset) {
-                (Some(h), Some(s)) => format!("{h}/{s}"),
-                (Some(h), None) => h.to_string(),
-                (None, _) => "(no host)".to_string(),
-            };
+            let w = destination_weight(d, single);
+            let label =
+                host.map_or_else(|| "(no host)".to_string(), |h| destination_label(h, subset));
             let chosen = host.is_some_and(|h| selector.wants_destination(h, subset));
             (label, w, chosen)
         })
