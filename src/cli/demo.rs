@@ -40,6 +40,8 @@ pub struct DemoArgs {
     /// Write the journal here.
     #[arg(long, value_name = "FILE")]
     pub journal: Option<PathBuf>,
+    #[command(flatten)]
+    pub outputs: super::outputs::OutputArgs,
 }
 
 fn parse_phase(s: &str) -> Result<Duration, String> {
@@ -74,6 +76,7 @@ pub fn run(a: DemoArgs, out: &mut (impl Write + Send), err: &mut (impl Write + S
     if let Some(p) = &a.journal {
         super::run::check_writable(p)?;
     }
+    a.outputs.check()?;
     let mut s = crate::scenario::parse_file(&file).map_err(Failure::input)?;
     s.source = "scenarios/network-failure.yaml (built in)".into();
     if let Some(l) = s.load.as_mut() {
@@ -100,5 +103,12 @@ pub fn run(a: DemoArgs, out: &mut (impl Write + Send), err: &mut (impl Write + S
     };
     let journal = drill(&s, d, &RunOptions::default(), out, err)?;
     drop(dir);
-    finish(&journal, a.journal.as_deref(), a.output, out)
+    finish(
+        &journal,
+        a.journal.as_deref(),
+        &a.outputs,
+        a.output,
+        out,
+        err,
+    )
 }

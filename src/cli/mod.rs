@@ -12,6 +12,7 @@ mod drill;
 mod experiment;
 pub mod load;
 mod mesh;
+mod outputs;
 mod run;
 mod validate;
 

@@ -10,6 +10,7 @@ use clap::{Parser, ValueEnum};
 
 use super::args::{ConnArgs, fail, mesh_fail, parse_ttl, runtime};
 use super::drill::{outcome, with_printer, write_summary};
+use super::outputs::OutputArgs;
 use super::{CliResult, Failure, io_err};
 use crate::cancel::Cancel;
 use crate::mesh::{MeshOptions, MeshSpec};
@@ -121,10 +122,18 @@ pub struct RunArgs {
     /// Scenario files: print every second of the background load.
     #[arg(long)]
     pub intervals: bool,
+    #[command(flatten)]
+    pub outputs: OutputArgs,
 }
 
 pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Send)) -> CliResult {
     if crate::experiment::file_is_experiment(&a.file) {
+        if let Some(flag) = a.outputs.given().first() {
+            return Err(Failure::input(anyhow!(
+                "{flag} is for scenario files; {} is a chaostoolkit experiment (its journal, --journal, is chaostoolkit's)",
+                a.file.display()
+            )));
+        }
         return super::experiment::run(a, out, err);
     }
     let experiment_only = [
@@ -201,6 +210,7 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
     if let Some(p) = &a.journal {
         check_writable(p)?;
     }
+    a.outputs.check()?;
     let opts = RunOptions {
         dry_run: a.dry_run,
         rollback_strategy: match a.rollback_strategy {
@@ -222,18 +232,30 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
         intervals: a.intervals,
     };
     let journal = drill(&s, d, &opts, out, err)?;
-    finish(&journal, a.journal.as_deref(), a.output, out)
+    finish(
+        &journal,
+        a.journal.as_deref(),
+        &a.outputs,
+        a.output,
+        out,
+        err,
+    )
 }
 
 /// Fails (exit 2) when `p` cannot be written, leaving nothing behind: a file that was
 /// there is opened, not truncated; one that was not is created and removed again.
 pub fn check_writable(p: &Path) -> CliResult<()> {
+    check_writable_as(p, "the journal")
+}
+
+/// [`check_writable`], naming the file as `what` (`the journal`, `--report`).
+pub fn check_writable_as(p: &Path, what: &str) -> CliResult<()> {
     let existed = p.exists();
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(p)
-        .map_err(|e| Failure::input(anyhow!("cannot write the journal {}: {e}", p.display())))?;
+        .map_err(|e| Failure::input(anyhow!("cannot write {what} {}: {e}", p.display())))?;
     if !existed {
         let _ = std::fs::remove_file(p);
     }
@@ -244,8 +266,10 @@ pub fn check_writable(p: &Path) -> CliResult<()> {
 pub fn finish(
     j: &Journal,
     journal: Option<&Path>,
+    outputs: &OutputArgs,
     output: RunOutput,
     out: &mut impl Write,
+    err: &mut impl Write,
 ) -> CliResult {
     if let Some(p) = journal {
         let text = serde_json::to_vec_pretty(j)
@@ -254,6 +278,8 @@ pub fn finish(
             Failure::target(anyhow!("cannot write the journal {}: {e}", p.display()))
         })?;
     }
+    // The other files come before the summary, so a reader of the summary finds them.
+    let others = outputs.write(j, err);
     let written = match output {
         RunOutput::Json => {
             let text = serde_json::to_string_pretty(j)
@@ -262,6 +288,7 @@ pub fn finish(
         }
         RunOutput::Text => write_summary(out, j),
     };
+    others?;
     match (outcome(j), written) {
         // A reader that went away (`| head`) does not change the verdict's exit code.
         (r, Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => r,
