@@ -391,6 +391,10 @@ async fn hold(
         Ending::TargetError { message } => Err(Failure::target(anyhow!("{message}"))),
         // A hold without load is never judged, stopped by a condition or dry-run.
         Ending::SteadyStateFailed | Ending::StopCondition { .. } | Ending::DryRun => Ok(Exit::Ok),
+        // Only a journal read back from a file lacks its ending.
+        Ending::Unknown => Err(Failure::target(anyhow!(
+            "the drill on {ns}/{name} ended without a record of how"
+        ))),
     };
     if let Target::Mesh(m) = target {
         m.stop();

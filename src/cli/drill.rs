@@ -7,9 +7,9 @@ use std::io::Write;
 use anyhow::anyhow;
 
 use super::{CliResult, Exit, Failure};
+use crate::report::{ci_text, mark, phase_verdict, slo_cells, slo_mark};
 use crate::scenario::journal::{DrillVerdict, Ending, Journal, PhaseRecord};
 use crate::scenario::{Event, Observer};
-use crate::slo::{SloResult, Verdict};
 
 /// Prints progress as the runner reports it — through a writer thread (see
 /// [`with_printer`]), so a terminal or pipe that stops reading never holds up the
@@ -55,60 +55,6 @@ pub fn with_printer<T>(
         drop(p);
         (out, printer.join().ok().flatten())
     })
-}
-
-fn mark(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Pass => "ok",
-        Verdict::Fail => "FAIL",
-        Verdict::Inconclusive => "??",
-    }
-}
-
-fn phase_verdict(p: &PhaseRecord) -> &'static str {
-    if p.expect == "ignore" {
-        return match p.retry_check.as_ref().map(|r| r.verdict) {
-            None => "not judged",
-            Some(Verdict::Pass) => "retries as predicted",
-            Some(Verdict::Fail) => "RETRIES NOT AS PREDICTED",
-            Some(Verdict::Inconclusive) => "retries: inconclusive",
-        };
-    }
-    match (p.verdict, p.expect.starts_with("breach")) {
-        (None, _) => "not judged",
-        (Some(Verdict::Pass), false) => "held",
-        (Some(Verdict::Pass), true) => "breached, as expected",
-        (Some(Verdict::Fail), false) => "BROKE",
-        (Some(Verdict::Fail), true) if p.verdict_text.starts_with("expected a breach") => {
-            "DID NOT BREACH"
-        }
-        (Some(Verdict::Fail), true) => "BROKE",
-        (Some(Verdict::Inconclusive), _) => "inconclusive",
-    }
-}
-
-/// `availability 99.80% ok` per objective, marked against the phase's expectation
-/// (`breached` where a breach was expected; no mark where nothing is judged).
-fn slo_cells(slos: &[SloResult], expect: &str) -> String {
-    slos.iter()
-        .map(|r| format!("{} {}{}", r.name, r.measured_text, slo_mark(r, expect)))
-        .collect::<Vec<_>>()
-        .join("  ")
-}
-
-fn slo_mark(r: &SloResult, expect: &str) -> &'static str {
-    // `breach` (any objective) or `breach: a, b` (those).
-    let expected_to_break = expect == "breach"
-        || expect
-            .strip_prefix("breach: ")
-            .is_some_and(|names| names.split(", ").any(|n| n == r.name));
-    match (expect, r.verdict) {
-        ("ignore", _) => "",
-        (_, Verdict::Fail) if expected_to_break => " breached",
-        (_, Verdict::Pass) => " ok",
-        (_, Verdict::Fail) => " FAIL",
-        (_, Verdict::Inconclusive) => " ??",
-    }
 }
 
 impl Observer for Progress {
@@ -270,13 +216,7 @@ pub fn write_summary(w: &mut impl Write, j: &Journal) -> std::io::Result<()> {
                 .iter()
                 .chain(p.flood.iter().flat_map(|f| f.slos.iter()))
             {
-                let ci = match r.ci {
-                    Some((lo, hi)) if r.objective.contains('%') => {
-                        format!("  CI {:.2}%–{:.2}%", lo * 100.0, hi * 100.0)
-                    }
-                    Some((lo, hi)) => format!("  CI {lo:.1}–{hi:.1}"),
-                    None => String::new(),
-                };
+                let ci = ci_text(r).map(|c| format!("  CI {c}")).unwrap_or_default();
                 let needed = r
                     .needed
                     .map(|n| format!("  (about {n} requests would decide)"))
@@ -395,6 +335,9 @@ pub fn outcome(j: &Journal) -> CliResult {
             "interrupted by {signal} before anything was changed"
         ))),
         Ending::InputError { message } => Err(Failure::input(anyhow!("{message}"))),
+        Ending::Unknown => Err(Failure::input(anyhow!(
+            "the journal does not say how the drill ended"
+        ))),
         Ending::TargetError { message } => Err(Failure::target(anyhow!("{message}"))),
         Ending::RollbackFailed { message } => Err(Failure::target(anyhow!(
             "{message}; the drill records stay (with their expiry): `meshdrill recover` (or the next `meshdrill mesh up`) removes them"

@@ -308,6 +308,25 @@ fn percentiles(h: &Histogram<u64>) -> Percentiles {
     }
 }
 
+/// Points of a percentile plot: log-spaced in 1/(1 − p) from 50% to 99.99%, up to
+/// what `h`'s count resolves.
+pub fn distribution(h: &Histogram<u64>) -> Vec<[f64; 2]> {
+    const POINTS: u32 = 48;
+    let n = h.len() as f64;
+    let top = 10_000f64.min(n);
+    if top < 2.0 {
+        return Vec::new();
+    }
+    (0..=POINTS)
+        .map(|k| 2.0 * (5_000f64).powf(f64::from(k) / f64::from(POINTS)))
+        .take_while(|x| *x <= top * 1.000_001)
+        .map(|x| {
+            let q = 1.0 - 1.0 / x;
+            [(q * 1e6).round() / 1e4, ns_ms(h.value_at_quantile(q))]
+        })
+        .collect()
+}
+
 /// The counts and percentiles of some measurements.
 pub fn summarize(data: &Recorded, duration: Duration, asked_rps: Option<f64>) -> Summary {
     let c = &data.counts;
@@ -329,5 +348,6 @@ pub fn summarize(data: &Recorded, duration: Duration, asked_rps: Option<f64>) ->
             .collect(),
         latency_ms: percentiles(&data.latency),
         service_time_ms: data.service.as_ref().map(percentiles),
+        latency_distribution: distribution(&data.latency),
     }
 }

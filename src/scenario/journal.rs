@@ -3,7 +3,7 @@
 //! interval series, stop conditions, rollbacks, the verdict and why the run ended.
 //! Reports (text, HTML) are built from it; nothing here prints.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::slo::retry::RetryValidation;
@@ -13,9 +13,12 @@ use crate::slo::{SloResult, Verdict};
 pub const FORMAT: u32 = 1;
 
 /// Why the run ended, and the exit code that goes with it (README "Exit codes").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "reason")]
 pub enum Ending {
+    /// Not recorded (a journal read back that stops before its end).
+    #[default]
+    Unknown,
     /// The drill ran to its end and was judged.
     Completed,
     /// The steady state before the method did not hold: nothing was injected.
@@ -55,7 +58,7 @@ pub mod exit {
 }
 
 /// The drill's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum DrillVerdict {
     /// Every judged phase met its expectation.
@@ -65,14 +68,16 @@ pub enum DrillVerdict {
     /// No phase failed, but some could not be decided from the sample.
     Inconclusive,
     /// Not judged (interrupted, error, dry run, nothing to judge).
+    #[default]
     NotJudged,
 }
 
 /// What a phase is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum PhaseKind {
     SteadyStateBefore,
+    #[default]
     Hold,
     Flood,
     Pause,
@@ -81,8 +86,8 @@ pub enum PhaseKind {
 }
 
 /// A measured stretch of the drill.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct PhaseRecord {
     pub name: String,
     pub kind: PhaseKind,
@@ -109,8 +114,8 @@ pub struct PhaseRecord {
 }
 
 /// A flood step's own traffic and objectives.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct FloodRecord {
     pub url: String,
     pub summary: Summary,
@@ -119,8 +124,8 @@ pub struct FloodRecord {
 }
 
 /// Counts and percentiles of a stretch of load.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Summary {
     pub requests: u64,
     pub duration_s: f64,
@@ -136,6 +141,11 @@ pub struct Summary {
     /// From the actual send (open loop only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_time_ms: Option<Percentiles>,
+    /// The latency distribution (as `latency_ms`) for percentile plots: `[percentile,
+    /// ms]` pairs at log-spaced points from 50% to 99.99%, as far as the sample
+    /// resolves (a point needs 1/(1 − p) requests).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub latency_distribution: Vec<[f64; 2]>,
 }
 
 impl Summary {
@@ -149,7 +159,8 @@ impl Summary {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Percentiles {
     pub p50: Option<f64>,
     pub p90: Option<f64>,
@@ -159,8 +170,8 @@ pub struct Percentiles {
 }
 
 /// One second of the background load.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct IntervalSummary {
     /// Start, seconds from the start of the load.
     pub t: f64,
@@ -183,8 +194,8 @@ pub struct IntervalSummary {
 }
 
 /// One change a step made, and its rollback.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct ChangeRecord {
     pub step: Option<usize>,
     /// `fault`, `retries`, `timeout`, `clear`, `kill`, `restart`.
@@ -206,8 +217,8 @@ pub struct ChangeRecord {
 }
 
 /// One rollback action.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct RollbackRecord {
     /// `clear go-demo-8`, `restart go-demo-8 replica 0`, or a rollback step's label.
     pub action: String,
@@ -220,8 +231,8 @@ pub struct RollbackRecord {
 }
 
 /// A stop condition that fired.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct StopRecord {
     pub condition: String,
     pub at_s: f64,
@@ -230,8 +241,8 @@ pub struct StopRecord {
 }
 
 /// One probe of a search.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct ProbeRecord {
     pub value: f64,
     pub verdict: Verdict,
@@ -240,8 +251,8 @@ pub struct ProbeRecord {
 }
 
 /// A search step's answer.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct SearchRecord {
     pub step: usize,
     /// `abort % on go-demo-8`, `flood rate`.
@@ -257,8 +268,8 @@ pub struct SearchRecord {
 }
 
 /// A step as it was carried out.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct StepRecord {
     pub index: usize,
     pub label: String,
@@ -270,8 +281,8 @@ pub struct StepRecord {
 }
 
 /// Everything about one run.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Journal {
     pub format: u32,
     pub meshdrill: String,
@@ -327,7 +338,7 @@ impl Journal {
             Ending::Interrupted { .. } | Ending::InterruptedBeforeChange { .. } => {
                 exit::INTERRUPTED
             }
-            Ending::InputError { .. } => exit::INPUT,
+            Ending::InputError { .. } | Ending::Unknown => exit::INPUT,
             Ending::TargetError { .. }
             | Ending::RollbackFailed { .. }
             | Ending::RollbackAbandoned { .. } => exit::TARGET,

@@ -352,7 +352,7 @@ pub(super) fn expectation(e: &Expect, slos: &[SloResult]) -> (Option<Verdict>, S
     }
 }
 
-pub(super) fn ending_text(e: &Ending) -> String {
+pub fn ending_text(e: &Ending) -> String {
     match e {
         Ending::Completed => "completed".into(),
         Ending::SteadyStateFailed => "the steady state did not hold".into(),
@@ -365,6 +365,7 @@ pub(super) fn ending_text(e: &Ending) -> String {
         Ending::RollbackFailed { message } => message.clone(),
         Ending::RollbackAbandoned { signal } => format!("rollback abandoned by {signal}"),
         Ending::DryRun => "dry run".into(),
+        Ending::Unknown => "not recorded (the journal stops before its end)".into(),
     }
 }
 

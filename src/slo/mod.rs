@@ -41,12 +41,12 @@ pub use stats::{
 use std::fmt;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::load::Recorded;
 
 /// The outcome of judging one objective.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// The objective holds, with the stated confidence.
@@ -54,6 +54,7 @@ pub enum Verdict {
     /// The objective is violated, with the stated confidence.
     Fail,
     /// The sample cannot tell (the confidence interval straddles the threshold).
+    #[default]
     Inconclusive,
 }
 
@@ -231,8 +232,8 @@ pub struct Window<'a> {
 }
 
 /// One objective judged on one window (or interval series).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct SloResult {
     pub name: String,
     /// `p99 < 500ms`.

@@ -167,8 +167,8 @@ fn proto_duration(s: &str) -> Option<Duration> {
 }
 
 /// What a policy promises, per request.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Prediction {
     /// Probability that a request succeeds.
     pub success: f64,
@@ -262,8 +262,8 @@ pub struct RetryMeasurement {
 }
 
 /// A retry validation: predicted vs measured, judged within 3σ.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct RetryValidation {
     pub policy: String,
     /// The per-attempt failure probability the prediction used.

@@ -72,9 +72,10 @@ impl Error {
 }
 
 /// The kind of a target, for messages and for refusing what a kind cannot do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
+    #[default]
     File,
     Mesh,
     Cluster,
