@@ -13,6 +13,7 @@ mod experiment;
 pub mod load;
 mod mesh;
 mod outputs;
+mod report;
 mod run;
 mod validate;
 
@@ -137,6 +138,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Run a whole drill on a local mesh, with no setup.
     Demo(demo::DemoArgs),
+    /// A drill's journal as a report: the text summary, or a self-contained HTML page.
+    Report(report::ReportArgs),
     /// Drive HTTP load at a target: closed loop or a fixed/ramping rate, HDR latency.
     Load(load::LoadArgs),
     /// Print shell completions.
@@ -205,6 +208,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Run(a) => run::run(a, &mut out, &mut err),
         Command::Demo(a) => demo::run(a, &mut out, &mut err),
         Command::Load(a) => load::run(a, &mut out, &mut err),
+        Command::Report(a) => report::run(a, &mut out, &mut err),
         Command::Completions(a) => completions::run(a, &mut out),
         Command::Mesh(c) => mesh::run(c, &mut out, &mut err),
     }

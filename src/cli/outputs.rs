@@ -6,8 +6,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::CliResult;
 use super::run::check_writable_as;
+use super::{CliResult, Failure};
 use crate::scenario::journal::Journal;
 
 /// Flags shared by `run` and `demo`.
@@ -43,7 +43,18 @@ impl OutputArgs {
     /// After the drill: writes the files. A file that cannot be written is an error
     /// (exit 3) reported after the others were written.
     pub fn write(&self, j: &Journal, err: &mut dyn Write) -> CliResult<()> {
-        let _ = (j, err);
-        Ok(())
+        let mut first: Option<Failure> = None;
+        if let Some(p) = &self.report {
+            match super::report::write_html(j, &[], p, &mut std::io::sink()) {
+                Ok(size) => {
+                    let _ = writeln!(err, "report: {} ({} KiB)", p.display(), size.div_ceil(1024));
+                }
+                Err(e) => {
+                    let _ = writeln!(err, "error: {e}");
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 }

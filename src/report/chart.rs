@@ -16,7 +16,7 @@ pub const DASHES: [&str; 4] = ["", "6 3", "2 3", "8 3 2 3"];
 /// Chart size and margins (px).
 pub const WIDTH: f64 = 880.0;
 const LEFT: f64 = 64.0;
-const RIGHT: f64 = 16.0;
+const RIGHT: f64 = 30.0;
 const TOP: f64 = 12.0;
 const BOTTOM: f64 = 40.0;
 
@@ -91,22 +91,25 @@ impl Scale {
         let step = nice_step((self.d1 - self.d0) / n.max(1) as f64);
         let first = (self.d0 / step).ceil() as i64;
         let last = (self.d1 / step + 1e-9).floor() as i64;
-        (first..=last).map(|k| k as f64 * step).collect()
+        (first..=last)
+            .map(|k| (k as f64 * step * 1e9).round() / 1e9)
+            .collect()
     }
 }
 
-/// The 1-2-5 step at or above `raw`.
+/// The 1-2-5 step nearest `raw`.
 pub fn nice_step(raw: f64) -> f64 {
     if !(raw.is_finite() && raw > 0.0) {
         return 1.0;
     }
     let p = 10f64.powf(raw.log10().floor());
     let m = raw / p;
-    let k = if m <= 1.0 {
+    // The nearest of 1, 2, 5, 10 on a log scale.
+    let k = if m < 2f64.sqrt() {
         1.0
-    } else if m <= 2.0 {
+    } else if m < 10f64.sqrt() {
         2.0
-    } else if m <= 5.0 {
+    } else if m < 50f64.sqrt() {
         5.0
     } else {
         10.0
@@ -355,11 +358,12 @@ mod tests {
         let s = Scale::linear(0.0, 37.0, 0.0, 100.0);
         assert_eq!(s.ticks(5), vec![0.0, 10.0, 20.0, 30.0]);
         let s = Scale::linear(0.0, 0.9, 0.0, 100.0);
-        assert_eq!(s.ticks(4), vec![0.0, 0.2, 0.4, 0.6000000000000001, 0.8]);
+        assert_eq!(s.ticks(4), vec![0.0, 0.2, 0.4, 0.6, 0.8]);
         assert_eq!(nice_step(0.0), 1.0);
         assert_eq!(nice_step(f64::NAN), 1.0);
-        assert_eq!(nice_step(3.0), 5.0);
-        assert_eq!(nice_step(120.0), 200.0);
+        assert_eq!(nice_step(3.0), 2.0);
+        assert_eq!(nice_step(4.0), 5.0);
+        assert_eq!(nice_step(120.0), 100.0);
     }
 
     #[test]

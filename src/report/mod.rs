@@ -5,6 +5,8 @@
 //! over); nothing here prints.
 
 pub mod chart;
+pub mod html;
+pub mod read;
 
 use crate::scenario::journal::PhaseRecord;
 use crate::slo::{SloResult, Verdict};
@@ -64,12 +66,13 @@ pub fn slo_mark(r: &SloResult, expect: &str) -> &'static str {
 }
 
 /// An objective's confidence interval in its unit (`99.22%–100.00%`, `12.6–17.4`).
+/// An unbounded end reads `∞`.
 pub fn ci_text(r: &SloResult) -> Option<String> {
-    r.ci.map(|(lo, hi)| {
-        if r.objective.contains('%') {
-            format!("{:.2}%–{:.2}%", lo * 100.0, hi * 100.0)
-        } else {
-            format!("{lo:.1}–{hi:.1}")
-        }
-    })
+    let pct = r.objective.contains('%');
+    let end = |v: f64| match (v.is_finite(), pct) {
+        (false, _) => "∞".to_string(),
+        (true, true) => format!("{:.2}%", v * 100.0),
+        (true, false) => format!("{v:.1}"),
+    };
+    r.ci.map(|(lo, hi)| format!("{}–{}", end(lo), end(hi)))
 }

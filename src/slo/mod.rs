@@ -246,7 +246,9 @@ pub struct SloResult {
     /// Requests the judgement rests on.
     pub requests: u64,
     /// The confidence interval of the measured value (same unit), where the metric
-    /// has one (rates: Wilson score; latency quantiles: order statistics).
+    /// has one (rates: Wilson score; latency quantiles: order statistics). JSON has
+    /// no infinity: an unbounded end is written `null` and read back as ±∞.
+    #[serde(deserialize_with = "ci_from_json")]
     pub ci: Option<(f64, f64)>,
     /// The confidence level of `ci` and of the verdict (0.95).
     pub confidence: f64,
@@ -256,6 +258,11 @@ pub struct SloResult {
     pub needed: Option<u64>,
     /// One line: why the verdict is what it is.
     pub detail: String,
+}
+
+fn ci_from_json<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<(f64, f64)>, D::Error> {
+    let ends = Option::<(Option<f64>, Option<f64>)>::deserialize(d)?;
+    Ok(ends.map(|(lo, hi)| (lo.unwrap_or(f64::NEG_INFINITY), hi.unwrap_or(f64::INFINITY))))
 }
 
 /// Judges `o` over one window at the given confidence (0.95 = 95%).
