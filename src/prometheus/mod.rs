@@ -208,6 +208,64 @@ fn chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
+    /// A loopback server that answers every connection with `status` and `body`.
+    async fn answering(status: &'static str, body: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_refused_query_is_the_users_a_server_error_the_targets() {
+        let url = answering(
+            "400 Bad Request",
+            r#"{"status":"error","errorType":"bad_data","error":"parse error: unexpected end of input"}"#,
+        )
+        .await;
+        let e = Prometheus::new(&url)
+            .instant("sum(", None)
+            .await
+            .expect_err("refused");
+        assert!(e.is_input(), "{e}");
+        assert!(e.to_string().contains("parse error"), "{e}");
+
+        let url = answering("503 Service Unavailable", "not ready").await;
+        let e = Prometheus::new(&url)
+            .range("up", 1.0, 2.0, Duration::from_secs(1))
+            .await
+            .expect_err("503");
+        assert!(
+            matches!(&e, PromError::Status { status: 503, body, .. } if body == "not ready"),
+            "{e}"
+        );
+        assert!(!e.is_input());
+
+        let url = answering(
+            "200 OK",
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"0"],[2,"+Inf"]]}]}}"#,
+        )
+        .await;
+        let pts = Prometheus::new(&url)
+            .range("up", 1.0, 2.0, Duration::from_secs(1))
+            .await
+            .expect("points");
+        assert_eq!(pts, vec![(1.0, 0.0), (2.0, f64::INFINITY)]);
+    }
+
     #[tokio::test]
     async fn a_closed_port_is_unreachable_not_an_input_error() {
         // A port nobody listens on: bind one, then free it.

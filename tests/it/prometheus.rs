@@ -412,3 +412,22 @@ fn prometheus_gone_mid_drill_ends_it_as_a_target_error_after_the_rollback() {
         "the rollback restored the routes"
     );
 }
+
+#[test]
+fn a_prometheus_slo_as_a_stop_condition_is_refused_before_anything_starts() {
+    // Needs no Prometheus: the file is refused as it is read.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let text = format!(
+        "{}  stopConditions:\n  - {{slo: ingress-5xx, above: 5}}\n",
+        drill("http://127.0.0.1:9", INGRESS_5XX)
+    );
+    let (code, out, err, j) = run_drill(tmp.path(), tmp.path(), &text);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains(
+            "s.yaml:22: spec.stopConditions[0].slo: ingress-5xx is a Prometheus objective"
+        ),
+        "{err}"
+    );
+    assert_eq!(j, Value::Null, "nothing ran, no journal");
+}
