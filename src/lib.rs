@@ -10,6 +10,7 @@ pub mod experiment;
 pub mod istio;
 pub mod load;
 pub mod mesh;
+pub mod prometheus;
 pub mod report;
 pub mod scenario;
 pub mod slo;

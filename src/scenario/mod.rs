@@ -9,6 +9,7 @@ mod dryrun;
 pub mod journal;
 pub mod model;
 mod parse;
+mod promql;
 mod rollback;
 pub mod runner;
 mod search;

@@ -161,9 +161,10 @@ const LOAD_KEYS: [&str; 8] = [
     "timeout",
     "http2",
 ];
-const SLO_KEYS: [&str; 9] = [
+const SLO_KEYS: [&str; 10] = [
     "name",
     "metric",
+    "prometheus",
     "objective",
     "latency",
     "statuses",
@@ -172,6 +173,8 @@ const SLO_KEYS: [&str; 9] = [
     "over",
     "allowBad",
 ];
+/// The keys of an SLO's `prometheus`.
+const PROM_KEYS: [&str; 3] = ["url", "query", "objective"];
 const STEADY_KEYS: [&str; 3] = ["duration", "before", "after"];
 const STOP_KEYS: [&str; 4] = ["slo", "below", "above", "for"];
 

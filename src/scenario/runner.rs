@@ -217,6 +217,9 @@ pub(super) struct Runner<'a> {
     pub(super) warnings: Vec<String>,
     pub(super) retry_chains: Vec<String>,
     pub(super) versions: Value,
+    /// Prometheus objectives' values per second of the series (judged phases only),
+    /// merged into the journal's series at the end.
+    pub(super) prom_series: BTreeMap<u64, BTreeMap<String, Option<f64>>>,
 }
 
 pub(super) fn secs(d: Duration) -> f64 {
@@ -271,6 +274,7 @@ impl<'a> Runner<'a> {
             searches: Vec::new(),
             warnings: Vec::new(),
             retry_chains: Vec::new(),
+            prom_series: BTreeMap::new(),
             versions: json!({
                 "meshdrill": env!("CARGO_PKG_VERSION"),
                 "scenario": super::model::API_VERSION,
@@ -357,6 +361,10 @@ impl<'a> Runner<'a> {
         }
         if self.opts.dry_run {
             return self.dry_run().await;
+        }
+        // Before anything changes: every Prometheus objective answers one value.
+        if let Err(e) = self.check_prometheus().await {
+            return e;
         }
         if let Err(e) = self.preflight(self.opts.exclusive).await {
             return e;
@@ -742,7 +750,15 @@ impl<'a> Runner<'a> {
             (Some(b), Some(a)) => serde_json::to_value(a.since(&b)).ok(),
             _ => None,
         };
-        let interval_values = self.interval_values(start, end);
+        let mut interval_values = self.interval_values(start, end);
+        if waited.is_ok() {
+            // Prometheus objectives: their points replace the (empty) load values.
+            let points = self
+                .prometheus_points(start, end)
+                .await
+                .map_err(Halt::End)?;
+            interval_values.0.extend(points);
+        }
         let mut rec = self.judge(
             kind,
             name,
@@ -847,6 +863,11 @@ impl<'a> Runner<'a> {
                 .iter()
                 .filter(|o| !matches!(o.metric, Metric::RecoveryTime { .. }))
                 .map(|o| match o.over {
+                    _ if o.prometheus().is_some() => slo::evaluate_points(
+                        o,
+                        intervals.get(&o.name).map_or(&[][..], Vec::as_slice),
+                        conf,
+                    ),
                     slo::Over::Phase => slo::evaluate(o, &m.window(), conf),
                     slo::Over::Interval { .. } => slo::evaluate_intervals(
                         o,

@@ -42,11 +42,16 @@ impl Runner<'_> {
             (None, e) => e,
         };
         let (verdict, text) = self.judged(&ending, &recovery);
-        let series: Vec<IntervalSummary> = self
+        let mut series: Vec<IntervalSummary> = self
             .collector
             .as_ref()
             .and_then(|c| c.lock().ok().map(|mut c| std::mem::take(&mut c.series)))
             .unwrap_or_default();
+        for iv in &mut series {
+            if let Some(values) = self.prom_series.get(&(iv.t as u64)) {
+                iv.slos.extend(values.clone());
+            }
+        }
         let stop_condition = self
             .collector
             .as_ref()

@@ -399,6 +399,14 @@ pub(super) fn evaluate(o: &Objective, w: &Window<'_>, confidence: f64) -> SloRes
             "recovery_time is judged over the intervals after an event, not on one window",
         );
     }
+    if let Metric::Prometheus(_) = o.metric {
+        return blank(
+            o,
+            confidence,
+            n,
+            "a Prometheus objective is judged on the values Prometheus gives, not on the load's window",
+        );
+    }
     if n == 0 {
         let mut r = blank(
             o,
@@ -431,7 +439,7 @@ pub(super) fn point_value(o: &Objective, w: &Window<'_>) -> Option<f64> {
             (q > 0.0 && q <= 1.0).then(|| Latencies::of(w.data, *basis).point(q))
         }
         Metric::Throughput { relative } => throughput(w, *relative).ok(),
-        Metric::RecoveryTime { .. } => None,
+        Metric::RecoveryTime { .. } | Metric::Prometheus(_) => None,
         m => rate_counts(m, &w.data.counts).map(|(s, n)| s as f64 / n as f64),
     }
 }
@@ -447,8 +455,54 @@ fn value_text(o: &Objective, v: f64, w: Option<&Window<'_>>) -> String {
             None => format::per_sec(v),
         },
         Metric::RecoveryTime { .. } => format::secs(v),
+        Metric::Prometheus(_) => format::plain(v),
         _ => format::percent(v),
     }
+}
+
+pub(super) fn evaluate_points(o: &Objective, values: &[Option<f64>], confidence: f64) -> SloResult {
+    let Metric::Prometheus(q) = &o.metric else {
+        return blank(
+            o,
+            confidence,
+            0,
+            "not a Prometheus objective: judge it with evaluate",
+        );
+    };
+    // The judgement is the interval one (every point, but allowBad); only the words
+    // differ: points have values, not requests, and no interval.
+    let mut r = evaluate_intervals(o, values, 0, confidence);
+    let judged = values.iter().filter(|v| v.is_some()).count();
+    let missing = values.len() - judged;
+    let allow_bad = match o.over {
+        Over::Interval { allow_bad } => allow_bad,
+        Over::Phase => 0,
+    };
+    if judged == 0 {
+        r.measured_text = "no value".into();
+        r.detail = format!(
+            "Prometheus gave no value for {} at any of the phase's {} points: nothing to judge",
+            q.query,
+            values.len()
+        );
+        return r;
+    }
+    let bad = values
+        .iter()
+        .flatten()
+        .filter(|v| !o.cmp.holds(**v, o.threshold))
+        .count();
+    let want = format!("{} {}", o.cmp.symbol(), threshold_label(o));
+    r.detail = format!(
+        "{bad} of {judged} points (1 s apart) missed {want} ({allow_bad} allowed); worst {}; no confidence interval: a PromQL value is read, not sampled",
+        r.measured_text
+    );
+    if missing > 0 {
+        r.detail.push_str(&format!(
+            "; {missing} point(s) without a value (series absent or NaN) skipped"
+        ));
+    }
+    r
 }
 
 pub(super) fn evaluate_intervals(

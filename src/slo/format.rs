@@ -58,6 +58,19 @@ pub fn number(x: f64) -> String {
     }
 }
 
+/// A plain number as PromQL gives it: `0.25`, `1250`, `1.234e-5` when tiny, `+Inf`.
+pub fn plain(x: f64) -> String {
+    if x.is_nan() {
+        "NaN".to_string()
+    } else if x.is_infinite() {
+        if x > 0.0 { "+Inf" } else { "-Inf" }.to_string()
+    } else if x != 0.0 && x.abs() < 0.001 {
+        format!("{x:.3e}")
+    } else {
+        number(x)
+    }
+}
+
 /// A count with thousands separators: `1,000`, `3,838`.
 pub fn count(n: u64) -> String {
     let digits = n.to_string();
@@ -99,5 +112,11 @@ mod tests {
         assert_eq!(count(1_234_567), "1,234,567");
         assert_eq!(confidence(0.95), "95%");
         assert_eq!(confidence(0.999), "99.9%");
+        assert_eq!(plain(0.25), "0.25");
+        assert_eq!(plain(1250.0), "1250");
+        assert_eq!(plain(0.0000123), "1.230e-5");
+        assert_eq!(plain(f64::INFINITY), "+Inf");
+        assert_eq!(plain(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(plain(f64::NAN), "NaN");
     }
 }

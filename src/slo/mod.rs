@@ -10,6 +10,9 @@
 //!   (with the number of requests it would take);
 //! - recovery time over an interval series ([`recovery_time`]), the point value of
 //!   an interval for stop conditions ([`point_value`]);
+//! - Prometheus objectives ([`Metric::Prometheus`]): a PromQL expression and a
+//!   threshold, judged by [`evaluate_points`] on values the caller fetched (this module
+//!   never queries Prometheus: see [`crate::prometheus`]);
 //! - retry validation ([`retry`]): predicted success rate and amplification of a retry
 //!   policy against an upstream failure rate, compared with what was measured.
 //!
@@ -143,6 +146,25 @@ pub enum Metric {
     /// Seconds from an event (a fault cleared, a flood ended) until the objective
     /// `slo` holds for `consecutive` 1 s intervals in a row.
     RecoveryTime { slo: String, consecutive: u32 },
+    /// A PromQL expression's value, read from Prometheus' HTTP API at the end of each
+    /// 1 s interval of a phase (see [`evaluate_points`]); a plain number.
+    Prometheus(PromQuery),
+}
+
+/// Where a [`Metric::Prometheus`] objective reads its value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromQuery {
+    /// The base of Prometheus' HTTP API (`http://127.0.0.1:9090`); `/api/v1/…` is
+    /// appended.
+    pub url: String,
+    /// The PromQL expression; it must give one series (or a scalar).
+    pub query: String,
+    /// `file:line: field` of `url` and of `query`, for messages (empty when the
+    /// objective was not read from a file).
+    #[serde(skip)]
+    pub url_at: String,
+    #[serde(skip)]
+    pub query_at: String,
 }
 
 /// Whether an objective is judged over a whole phase or over each interval of it.
@@ -201,6 +223,9 @@ pub struct ObjectiveParts<'a> {
     /// `phase` (default) or `interval`, and the intervals allowed to miss.
     pub over: Option<&'a str>,
     pub allow_bad: Option<u32>,
+    /// A Prometheus objective (`url`, `query`): `metric` is then empty and `objective`
+    /// a plain number (`< 1`, `>= 99.5%` = 0.995).
+    pub prometheus: Option<PromQuery>,
 }
 
 impl Objective {
@@ -218,6 +243,14 @@ impl Objective {
     /// Whether this objective reads latency (and so needs answers, not just counts).
     pub fn is_latency(&self) -> bool {
         matches!(self.metric, Metric::Latency { .. })
+    }
+
+    /// Its Prometheus query, when it reads its value from Prometheus.
+    pub fn prometheus(&self) -> Option<&PromQuery> {
+        match &self.metric {
+            Metric::Prometheus(q) => Some(q),
+            _ => None,
+        }
     }
 }
 
@@ -301,9 +334,20 @@ pub fn evaluate_intervals(
 ///
 /// Latency: +∞ when the quantile falls on requests that got no answer and carry no
 /// latency (they rank above every answer). Relative throughput: `None` without an
-/// asked rate. Recovery time: always `None`.
+/// asked rate. Recovery time and Prometheus objectives: always `None` (the load's
+/// window does not hold them).
 pub fn point_value(o: &Objective, w: &Window<'_>) -> Option<f64> {
     eval::point_value(o, w)
+}
+
+/// Judges a [`Metric::Prometheus`] objective on its values at the end of each 1 s
+/// interval of a phase (`None`: no value at that point — the series was absent or the
+/// value NaN — skipped; ±∞ are values). Passes when every point meets the objective
+/// (all but `allowBad` of them); `measured` is the worst point. No confidence
+/// interval: a PromQL value is not a sample meshdrill drew, so `ci` is `None` and the
+/// detail says so. No point with a value at all: inconclusive.
+pub fn evaluate_points(o: &Objective, values: &[Option<f64>], confidence: f64) -> SloResult {
+    eval::evaluate_points(o, values, confidence)
 }
 
 /// Judges a [`Metric::RecoveryTime`] objective `o`: `series` are `target`'s point

@@ -5,7 +5,8 @@ use serde_json::Value;
 
 use super::format;
 use super::{
-    Cmp, LatencyBasis, Metric, Objective, ObjectiveError, ObjectiveParts, Over, StatusClass,
+    Cmp, LatencyBasis, Metric, Objective, ObjectiveError, ObjectiveParts, Over, PromQuery,
+    StatusClass,
 };
 
 const METRICS: &str = "p50, p90, p95, p99, p999, max, success_rate, availability, error_rate, status_rate, throughput, recovery_time";
@@ -39,6 +40,9 @@ impl Kind {
 }
 
 pub(super) fn parse(parts: &ObjectiveParts<'_>) -> Result<Objective, ObjectiveError> {
+    if let Some(q) = &parts.prometheus {
+        return prometheus(parts, q);
+    }
     let metric_name = parts.metric.trim();
     let kind = kind(metric_name)?;
     let text = parts.objective.trim();
@@ -180,6 +184,121 @@ pub(super) fn parse(parts: &ObjectiveParts<'_>) -> Result<Objective, ObjectiveEr
         text: text.to_string(),
         over,
     })
+}
+
+// === prometheus ===
+
+/// A [`Metric::Prometheus`] objective: a plain number (or a percentage of 1) against
+/// the query's value at every point of a phase.
+fn prometheus(parts: &ObjectiveParts<'_>, q: &PromQuery) -> Result<Objective, ObjectiveError> {
+    if !parts.metric.trim().is_empty() {
+        return Err(err(
+            "metric",
+            "an SLO reads either a metric of the load or a Prometheus query, not both: remove metric or prometheus",
+        ));
+    }
+    let load_only = [
+        ("latency", parts.latency.is_some()),
+        ("statuses", !parts.statuses.is_empty()),
+        ("slo", parts.slo.is_some()),
+        ("consecutive", parts.consecutive.is_some()),
+    ];
+    if let Some((field, _)) = load_only.iter().find(|(_, given)| *given) {
+        return Err(err(
+            field,
+            format!("{field} applies to metrics of the load, not to a Prometheus objective"),
+        ));
+    }
+    let url = q.url.trim();
+    check_url(url)?;
+    let query = q.query.trim();
+    if query.is_empty() {
+        return Err(err(
+            "prometheus.query",
+            "the query is empty: give a PromQL expression with one value, e.g. sum(rate(envoy_cluster_upstream_rq_retry_overflow[10s]))",
+        ));
+    }
+    let text = parts.objective.trim();
+    let (cmp, value, unit) = split_objective(text).map_err(|e| ObjectiveError {
+        field: "prometheus.objective",
+        message: e.message,
+    })?;
+    let threshold = match unit {
+        "" => value,
+        "%" => value / 100.0,
+        other => {
+            return Err(err(
+                "prometheus.objective",
+                format!(
+                    "a PromQL value is a plain number: write e.g. \"< 1\", or \">= 99.5%\" for 0.995; not {other:?}"
+                ),
+            ));
+        }
+    };
+    let over = match parts.over.map(str::trim) {
+        None | Some("interval") => Over::Interval {
+            allow_bad: parts.allow_bad.unwrap_or(0),
+        },
+        Some("phase") => {
+            return Err(err(
+                "over",
+                "a Prometheus objective is judged at each 1 s point of a phase (over: interval, its default); use allowBad to let some points miss",
+            ));
+        }
+        Some(other) => {
+            return Err(err(
+                "over",
+                format!("unknown over {other:?}: a Prometheus objective is judged over: interval"),
+            ));
+        }
+    };
+    Ok(Objective {
+        name: parts.name.to_string(),
+        metric: Metric::Prometheus(PromQuery {
+            url: url.trim_end_matches('/').to_string(),
+            query: query.to_string(),
+            url_at: q.url_at.clone(),
+            query_at: q.query_at.clone(),
+        }),
+        cmp,
+        threshold,
+        text: text.to_string(),
+        over,
+    })
+}
+
+/// The base of Prometheus' HTTP API: `http://host:port[/prefix]`, nothing after.
+fn check_url(url: &str) -> Result<(), ObjectiveError> {
+    const HOW: &str = "give the base of Prometheus' HTTP API, e.g. http://127.0.0.1:9090 (or http://host/prometheus behind a prefix)";
+    let bad = |why: String| err("prometheus.url", format!("{why}: {HOW}"));
+    let u = url::Url::parse(url).map_err(|e| bad(format!("{url:?} is not a URL ({e})")))?;
+    match u.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(err(
+                "prometheus.url",
+                format!(
+                    "{url}: https is not supported yet: reach Prometheus over http (e.g. kubectl port-forward svc/prometheus 9090)"
+                ),
+            ));
+        }
+        other => return Err(bad(format!("{url}: the scheme {other:?} is not http"))),
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(bad(format!("{url} has no host")));
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(bad(format!("{url} has a query or fragment")));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(bad(format!(
+            "{url} carries credentials, which meshdrill does not send"
+        )));
+    }
+    if u.path().contains("/api/v1") {
+        return Err(bad(format!("{url} already names the API (/api/v1)")));
+    }
+    Ok(())
 }
 
 fn kind(name: &str) -> Result<Kind, ObjectiveError> {
@@ -435,6 +554,7 @@ pub(super) fn metric_label(m: &Metric) -> String {
         Metric::RecoveryTime { slo, consecutive } => {
             format!("recovery_time({slo}, {consecutive} in a row)")
         }
+        Metric::Prometheus(q) => format!("prometheus({})", q.query),
     }
 }
 
@@ -453,6 +573,7 @@ pub(super) fn threshold_label(o: &Objective) -> String {
             format!("{}%", format::number(o.threshold * 100.0))
         }
         Metric::Throughput { relative: false } => format!("{}/s", format::number(o.threshold)),
+        Metric::Prometheus(_) => format::number(o.threshold),
         _ => format!("{}%", format::number(o.threshold * 100.0)),
     });
     match o.metric {

@@ -820,3 +820,110 @@ fn never_recovered_fails_only_when_the_series_proves_it() {
     );
     assert_eq!(r.verdict, Verdict::Inconclusive);
 }
+
+// === Prometheus objectives ===
+
+mod prometheus {
+    use crate::slo::{
+        Metric, Objective, ObjectiveParts, Over, PromQuery, Verdict, evaluate_points, point_value,
+    };
+
+    fn objective(text: &str, allow_bad: Option<u32>) -> Objective {
+        Objective::parse(&ObjectiveParts {
+            name: "overflow",
+            objective: text,
+            allow_bad,
+            prometheus: Some(PromQuery {
+                url: "http://127.0.0.1:9090".into(),
+                query: "sum(rate(x[10s]))".into(),
+                url_at: String::new(),
+                query_at: String::new(),
+            }),
+            ..ObjectiveParts::default()
+        })
+        .expect("parses")
+    }
+
+    #[test]
+    fn every_point_must_meet_the_objective_and_no_interval_is_invented() {
+        let o = objective("< 1", None);
+        assert!(matches!(o.metric, Metric::Prometheus(_)));
+        assert_eq!(o.over, Over::Interval { allow_bad: 0 });
+        let r = evaluate_points(&o, &[Some(0.0), Some(0.5), Some(0.2)], 0.95);
+        assert_eq!(r.verdict, Verdict::Pass);
+        assert_eq!(r.measured, Some(0.5));
+        assert_eq!(r.measured_text, "0.5");
+        assert_eq!(r.ci, None);
+        assert!(r.detail.contains("no confidence interval"), "{}", r.detail);
+        assert!(r.detail.starts_with("0 of 3 points"), "{}", r.detail);
+        let r = evaluate_points(&o, &[Some(0.0), Some(4.0), None], 0.95);
+        assert_eq!(r.verdict, Verdict::Fail);
+        assert_eq!(r.measured, Some(4.0));
+        assert!(
+            r.detail.contains("1 point(s) without a value"),
+            "{}",
+            r.detail
+        );
+        // allowBad lets points miss.
+        let lenient = objective("< 1", Some(1));
+        let r = evaluate_points(&lenient, &[Some(0.0), Some(4.0)], 0.95);
+        assert_eq!(r.verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn infinities_are_judged_and_no_value_is_inconclusive() {
+        let o = objective(">= 99.5%", None);
+        assert_eq!(o.threshold, 0.995);
+        let r = evaluate_points(&o, &[Some(1.0), Some(f64::NEG_INFINITY)], 0.95);
+        assert_eq!(r.verdict, Verdict::Fail);
+        assert_eq!(r.measured, None, "∞ has no JSON number");
+        assert_eq!(r.measured_text, "-Inf");
+        let r = evaluate_points(&o, &[None, None], 0.95);
+        assert_eq!(r.verdict, Verdict::Inconclusive);
+        assert_eq!(r.measured_text, "no value");
+        assert!(r.detail.contains("gave no value"), "{}", r.detail);
+        let r = evaluate_points(&o, &[], 0.95);
+        assert_eq!(r.verdict, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn the_loads_window_holds_no_prometheus_value() {
+        let o = objective("< 1", None);
+        let data = crate::load::Recorded::new(false);
+        let w = crate::slo::Window {
+            data: &data,
+            duration: std::time::Duration::from_secs(1),
+            asked_rps: None,
+        };
+        assert_eq!(point_value(&o, &w), None);
+        let r = crate::slo::evaluate(&o, &w, 0.95);
+        assert_eq!(r.verdict, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn parse_errors_name_the_prometheus_fields() {
+        let bad = |text: &str, url: &str, metric: &str| {
+            Objective::parse(&ObjectiveParts {
+                name: "p",
+                metric,
+                objective: text,
+                prometheus: Some(PromQuery {
+                    url: url.into(),
+                    query: "up".into(),
+                    url_at: String::new(),
+                    query_at: String::new(),
+                }),
+                ..ObjectiveParts::default()
+            })
+            .expect_err("refused")
+        };
+        assert_eq!(bad("< 1", "ftp://p", "").field, "prometheus.url");
+        assert_eq!(bad("< 1", "http://u:pw@p:9090", "").field, "prometheus.url");
+        assert_eq!(
+            bad("< 5s", "http://p:9090", "").field,
+            "prometheus.objective"
+        );
+        assert_eq!(bad("1", "http://p:9090", "").field, "prometheus.objective");
+        assert_eq!(bad("< 1", "http://p:9090", "p99").field, "metric");
+    }
+}

@@ -240,6 +240,16 @@ impl Parser<'_> {
                         "a flood's SLOs judge its own traffic while it runs: recovery_time belongs in spec.slos",
                     ));
                 }
+                if let Some((o, _)) = raw
+                    .iter()
+                    .zip(&slos)
+                    .find(|(_, x)| x.prometheus().is_some())
+                {
+                    return Err(self.err(
+                        &o.at("prometheus"),
+                        "a flood's SLOs judge its own traffic while it runs: Prometheus objectives belong in spec.slos (they are judged over the flood's phase too)",
+                    ));
+                }
                 slos
             }
         };

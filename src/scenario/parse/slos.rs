@@ -3,12 +3,12 @@
 
 use serde_json::Value;
 
-use super::values::{Obj, camel, item};
-use super::{Parser, R, SLO_KEYS, STOP_KEYS};
+use super::values::{Obj, camel, child, item};
+use super::{PROM_KEYS, Parser, R, SLO_KEYS, STOP_KEYS};
 use crate::istio::manifest::json_type;
 use crate::istio::validate::dotted;
 use crate::scenario::model::StopCondition;
-use crate::slo::{Cmp, Metric, Objective, ObjectiveParts};
+use crate::slo::{Cmp, Metric, Objective, ObjectiveParts, PromQuery};
 
 impl Parser<'_> {
     /// A list of SLOs (`spec.slos` or a flood's): names unique, recovery times naming
@@ -48,11 +48,12 @@ impl Parser<'_> {
                 ));
             }
             let obj = Objective::parse(&parts).map_err(|e| {
-                let at = if e.field.is_empty() {
-                    o.p.clone()
-                } else {
-                    o.at(&camel(e.field))
-                };
+                // `prometheus.objective`: a field below the SLO's own.
+                let at = e
+                    .field
+                    .split('.')
+                    .filter(|k| !k.is_empty())
+                    .fold(o.p.clone(), |p, k| child(&p, &camel(k)));
                 self.err(&at, e.message)
             })?;
             if matches!(obj.metric, Metric::Throughput { relative: true }) && !relative_ok {
@@ -82,6 +83,15 @@ impl Parser<'_> {
                         format!("recovery_time measures until another SLO of this list holds again; {slo:?} is not one (SLOs: {list})"),
                     ));
                 }
+                if out
+                    .iter()
+                    .any(|x| x.name == *slo && x.prometheus().is_some())
+                {
+                    return Err(self.err(
+                        &o.at("slo"),
+                        format!("{slo} is a Prometheus objective, read when a phase ends, not each second after an event: recovery_time watches an SLO of the load"),
+                    ));
+                }
             }
         }
         Ok((out, raw))
@@ -89,16 +99,25 @@ impl Parser<'_> {
 
     fn objective_parts<'v>(&self, o: &Obj<'v>) -> R<ObjectiveParts<'v>> {
         let name = self.req_str(o, "name", "a name for the SLO, e.g. availability")?;
-        let metric = self.req_str(
-            o,
-            "metric",
-            "what is measured: p50, p90, p95, p99, p999, max, success_rate, availability, error_rate, status_rate, throughput or recovery_time",
-        )?;
-        let objective = self.req_str(
-            o,
-            "objective",
-            "a comparison and a threshold in quotes, such as \">= 99.5%\", \"< 500ms\" or \"<= 20s\"",
-        )?;
+        let (metric, objective, prometheus) = match o.get("prometheus") {
+            Some((pp, pv)) => {
+                let (objective, q) = self.prometheus(o, &pp, pv)?;
+                ("", objective, Some(q))
+            }
+            None => {
+                let metric = self.req_str(
+                    o,
+                    "metric",
+                    "what is measured: p50, p90, p95, p99, p999, max, success_rate, availability, error_rate, status_rate, throughput or recovery_time (or prometheus: {url, query, objective})",
+                )?;
+                let objective = self.req_str(
+                    o,
+                    "objective",
+                    "a comparison and a threshold in quotes, such as \">= 99.5%\", \"< 500ms\" or \"<= 20s\"",
+                )?;
+                (metric, objective, None)
+            }
+        };
         let latency = self.opt_str(o, "latency", "corrected or service")?;
         let statuses: &'v [Value] = match o.get("statuses") {
             None => &[],
@@ -122,7 +141,47 @@ impl Parser<'_> {
             consecutive,
             over,
             allow_bad,
+            prometheus,
         })
+    }
+
+    /// An SLO's `prometheus: {url, query, objective}`: its objective and query.
+    fn prometheus<'v>(&self, o: &Obj<'v>, p: &str, v: &'v Value) -> R<(&'v str, PromQuery)> {
+        const EXAMPLE: &str = "{url: http://127.0.0.1:9090, query: 'sum(rate(envoy_cluster_upstream_rq_retry_overflow[10s]))', objective: '< 1'}";
+        for key in ["metric", "objective"] {
+            if o.has(key) {
+                return Err(self.err(
+                    &o.at(key),
+                    format!("an SLO with prometheus takes its objective inside it and has no {key}: prometheus: {EXAMPLE}"),
+                ));
+            }
+        }
+        let q = self.mapping(p, v, &PROM_KEYS, EXAMPLE)?;
+        let url = self.req_str(
+            &q,
+            "url",
+            "the base of Prometheus' HTTP API, e.g. http://127.0.0.1:9090",
+        )?;
+        let query = self.req_str(
+            &q,
+            "query",
+            "a PromQL expression with one value, e.g. sum(rate(envoy_cluster_upstream_rq_retry_overflow[10s]))",
+        )?;
+        let objective = self.req_str(
+            &q,
+            "objective",
+            "a comparison and a number in quotes, such as \"< 1\" or \">= 99.5%\" (0.995)",
+        )?;
+        let located = |key: &str| format!("{}: {}", self.at(&q.at(key)), dotted(&q.at(key)));
+        Ok((
+            objective,
+            PromQuery {
+                url: url.to_string(),
+                query: query.to_string(),
+                url_at: located("url"),
+                query_at: located("query"),
+            },
+        ))
     }
 
     /// Whether `name` is in `spec.slos`; an error naming the SLOs otherwise.
@@ -156,6 +215,12 @@ impl Parser<'_> {
             return Err(self.err(
                 &o.at("slo"),
                 format!("{name} is a recovery_time SLO, measured after an event, not each second: a stop condition watches a rate, latency or throughput SLO"),
+            ));
+        }
+        if slo.prometheus().is_some() {
+            return Err(self.err(
+                &o.at("slo"),
+                format!("{name} is a Prometheus objective, read from Prometheus when a phase ends, not each second as the load runs (and Prometheus lags by its scrape interval and rate window): a stop condition watches a rate, latency or throughput SLO of the load"),
             ));
         }
         let Some((key, kp, kv)) = self.pick(

@@ -14,6 +14,7 @@ use crate::scenario::model::{
 use crate::slo::{Cmp, Metric};
 
 mod fuzz;
+mod prometheus;
 mod schema;
 mod slos;
 

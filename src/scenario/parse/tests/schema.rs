@@ -295,6 +295,10 @@ fn the_schema_has_the_parsers_keys() {
         (format!("{d}/load"), sorted(&super::LOAD_KEYS, &[])),
         (format!("{d}/slo"), sorted(&super::SLO_KEYS, &[])),
         (
+            format!("{d}/slo/properties/prometheus"),
+            sorted(&super::PROM_KEYS, &[]),
+        ),
+        (
             format!("{d}/spec/properties/steadyState"),
             sorted(&super::STEADY_KEYS, &[]),
         ),
