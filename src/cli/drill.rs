@@ -7,6 +7,7 @@ use std::io::Write;
 use anyhow::anyhow;
 
 use super::{CliResult, Exit, Failure};
+use crate::report::SloOutcome;
 use crate::scenario::journal::{DrillVerdict, Ending, Journal, PhaseRecord};
 use crate::scenario::{Event, Observer};
 use crate::slo::{SloResult, Verdict};
@@ -97,17 +98,13 @@ fn slo_cells(slos: &[SloResult], expect: &str) -> String {
 }
 
 fn slo_mark(r: &SloResult, expect: &str) -> &'static str {
-    // `breach` (any objective) or `breach: a, b` (those).
-    let expected_to_break = expect == "breach"
-        || expect
-            .strip_prefix("breach: ")
-            .is_some_and(|names| names.split(", ").any(|n| n == r.name));
-    match (expect, r.verdict) {
-        ("ignore", _) => "",
-        (_, Verdict::Fail) if expected_to_break => " breached",
-        (_, Verdict::Pass) => " ok",
-        (_, Verdict::Fail) => " FAIL",
-        (_, Verdict::Inconclusive) => " ??",
+    // A named objective that held shows as held; the phase says DID NOT BREACH.
+    match crate::report::slo_outcome(r, expect) {
+        SloOutcome::NotJudged => "",
+        SloOutcome::BreachedAsExpected => " breached",
+        SloOutcome::Met | SloOutcome::DidNotBreach => " ok",
+        SloOutcome::Violated => " FAIL",
+        SloOutcome::Inconclusive => " ??",
     }
 }
 
