@@ -14,5 +14,6 @@ mod load;
 mod mesh;
 mod mesh_target;
 mod mesh_translate;
+mod outputs;
 mod scenarios;
 mod subsets;
