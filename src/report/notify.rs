@@ -31,8 +31,8 @@ pub enum NotifyError {
     BadUrl { url: String, reason: String },
     #[error("{0}")]
     Http(#[from] crate::experiment::http::HttpError),
-    #[error("no answer within {}s", TIMEOUT.as_secs())]
-    Timeout,
+    #[error("no answer within {secs}s")]
+    Timeout { secs: f64 },
     #[error("cannot post: {0}")]
     Runtime(String),
     #[error("HTTP {status}{}", if .first_line.is_empty() { String::new() } else { format!(": {}", .first_line) })]
@@ -144,18 +144,25 @@ pub fn payload(j: &Journal) -> Value {
 /// POSTs `body` as JSON to `url`, within [`TIMEOUT`]; a non-2xx answer is an error
 /// carrying the first line of its body.
 pub async fn post(url: &Url, body: &Value) -> Result<(), NotifyError> {
+    post_within(url, body, TIMEOUT).await
+}
+
+/// [`post`] within `limit`.
+pub async fn post_within(url: &Url, body: &Value, limit: Duration) -> Result<(), NotifyError> {
     let req = HttpRequest {
         url: url.to_string(),
         method: "POST".into(),
         headers: vec![("Content-Type".into(), "application/json".into())],
         arguments: Some(body.clone()),
-        connect_timeout: TIMEOUT,
-        read_timeout: TIMEOUT,
+        connect_timeout: limit,
+        read_timeout: limit,
         verify_tls: true,
     };
-    let answer = tokio::time::timeout(TIMEOUT, call(&req))
+    let answer = tokio::time::timeout(limit, call(&req))
         .await
-        .map_err(|_| NotifyError::Timeout)??;
+        .map_err(|_| NotifyError::Timeout {
+            secs: limit.as_secs_f64(),
+        })??;
     let status = answer["status"].as_u64().unwrap_or(0);
     if (200..300).contains(&status) {
         return Ok(());
@@ -230,6 +237,27 @@ mod tests {
             fields[MAX_FIELDS - 1]["value"],
             "22 more objectives: see the journal"
         );
+    }
+
+    #[tokio::test]
+    async fn a_webhook_that_never_answers_is_given_up_on() {
+        // Accepts the connection, reads nothing, answers nothing.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url =
+            parse_url(&format!("http://{}/hook", l.local_addr().expect("addr"))).expect("a URL");
+        let hold = tokio::spawn(async move { l.accept().await.map(|(s, _)| s) });
+        let r = post_within(&url, &json!({"text": "t"}), Duration::from_millis(300)).await;
+        assert!(
+            matches!(
+                r,
+                Err(NotifyError::Timeout { .. }
+                    | NotifyError::Http(crate::experiment::http::HttpError::ReadTimeout { .. }))
+            ),
+            "{r:?}"
+        );
+        hold.abort();
     }
 
     #[test]
