@@ -80,9 +80,18 @@ fn mark(o: SloOutcome) -> &'static str {
     }
 }
 
+/// Slack's escaping for message text (its documented rule: exactly `&`, `<`, `>`, as
+/// entities), so that `p99 < 500ms … >= 99%` is not read as a `<link>`; Mattermost
+/// renders the entities as the characters too (and would read `<…>` as Slack links).
+fn escaped(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 /// The message for the drill in `j`.
 pub fn payload(j: &Journal) -> Value {
-    let text = format!(
+    let plain = format!(
         "meshdrill: {} {} on {}: {} (exit {})",
         j.scenario,
         verdict_word(j.verdict),
@@ -90,6 +99,7 @@ pub fn payload(j: &Journal) -> Value {
         j.verdict_text,
         j.exit_code
     );
+    let text = escaped(&plain);
     let mut fields: Vec<Value> = Vec::new();
     let rows = j.phases.iter().flat_map(|p| {
         let flood = p
@@ -119,8 +129,8 @@ pub fn payload(j: &Journal) -> Value {
             .map(|n| format!("; about {n} requests would decide"))
             .unwrap_or_default();
         fields.push(json!({
-            "title": format!("{phase}: {}", r.objective),
-            "value": format!("{}{ci} {}{needed}", r.measured_text, mark(slo_outcome(r, expect))),
+            "title": escaped(&format!("{phase}: {}", r.objective)),
+            "value": escaped(&format!("{}{ci} {}{needed}", r.measured_text, mark(slo_outcome(r, expect)))),
             "short": true,
         }));
     }
@@ -132,7 +142,8 @@ pub fn payload(j: &Journal) -> Value {
     let mut message = json!({ "text": text });
     if !fields.is_empty() {
         message["attachments"] = json!([{
-            "fallback": text,
+            // Plain text, for notifications.
+            "fallback": plain,
             "color": color,
             "title": format!("objectives ({}% confidence)", j.confidence * 100.0),
             "fields": fields,
@@ -193,6 +204,10 @@ mod tests {
         let p = payload(&journal());
         assert_eq!(
             p["text"],
+            "meshdrill: network-failure BROKE on mesh go-demo-8: broke at step 1 (hold 5s): availability 51.40% &lt; 99% (exit 1)"
+        );
+        assert_eq!(
+            p["attachments"][0]["fallback"],
             "meshdrill: network-failure BROKE on mesh go-demo-8: broke at step 1 (hold 5s): availability 51.40% < 99% (exit 1)"
         );
     }
@@ -201,14 +216,13 @@ mod tests {
     fn the_slo_table_is_the_attachment_fields() {
         let p = payload(&journal());
         let a = &p["attachments"][0];
-        assert_eq!(a["fallback"], p["text"]);
         assert_eq!(a["color"], "#d40e0d");
         let fields = a["fields"].as_array().expect("fields");
         // 2 objectives in each of 4 phases (the ignored pause has none) + recovery.
         assert_eq!(fields.len(), 9);
         assert_eq!(
             fields[2]["title"],
-            "step 1: hold 5s (50% abort): availability >= 99%"
+            "step 1: hold 5s (50% abort): availability &gt;= 99%"
         );
         assert_eq!(fields[2]["value"], "51.40% (CI 45.61%–54.39%) FAIL");
         assert_eq!(
