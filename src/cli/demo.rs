@@ -101,12 +101,18 @@ pub fn run(a: DemoArgs, out: &mut (impl Write + Send), err: &mut (impl Write + S
         output: a.output,
         intervals: false,
     };
-    let journal = drill(&s, d, &RunOptions::default(), out, err)?;
+    let recording = a.outputs.start("meshdrill demo")?;
+    let opts = RunOptions {
+        histograms: recording.sink(),
+        ..RunOptions::default()
+    };
+    let journal = drill(&s, d, &opts, out, err)?;
     drop(dir);
     finish(
         &journal,
         a.journal.as_deref(),
         &a.outputs,
+        recording,
         a.output,
         out,
         err,

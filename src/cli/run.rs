@@ -10,7 +10,7 @@ use clap::{Parser, ValueEnum};
 
 use super::args::{ConnArgs, fail, mesh_fail, parse_ttl, runtime};
 use super::drill::{outcome, with_printer, write_summary};
-use super::outputs::OutputArgs;
+use super::outputs::{OutputArgs, Recording};
 use super::{CliResult, Failure, io_err};
 use crate::cancel::Cancel;
 use crate::mesh::{MeshOptions, MeshSpec};
@@ -211,6 +211,7 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
         check_writable(p)?;
     }
     a.outputs.check()?;
+    let recording = a.outputs.start(&format!("meshdrill run {}", s.name))?;
     let opts = RunOptions {
         dry_run: a.dry_run,
         rollback_strategy: match a.rollback_strategy {
@@ -224,6 +225,7 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
             TargetSpec::Mesh { .. } => None,
         },
         exclusive: true,
+        histograms: recording.sink(),
     };
     let d = Drill {
         conn: Some(&a.conn),
@@ -236,6 +238,7 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
         &journal,
         a.journal.as_deref(),
         &a.outputs,
+        recording,
         a.output,
         out,
         err,
@@ -267,6 +270,7 @@ pub fn finish(
     j: &Journal,
     journal: Option<&Path>,
     outputs: &OutputArgs,
+    recording: Recording,
     output: RunOutput,
     out: &mut impl Write,
     err: &mut impl Write,
@@ -279,7 +283,7 @@ pub fn finish(
         })?;
     }
     // The other files come before the summary, so a reader of the summary finds them.
-    let others = outputs.write(j, err);
+    let others = outputs.write(recording, j, err);
     let written = match output {
         RunOutput::Json => {
             let text = serde_json::to_string_pretty(j)

@@ -5,12 +5,63 @@
 //! over); nothing here prints.
 
 pub mod chart;
+pub mod histlog;
 pub mod html;
+pub mod junit;
+pub mod notify;
 pub mod read;
 
 use crate::scenario::journal::PhaseRecord;
 use crate::slo::{SloResult, Verdict};
 
+/// One objective of a phase, judged against the phase's expectation (`hold`,
+/// `breach`, `breach: a, b`, `ignore`) — what the text table marks, what JUnit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SloOutcome {
+    /// The phase is not judged (`ignore`).
+    NotJudged,
+    /// The objective held, as it should (or held where any one objective was to break:
+    /// the phase's verdict says whether one did).
+    Met,
+    /// The objective broke, as the phase expected.
+    BreachedAsExpected,
+    /// The objective was named to break and held.
+    DidNotBreach,
+    /// The objective broke where it should have held.
+    Violated,
+    /// The sample cannot tell.
+    Inconclusive,
+}
+
+impl SloOutcome {
+    /// Whether this objective fails its phase's expectation.
+    pub fn failed(self) -> bool {
+        matches!(self, SloOutcome::DidNotBreach | SloOutcome::Violated)
+    }
+}
+
+/// How `r` fares against `expect` (a [`PhaseRecord`]'s `expect`): `breach` expects any
+/// one objective to break, `breach: a, b` those named (the others still hold).
+///
+/// [`PhaseRecord`]: crate::scenario::journal::PhaseRecord
+pub fn slo_outcome(r: &SloResult, expect: &str) -> SloOutcome {
+    if expect == "ignore" {
+        return SloOutcome::NotJudged;
+    }
+    let named = expect
+        .strip_prefix("breach: ")
+        .is_some_and(|names| names.split(", ").any(|n| n == r.name));
+    let expected_to_break = expect == "breach" || named;
+    match r.verdict {
+        Verdict::Fail if expected_to_break => SloOutcome::BreachedAsExpected,
+        Verdict::Fail => SloOutcome::Violated,
+        Verdict::Pass if named => SloOutcome::DidNotBreach,
+        Verdict::Pass => SloOutcome::Met,
+        Verdict::Inconclusive => SloOutcome::Inconclusive,
+    }
+}
+
+/// A result's mark in the text table.
 pub fn mark(v: Verdict) -> &'static str {
     match v {
         Verdict::Pass => "ok",
@@ -50,18 +101,15 @@ pub fn slo_cells(slos: &[SloResult], expect: &str) -> String {
         .join("  ")
 }
 
+/// An objective's mark in the text table. A named objective that held shows as held;
+/// the phase says DID NOT BREACH.
 pub fn slo_mark(r: &SloResult, expect: &str) -> &'static str {
-    // `breach` (any objective) or `breach: a, b` (those).
-    let expected_to_break = expect == "breach"
-        || expect
-            .strip_prefix("breach: ")
-            .is_some_and(|names| names.split(", ").any(|n| n == r.name));
-    match (expect, r.verdict) {
-        ("ignore", _) => "",
-        (_, Verdict::Fail) if expected_to_break => " breached",
-        (_, Verdict::Pass) => " ok",
-        (_, Verdict::Fail) => " FAIL",
-        (_, Verdict::Inconclusive) => " ??",
+    match slo_outcome(r, expect) {
+        SloOutcome::NotJudged => "",
+        SloOutcome::BreachedAsExpected => " breached",
+        SloOutcome::Met | SloOutcome::DidNotBreach => " ok",
+        SloOutcome::Violated => " FAIL",
+        SloOutcome::Inconclusive => " ??",
     }
 }
 
@@ -76,3 +124,6 @@ pub fn ci_text(r: &SloResult) -> Option<String> {
     };
     r.ci.map(|(lo, hi)| format!("{}–{}", end(lo), end(hi)))
 }
+
+#[cfg(test)]
+pub(crate) mod testdata;

@@ -9,7 +9,8 @@
 //! which is why the runner lets in-flight requests drain before the steady state after.
 //!
 //! Memory stays flat in the length of a drill: phases keep one merged [`Recorded`]
-//! each, the series keeps numbers only.
+//! each, the series keeps numbers only. A [`PhaseHistograms`] sink (`--hist-log`) gets
+//! each phase's latency second by second, as the seconds close: nothing is kept.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,10 +28,36 @@ pub const FINE: Duration = Duration::from_millis(100);
 /// The series' interval.
 pub const SECOND: Duration = Duration::from_secs(1);
 
+/// Where each phase's latency histograms go, one per second of the phase (`--hist-log`).
+/// Called from the load engine's snapshot callback: an implementation must not block
+/// for long (hand the histogram over, write to a buffer).
+pub trait PhaseHistograms: Send + Sync + std::fmt::Debug {
+    /// The run's origin, before the first interval: every `start` is relative to it.
+    fn begin(&self, origin: std::time::SystemTime);
+    /// The latency (corrected: from the intended start, failed requests included) of
+    /// phase `phase` (named `name`) from `start` for `duration`: the snapshots of one
+    /// second of the run's clock that lie wholly inside the phase — so the counts of a
+    /// phase's intervals add up to its `summary.requests`.
+    fn interval(
+        &self,
+        phase: usize,
+        name: &str,
+        start: Duration,
+        duration: Duration,
+        latency: &Histogram<u64>,
+    );
+}
+
+/// A phase's histogram for the second being filled: (second, start, end, latency).
+type Pending = (u64, Duration, Duration, Histogram<u64>);
+
 /// One phase being measured.
 #[derive(Debug)]
 struct PhaseAcc {
     id: usize,
+    name: String,
+    /// Only with a sink.
+    pending: Option<Pending>,
     start: Duration,
     end: Option<Duration>,
     data: Recorded,
@@ -87,6 +114,7 @@ pub struct Collector {
     pub covered: Duration,
     /// The run's origin: snapshot times are converted to durations since it.
     origin: std::time::Instant,
+    sink: Option<std::sync::Arc<dyn PhaseHistograms>>,
 }
 
 impl Collector {
@@ -114,15 +142,24 @@ impl Collector {
             },
             covered: Duration::ZERO,
             origin,
+            sink: None,
         }
     }
 
-    /// Starts measuring a phase at `at` (from the start of the load).
-    pub fn open_phase(&mut self, at: Duration) -> usize {
+    /// Hands each phase's latency to `sink`, second by second.
+    pub fn with_sink(mut self, sink: Option<std::sync::Arc<dyn PhaseHistograms>>) -> Self {
+        self.sink = sink;
+        self
+    }
+
+    /// Starts measuring a phase named `name` at `at` (from the start of the load).
+    pub fn open_phase(&mut self, at: Duration, name: &str) -> usize {
         let id = self.next_id;
         self.next_id += 1;
         self.phases.push(PhaseAcc {
             id,
+            name: name.to_string(),
+            pending: None,
             start: at,
             end: None,
             data: Recorded::new(self.open_loop),
@@ -143,7 +180,8 @@ impl Collector {
     /// Removes phase `id` and returns what it measured.
     pub fn take_phase(&mut self, id: usize) -> Option<Measured> {
         let i = self.phases.iter().position(|p| p.id == id)?;
-        let p = self.phases.remove(i);
+        let mut p = self.phases.remove(i);
+        flush(&self.sink, &mut p);
         let secs = p.measured.as_secs_f64();
         Some(Measured {
             data: p.data,
@@ -197,6 +235,18 @@ impl Collector {
                 p.data.add(&s.data);
                 p.measured += s.duration;
                 p.asked += asked;
+                if self.sink.is_some() {
+                    let second = start.as_secs();
+                    if p.pending.as_ref().is_some_and(|(sec, ..)| *sec != second) {
+                        flush(&self.sink, p);
+                    }
+                    let (_, _, until, h) = p.pending.get_or_insert_with(|| {
+                        (second, start, end, Histogram::new_from(&s.data.latency))
+                    });
+                    *until = end;
+                    // Same bounds as the engine's (auto-resizing): cannot fail.
+                    let _ = h.add(&s.data.latency);
+                }
             }
         }
         let second = start.as_secs();
@@ -210,9 +260,13 @@ impl Collector {
         *asked_sum += asked;
     }
 
-    /// Closes the last second (at the end of the load).
+    /// Closes the last second (at the end of the load), and hands over what phases
+    /// never taken (a drill that ended early) measured.
     pub fn finish(&mut self) {
         self.close_bucket();
+        for p in &mut self.phases {
+            flush(&self.sink, p);
+        }
     }
 
     fn close_bucket(&mut self) {
@@ -289,6 +343,13 @@ impl Collector {
                 return;
             }
         }
+    }
+}
+
+/// Hands `p`'s pending second to the sink.
+fn flush(sink: &Option<std::sync::Arc<dyn PhaseHistograms>>, p: &mut PhaseAcc) {
+    if let (Some(sink), Some((_, start, end, h))) = (sink, p.pending.take()) {
+        sink.interval(p.id, &p.name, start, end.saturating_sub(start), &h);
     }
 }
 

@@ -16,6 +16,7 @@ mod search;
 mod steps;
 mod verdict;
 
+pub use collect::PhaseHistograms;
 pub use journal::{DrillVerdict, Ending, Journal};
 pub use model::*;
 pub use parse::{ScenarioError, check_against_mesh, is_scenario, parse_document, parse_file};

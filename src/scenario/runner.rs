@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use super::collect::{Collector, FINE, Measured, summarize};
+use super::collect::{Collector, FINE, Measured, PhaseHistograms, summarize};
 use super::journal::{
     ChangeRecord, Ending, IntervalSummary, Journal, PhaseKind, PhaseRecord, RollbackRecord,
     StepRecord,
@@ -66,6 +66,8 @@ pub struct RunOptions {
     /// Refuse to start on a VirtualService that carries another drill (`run`,
     /// `demo`); `fault --wait` stacks on one, as a one-shot `fault` does.
     pub exclusive: bool,
+    /// Each phase's latency histograms, second by second (`--hist-log`).
+    pub histograms: Option<Arc<dyn PhaseHistograms>>,
 }
 
 impl Default for RunOptions {
@@ -76,6 +78,7 @@ impl Default for RunOptions {
             ttl: None,
             ingress: None,
             exclusive: true,
+            histograms: None,
         }
     }
 }
@@ -585,12 +588,13 @@ impl<'a> Runner<'a> {
             })
             .collect();
         let (tx, rx) = unbounded_channel();
-        let collector = Arc::new(Mutex::new(Collector::new(
-            self.t0,
-            l.rate.is_some(),
-            self.s.slos.clone(),
-            stops,
-        )));
+        if let Some(h) = &self.opts.histograms {
+            h.begin(std::time::SystemTime::from(self.started));
+        }
+        let collector = Arc::new(Mutex::new(
+            Collector::new(self.t0, l.rate.is_some(), self.s.slos.clone(), stops)
+                .with_sink(self.opts.histograms.clone()),
+        ));
         let c2 = collector.clone();
         let stop = self.cancel.child();
         let handle = load::spawn(config, stop.clone(), move |snap| {
@@ -705,7 +709,7 @@ impl<'a> Runner<'a> {
                 if quiet {
                     c.quiet_from(start);
                 }
-                c.open_phase(start)
+                c.open_phase(start, &name)
             })
         });
         let waited = self.wait(d).await;

@@ -473,7 +473,7 @@ impl Runner<'_> {
         )));
         let id = collector
             .lock()
-            .map(|mut c| c.open_phase(Duration::ZERO))
+            .map(|mut c| c.open_phase(Duration::ZERO, "flood"))
             .unwrap_or(0);
         let c2 = collector.clone();
         let stop = self.method.child();

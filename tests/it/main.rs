@@ -14,6 +14,7 @@ mod load;
 mod mesh;
 mod mesh_target;
 mod mesh_translate;
+mod outputs;
 mod prometheus;
 mod report;
 mod scenarios;
