@@ -9,7 +9,7 @@
 use askama::Template;
 
 use super::chart::{Chart, DASHES, PALETTE, Scale};
-use super::{ci_text, phase_verdict, slo_mark};
+use super::{SloOutcome, ci_text, phase_verdict, slo_outcome};
 use crate::scenario::journal::{DrillVerdict, Ending, IntervalSummary, Journal, PhaseRecord};
 use crate::slo::Verdict;
 
@@ -266,30 +266,33 @@ fn phase_row(p: &PhaseRecord) -> PhaseRow {
 fn slo_rows(j: &Journal) -> Vec<SloRow> {
     let mut rows = Vec::new();
     for p in &j.phases {
-        let flood = p.flood.iter().flat_map(|f| f.slos.iter());
-        for r in p.slos.iter().chain(flood) {
-            let mark = slo_mark(r, &p.expect).trim();
+        // A flood's own objectives must hold, whatever the phase expects.
+        let flood = p
+            .flood
+            .iter()
+            .flat_map(|f| f.slos.iter().map(|r| (r, "hold")));
+        for (r, expect) in p.slos.iter().map(|r| (r, p.expect.as_str())).chain(flood) {
+            let (verdict, class) = match slo_outcome(r, expect) {
+                SloOutcome::NotJudged => ("not judged".to_string(), "none"),
+                SloOutcome::Met => ("pass".into(), "pass"),
+                SloOutcome::BreachedAsExpected => ("breached, as expected".into(), "pass"),
+                SloOutcome::DidNotBreach => ("DID NOT BREACH".into(), "fail"),
+                SloOutcome::Violated => ("FAIL".into(), "fail"),
+                SloOutcome::Inconclusive => (
+                    match r.needed {
+                        Some(n) => format!("inconclusive (about {n} requests would decide)"),
+                        None => "inconclusive".into(),
+                    },
+                    "unsure",
+                ),
+            };
             rows.push(SloRow {
                 phase: p.name.clone(),
                 objective: r.objective.clone(),
                 measured: r.measured_text.clone(),
                 ci: ci_text(r).unwrap_or_else(|| "–".into()),
-                verdict: match mark {
-                    "" => "not judged".into(),
-                    "ok" => "pass".into(),
-                    "FAIL" => "FAIL".into(),
-                    "breached" => "breached, as expected".into(),
-                    _ => match r.needed {
-                        Some(n) => format!("inconclusive (about {n} requests would decide)"),
-                        None => "inconclusive".into(),
-                    },
-                },
-                class: match mark {
-                    "" => "none",
-                    "ok" | "breached" => "pass",
-                    "FAIL" => "fail",
-                    _ => "unsure",
-                },
+                verdict,
+                class,
                 detail: r.detail.clone(),
             });
         }
