@@ -14,6 +14,7 @@ pub mod load;
 mod mesh;
 mod outputs;
 mod run;
+mod term;
 mod validate;
 
 use std::fmt;

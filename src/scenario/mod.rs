@@ -19,3 +19,4 @@ pub use journal::{DrillVerdict, Ending, Journal};
 pub use model::*;
 pub use parse::{ScenarioError, check_against_mesh, is_scenario, parse_document, parse_file};
 pub use runner::{Event, Observer, RollbackStrategy, RunOptions, run};
+pub use verdict::planned_length;

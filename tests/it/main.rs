@@ -16,3 +16,4 @@ mod mesh_target;
 mod mesh_translate;
 mod scenarios;
 mod subsets;
+mod terminal;

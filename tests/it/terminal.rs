@@ -1,0 +1,123 @@
+//! What a terminal sees of a drill (under a pseudo-terminal from util-linux `script`)
+//! and what a pipe sees: the live view and a coloured report only on a terminal, no
+//! colour with NO_COLOR, no escape codes at all in a pipe.
+//!
+//! The drill is `demo --phase 1s --rate 100`: a steady state too short to decide, so
+//! it stops there (exit 4, inconclusive) after about a second of load.
+
+use std::process::Command;
+
+use crate::common::{meshdrill, run};
+
+/// SGR (colour/bold) sequences.
+fn sgr() -> regex::Regex {
+    regex::Regex::new("\x1b\\[[0-9;]*m").expect("regex")
+}
+
+/// `meshdrill ARGS` on a pseudo-terminal; (exit code, everything the terminal got).
+/// None (and a note on stderr) when util-linux `script` is missing.
+fn on_a_terminal(args: &str, no_color: bool) -> Option<(i32, String)> {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` (for a pseudo-terminal) is not installed");
+        return None;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let line = format!("'{}' {args}", env!("CARGO_BIN_EXE_meshdrill"));
+    let mut c = Command::new("script");
+    // -e: the command's exit code; -q: no "Script started" lines; the typescript file
+    // is not needed (what the terminal got is script's stdout).
+    c.args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .env("TMPDIR", tmp.path())
+        .env("TERM", "xterm-256color")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("KUBECONFIG");
+    if no_color {
+        c.env("NO_COLOR", "1");
+    } else {
+        c.env_remove("NO_COLOR");
+    }
+    let (code, out, err) = run(&mut c);
+    assert!(err.is_empty(), "{err}");
+    Some((code, out))
+}
+
+#[test]
+fn a_terminal_gets_the_live_view_and_a_coloured_verdict() {
+    let _s = crate::common::mesh::serial();
+    let Some((code, out)) = on_a_terminal("demo --phase 1s --rate 100", false) else {
+        return;
+    };
+    assert_eq!(code, 4, "{out}");
+    // The live view: the phase with its countdown, redrawn in place (clear line).
+    assert!(
+        out.contains("steady state before: 1s left (drill about "),
+        "{out}"
+    );
+    assert!(out.contains(" · no fault active · "), "{out}");
+    assert!(
+        out.contains("\r\x1b[2K"),
+        "the view is redrawn in place: {out:?}"
+    );
+    // The progress lines are all there, as in a pipe.
+    assert!(
+        out.contains("] steady state before: inconclusive ("),
+        "{out}"
+    );
+    // The verdict and the marks in colour (bold for inconclusive), words unchanged.
+    assert!(
+        out.contains("verdict: \x1b[1mINCONCLUSIVE\x1b[0m: "),
+        "{out:?}"
+    );
+    assert!(out.contains(" \x1b[1m??\x1b[0m "), "{out:?}");
+}
+
+#[test]
+fn no_color_keeps_the_live_view_and_drops_every_colour() {
+    let _s = crate::common::mesh::serial();
+    let Some((code, out)) = on_a_terminal("demo --phase 1s --rate 100", true) else {
+        return;
+    };
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains("\r\x1b[2K"),
+        "the live view is still drawn: {out:?}"
+    );
+    assert!(out.contains("verdict: INCONCLUSIVE: "), "{out}");
+    assert!(!sgr().is_match(&out), "no SGR code with NO_COLOR: {out:?}");
+}
+
+#[test]
+fn quiet_on_a_terminal_prints_the_pipe_lines_and_the_coloured_report() {
+    let _s = crate::common::mesh::serial();
+    let Some((code, out)) = on_a_terminal("demo --phase 1s --rate 100 --quiet", false) else {
+        return;
+    };
+    assert_eq!(code, 4, "{out}");
+    assert!(!out.contains("left (drill about"), "no live view: {out}");
+    assert!(!out.contains("\x1b[2K"), "nothing redrawn: {out:?}");
+    assert!(
+        out.contains("] steady state before: measuring for 1s"),
+        "{out}"
+    );
+    assert!(
+        sgr().is_match(&out),
+        "the report is still coloured: {out:?}"
+    );
+}
+
+#[test]
+fn a_pipe_gets_no_escape_code_at_all() {
+    let _s = crate::common::mesh::serial();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (code, out, err) = run(meshdrill()
+        .args(["demo", "--phase", "1s", "--rate", "100"])
+        .env("TMPDIR", tmp.path())
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR"));
+    assert_eq!(code, 4, "{err}\n{out}");
+    assert!(!out.contains('\x1b'), "{out:?}");
+    assert!(!err.contains('\x1b'), "{err:?}");
+    assert!(out.contains("verdict: INCONCLUSIVE: "), "{out}");
+    assert!(!out.contains("left (drill about"), "{out}");
+}
