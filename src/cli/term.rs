@@ -174,11 +174,12 @@ impl LiveState {
         }
     }
 
-    /// A rollback action: `clear go-demo-8` leaves that object as it was.
+    /// A rollback action: `clear default/go-demo-8` (or `clear go-demo-8`) leaves
+    /// that object as it was.
     fn rolled_back(&mut self, action: &str) {
         if let Some(name) = action.strip_prefix("clear ") {
             self.changes
-                .retain(|(o, _), _| o.rsplit('/').next() != Some(name));
+                .retain(|(o, _), _| o != name && o.rsplit('/').next() != Some(name));
         }
     }
 
@@ -313,6 +314,9 @@ mod tests {
         s.changed("default", "go-demo-8", "clear", "");
         assert!(!s.render(at(4)).contains("go-demo-8"));
         s.rolled_back("clear repeater");
+        assert!(s.render(at(4)).contains(" · no fault active · "));
+        s.changed("default", "go-demo-8", "fault", "abort HTTP 500 on 50%");
+        s.rolled_back("clear default/go-demo-8");
         assert!(s.render(at(4)).contains(" · no fault active · "));
         // Rolling back: no phase, no countdown.
         s.apply(

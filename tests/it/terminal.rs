@@ -121,3 +121,91 @@ fn a_pipe_gets_no_escape_code_at_all() {
     assert!(out.contains("verdict: INCONCLUSIVE: "), "{out}");
     assert!(!out.contains("left (drill about"), "{out}");
 }
+
+#[test]
+fn ctrl_c_clears_the_live_view_rolls_back_and_exits_130_on_a_terminal() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let _s = crate::common::mesh::serial();
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` (for a pseudo-terminal) is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    // A terminal wide enough for the whole live line (script's pseudo-terminal is 80
+    // columns when it has no terminal to copy); exec: the shell that runs the command
+    // is replaced by meshdrill, which gets the signal.
+    let line = format!(
+        "stty cols 250 rows 50; exec '{}' demo --phase 3s --rate 200",
+        env!("CARGO_BIN_EXE_meshdrill")
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .env("TMPDIR", tmp.path())
+        .env("TERM", "xterm-256color")
+        .env("NO_COLOR", "1")
+        .spawn()
+        .expect("spawn script");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().expect("lock").extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let text = || String::from_utf8_lossy(&seen.lock().expect("lock")).into_owned();
+    // Bounded wait until the live view shows the fault in place.
+    let live = "fault default/go-demo-8: abort HTTP 500 on 50%";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline
+        && !text()
+            .split("\r\x1b[2K")
+            .any(|part| part.contains("left (drill about") && part.contains(live))
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(text().contains(live), "{:?}", text());
+    let pid = crate::common::mesh::descendants(child.id())
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.trim() == "meshdrill")
+        })
+        .expect("meshdrill under script");
+    let status = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let code = child.wait().expect("wait").code();
+    reader.join().expect("reader");
+    let out = text();
+    assert_eq!(code, Some(130), "{out:?}");
+    assert!(
+        out.contains("] rollback: clear default/go-demo-8: restored"),
+        "{out:?}"
+    );
+    // The live view was cleared before the summary, and not drawn again.
+    let (_, tail) = out.rsplit_once("\r\x1b[2K").expect("the view was drawn");
+    assert!(
+        !tail.contains("drill about") && !tail.contains("rolling back ·"),
+        "{tail:?}"
+    );
+    assert!(
+        tail.contains("verdict: not judged: interrupted by SIGINT"),
+        "{tail:?}"
+    );
+    assert_eq!(
+        crate::common::mesh::mesh_temp_dirs(tmp.path()),
+        Vec::<String>::new()
+    );
+}
