@@ -184,7 +184,7 @@ impl LiveState {
     }
 
     /// The view at `now`, one line: the phase and its time left (and the drill's),
-    /// the changes in place, the last second of load (rate, share of 2xx/3xx, p99).
+    /// the last second of load (rate, share of 2xx/3xx, p99), the changes in place.
     /// One line, because the bar is drawn three columns short of the edge (so that a
     /// `^C` echo fits beside it) and indicatif starts a next line only by wrapping.
     pub fn render(&self, now: Duration) -> String {
@@ -199,7 +199,7 @@ impl LiveState {
         };
         if let (Some(start), false) = (self.drill_start, self.rolling_back) {
             let left = self.planned.saturating_sub(now.saturating_sub(start));
-            head.push_str(&format!(" (drill about {})", secs(left)));
+            head.push_str(&format!(" (drill ~{})", secs(left)));
         }
         let active = if self.changes.is_empty() {
             "no fault active".to_string()
@@ -223,7 +223,8 @@ impl LiveState {
                 s.p99_ms.map_or("-".into(), |v| format!("{v:.1} ms"))
             ),
         };
-        format!("{head} · {active} · {load}")
+        // The fault last: a narrow terminal cuts its end, not the numbers.
+        format!("{head} · {load} · {active}")
     }
 }
 
@@ -293,8 +294,8 @@ mod tests {
         let view = s.render(Duration::from_millis(3500));
         assert_eq!(
             view,
-            "total failure (must breach): 4s left (drill about 17s) · no fault active · \
-             200 req/s, 75.00% ok, p99 12.3 ms"
+            "total failure (must breach): 4s left (drill ~17s) · \
+             200 req/s, 75.00% ok, p99 12.3 ms · no fault active"
         );
         // No answers in the last second: no success rate, no p99.
         let none = second(0, 0, None);
@@ -306,7 +307,7 @@ mod tests {
         s.changed("default", "repeater", "retries", "3 attempts");
         assert!(
             s.render(at(4)).contains(
-                " · fault default/go-demo-8: abort HTTP 500 on 50%; retries default/repeater: 3 attempts · "
+                " · fault default/go-demo-8: abort HTTP 500 on 50%; retries default/repeater: 3 attempts"
             ),
             "{}",
             s.render(at(4))
@@ -314,10 +315,10 @@ mod tests {
         s.changed("default", "go-demo-8", "clear", "");
         assert!(!s.render(at(4)).contains("go-demo-8"));
         s.rolled_back("clear repeater");
-        assert!(s.render(at(4)).contains(" · no fault active · "));
+        assert!(s.render(at(4)).ends_with(" · no fault active"));
         s.changed("default", "go-demo-8", "fault", "abort HTTP 500 on 50%");
         s.rolled_back("clear default/go-demo-8");
-        assert!(s.render(at(4)).contains(" · no fault active · "));
+        assert!(s.render(at(4)).ends_with(" · no fault active"));
         // Rolling back: no phase, no countdown.
         s.apply(
             &Event::RollbackStarted {

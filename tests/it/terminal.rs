@@ -22,7 +22,12 @@ fn on_a_terminal(args: &str, no_color: bool) -> Option<(i32, String)> {
         return None;
     }
     let tmp = tempfile::tempdir().expect("tmp");
-    let line = format!("'{}' {args}", env!("CARGO_BIN_EXE_meshdrill"));
+    // Wide enough for the whole live line (script's pseudo-terminal is 80 columns
+    // when there is no terminal to copy the size from).
+    let line = format!(
+        "stty cols 250 rows 50; exec '{}' {args}",
+        env!("CARGO_BIN_EXE_meshdrill")
+    );
     let mut c = Command::new("script");
     // -e: the command's exit code; -q: no "Script started" lines; the typescript file
     // is not needed (what the terminal got is script's stdout).
@@ -51,10 +56,10 @@ fn a_terminal_gets_the_live_view_and_a_coloured_verdict() {
     assert_eq!(code, 4, "{out}");
     // The live view: the phase with its countdown, redrawn in place (clear line).
     assert!(
-        out.contains("steady state before: 1s left (drill about "),
+        out.contains("steady state before: 1s left (drill ~"),
         "{out}"
     );
-    assert!(out.contains(" · no fault active · "), "{out}");
+    assert!(out.contains(" · no fault active"), "{out}");
     assert!(
         out.contains("\r\x1b[2K"),
         "the view is redrawn in place: {out:?}"
@@ -94,7 +99,7 @@ fn quiet_on_a_terminal_prints_the_pipe_lines_and_the_coloured_report() {
         return;
     };
     assert_eq!(code, 4, "{out}");
-    assert!(!out.contains("left (drill about"), "no live view: {out}");
+    assert!(!out.contains("left (drill ~"), "no live view: {out}");
     assert!(!out.contains("\x1b[2K"), "nothing redrawn: {out:?}");
     assert!(
         out.contains("] steady state before: measuring for 1s"),
@@ -119,7 +124,7 @@ fn a_pipe_gets_no_escape_code_at_all() {
     assert!(!out.contains('\x1b'), "{out:?}");
     assert!(!err.contains('\x1b'), "{err:?}");
     assert!(out.contains("verdict: INCONCLUSIVE: "), "{out}");
-    assert!(!out.contains("left (drill about"), "{out}");
+    assert!(!out.contains("left (drill ~"), "{out}");
 }
 
 #[test]
@@ -169,7 +174,7 @@ fn ctrl_c_clears_the_live_view_rolls_back_and_exits_130_on_a_terminal() {
     while Instant::now() < deadline
         && !text()
             .split("\r\x1b[2K")
-            .any(|part| part.contains("left (drill about") && part.contains(live))
+            .any(|part| part.contains("left (drill ~") && part.contains(live))
     {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -197,7 +202,7 @@ fn ctrl_c_clears_the_live_view_rolls_back_and_exits_130_on_a_terminal() {
     // The live view was cleared before the summary, and not drawn again.
     let (_, tail) = out.rsplit_once("\r\x1b[2K").expect("the view was drawn");
     assert!(
-        !tail.contains("drill about") && !tail.contains("rolling back ·"),
+        !tail.contains("drill ~") && !tail.contains("rolling back ·"),
         "{tail:?}"
     );
     assert!(
@@ -208,4 +213,27 @@ fn ctrl_c_clears_the_live_view_rolls_back_and_exits_130_on_a_terminal() {
         crate::common::mesh::mesh_temp_dirs(tmp.path()),
         Vec::<String>::new()
     );
+}
+
+#[test]
+fn load_draws_its_bar_on_a_terminal_unless_quiet() {
+    use crate::common::servers::{self, Behavior};
+    let s = servers::spawn(Behavior::Pattern(vec![200, 503]));
+    let args = format!("load {} -d 2s --rate 20 -c 2", s.url("/"));
+    let Some((code, out)) = on_a_terminal(&args, true) else {
+        return;
+    };
+    assert_eq!(code, 0, "{out}");
+    // Seconds done of the run's, then the last interval (about half its answers are
+    // 503s; by completion time, so not exactly).
+    assert!(out.contains("/2 s  "), "{out:?}");
+    let bar = regex::Regex::new(r" \d+ req/s  [3-6]\d\.\d\d% ok  p99 [0-9.]+ ms  no answer 0")
+        .expect("regex");
+    assert!(bar.is_match(&out), "{out:?}");
+    let Some((code, out)) = on_a_terminal(&format!("{args} --quiet"), true) else {
+        return;
+    };
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("/2 s  ") && !out.contains('\x1b'), "{out:?}");
+    assert!(out.contains("Status:    200: 20  503: 20"), "{out}");
 }
