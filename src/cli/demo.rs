@@ -40,6 +40,10 @@ pub struct DemoArgs {
     /// Write the journal here.
     #[arg(long, value_name = "FILE")]
     pub journal: Option<PathBuf>,
+    /// No live view on a terminal: the plain lines a pipe gets (one per phase, change
+    /// and rollback action), then the summary.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
     #[command(flatten)]
     pub outputs: super::outputs::OutputArgs,
 }
@@ -100,6 +104,7 @@ pub fn run(a: DemoArgs, out: &mut (impl Write + Send), err: &mut (impl Write + S
         envoy: a.envoy.clone(),
         output: a.output,
         intervals: false,
+        quiet: a.quiet,
     };
     let recording = a.outputs.start("meshdrill demo")?;
     let opts = RunOptions {

@@ -6,50 +6,111 @@ use std::io::Write;
 
 use anyhow::anyhow;
 
+use super::term::{LiveState, Paint, Tone, fit};
 use super::{CliResult, Exit, Failure};
 use crate::report::{ci_text, mark, phase_verdict, slo_cells, slo_mark};
 use crate::scenario::journal::{DrillVerdict, Ending, Journal, PhaseRecord};
 use crate::scenario::{Event, Observer};
+use crate::slo::Verdict;
 
 /// Prints progress as the runner reports it — through a writer thread (see
 /// [`with_printer`]), so a terminal or pipe that stops reading never holds up the
 /// drill, and above all not its rollback.
 pub struct Progress {
-    lines: std::sync::mpsc::Sender<String>,
+    lines: std::sync::mpsc::Sender<Msg>,
     /// Print each second of the load (`--intervals`).
     pub intervals: bool,
     start: std::time::Instant,
+    /// The live view's state, when there is one (a terminal).
+    live: Option<LiveState>,
+}
+
+/// What the drill's thread hands the writer thread.
+enum Msg {
+    Line(String),
+    Live(LiveState),
 }
 
 impl Progress {
     fn line(&mut self, text: &str) {
         let t = self.start.elapsed().as_secs_f64();
         // The printer is gone only when its output failed: the drill goes on.
-        let _ = self.lines.send(format!("[{t:6.1}s] {text}"));
+        let _ = self.lines.send(Msg::Line(format!("[{t:6.1}s] {text}")));
     }
 }
 
+/// How a drill shows its progress.
+pub struct View {
+    /// Print each second of the load (`--intervals`).
+    pub intervals: bool,
+    /// Draw the live view on this terminal (lines then go above it).
+    pub live: Option<console::Term>,
+    /// The drill's planned length, for the live view's countdown.
+    pub planned: std::time::Duration,
+}
+
+/// How often the live view is redrawn when no event comes (its countdown).
+const LIVE_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Runs `f` with a [`Progress`] whose lines a scoped thread writes to `w`, and
-/// returns `f`'s result with the first write error (a closed pipe is none).
+/// returns `f`'s result with the first write error (a closed pipe is none). With
+/// `view.live`, that thread also draws the live view below the lines, and clears it
+/// before returning (on success, error and interrupt alike).
 pub fn with_printer<T>(
     w: &mut (dyn Write + Send),
-    intervals: bool,
+    view: View,
     f: impl FnOnce(&mut Progress) -> T,
 ) -> (T, Option<std::io::Error>) {
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let (tx, rx) = std::sync::mpsc::channel::<Msg>();
+    let start = std::time::Instant::now();
+    let live = view.live.map(live_bar);
+    let state = live.is_some().then(|| LiveState::new(view.planned));
     std::thread::scope(|scope| {
         let printer = scope.spawn(move || {
-            for line in rx {
-                if let Err(e) = writeln!(w, "{line}").and_then(|()| w.flush()) {
-                    return (e.kind() != std::io::ErrorKind::BrokenPipe).then_some(e);
+            let mut shown: Option<LiveState> = None;
+            let failed = loop {
+                let msg = match &live {
+                    None => match rx.recv() {
+                        Ok(m) => Some(m),
+                        Err(_) => break None,
+                    },
+                    Some(_) => match rx.recv_timeout(LIVE_TICK) {
+                        Ok(m) => Some(m),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break None,
+                    },
+                };
+                match msg {
+                    Some(Msg::Line(line)) => {
+                        let mut write = || writeln!(w, "{line}").and_then(|()| w.flush());
+                        let written = match &live {
+                            Some((bar, _)) => bar.suspend(write),
+                            None => write(),
+                        };
+                        if let Err(e) = written {
+                            break (e.kind() != std::io::ErrorKind::BrokenPipe).then_some(e);
+                        }
+                    }
+                    Some(Msg::Live(s)) => shown = Some(s),
+                    None => {}
                 }
+                if let (Some((bar, term)), Some(s)) = (&live, &shown) {
+                    // The spinner and its space, and Narrow's three columns.
+                    let width = usize::from(term.size().1).saturating_sub(5).max(8);
+                    bar.set_message(fit(&s.render(start.elapsed()), width));
+                    bar.tick();
+                }
+            };
+            if let Some((bar, _)) = &live {
+                bar.finish_and_clear();
             }
-            None
+            failed
         });
         let mut p = Progress {
             lines: tx,
-            intervals,
-            start: std::time::Instant::now(),
+            intervals: view.intervals,
+            start,
+            live: state,
         };
         let out = f(&mut p);
         drop(p);
@@ -57,8 +118,48 @@ pub fn with_printer<T>(
     })
 }
 
+/// An indicatif spinner with a one-line message on `term` (three columns narrower
+/// than the terminal, see [`super::load::Narrow`]), and the terminal, whose width the
+/// message is cut to.
+fn live_bar(term: console::Term) -> (indicatif::ProgressBar, console::Term) {
+    let target = indicatif::ProgressDrawTarget::term_like_with_hz(
+        Box::new(super::load::Narrow(term.clone())),
+        10,
+    );
+    let bar = indicatif::ProgressBar::with_draw_target(None, target);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg}") {
+        bar.set_style(style);
+    }
+    (bar, term)
+}
+
+/// How a phase came out, for its colour: the retry check's verdict where the phase
+/// is not judged (`ignore`), else the phase's (`Pass` for a breach that was expected).
+fn phase_outcome(p: &PhaseRecord) -> Option<Verdict> {
+    if p.expect == "ignore" {
+        p.retry_check.as_ref().map(|r| r.verdict)
+    } else {
+        p.verdict
+    }
+}
+
+/// The colour of an objective's mark (`ok`, `breached`, `FAIL`, `??`; `-`: none).
+fn mark_tone(m: &str) -> Option<Tone> {
+    match m {
+        "ok" | "breached" => Some(Tone::Good),
+        "FAIL" => Some(Tone::Bad),
+        "??" => Some(Tone::Unsure),
+        _ => None,
+    }
+}
+
 impl Observer for Progress {
     fn event(&mut self, e: Event<'_>) {
+        if let Some(s) = self.live.as_mut()
+            && s.apply(&e, self.start.elapsed())
+        {
+            let _ = self.lines.send(Msg::Live(s.clone()));
+        }
         match e {
             Event::Started { scenario, target } => {
                 self.line(&format!("drill {scenario} on {target}"))
@@ -176,7 +277,8 @@ impl Observer for Progress {
 }
 
 /// The summary after a drill: SLOs per judged phase, checks, verdict.
-pub fn write_summary(w: &mut impl Write, j: &Journal) -> std::io::Result<()> {
+/// With `paint` on, verdicts and marks are coloured (the words stay the same).
+pub fn write_summary(w: &mut impl Write, j: &Journal, paint: Paint) -> std::io::Result<()> {
     let judged: Vec<&PhaseRecord> = j
         .phases
         .iter()
@@ -205,7 +307,7 @@ pub fn write_summary(w: &mut impl Write, j: &Journal) -> std::io::Result<()> {
                 success,
                 ms(p.summary.latency_ms.p50),
                 ms(p.summary.latency_ms.p99),
-                phase_verdict(p)
+                paint.tone(phase_verdict(p), phase_outcome(p).map(Tone::of))
             )?;
         }
         writeln!(w)?;
@@ -221,16 +323,17 @@ pub fn write_summary(w: &mut impl Write, j: &Journal) -> std::io::Result<()> {
                     .needed
                     .map(|n| format!("  (about {n} requests would decide)"))
                     .unwrap_or_default();
+                let m = match slo_mark(r, &p.expect).trim() {
+                    "" => "-",
+                    m => m,
+                };
                 writeln!(
                     w,
-                    "  {:<28} {:<30} {:>14} {:<5}{ci}{needed}",
+                    "  {:<28} {:<30} {:>14} {}{ci}{needed}",
                     truncate(&p.name, 28),
                     r.objective,
                     r.measured_text,
-                    match slo_mark(r, &p.expect).trim() {
-                        "" => "-",
-                        m => m,
-                    }
+                    paint.padded(m, mark_tone(m), 5)
                 )?;
             }
         }
@@ -238,7 +341,12 @@ pub fn write_summary(w: &mut impl Write, j: &Journal) -> std::io::Result<()> {
     for p in j.phases.iter().filter(|p| p.retry_check.is_some()) {
         if let Some(r) = &p.retry_check {
             writeln!(w)?;
-            writeln!(w, "retry validation during {}: {}", p.name, mark(r.verdict))?;
+            writeln!(
+                w,
+                "retry validation during {}: {}",
+                p.name,
+                paint.tone(mark(r.verdict), Some(Tone::of(r.verdict)))
+            )?;
             writeln!(
                 w,
                 "  policy {}, upstream failing {:.1}% of attempts{}",
@@ -279,7 +387,7 @@ pub fn write_summary(w: &mut impl Write, j: &Journal) -> std::io::Result<()> {
             "recovery ({}): {}: {}",
             r.objective,
             r.detail,
-            mark(r.verdict)
+            paint.tone(mark(r.verdict), Some(Tone::of(r.verdict)))
         )?;
     }
     for s in &j.searches {
@@ -296,12 +404,13 @@ pub fn write_summary(w: &mut impl Write, j: &Journal) -> std::io::Result<()> {
     }
     writeln!(w)?;
     let exit = j.exit_code;
-    let word = match j.verdict {
-        DrillVerdict::Held => "HELD",
-        DrillVerdict::Broke => "BROKE",
-        DrillVerdict::Inconclusive => "INCONCLUSIVE",
-        DrillVerdict::NotJudged => "not judged",
+    let (word, tone) = match j.verdict {
+        DrillVerdict::Held => ("HELD", Some(Tone::Good)),
+        DrillVerdict::Broke => ("BROKE", Some(Tone::Bad)),
+        DrillVerdict::Inconclusive => ("INCONCLUSIVE", Some(Tone::Unsure)),
+        DrillVerdict::NotJudged => ("not judged", None),
     };
+    let word = paint.tone(word, tone);
     writeln!(w, "verdict: {word}: {} (exit {exit})", j.verdict_text)?;
     Ok(())
 }

@@ -24,6 +24,7 @@ fn refuse_scenario_flags(a: &RunArgs) -> CliResult<()> {
     let refused = [
         (a.dry_run, "--dry-run"),
         (a.intervals, "--intervals"),
+        (a.quiet, "--quiet"),
         (a.ingress.is_some(), "--ingress"),
         (a.namespace.is_some(), "-n/--namespace"),
     ];

@@ -109,6 +109,9 @@ pub struct LoadArgs {
     /// request.
     #[arg(long = "latency-2xx")]
     pub latency_2xx: bool,
+    /// No progress bar (by default one is drawn on stderr when it is a terminal).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
     /// Snapshot interval for the progress bar and the interval log.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
@@ -217,7 +220,7 @@ pub fn run(a: LoadArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult
     .context("cannot start the async runtime")
     .map_err(Failure::target)?;
 
-    let progress = Progress::new(&config);
+    let progress = Progress::new(&config, a.quiet);
     // Compressed (HISTF...) payloads: the only ones Java's HistogramLogReader (and so
     // HistogramLogAnalyzer and the log processor) decodes.
     let mut serializer = V2DeflateSerializer::new();
@@ -327,8 +330,8 @@ pub fn run(a: LoadArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult
 struct Progress(Option<indicatif::ProgressBar>, Stop);
 
 impl Progress {
-    fn new(c: &LoadConfig) -> Self {
-        if !std::io::stderr().is_terminal() {
+    fn new(c: &LoadConfig, quiet: bool) -> Self {
+        if quiet || !std::io::stderr().is_terminal() {
             return Self(None, c.stop());
         }
         let len = match c.stop() {
@@ -338,7 +341,12 @@ impl Progress {
         let target =
             indicatif::ProgressDrawTarget::term_like(Box::new(Narrow(console::Term::stderr())));
         let bar = indicatif::ProgressBar::with_draw_target(Some(len), target);
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}") {
+        // Time (or requests) done of the run's, then the last interval.
+        let template = match c.stop() {
+            Stop::Duration(_) => "{bar:30} {pos}/{len} s  {msg}",
+            Stop::Requests(_) => "{bar:30} {pos}/{len} requests  {msg}",
+        };
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
             bar.set_style(style);
         }
         Self(Some(bar), c.stop())
@@ -350,11 +358,10 @@ impl Progress {
             Stop::Duration(_) => bar.set_position((s.start + s.duration).as_secs()),
             Stop::Requests(_) => bar.inc(s.data.counts.requests()),
         }
-        bar.set_message(format!(
-            "{:.0} req/s  p99 {:.1} ms  errors {}",
+        bar.set_message(bar_message(
             s.rps(),
+            &s.data.counts,
             ms(s.data.latency.value_at_quantile(0.99)),
-            s.data.counts.errors()
         ));
     }
 
@@ -365,13 +372,33 @@ impl Progress {
     }
 }
 
+/// The bar's message for one interval: rate, share of 2xx/3xx answers among the
+/// requests completed in it, p99, requests with no answer.
+fn bar_message(rps: f64, c: &load::Counts, p99_ms: f64) -> String {
+    let requests = c.requests();
+    let ok: u64 = c
+        .statuses()
+        .filter(|(code, _)| (200..400).contains(code))
+        .map(|(_, n)| n)
+        .sum();
+    let share = if requests == 0 {
+        "-".to_string()
+    } else {
+        format!("{:.2}%", ok as f64 * 100.0 / requests as f64)
+    };
+    format!(
+        "{rps:.0} req/s  {share} ok  p99 {p99_ms:.1} ms  no answer {}",
+        c.errors()
+    )
+}
+
 /// stderr, three columns narrower than the terminal, for the progress bar. indicatif
 /// pads its line to the right edge, so the `^C` a terminal echoes on Ctrl-C wrapped
 /// onto a new line; `finish_and_clear` then cleared that line and left the bar on
 /// screen above the results. With room left on the line, `^C` lands next to the bar
 /// and is cleared with it.
 #[derive(Debug)]
-struct Narrow(console::Term);
+pub(super) struct Narrow(pub(super) console::Term);
 
 impl indicatif::TermLike for Narrow {
     fn width(&self) -> u16 {
@@ -655,4 +682,27 @@ fn write_histogram(w: &mut impl Write, h: &Histogram<u64>) -> std::io::Result<()
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bar_shows_rate_success_p99_and_failures_of_the_interval() {
+        let mut c = load::Counts::default();
+        for _ in 0..3 {
+            c.status(200);
+        }
+        c.status(503);
+        c.error(load::ErrorKind::Timeout);
+        assert_eq!(
+            bar_message(5.0, &c, 12.345),
+            "5 req/s  60.00% ok  p99 12.3 ms  no answer 1"
+        );
+        assert_eq!(
+            bar_message(0.0, &load::Counts::default(), 0.0),
+            "0 req/s  - ok  p99 0.0 ms  no answer 0"
+        );
+    }
 }

@@ -15,6 +15,7 @@ mod mesh;
 mod outputs;
 mod report;
 mod run;
+mod term;
 mod validate;
 
 use std::fmt;

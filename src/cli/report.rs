@@ -48,7 +48,12 @@ pub fn run(a: ReportArgs, out: &mut impl Write, err: &mut impl Write) -> CliResu
                 .map_err(io_err)?;
             }
         }
-        None => super::drill::write_summary(out, &journal).map_err(io_err)?,
+        None => {
+            let paint = super::term::Paint {
+                on: super::term::stdout_colour(),
+            };
+            super::drill::write_summary(out, &journal, paint).map_err(io_err)?
+        }
     }
     if problems.is_empty() {
         Ok(Exit::Ok)

@@ -9,8 +9,9 @@ use anyhow::anyhow;
 use clap::{Parser, ValueEnum};
 
 use super::args::{ConnArgs, fail, mesh_fail, parse_ttl, runtime};
-use super::drill::{outcome, with_printer, write_summary};
+use super::drill::{View, outcome, with_printer, write_summary};
 use super::outputs::{OutputArgs, Recording};
+use super::term::{Paint, live_terminal, stdout_colour};
 use super::{CliResult, Failure, io_err};
 use crate::cancel::Cancel;
 use crate::mesh::{MeshOptions, MeshSpec};
@@ -122,6 +123,10 @@ pub struct RunArgs {
     /// Scenario files: print every second of the background load.
     #[arg(long)]
     pub intervals: bool,
+    /// Scenario files: no live view on a terminal — the plain lines a pipe gets (one
+    /// per phase, change and rollback action), then the summary. Not with --intervals.
+    #[arg(short = 'q', long, conflicts_with = "intervals")]
+    pub quiet: bool,
     #[command(flatten)]
     pub outputs: OutputArgs,
 }
@@ -232,6 +237,7 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
         envoy: a.envoy.clone(),
         output: a.output,
         intervals: a.intervals,
+        quiet: a.quiet,
     };
     let journal = drill(&s, d, &opts, out, err)?;
     finish(
@@ -290,7 +296,13 @@ pub fn finish(
                 .map_err(|e| Failure::target(anyhow!("cannot encode the journal: {e}")))?;
             writeln!(out, "{text}")
         }
-        RunOutput::Text => write_summary(out, j),
+        RunOutput::Text => write_summary(
+            out,
+            j,
+            Paint {
+                on: stdout_colour(),
+            },
+        ),
     };
     others?;
     match (outcome(j), written) {
@@ -307,6 +319,8 @@ pub struct Drill<'a> {
     pub envoy: Option<PathBuf>,
     pub output: RunOutput,
     pub intervals: bool,
+    /// No live view, even on a terminal (`--quiet`).
+    pub quiet: bool,
 }
 
 /// A cancellation that SIGINT, SIGTERM and SIGHUP trigger, and the watch behind it
@@ -356,11 +370,21 @@ pub fn drill(
     let rt = runtime()?;
     let (cancel, _signals) = watch(&rt)?;
     let target = open_target(s, d.conn, d.envoy, opts.dry_run, &cancel, &rt)?;
-    let w: &mut (dyn Write + Send) = match d.output {
-        RunOutput::Text => out,
-        RunOutput::Json => err,
+    // The live view goes where the progress lines go, when that is a terminal.
+    let (w, term): (&mut (dyn Write + Send), _) = match d.output {
+        RunOutput::Text => (out, console::Term::stdout()),
+        RunOutput::Json => (err, console::Term::stderr()),
     };
-    let (journal, failed) = with_printer(w, d.intervals, |progress| {
+    let view = View {
+        intervals: d.intervals,
+        live: if d.quiet || opts.dry_run {
+            None
+        } else {
+            live_terminal(term)
+        },
+        planned: crate::scenario::planned_length(s),
+    };
+    let (journal, failed) = with_printer(w, view, |progress| {
         rt.block_on(crate::scenario::run(s, &target, opts, &cancel, progress))
     });
     if let Some(e) = failed {

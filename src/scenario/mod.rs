@@ -21,4 +21,4 @@ pub use journal::{DrillVerdict, Ending, Journal};
 pub use model::*;
 pub use parse::{ScenarioError, check_against_mesh, is_scenario, parse_document, parse_file};
 pub use runner::{Event, Observer, RollbackStrategy, RunOptions, run};
-pub use verdict::ending_text;
+pub use verdict::{ending_text, planned_length};

@@ -19,3 +19,4 @@ mod prometheus;
 mod report;
 mod scenarios;
 mod subsets;
+mod terminal;
