@@ -42,7 +42,7 @@ deps:
 	else echo "warning:$$missing not installed (needs root and apt-get); the tests that need them will skip"; fi
 
 demo: envoy build
-	./target/release/meshdrill demo
+	./target/release/meshdrill demo --report target/demo-report.html
 
 lint:
 	$(CARGO) fmt --check
