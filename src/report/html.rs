@@ -29,6 +29,7 @@ struct Page<'a> {
     verdict_class: &'static str,
     incomplete: &'a [String],
     facts: Vec<(&'static str, String)>,
+    glance: Vec<String>,
     phases: Vec<PhaseRow>,
     charts: Vec<Chart>,
     slos: Vec<SloRow>,
@@ -203,6 +204,7 @@ impl<'a> Page<'a> {
             verdict_class,
             incomplete: problems,
             facts,
+            glance: at_a_glance(j),
             phases: j.phases.iter().map(phase_row).collect(),
             charts: charts(j),
             slos: slo_rows(j),
@@ -241,6 +243,44 @@ impl<'a> Page<'a> {
             notes,
         }
     }
+}
+
+/// One sentence per judged phase: success and p99 against the first phase's (the
+/// steady state the others are compared with), and how it came out.
+fn at_a_glance(j: &Journal) -> Vec<String> {
+    let success = |p: &PhaseRecord| {
+        (p.summary.requests > 0)
+            .then(|| p.summary.succeeded() as f64 * 100.0 / p.summary.requests as f64)
+    };
+    let judged: Vec<&PhaseRecord> = j
+        .phases
+        .iter()
+        .filter(|p| !p.slos.is_empty() || p.retry_check.is_some())
+        .collect();
+    let base = judged.first().copied();
+    judged
+        .iter()
+        .map(|p| {
+            let mut s = format!("{}: ", p.name);
+            match success(p) {
+                Some(v) => s.push_str(&format!(
+                    "{v:.2}% of {} requests succeeded",
+                    p.summary.requests
+                )),
+                None => s.push_str("no requests"),
+            }
+            if let Some(p99) = p.summary.latency_ms.p99 {
+                s.push_str(&format!(", p99 {p99:.1} ms"));
+                if let Some(b) = base.filter(|b| !std::ptr::eq(*b, *p))
+                    && let Some(b99) = b.summary.latency_ms.p99
+                {
+                    s.push_str(&format!(" (was {b99:.1} ms in {})", b.name));
+                }
+            }
+            s.push_str(&format!(" — {}", phase_verdict(p)));
+            s
+        })
+        .collect()
 }
 
 fn phase_row(p: &PhaseRecord) -> PhaseRow {
