@@ -271,6 +271,29 @@ impl Chart {
             .collect();
     }
 
+    /// A log y axis in milliseconds over the positive `values` (1 ms–1 s without any),
+    /// with its ticks and label.
+    pub fn latency_axis(&mut self, values: impl IntoIterator<Item = f64>) -> Scale {
+        let (lo, hi) = values
+            .into_iter()
+            .filter(|v| *v > 0.0 && v.is_finite())
+            .fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let ys = self.y_scale(if lo == f64::MAX { 1.0 } else { lo }, hi.max(1.0), true);
+        let ticks = ys.ticks(5);
+        self.set_y_ticks(&ys, &ticks, millis);
+        self.y_label = "latency".into();
+        ys
+    }
+
+    /// A linear y axis from 0 to a little above `hi`, for counts per second.
+    pub fn count_axis(&mut self, hi: f64, label: &str) -> Scale {
+        let ys = self.y_scale(0.0, hi * 1.1, false);
+        let ticks = ys.ticks(4);
+        self.set_y_ticks(&ys, &ticks, number);
+        self.y_label = label.into();
+        ys
+    }
+
     /// Adds a line through `(x, y)` points; `None` breaks it.
     pub fn line(
         &mut self,

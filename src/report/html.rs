@@ -597,13 +597,8 @@ fn latency_chart(series: &[IntervalSummary], end: f64, windows: &[Window]) -> Ch
                 s.service_p99_ms,
             ]
         })
-        .flatten()
-        .filter(|v| *v > 0.0);
-    let (lo, hi) = values.fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let ys = c.y_scale(if lo == f64::MAX { 1.0 } else { lo }, hi.max(1.0), true);
-    let ticks = ys.ticks(5);
-    c.set_y_ticks(&ys, &ticks, super::chart::millis);
-    c.y_label = "latency".into();
+        .flatten();
+    let ys = c.latency_axis(values);
     shade_faults(&mut c, &xs, windows);
     type Pick = fn(&IntervalSummary) -> Option<f64>;
     let lines: [(&str, Pick, &'static str, &'static str, f64); 5] = [
@@ -651,10 +646,7 @@ fn rate_chart(series: &[IntervalSummary], end: f64, windows: &[Window]) -> Chart
         .flat_map(|s| [Some(s.rps), s.target_rps])
         .flatten()
         .fold(1.0f64, f64::max);
-    let ys = c.y_scale(0.0, hi * 1.1, false);
-    let ticks = ys.ticks(4);
-    c.set_y_ticks(&ys, &ticks, super::chart::number);
-    c.y_label = "requests / s".into();
+    let ys = c.count_axis(hi, "requests / s");
     shade_faults(&mut c, &xs, windows);
     if series.iter().any(|s| s.target_rps.is_some()) {
         c.line(
@@ -685,10 +677,7 @@ fn status_chart(series: &[IntervalSummary], end: f64, windows: &[Window]) -> Cha
         .iter()
         .map(|s| (s.ok + s.client_errors + s.server_errors + s.failed) as f64)
         .fold(1.0f64, f64::max);
-    let ys = c.y_scale(0.0, hi * 1.1, false);
-    let ticks = ys.ticks(4);
-    c.set_y_ticks(&ys, &ticks, super::chart::number);
-    c.y_label = "responses / s".into();
+    let ys = c.count_axis(hi, "responses / s");
     shade_faults(&mut c, &xs, windows);
     type Pick = fn(&IntervalSummary) -> u64;
     let classes: [(&str, Pick, &'static str); 4] = [
@@ -738,13 +727,8 @@ fn distribution_chart(phases: &[PhaseRecord]) -> Chart {
     c.x_label = "percentile".into();
     let values = phases
         .iter()
-        .flat_map(|p| p.summary.latency_distribution.iter().map(|d| d[1]))
-        .filter(|v| *v > 0.0);
-    let (lo, hi) = values.fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let ys = c.y_scale(if lo == f64::MAX { 1.0 } else { lo }, hi.max(1.0), true);
-    let ticks = ys.ticks(5);
-    c.set_y_ticks(&ys, &ticks, super::chart::millis);
-    c.y_label = "latency".into();
+        .flat_map(|p| p.summary.latency_distribution.iter().map(|d| d[1]));
+    let ys = c.latency_axis(values);
     for (i, p) in phases
         .iter()
         .filter(|p| p.summary.latency_distribution.len() >= 2)
