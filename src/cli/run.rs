@@ -215,6 +215,13 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
     if let Some(p) = &a.journal {
         check_writable(p)?;
     }
+    if a.dry_run
+        && let Some(flag) = a.outputs.given().first()
+    {
+        return Err(Failure::input(anyhow!(
+            "{flag} records a drill that ran; --dry-run runs nothing (it prints the plan and every patch)"
+        )));
+    }
     a.outputs.check()?;
     let recording = a.outputs.start(&format!("meshdrill run {}", s.name))?;
     let opts = RunOptions {

@@ -356,3 +356,30 @@ fn report_is_for_scenario_runs_not_chaostoolkit_experiments() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--report is for scenario files"), "{err}");
 }
+
+/// A dry run runs nothing: there is no drill to report, post or log.
+#[test]
+fn the_record_of_a_run_is_refused_on_a_dry_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let scenario = crate::common::root().join("scenarios/network-failure.yaml");
+    for flag in [
+        vec!["--report", "r.html"],
+        vec!["--junit", "j.xml"],
+        vec!["--hist-log", "h.hlog"],
+        vec!["--notify", "http://127.0.0.1:9/hook"],
+    ] {
+        let (code, out, err) = run(meshdrill()
+            .current_dir(tmp.path())
+            .arg("run")
+            .arg(&scenario)
+            .arg("--dry-run")
+            .args(&flag));
+        assert_eq!(code, 2, "{flag:?}: {err}");
+        assert!(
+            err.contains(&format!("{} records a drill that ran", flag[0])),
+            "{err}"
+        );
+        assert!(out.is_empty(), "no plan printed: {out}");
+        assert_eq!(std::fs::read_dir(tmp.path()).expect("dir").count(), 0);
+    }
+}
