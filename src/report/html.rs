@@ -10,7 +10,9 @@ use askama::Template;
 
 use super::chart::{Chart, DASHES, PALETTE, Scale};
 use super::{SloOutcome, ci_text, phase_verdict, slo_outcome};
-use crate::scenario::journal::{DrillVerdict, Ending, IntervalSummary, Journal, PhaseRecord};
+use crate::scenario::journal::{
+    DrillVerdict, Ending, IntervalSummary, Journal, PhaseKind, PhaseRecord,
+};
 use crate::slo::Verdict;
 
 /// Renders the page. `problems` are what reading the journal found wrong (the page
@@ -105,6 +107,20 @@ fn verdict_class(v: Verdict) -> &'static str {
         Verdict::Pass => "pass",
         Verdict::Fail => "fail",
         Verdict::Inconclusive => "unsure",
+    }
+}
+
+/// How a phase came out, in words. A search's probes are measurements, not
+/// expectations: a probe that does not hold is the search's answer, not a break.
+fn outcome(p: &PhaseRecord) -> &'static str {
+    if p.kind != PhaseKind::SearchProbe {
+        return phase_verdict(p);
+    }
+    match p.verdict {
+        Some(Verdict::Pass) => "probe: holds",
+        Some(Verdict::Fail) => "probe: does not hold",
+        Some(Verdict::Inconclusive) => "probe: cannot tell",
+        None => "not judged",
     }
 }
 
@@ -256,8 +272,13 @@ fn at_a_glance(j: &Journal) -> Vec<String> {
         .phases
         .iter()
         .filter(|p| !p.slos.is_empty() || p.retry_check.is_some())
+        .filter(|p| p.kind != PhaseKind::SearchProbe)
         .collect();
     let base = judged.first().copied();
+    let searches = j
+        .searches
+        .iter()
+        .map(|s| format!("search over {}: {}", s.over, s.answer));
     judged
         .iter()
         .map(|p| {
@@ -280,6 +301,7 @@ fn at_a_glance(j: &Journal) -> Vec<String> {
             s.push_str(&format!(" — {}", phase_verdict(p)));
             s
         })
+        .chain(searches)
         .collect()
 }
 
@@ -298,7 +320,7 @@ fn phase_row(p: &PhaseRecord) -> PhaseRow {
         p50: ms(s.latency_ms.p50),
         p99: ms(s.latency_ms.p99),
         max: ms(s.latency_ms.max),
-        verdict: phase_verdict(p),
+        verdict: outcome(p),
         class: phase_class(p),
     }
 }
@@ -452,6 +474,18 @@ fn windows(j: &Journal, end: f64) -> Vec<Window> {
         }
     }
     done.extend(open);
+    // A flood is the fault of a DoS drill: its own lane, shaded like a fault.
+    for p in &j.phases {
+        if let Some(f) = &p.flood {
+            done.push(Window {
+                from: p.start_s,
+                to: p.end_s,
+                object: "flood".into(),
+                label: format!("flood: {:.0} req/s to {}", f.summary.rps, f.url),
+                fault: true,
+            });
+        }
+    }
     done.sort_by(|a, b| a.from.total_cmp(&b.from));
     done
 }
@@ -487,7 +521,7 @@ fn charts(j: &Journal) -> Vec<Chart> {
     let mut out = vec![timeline(j, end, &windows)];
     if !j.series.is_empty() {
         out.push(latency_chart(&j.series, end, &windows));
-        out.push(rate_chart(&j.series, end, &windows));
+        out.push(rate_chart(j, end, &windows));
         out.push(status_chart(&j.series, end, &windows));
     }
     if j.phases
@@ -539,7 +573,7 @@ fn timeline(j: &Journal, end: f64, windows: &[Window]) -> Chart {
                 p.name,
                 p.start_s,
                 p.end_s,
-                phase_verdict(p)
+                outcome(p)
             ),
             hatched: false,
         });
@@ -633,35 +667,59 @@ fn latency_chart(series: &[IntervalSummary], end: f64, windows: &[Window]) -> Ch
     c
 }
 
-fn rate_chart(series: &[IntervalSummary], end: f64, windows: &[Window]) -> Chart {
+fn rate_chart(j: &Journal, end: f64, windows: &[Window]) -> Chart {
+    let series = &j.series;
+    let floods: Vec<&[IntervalSummary]> = j
+        .phases
+        .iter()
+        .filter_map(|p| p.flood.as_ref().map(|f| f.series.as_slice()))
+        .filter(|s| !s.is_empty())
+        .collect();
     let mut c = Chart::new(
         "rate",
         "Request rate",
-        "Requests completed per second, and the rate the load was asked for (dashed).",
+        if floods.is_empty() {
+            "Requests completed per second, and the rate the load was asked for (dashed)."
+        } else {
+            "Requests completed per second, and the rate asked for (dashed): the drill's load, and the flood's."
+        },
         220.0,
     );
     let xs = time_axis(&mut c, end);
     let hi = series
         .iter()
+        .chain(floods.iter().flat_map(|f| f.iter()))
         .flat_map(|s| [Some(s.rps), s.target_rps])
         .flatten()
         .fold(1.0f64, f64::max);
     let ys = c.count_axis(hi, "requests / s");
     shade_faults(&mut c, &xs, windows);
-    if series.iter().any(|s| s.target_rps.is_some()) {
+    let mut rates = vec![(series.as_slice(), "", PALETTE[0])];
+    rates.extend(floods.iter().map(|f| (*f, "flood ", PALETTE[2])));
+    for (i, (s, who, colour)) in rates.into_iter().enumerate() {
+        // One legend entry per kind of line.
+        let label = |what: &str| {
+            if i <= 1 {
+                format!("{who}{what}")
+            } else {
+                String::new()
+            }
+        };
+        if s.iter().any(|s| s.target_rps.is_some()) {
+            c.line(
+                (&xs, &ys),
+                s.iter().map(|s| (mid(s), s.target_rps)),
+                (PALETTE[7], "6 3", 1.2),
+                &label("asked"),
+            );
+        }
         c.line(
             (&xs, &ys),
-            series.iter().map(|s| (mid(s), s.target_rps)),
-            (PALETTE[7], "6 3", 1.2),
-            "asked",
+            s.iter().map(|s| (mid(s), Some(s.rps))),
+            (colour, "", 2.0),
+            &label("completed"),
         );
     }
-    c.line(
-        (&xs, &ys),
-        series.iter().map(|s| (mid(s), Some(s.rps))),
-        (PALETTE[0], "", 2.0),
-        "completed",
-    );
     c
 }
 
@@ -868,5 +926,41 @@ mod tests {
             "every point is drawn: {} bytes",
             html.len()
         );
+    }
+
+    #[test]
+    fn a_flood_is_a_fault_window_of_its_own_and_probes_do_not_break() {
+        use crate::scenario::journal::FloodRecord;
+        let flood = PhaseRecord {
+            name: "flood".into(),
+            start_s: 5.0,
+            end_s: 10.0,
+            flood: Some(FloodRecord {
+                url: "http://127.0.0.1:1/limiter".into(),
+                ..FloodRecord::default()
+            }),
+            ..PhaseRecord::default()
+        };
+        let probe = PhaseRecord {
+            name: "search abort % = 50".into(),
+            kind: PhaseKind::SearchProbe,
+            expect: "hold".into(),
+            verdict: Some(Verdict::Fail),
+            ..PhaseRecord::default()
+        };
+        let j = Journal {
+            phases: vec![flood, probe.clone()],
+            ..Journal::default()
+        };
+        let w = windows(&j, 20.0);
+        assert_eq!(w.len(), 1);
+        assert_eq!((w[0].from, w[0].to, w[0].fault), (5.0, 10.0, true));
+        assert!(
+            w[0].label.contains("http://127.0.0.1:1/limiter"),
+            "{}",
+            w[0].label
+        );
+        assert_eq!(outcome(&probe), "probe: does not hold");
+        assert_eq!(phase_row(&probe).verdict, "probe: does not hold");
     }
 }
