@@ -292,12 +292,10 @@ pub fn write_summary(w: &mut impl Write, j: &Journal, paint: Paint) -> std::io::
             "phase", "requests", "success", "p50 ms", "p99 ms"
         )?;
         for p in &judged {
-            let ok = p.summary.succeeded();
-            let success = if p.summary.requests > 0 {
-                format!("{:.2}%", ok as f64 * 100.0 / p.summary.requests as f64)
-            } else {
-                "-".into()
-            };
+            let success = p
+                .summary
+                .success_percent()
+                .map_or("-".into(), |v| format!("{v:.2}%"));
             let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
             writeln!(
                 w,
@@ -404,13 +402,13 @@ pub fn write_summary(w: &mut impl Write, j: &Journal, paint: Paint) -> std::io::
     }
     writeln!(w)?;
     let exit = j.exit_code;
-    let (word, tone) = match j.verdict {
-        DrillVerdict::Held => ("HELD", Some(Tone::Good)),
-        DrillVerdict::Broke => ("BROKE", Some(Tone::Bad)),
-        DrillVerdict::Inconclusive => ("INCONCLUSIVE", Some(Tone::Unsure)),
-        DrillVerdict::NotJudged => ("not judged", None),
+    let tone = match j.verdict {
+        DrillVerdict::Held => Some(Tone::Good),
+        DrillVerdict::Broke => Some(Tone::Bad),
+        DrillVerdict::Inconclusive => Some(Tone::Unsure),
+        DrillVerdict::NotJudged => None,
     };
-    let word = paint.tone(word, tone);
+    let word = paint.tone(crate::report::verdict_word(j.verdict), tone);
     writeln!(w, "verdict: {word}: {} (exit {exit})", j.verdict_text)?;
     Ok(())
 }

@@ -16,7 +16,7 @@ use anyhow::{Context, anyhow};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::V2DeflateSerializer;
-use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use hdrhistogram::serialization::interval_log::Tag;
 use serde_json::{Map, Value, json};
 
 use super::{CliResult, Exit, Failure, io_err};
@@ -228,16 +228,14 @@ pub fn run(a: LoadArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult
     let mut log_error: Option<String> = None;
     let mut log = match hist_file.as_mut() {
         Some(f) => Some(
-            IntervalLogWriterBuilder::new()
-                .add_comment("[Histogram log format version 1.3]")
-                .add_comment(&format!(
-                    "[meshdrill load {}: latency in nanoseconds; untagged = from intended start, tag=service = from actual send]",
+            crate::report::histlog::header(
+                &format!(
+                    "meshdrill load {}: latency in nanoseconds; untagged = from intended start, tag=service = from actual send",
                     a.url
-                ))
-                .with_start_time(started)
-                .with_base_time(started)
-                .with_max_value_divisor(1_000_000.0)
-                .begin_log_with(f, &mut serializer)
+                ),
+                started,
+            )
+            .begin_log_with(f, &mut serializer)
                 .map_err(io_err)?,
         ),
         None => None,

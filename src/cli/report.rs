@@ -8,7 +8,7 @@ use anyhow::anyhow;
 use clap::Parser;
 
 use super::{CliResult, Exit, Failure, io_err};
-use crate::report::read::{Loaded, ReadError};
+use crate::report::read::Loaded;
 use crate::scenario::journal::Journal;
 
 #[derive(Debug, Parser)]
@@ -28,10 +28,9 @@ pub struct ReportArgs {
 }
 
 pub fn run(a: ReportArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
+    // A journal that cannot be read is the user's input, whatever the reason.
     let Loaded { journal, problems } =
-        crate::report::read::read(&a.journal).map_err(|e| match e {
-            ReadError::Io { .. } | ReadError::NotAJournal { .. } => Failure::input(e),
-        })?;
+        crate::report::read::read(&a.journal).map_err(Failure::input)?;
     for p in &problems {
         writeln!(err, "warning: {}: {p}", a.journal.display()).map_err(io_err)?;
     }

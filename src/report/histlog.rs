@@ -129,6 +129,19 @@ impl HistLog {
     }
 }
 
+/// The header every meshdrill interval log starts with (`meshdrill load --hist-log` and
+/// drills): format version 1.3, what the log holds (`about`), start and base time
+/// `origin`, values in nanoseconds shown as milliseconds.
+pub fn header(about: &str, origin: SystemTime) -> IntervalLogWriterBuilder {
+    let mut b = IntervalLogWriterBuilder::new();
+    b.add_comment("[Histogram log format version 1.3]")
+        .add_comment(&format!("[{about}]"))
+        .with_start_time(origin)
+        .with_base_time(origin)
+        .with_max_value_divisor(1_000_000.0);
+    b
+}
+
 /// The tag for a phase name (see the module's documentation).
 pub fn tag_for(name: &str) -> String {
     let mut t = String::new();
@@ -153,15 +166,12 @@ fn write_log<W: Write>(mut w: W, title: &str, rx: Receiver<Msg>) -> Result<Writt
     // Phase id → tag.
     let mut tags: Vec<(usize, String)> = Vec::new();
     let header = |origin: SystemTime| {
-        let mut b = IntervalLogWriterBuilder::new();
-        b.add_comment("[Histogram log format version 1.3]")
-            .add_comment(&format!(
-                "[{title}: latency in nanoseconds from the intended start (failed requests included); one tag per phase]"
-            ))
-            .with_start_time(origin)
-            .with_base_time(origin)
-            .with_max_value_divisor(1_000_000.0);
-        b
+        header(
+            &format!(
+                "{title}: latency in nanoseconds from the intended start (failed requests included); one tag per phase"
+            ),
+            origin,
+        )
     };
     // The header needs the run's start: the runner sends it first (a drill that
     // ended before its load started sends nothing: now, then).

@@ -232,10 +232,7 @@ impl<'a> Page<'a> {
                     at: secs(c.at_s),
                     step: c.step.map_or("–".into(), |s| (s + 1).to_string()),
                     action: c.action.clone(),
-                    object: match &c.namespace {
-                        Some(ns) => format!("{ns}/{}", c.object),
-                        None => c.object.clone(),
-                    },
+                    object: c.object_path(),
                     change: c.change.clone(),
                     envoy: match (c.envoy_version, c.confirmed_ms) {
                         (Some(v), Some(ms)) => format!("route version {v}, confirmed in {ms} ms"),
@@ -264,10 +261,6 @@ impl<'a> Page<'a> {
 /// One sentence per judged phase: success and p99 against the first phase's (the
 /// steady state the others are compared with), and how it came out.
 fn at_a_glance(j: &Journal) -> Vec<String> {
-    let success = |p: &PhaseRecord| {
-        (p.summary.requests > 0)
-            .then(|| p.summary.succeeded() as f64 * 100.0 / p.summary.requests as f64)
-    };
     let judged: Vec<&PhaseRecord> = j
         .phases
         .iter()
@@ -283,7 +276,7 @@ fn at_a_glance(j: &Journal) -> Vec<String> {
         .iter()
         .map(|p| {
             let mut s = format!("{}: ", p.name);
-            match success(p) {
+            match p.summary.success_percent() {
                 Some(v) => s.push_str(&format!(
                     "{v:.2}% of {} requests succeeded",
                     p.summary.requests
@@ -312,11 +305,9 @@ fn phase_row(p: &PhaseRecord) -> PhaseRow {
         window: format!("{:.1}–{:.1} s", p.start_s, p.end_s),
         expect: p.expect.clone(),
         requests: s.requests,
-        success: if s.requests > 0 {
-            format!("{:.2}%", s.succeeded() as f64 * 100.0 / s.requests as f64)
-        } else {
-            "–".into()
-        },
+        success: s
+            .success_percent()
+            .map_or("–".into(), |v| format!("{v:.2}%")),
         p50: ms(s.latency_ms.p50),
         p99: ms(s.latency_ms.p99),
         max: ms(s.latency_ms.max),
@@ -437,10 +428,7 @@ fn windows(j: &Journal, end: f64) -> Vec<Window> {
     type Event = (f64, String, Option<(String, bool)>);
     let mut events: Vec<Event> = Vec::new();
     for c in &j.changes {
-        let object = match &c.namespace {
-            Some(ns) => format!("{ns}/{}", c.object),
-            None => c.object.clone(),
-        };
+        let object = c.object_path();
         let opens = match c.action.as_str() {
             "clear" | "restart" => None,
             a => Some((format!("{a}: {}", c.change), matches!(a, "fault" | "kill"))),

@@ -11,7 +11,7 @@ pub mod junit;
 pub mod notify;
 pub mod read;
 
-use crate::scenario::journal::PhaseRecord;
+use crate::scenario::journal::{DrillVerdict, PhaseRecord};
 use crate::slo::{SloResult, Verdict};
 
 /// One objective of a phase, judged against the phase's expectation (`hold`,
@@ -58,6 +58,17 @@ pub fn slo_outcome(r: &SloResult, expect: &str) -> SloOutcome {
         Verdict::Pass if named => SloOutcome::DidNotBreach,
         Verdict::Pass => SloOutcome::Met,
         Verdict::Inconclusive => SloOutcome::Inconclusive,
+    }
+}
+
+/// The drill's verdict in one word, as the text summary and the webhook say it:
+/// `HELD`, `BROKE`, `INCONCLUSIVE`, `not judged`.
+pub fn verdict_word(v: DrillVerdict) -> &'static str {
+    match v {
+        DrillVerdict::Held => "HELD",
+        DrillVerdict::Broke => "BROKE",
+        DrillVerdict::Inconclusive => "INCONCLUSIVE",
+        DrillVerdict::NotJudged => "not judged",
     }
 }
 

@@ -59,16 +59,6 @@ pub fn parse_url(s: &str) -> Result<Url, NotifyError> {
     Ok(url)
 }
 
-/// The verdict in words: `HELD`, `BROKE`, `INCONCLUSIVE`, `not judged`.
-pub fn verdict_word(v: DrillVerdict) -> &'static str {
-    match v {
-        DrillVerdict::Held => "HELD",
-        DrillVerdict::Broke => "BROKE",
-        DrillVerdict::Inconclusive => "INCONCLUSIVE",
-        DrillVerdict::NotJudged => "not judged",
-    }
-}
-
 fn mark(o: SloOutcome) -> &'static str {
     match o {
         SloOutcome::NotJudged => "not judged",
@@ -94,7 +84,7 @@ pub fn payload(j: &Journal) -> Value {
     let plain = format!(
         "meshdrill: {} {} on {}: {} (exit {})",
         j.scenario,
-        verdict_word(j.verdict),
+        super::verdict_word(j.verdict),
         j.target,
         j.verdict_text,
         j.exit_code

@@ -157,6 +157,11 @@ impl Summary {
             .map(|(_, n)| *n)
             .sum()
     }
+
+    /// The share of requests answered 2xx or 3xx, in percent (`None` without requests).
+    pub fn success_percent(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.succeeded() as f64 * 100.0 / self.requests as f64)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -214,6 +219,16 @@ pub struct ChangeRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confirmed_ms: Option<f64>,
     pub warnings: Vec<String>,
+}
+
+impl ChangeRecord {
+    /// `namespace/name`, or the name where no namespace was recorded.
+    pub fn object_path(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{ns}/{}", self.object),
+            None => self.object.clone(),
+        }
+    }
 }
 
 /// One rollback action.
