@@ -7,6 +7,7 @@ pub mod cancel;
 pub mod cli;
 pub mod cluster;
 pub mod experiment;
+pub mod fleet;
 pub mod istio;
 pub mod load;
 pub mod mesh;
