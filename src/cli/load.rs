@@ -206,19 +206,13 @@ pub fn run(a: LoadArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult
         )),
         None => None,
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let rt = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    }
-    .context("cannot start the async runtime")
-    .map_err(Failure::target)?;
+    // The connections run on threads of their own (one per CPU, see `load`); this
+    // runtime only resolves, merges and draws.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(Failure::target)?;
 
     let progress = Progress::new(&config, a.quiet);
     // Compressed (HISTF...) payloads: the only ones Java's HistogramLogReader (and so

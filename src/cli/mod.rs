@@ -196,6 +196,15 @@ pub fn run(cli: Cli) -> CliResult {
     // Not locked: a drill prints its progress from a thread of its own.
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
+    if matches!(
+        cli.command,
+        Command::Load(_) | Command::Run(_) | Command::Demo(_)
+    ) {
+        // One socket per connection: `-c 5000` needs more descriptors than the usual
+        // soft limit of 1024. The soft limit is raised to the hard one, as Go programs
+        // do at start-up; when that fails the run goes on and reports connect errors.
+        let _ = rlimit::increase_nofile_limit(u64::MAX);
+    }
     match cli.command {
         Command::Fault(c) => change::run_fault(c, &mut out, &mut err),
         Command::Retries(a) => change::run_retries(a, &mut out, &mut err),

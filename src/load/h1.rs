@@ -13,7 +13,11 @@ use super::record::ErrorKind;
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-const BUF: usize = 16 * 1024;
+/// A connection's read buffer starts this small (answer heads are a few hundred bytes;
+/// with thousands of connections the buffers are most of the generator's memory) and
+/// doubles, up to [`BUF_MAX`], each time a read fills it (large bodies: fewer reads).
+const BUF: usize = 2 * 1024;
+const BUF_MAX: usize = 16 * 1024;
 /// Longest answer head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
@@ -63,6 +67,8 @@ pub(crate) struct H1Conn {
     served: u64,
     /// False after `Connection: close` or a close-delimited body.
     reusable: bool,
+    /// A read filled the buffer: double it when it is next empty.
+    grow: bool,
 }
 
 impl H1Conn {
@@ -74,6 +80,7 @@ impl H1Conn {
             end: 0,
             served: 0,
             reusable: true,
+            grow: false,
         }
     }
 
@@ -86,6 +93,10 @@ impl H1Conn {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
+            if self.grow {
+                self.grow = false;
+                self.buf = vec![0; (self.buf.len() * 2).min(BUF_MAX)].into_boxed_slice();
+            }
         } else if self.end == self.buf.len() {
             if self.start > 0 {
                 self.buf.copy_within(self.start..self.end, 0);
@@ -99,12 +110,14 @@ impl H1Conn {
                 return Err(ErrorKind::Protocol);
             }
         }
+        let room = self.buf.len() - self.end;
         let n = self
             .io
             .read(&mut self.buf[self.end..])
             .await
             .map_err(|e| io_kind(&e))?;
         self.end += n;
+        self.grow |= n == room && self.buf.len() < BUF_MAX;
         Ok(n > 0)
     }
 

@@ -5,13 +5,16 @@
 //! # What it owns, and what it must not do
 //! This module opens sockets and fills histograms; it never prints, draws progress bars
 //! or judges SLOs — callers read the histograms ([`IntervalSnapshot`], [`LoadReport`]).
-//! The hot loop (`worker.rs`) keeps per-worker state and per-worker histograms, shares
-//! only an atomic slot counter, takes no lock of its own, sends no message per request,
-//! and stores no per-request samples: memory is flat in the duration of a run.
+//! The hot loop (`worker.rs`) runs the connections in shards, one thread each, with
+//! per-shard histograms; it shares only an atomic slot counter, takes no lock of its
+//! own, sends no message per request, and stores no per-request samples: memory is
+//! flat in the duration of a run and in the number of connections.
 //!
 //! # Model
-//! - One worker per connection (`conns`), each with one request in flight (HTTP/1.1
-//!   keep-alive, or one HTTP/2 connection per worker).
+//! - `conns` connections, each with one request in flight (HTTP/1.1 keep-alive, or
+//!   one HTTP/2 connection each), spread over one thread per CPU the process may run
+//!   on (`available_parallelism`, which honours `taskset`), each thread a
+//!   single-threaded Tokio runtime recording into its own histograms.
 //! - [`Rate::Max`] (closed loop): a worker sends its next request when the last answer
 //!   arrives. Latency = service time.
 //! - [`Rate::Fixed`] / [`Rate::Ramp`] (open loop): request `i` is due at `t(i)`;
@@ -130,7 +133,8 @@ pub enum LoadError {
 
 /// Runs `config` to its end (or until `cancel`), calling `on_interval` with each
 /// merged interval, and returns the merged report. Must be awaited inside a Tokio
-/// runtime (workers are spawned on it). Dropping the future stops the workers.
+/// runtime (it resolves the target and merges there; the connections run on threads
+/// of their own). Dropping the future stops the workers.
 pub async fn run<F>(
     config: LoadConfig,
     cancel: Cancel,
@@ -139,7 +143,7 @@ pub async fn run<F>(
 where
     F: FnMut(&IntervalSnapshot),
 {
-    let rt = tokio::runtime::Handle::try_current().map_err(|_| LoadError::NoRuntime)?;
+    tokio::runtime::Handle::try_current().map_err(|_| LoadError::NoRuntime)?;
     let (host, port) = (config.target.host.clone(), config.target.port);
     let addr = tokio::net::lookup_host((host.as_str(), port))
         .await
@@ -168,15 +172,31 @@ where
         ok_latency: config.ok_latency,
     });
     let (tx, mut rx) = unbounded_channel();
-    let workers = AbortOnDrop(
-        (0..config.conns)
-            .map(|id| rt.spawn(worker::run_worker(id, shared.clone(), tx.clone())))
-            .collect(),
-    );
+    let shards = worker::shard_count(config.conns);
+    let mut threads = StopOnDrop {
+        cancel: stop_workers.clone(),
+        threads: Vec::with_capacity(shards),
+    };
+    for id in 0..shards {
+        // Connections split as evenly as possible: the first `conns % shards` get one more.
+        let conns = config.conns / shards + usize::from(id < config.conns % shards);
+        let (shared, tx) = (shared.clone(), tx.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("meshdrill-load-{id}"))
+            .spawn(move || shard_thread(id, conns, shared, tx));
+        match spawned {
+            Ok(t) => threads.threads.push(t),
+            Err(e) => {
+                return Err(LoadError::Worker(format!(
+                    "cannot start a load thread: {e}"
+                )));
+            }
+        }
+    }
     drop(tx);
 
     let mut agg = Aggregator::new(
-        config.conns,
+        shards,
         (open_loop, config.ok_latency),
         config.interval,
         config.rate,
@@ -211,12 +231,14 @@ where
         }
     }
     let elapsed = start.elapsed();
-    let mut failed = None;
-    for h in std::mem::take(&mut { workers }.0) {
-        if let Err(e) = h.await {
-            failed.get_or_insert(e.to_string());
+    // The channel closed: every shard has sent its last message and is ending.
+    for t in std::mem::take(&mut threads.threads) {
+        if t.join().is_err() {
+            agg.failed
+                .get_or_insert_with(|| "a load thread panicked".to_string());
         }
     }
+    let failed = agg.failed.take();
     agg.finish(elapsed, &mut on_interval);
     if let Some(e) = failed {
         return Err(LoadError::Worker(e));
@@ -280,12 +302,40 @@ where
     tokio::spawn(run(config, cancel, on_interval))
 }
 
-struct AbortOnDrop(Vec<JoinHandle<()>>);
+/// Runs shard `id` on this thread, on a runtime of its own.
+fn shard_thread(
+    id: usize,
+    conns: usize,
+    shared: Arc<Shared>,
+    tx: tokio::sync::mpsc::UnboundedSender<Msg>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = tx.send(Msg::Done {
+                worker: id,
+                failed: Some(format!("cannot start a load runtime: {e}")),
+            });
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, worker::run_shard(id, conns, shared, tx));
+}
 
-impl Drop for AbortOnDrop {
+/// The shard threads; dropping this (the run's future dropped) tells them to stop.
+struct StopOnDrop {
+    cancel: Cancel,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        for h in &self.0 {
-            h.abort();
+        if !self.threads.is_empty() {
+            self.cancel.cancel();
         }
     }
 }
@@ -308,6 +358,8 @@ struct Aggregator {
     done: Vec<bool>,
     total: Recorded,
     emitted: u64,
+    /// Why a shard failed (a panicked connection task), if one did.
+    failed: Option<String>,
 }
 
 impl Aggregator {
@@ -330,6 +382,7 @@ impl Aggregator {
             done: vec![false; workers],
             total: Recorded::with(open_loop, ok_latency),
             emitted: 0,
+            failed: None,
         }
     }
 
@@ -359,9 +412,12 @@ impl Aggregator {
                     *n = (*n).max(index + 1);
                 }
             }
-            Msg::Done { worker } => {
+            Msg::Done { worker, failed } => {
                 if let Some(d) = self.done.get_mut(worker) {
                     *d = true;
+                }
+                if let Some(f) = failed {
+                    self.failed.get_or_insert(f);
                 }
             }
         }

@@ -1,12 +1,22 @@
-//! The hot loop: one generic worker per connection, for every schedule (open/closed ×
-//! count/duration). It draws slots from the shared [`Plan`], waits for the intended
-//! start (open loop), runs one exchange under a single reusable timer, and records into
-//! its own histograms. At each interval boundary it hands its interval data to the
-//! coordinator (one message per worker per interval, none per request). It never
+//! The hot loop. Connections are grouped into shards, one per OS thread, each thread
+//! running its own single-threaded Tokio runtime (wrk's model: a thread is an event
+//! loop over many connections). A shard owns one recorder that all its connections
+//! record into — an `Rc<RefCell<_>>` borrowed for a few instructions, never across an
+//! await, so no lock and nothing shared between threads but the plan's atomic slot
+//! counter. Memory is therefore flat in the number of connections: a connection costs
+//! its task, its socket and its read buffer, never histograms of its own.
+//!
+//! A connection draws slots from the shared [`Plan`], waits for the intended start
+//! (open loop), runs one exchange under a single reusable timer, and records. At each
+//! interval boundary the shard hands its interval data to the coordinator (one message
+//! per shard per interval, none per request): the first connection that completes a
+//! request after the boundary does it, or the shard's ticker when none does. It never
 //! prints, locks or stores per-request samples.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::{Pin, pin};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -72,16 +82,20 @@ impl RefusalWatch {
     }
 }
 
-/// Worker → coordinator.
+/// Shard → coordinator.
 pub(crate) enum Msg {
-    /// The worker's data for interval `index` (None when it recorded nothing).
+    /// The shard's data for interval `index` (None when it recorded nothing).
     Flush {
         worker: usize,
         index: u64,
         data: Option<Box<Recorded>>,
     },
-    /// The worker stopped; it sends nothing more.
-    Done { worker: usize },
+    /// The shard stopped; it sends nothing more. `failed` says why when a connection
+    /// task panicked (a bug): the results are then incomplete.
+    Done {
+        worker: usize,
+        failed: Option<String>,
+    },
 }
 
 enum Guarded<T> {
@@ -90,26 +104,28 @@ enum Guarded<T> {
     Cancelled,
 }
 
-/// Per-worker state: the current interval's recorder and clock.
-struct Worker {
+/// A shard's recorder: the current interval's data and clock, shared by the shard's
+/// connections (one thread, so a `RefCell`).
+struct Recorder {
     id: usize,
-    shared: Arc<Shared>,
     tx: UnboundedSender<Msg>,
     rec: Box<Recorded>,
     index: u64,
     boundary: Instant,
+    interval: Duration,
+    open_loop: bool,
+    ok_latency: bool,
 }
 
-impl Worker {
+type SharedRecorder = Rc<RefCell<Recorder>>;
+
+impl Recorder {
     /// Hands over every interval that ended before `now`.
     #[inline]
     fn roll(&mut self, now: Instant) {
         while now >= self.boundary {
-            let data = if self.rec.counts.requests() > 0 {
-                let fresh = Box::new(Recorded::with(
-                    self.shared.open_loop,
-                    self.shared.ok_latency,
-                ));
+            let data = if self.rec.counts.requests() > 0 || self.rec.counts.abandoned > 0 {
+                let fresh = Box::new(Recorded::with(self.open_loop, self.ok_latency));
                 Some(std::mem::replace(&mut self.rec, fresh))
             } else {
                 None
@@ -120,69 +136,118 @@ impl Worker {
                 data,
             });
             self.index += 1;
-            self.boundary += self.shared.interval;
-        }
-    }
-
-    /// Awaits `fut` until `deadline`, keeping the interval clock running and honouring
-    /// cancellation, with one timer reset per wake. A wait that outlasts
-    /// [`CANCEL_ARM`] waits on the cancel notification instead of polling the flag, so
-    /// an idle worker wakes only at its deadline or an interval boundary.
-    async fn guard<F: Future>(
-        &mut self,
-        fut: F,
-        now: Instant,
-        deadline: Instant,
-        timer: &mut Pin<&mut Sleep>,
-        cancel: &Cancel,
-    ) -> Guarded<F::Output> {
-        let mut fut = pin!(fut);
-        // Not polled (so not registered) until armed.
-        let mut cancelled = pin!(cancel.cancelled());
-        let mut armed = false;
-        let mut now = now;
-        loop {
-            let mut wake = deadline.min(self.boundary);
-            if !armed {
-                wake = wake.min(now + CANCEL_ARM);
-            }
-            timer.as_mut().reset(tokio::time::Instant::from_std(wake));
-            tokio::select! {
-                biased;
-                out = &mut fut => return Guarded::Done(out),
-                () = &mut cancelled, if armed => return Guarded::Cancelled,
-                _ = timer.as_mut() => {}
-            }
-            now = Instant::now();
-            if cancel.is_cancelled() {
-                return Guarded::Cancelled;
-            }
-            armed = true;
-            self.roll(now);
-            if now >= deadline {
-                return Guarded::Deadline;
-            }
+            self.boundary += self.interval;
         }
     }
 }
 
-/// One worker: one connection, requests one after the other, until the plan says done.
-pub(crate) async fn run_worker(id: usize, shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
-    let start = shared.plan.start();
-    let mut w = Worker {
+/// Awaits `fut` until `deadline`, honouring cancellation, with one timer reset per
+/// wake. A wait that outlasts [`CANCEL_ARM`] waits on the cancel notification instead
+/// of polling the flag, so an idle connection wakes only at its deadline.
+async fn guard<F: Future>(
+    fut: F,
+    now: Instant,
+    deadline: Instant,
+    timer: &mut Pin<&mut Sleep>,
+    cancel: &Cancel,
+) -> Guarded<F::Output> {
+    let mut fut = pin!(fut);
+    // Not polled (so not registered) until armed.
+    let mut cancelled = pin!(cancel.cancelled());
+    let mut armed = false;
+    loop {
+        let wake = if armed {
+            deadline
+        } else {
+            deadline.min(now + CANCEL_ARM)
+        };
+        timer.as_mut().reset(tokio::time::Instant::from_std(wake));
+        tokio::select! {
+            biased;
+            out = &mut fut => return Guarded::Done(out),
+            () = &mut cancelled, if armed => return Guarded::Cancelled,
+            _ = timer.as_mut() => {}
+        }
+        if cancel.is_cancelled() {
+            return Guarded::Cancelled;
+        }
+        armed = true;
+        if Instant::now() >= deadline {
+            return Guarded::Deadline;
+        }
+    }
+}
+
+/// How many shards (threads) `conns` connections use: one per CPU this process may
+/// run on, never more than there are connections.
+pub(crate) fn shard_count(conns: usize) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cpus.min(conns).max(1)
+}
+
+/// Shard `id`: runs `conns` connections as tasks on the current thread's runtime
+/// (inside a [`LocalSet`](tokio::task::LocalSet)) until the plan says done, then hands
+/// over its last data and says it is done.
+pub(crate) async fn run_shard(
+    id: usize,
+    conns: usize,
+    shared: Arc<Shared>,
+    tx: UnboundedSender<Msg>,
+) {
+    let recorder: SharedRecorder = Rc::new(RefCell::new(Recorder {
         id,
+        tx: tx.clone(),
         rec: Box::new(Recorded::with(shared.open_loop, shared.ok_latency)),
         index: 0,
-        boundary: start + shared.interval,
-        tx,
-        shared: shared.clone(),
+        boundary: shared.plan.start() + shared.interval,
+        interval: shared.interval,
+        open_loop: shared.open_loop,
+        ok_latency: shared.ok_latency,
+    }));
+    let tasks: Vec<_> = (0..conns)
+        .map(|_| tokio::task::spawn_local(run_conn(shared.clone(), recorder.clone())))
+        .collect();
+    // The ticker hands over intervals in which no connection completed a request.
+    let ticker = {
+        let recorder = recorder.clone();
+        let interval = shared.interval;
+        let mut next = shared.plan.start() + interval;
+        tokio::task::spawn_local(async move {
+            loop {
+                tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
+                recorder.borrow_mut().roll(Instant::now());
+                next = recorder.borrow().boundary;
+            }
+        })
     };
+    let mut failed = None;
+    for t in tasks {
+        if let Err(e) = t.await {
+            failed.get_or_insert(e.to_string());
+        }
+    }
+    ticker.abort();
+    let last = {
+        let mut r = recorder.borrow_mut();
+        let rec = std::mem::replace(&mut r.rec, Box::new(Recorded::with(false, false)));
+        let data = (rec.counts.requests() > 0 || rec.counts.abandoned > 0).then_some(rec);
+        (r.index, data)
+    };
+    let _ = tx.send(Msg::Flush {
+        worker: id,
+        index: last.0,
+        data: last.1,
+    });
+    let _ = tx.send(Msg::Done { worker: id, failed });
+}
+
+/// One connection: requests one after the other, until the plan says done.
+async fn run_conn(shared: Arc<Shared>, recorder: SharedRecorder) {
     let mut conn: Option<Conn> = None;
     let timer = tokio::time::sleep(Duration::from_secs(3600));
     let mut timer = pin!(timer);
     loop {
         let now = Instant::now();
-        w.roll(now);
         if shared.cancel.is_cancelled() {
             break;
         }
@@ -193,15 +258,14 @@ pub(crate) async fn run_worker(id: usize, shared: Arc<Shared>, tx: UnboundedSend
                 let mut now = now;
                 if at > now + TIMER_LEAD {
                     let wake = at - TIMER_LEAD;
-                    match w
-                        .guard(
-                            std::future::pending::<()>(),
-                            now,
-                            wake,
-                            &mut timer,
-                            &shared.cancel,
-                        )
-                        .await
+                    match guard(
+                        std::future::pending::<()>(),
+                        now,
+                        wake,
+                        &mut timer,
+                        &shared.cancel,
+                    )
+                    .await
                     {
                         Guarded::Cancelled => break,
                         Guarded::Deadline | Guarded::Done(()) => now = Instant::now(),
@@ -219,37 +283,36 @@ pub(crate) async fn run_worker(id: usize, shared: Arc<Shared>, tx: UnboundedSend
             Some(end) => end.min(sent + shared.timeout),
             None => sent + shared.timeout,
         };
-        let res = w
-            .guard(fut, sent, deadline, &mut timer, &shared.cancel)
-            .await;
+        let res = guard(fut, sent, deadline, &mut timer, &shared.cancel).await;
         let done = Instant::now();
-        w.roll(done);
-        w.rec.counts.resent += resent;
+        let mut r = recorder.borrow_mut();
+        r.roll(done);
+        let rec = &mut r.rec;
+        rec.counts.resent += resent;
         if let Guarded::Cancelled = res {
             // Abandoned in flight: sent, but neither answered nor failed.
-            w.rec.counts.abandoned += 1;
+            rec.counts.abandoned += 1;
             break;
         }
-        w.rec
-            .sent(lag, shared.plan.end().is_some_and(|end| sent >= end));
+        rec.sent(lag, shared.plan.end().is_some_and(|end| sent >= end));
         if let Some(watch) = &shared.refusals {
             watch.note(matches!(res, Guarded::Done(Err(ErrorKind::ConnectRefused))));
         }
         match res {
-            Guarded::Done(Ok((status, bytes))) => w.rec.answer(
+            Guarded::Done(Ok((status, bytes))) => rec.answer(
                 status,
                 done.saturating_duration_since(intended),
                 done.saturating_duration_since(sent),
                 bytes,
             ),
-            Guarded::Done(Err(kind)) => w.rec.failure(
+            Guarded::Done(Err(kind)) => rec.failure(
                 kind,
                 done.saturating_duration_since(intended),
                 done.saturating_duration_since(sent),
             ),
             Guarded::Deadline => {
                 conn = None;
-                w.rec.failure(
+                rec.failure(
                     ErrorKind::Timeout,
                     done.saturating_duration_since(intended),
                     done.saturating_duration_since(sent),
@@ -258,12 +321,58 @@ pub(crate) async fn run_worker(id: usize, shared: Arc<Shared>, tx: UnboundedSend
             Guarded::Cancelled => break,
         }
     }
-    let Worker { rec, index, tx, .. } = w;
-    let data = (rec.counts.requests() > 0 || rec.counts.abandoned > 0).then_some(rec);
-    let _ = tx.send(Msg::Flush {
-        worker: id,
-        index,
-        data,
-    });
-    let _ = tx.send(Msg::Done { worker: id });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn size_of_future<F: Future>(_: &F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// A connection's task is most of what a connection costs (with its socket and its
+    /// read buffer): thousands of them must stay small. The TLS and HTTP/2 handshakes
+    /// (~6.6 KiB of future) run boxed for that; held inline they made every
+    /// connection's task ~14 KiB and `-c 5000` ~90 MiB. (In a release build the
+    /// future is smaller still.)
+    #[tokio::test]
+    async fn a_connection_task_is_small() {
+        let cfg = crate::load::LoadConfig::builder("http://127.0.0.1:9/")
+            .build()
+            .expect("valid config");
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+        let start = Instant::now();
+        let shared = Arc::new(Shared {
+            plan: Plan::new(
+                crate::load::Rate::Max,
+                crate::load::Stop::Requests(1),
+                start,
+                Duration::from_secs(1),
+            ),
+            cancel: Cancel::new(),
+            refusals: None,
+            connector: Connector::new(&cfg, addr).expect("plain http needs no TLS set-up"),
+            template: Template::new(&cfg),
+            timeout: Duration::from_secs(1),
+            interval: Duration::from_secs(1),
+            open_loop: false,
+            ok_latency: false,
+        });
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let recorder = Rc::new(RefCell::new(Recorder {
+            id: 0,
+            tx,
+            rec: Box::new(Recorded::with(false, false)),
+            index: 0,
+            boundary: start,
+            interval: Duration::from_secs(1),
+            open_loop: false,
+            ok_latency: false,
+        }));
+        let task = run_conn(shared, recorder);
+        let size = size_of_future(&task);
+        eprintln!("a connection's future is {size} bytes");
+        assert!(size <= 2048, "a connection's future is {size} bytes");
+    }
 }
