@@ -115,6 +115,46 @@ pub struct LoadArgs {
     /// Snapshot interval for the progress bar and the interval log.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
+    /// Split the run across N meshdrill worker processes on this machine (rate, -n and
+    /// connections split; one common start; histograms merged exactly). The report
+    /// adds one line per worker; a worker that fails makes it partial (exit 3).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: Option<u32>,
+    /// Worker mode: run share I (0-based) of a --workers N run and print the worker
+    /// protocol (JSON lines) on stdout, no report. Set by the coordinator, or by a
+    /// Kubernetes Indexed Job as $(JOB_COMPLETION_INDEX).
+    #[arg(
+        long,
+        value_name = "I",
+        requires = "workers",
+        conflicts_with = "hist_log"
+    )]
+    pub worker_index: Option<u32>,
+    /// Worker mode: the common start time of all workers, unix milliseconds or RFC 3339
+    /// (default: now). A time already past starts at once; its overdue requests are
+    /// sent late or missed.
+    #[arg(long, value_name = "TIME", requires = "worker_index", value_parser = parse_start_at)]
+    pub start_at: Option<SystemTime>,
+    /// Request body, base64-encoded (exact bytes; how workers receive a body).
+    #[arg(long, value_name = "BASE64", conflicts_with_all = ["body", "body_file"])]
+    pub body_base64: Option<String>,
+    /// Worker mode: stop when stdin reaches EOF (the coordinator went away).
+    #[arg(long, hide = true, requires = "worker_index")]
+    pub stdin_lifeline: bool,
+}
+
+pub(super) fn parse_start_at(s: &str) -> Result<SystemTime, String> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse::<u64>()
+            .ok()
+            .and_then(|ms| SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms)))
+            .ok_or_else(|| format!("invalid start time {s:?}: too large"));
+    }
+    let t: jiff::Timestamp = s.parse().map_err(|e| {
+        format!("invalid start time {s:?}: use unix milliseconds or RFC 3339 ({e})")
+    })?;
+    Ok(SystemTime::from(t))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -159,6 +199,12 @@ pub fn config(a: &LoadArgs) -> CliResult<LoadConfig> {
     }
     if let Some(body) = &a.body {
         b = b.body(body.clone().into_bytes());
+    } else if let Some(b64) = &a.body_base64 {
+        use base64::Engine as _;
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| Failure::input(anyhow!("--body-base64 is not valid base64: {e}")))?;
+        b = b.body(body);
     } else if let Some(f) = &a.body_file {
         b = b.body(read_body(f)?);
     }
@@ -175,7 +221,29 @@ pub fn config(a: &LoadArgs) -> CliResult<LoadConfig> {
             return Err(Failure::input(anyhow!("--ramp-to needs --ramp DURATION")));
         }
     });
-    b.build().map_err(Failure::input)
+    if let (Some(i), Some(n)) = (a.worker_index, a.workers) {
+        b = b.share(i, n);
+    }
+    if let Some(t) = a.start_at {
+        let now = SystemTime::now();
+        let off = match t.duration_since(now) {
+            Ok(ahead) => ahead,
+            Err(behind) => behind.duration(),
+        };
+        if off > load::MAX_START_SKEW {
+            let when = if t < now { "in the past" } else { "ahead" };
+            return Err(Failure::input(anyhow!(
+                "--start-at is {} s {when}, more than an hour from now: give the common start time of a run about to begin (the coordinator sets it a moment ahead)",
+                off.as_secs()
+            )));
+        }
+        b = b.start_at(t);
+    }
+    let c = b.build().map_err(Failure::input)?;
+    if let (Some(n), None) = (a.workers, a.worker_index) {
+        c.check_split(n).map_err(Failure::input)?;
+    }
+    Ok(c)
 }
 
 /// Reads `--body-file`, at most [`load::MAX_BODY`] bytes: a larger file (or a device
@@ -197,6 +265,9 @@ fn read_body(f: &std::path::Path) -> CliResult<Vec<u8>> {
 
 /// Runs `meshdrill load`.
 pub fn run(a: LoadArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
+    if a.worker_index.is_some() {
+        return super::fleet::worker(&a, out);
+    }
     let config = config(&a)?;
     let mut hist_file = match &a.hist_log {
         Some(p) => Some(BufWriter::new(
@@ -206,13 +277,7 @@ pub fn run(a: LoadArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult
         )),
         None => None,
     };
-    // The connections run on threads of their own (one per CPU, see `load`); this
-    // runtime only resolves, merges and draws.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-        .map_err(Failure::target)?;
+    let rt = runtime()?;
 
     let progress = Progress::new(&config, a.quiet);
     // Compressed (HISTF...) payloads: the only ones Java's HistogramLogReader (and so
@@ -238,7 +303,7 @@ pub fn run(a: LoadArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult
     let result = rt.block_on(async {
         // Ctrl-C and SIGTERM stop the run; the results so far are printed.
         let signals = cancel.watch_signals();
-        let r = load::run(config.clone(), cancel.clone(), |snap: &IntervalSnapshot| {
+        let on_interval = |snap: &IntervalSnapshot| {
             progress.update(snap);
             if let Some(w) = log.as_mut() {
                 let mut write = |h: &Histogram<u64>, tag| {
@@ -251,8 +316,16 @@ pub fn run(a: LoadArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult
                     write(s, Tag::new("service"));
                 }
             }
-        })
-        .await;
+        };
+        let r = match a.workers {
+            None => load::run(config.clone(), cancel.clone(), on_interval)
+                .await
+                .map(|r| (r, None))
+                .map_err(Failure::target),
+            Some(n) => super::fleet::coordinate(&config, n, cancel.clone(), on_interval)
+                .await
+                .map(|f| (f.report, Some((f.workers, f.partial)))),
+        };
         drop(signals);
         r
     });
@@ -263,17 +336,25 @@ pub fn run(a: LoadArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult
     }
     // Worker tasks are done; don't wait for the Ctrl-C listener's blocking thread.
     rt.shutdown_background();
-    let report = result.map_err(Failure::target)?;
+    let (report, fleet) = result?;
 
     match a.output {
         LoadOutput::Json => {
-            let v = to_json(&config, &report);
+            let mut v = to_json(&config, &report);
+            if let Some((workers, partial)) = &fleet {
+                super::fleet::add_json(&mut v, workers, *partial);
+            }
             writeln!(out, "{v}").map_err(io_err)?;
             if let Some(w) = rate_warning(&report) {
                 let _ = writeln!(err, "warning: {w}");
             }
         }
-        LoadOutput::Text => write_text(out, &config, &report).map_err(io_err)?,
+        LoadOutput::Text => {
+            write_text(out, &config, &report).map_err(io_err)?;
+            if let Some((workers, partial)) = &fleet {
+                super::fleet::write_text(out, workers, *partial).map_err(io_err)?;
+            }
+        }
     }
     out.flush().map_err(io_err)?;
     if let Some(e) = log_error {
@@ -286,6 +367,9 @@ pub fn run(a: LoadArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult
             report.window.as_secs_f64()
         );
         return Ok(Exit::Interrupted);
+    }
+    if let Some((workers, true)) = &fleet {
+        return Err(super::fleet::partial_failure(workers, err));
     }
     if report.refused_stop {
         return Err(Failure::target(anyhow!(
@@ -314,6 +398,17 @@ pub fn run(a: LoadArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult
         )));
     }
     Ok(Exit::Ok)
+}
+
+/// The runtime a run uses: the connections run on threads of their own (one per
+/// CPU, see `load`); this runtime only resolves, merges, draws and, with `--workers`,
+/// reads the workers' output.
+pub(super) fn runtime() -> CliResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(Failure::target)
 }
 
 // === progress ===

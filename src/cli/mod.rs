@@ -10,6 +10,7 @@ mod completions;
 mod demo;
 mod drill;
 mod experiment;
+mod fleet;
 pub mod load;
 mod mesh;
 mod outputs;

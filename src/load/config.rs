@@ -1,13 +1,13 @@
 //! [`LoadConfig`]: a validated description of one load run, built with
 //! [`LoadConfig::builder`]. Nothing here opens a socket.
 
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Uri};
 
-use super::schedule::{Rate, Stop};
+use super::schedule::{Rate, Share, Stop};
 
 /// Why a load configuration was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,21 @@ pub enum ConfigError {
     /// An interval shorter than 10 ms or longer than a year.
     #[error("the reporting interval must be between 10ms and a year, got {0:?}")]
     Interval(Duration),
+    /// A worker index not below the number of workers, or no workers.
+    #[error(
+        "invalid worker share: worker index {index} of {count} workers (the index must be 0..{count})"
+    )]
+    Share { index: u32, count: u32 },
+    /// Fewer connections than workers: some worker would have none.
+    #[error(
+        "{conns} connections cannot be split across {workers} workers: give -c at least {workers}"
+    )]
+    TooFewConns { conns: usize, workers: u32 },
+    /// Fewer requests (-n) than workers: some worker would have none.
+    #[error(
+        "{requests} requests cannot be split across {workers} workers: give -n at least {workers}"
+    )]
+    TooFewRequests { requests: u64, workers: u32 },
 }
 
 /// Most connections one run opens (one worker task each).
@@ -66,8 +81,12 @@ pub const MAX_BODY: usize = 64 << 20;
 /// far from overflow.
 pub const MAX_SPAN: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// How far from now a common start time may be (either way): a run waits at most
+/// this long for it, and one that starts late counts at most this much as overdue.
+pub const MAX_START_SKEW: Duration = Duration::from_secs(3600);
+
 /// The target of a run: where to connect and what to put in the request line.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub(crate) https: bool,
     pub(crate) host: String,
@@ -147,7 +166,7 @@ impl Target {
 ///
 /// Build it with [`LoadConfig::builder`]; every field is checked in
 /// [`LoadConfigBuilder::build`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LoadConfig {
     pub(crate) target: Target,
     pub(crate) method: Method,
@@ -165,6 +184,13 @@ pub struct LoadConfig {
     pub(crate) interval: Duration,
     pub(crate) stop_when_refused: bool,
     pub(crate) ok_latency: bool,
+    /// This process's part of a distributed run ([`Share::WHOLE`] for a single run);
+    /// `conns` is then already this share's connections.
+    pub(crate) share: Share,
+    /// All the workers' connections (= `conns` for a single run).
+    pub(crate) total_conns: usize,
+    /// The common start of a distributed run: the schedule counts from it.
+    pub(crate) start_at: Option<SystemTime>,
 }
 
 impl LoadConfig {
@@ -185,6 +211,85 @@ impl LoadConfig {
             interval: Duration::from_secs(1),
             stop_when_refused: false,
             ok_latency: false,
+            share: Share::WHOLE,
+            start_at: None,
+        }
+    }
+
+    /// This process's share of a distributed run ([`Share::WHOLE`] for a single run).
+    pub fn share(&self) -> Share {
+        self.share
+    }
+    /// The connections of the whole run, all workers together.
+    pub fn total_conns(&self) -> usize {
+        self.total_conns
+    }
+    /// The common start time of a distributed run, if set.
+    pub fn start_at(&self) -> Option<SystemTime> {
+        self.start_at
+    }
+    /// The HTTP method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+    /// Every request header, `Host` included.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+    /// The request body.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+    /// Whether HTTP/2 is used.
+    pub fn is_http2(&self) -> bool {
+        self.http2
+    }
+    /// Whether any certificate is accepted.
+    pub fn is_insecure(&self) -> bool {
+        self.insecure
+    }
+    /// Whether a run stops early when every connection is refused.
+    pub fn stops_when_refused(&self) -> bool {
+        self.stop_when_refused
+    }
+    /// Whether the latency of 2xx answers is also recorded.
+    pub fn ok_latency(&self) -> bool {
+        self.ok_latency
+    }
+    /// Whether this run splits across `workers` workers (each gets a connection and,
+    /// with -n, a request).
+    pub fn check_split(&self, workers: u32) -> Result<(), ConfigError> {
+        check_split(self.total_conns, self.stop, workers)
+    }
+    /// The same run, as one worker's share (for tests and the fleet coordinator).
+    pub fn with_share(&self, share: Share) -> Self {
+        let mut c = self.clone();
+        c.conns = share.conns(self.total_conns);
+        c.share = share;
+        c
+    }
+    /// The same run with a common start time.
+    pub fn with_start_at(&self, at: SystemTime) -> Self {
+        let mut c = self.clone();
+        c.start_at = Some(at);
+        c
+    }
+
+    /// Where the schedule starts, on both clocks: the common start time of a
+    /// distributed run (in the future: the run waits for it; in the past: its overdue
+    /// slots are late or missed), else now.
+    pub(crate) fn anchor(&self) -> (Instant, SystemTime) {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let Some(at) = self.start_at else {
+            return (now, wall);
+        };
+        let start = match at.duration_since(wall) {
+            Ok(ahead) => now.checked_add(ahead.min(MAX_START_SKEW)),
+            Err(e) => now.checked_sub(e.duration().min(MAX_START_SKEW)),
+        };
+        match start {
+            Some(s) => (s, at),
+            None => (now, wall),
         }
     }
 
@@ -230,9 +335,25 @@ pub struct LoadConfigBuilder {
     interval: Duration,
     stop_when_refused: bool,
     ok_latency: bool,
+    share: Share,
+    start_at: Option<SystemTime>,
 }
 
 impl LoadConfigBuilder {
+    /// Makes this run worker `index` of `count` of a distributed run: it takes the
+    /// global slots `m ≡ index (mod count)`, its part of `-n` and of the connections
+    /// (`conns` stays the total of all workers).
+    pub fn share(mut self, index: u32, count: u32) -> Self {
+        // Checked in build(), which names a bad one.
+        self.share = Share::unchecked(index, count);
+        self
+    }
+    /// The common start time: the schedule counts from it (a run waits for it).
+    pub fn start_at(mut self, at: SystemTime) -> Self {
+        self.start_at = Some(at);
+        self
+    }
+
     /// HTTP method (default GET).
     pub fn method(mut self, m: impl Into<String>) -> Self {
         self.method = m.into();
@@ -349,13 +470,24 @@ impl LoadConfigBuilder {
         if self.interval < Duration::from_millis(10) || self.interval > MAX_SPAN {
             return Err(ConfigError::Interval(self.interval));
         }
+        let share = self.share;
+        if share.index() >= share.count() {
+            return Err(ConfigError::Share {
+                index: share.index(),
+                count: share.count(),
+            });
+        }
+        check_split(self.conns, self.stop, share.count())?;
         Ok(LoadConfig {
             target,
             method,
             headers,
             h2_uri,
             body: self.body,
-            conns: self.conns,
+            conns: share.conns(self.conns),
+            total_conns: self.conns,
+            share,
+            start_at: self.start_at,
             rate: self.rate,
             stop: self.stop,
             timeout: self.timeout,
@@ -366,6 +498,26 @@ impl LoadConfigBuilder {
             ok_latency: self.ok_latency,
         })
     }
+}
+
+/// Whether a run of `conns` connections stopping at `stop` splits across `workers`
+/// workers with at least one connection (and, with -n, one request) each.
+fn check_split(conns: usize, stop: Stop, workers: u32) -> Result<(), ConfigError> {
+    if workers == 0 {
+        return Err(ConfigError::Share { index: 0, count: 0 });
+    }
+    if conns < workers as usize {
+        return Err(ConfigError::TooFewConns { conns, workers });
+    }
+    if let Stop::Requests(n) = stop
+        && n < u64::from(workers)
+    {
+        return Err(ConfigError::TooFewRequests {
+            requests: n,
+            workers,
+        });
+    }
+    Ok(())
 }
 
 fn parse_header(h: &str) -> Result<(HeaderName, HeaderValue), ConfigError> {

@@ -85,7 +85,7 @@ mod worker;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::task::JoinHandle;
@@ -94,12 +94,13 @@ pub use crate::cancel::Cancel;
 pub(crate) use client::AcceptAnyCert;
 pub use client::TlsSetupError;
 pub use config::{
-    ConfigError, LoadConfig, LoadConfigBuilder, MAX_BODY, MAX_CONNS, MAX_SPAN, Target,
+    ConfigError, LoadConfig, LoadConfigBuilder, MAX_BODY, MAX_CONNS, MAX_SPAN, MAX_START_SKEW,
+    Target,
 };
 pub use record::{
     Counts, ErrorKind, IntervalSnapshot, LoadReport, MAX_LATENCY_NS, Recorded, new_histogram,
 };
-pub use schedule::{Rate, Stop};
+pub use schedule::{Rate, Share, Stop};
 
 use worker::{Msg, RefusalWatch, Shared};
 
@@ -155,13 +156,18 @@ where
         .map_err(|source| LoadError::Resolve { host, port, source })?;
     let connector = client::Connector::new(&config, addr).map_err(LoadError::Tls)?;
     let open_loop = config.rate.is_open();
-    let start = Instant::now();
-    let started_at = SystemTime::now();
+    // A distributed run's workers share one start time: wait for it (cancellable).
+    let (start, started_at) = config.anchor();
+    tokio::select! {
+        () = tokio::time::sleep_until(tokio::time::Instant::from_std(start)) => {}
+        () = cancel.cancelled() => {}
+    }
     // The workers stop on a child token: the caller's cancel (Ctrl-C) stops them, and
     // so does the coordinator when nothing listens, without that counting as cancelled.
     let stop_workers = cancel.child();
     let shared = Arc::new(Shared {
-        plan: schedule::Plan::new(config.rate, config.stop, start, config.timeout),
+        plan: schedule::Plan::new(config.rate, config.stop, start, config.timeout)
+            .shared(config.share),
         cancel: stop_workers.clone(),
         refusals: config.stop_when_refused.then(RefusalWatch::default),
         connector,
@@ -275,7 +281,9 @@ where
             let t = window.as_secs_f64();
             (t > 0.0).then(|| rate.due_by(t) / t)
         }
-    };
+    }
+    // A worker of a distributed run: its share of the target.
+    .map(|r| r / f64::from(config.share.count()));
     Ok(LoadReport {
         started_at,
         elapsed,

@@ -65,6 +65,11 @@ impl ErrorKind {
     /// Number of kinds (array length).
     pub const COUNT: usize = Self::ALL.len();
 
+    /// The kind with this [`name`](Self::name).
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     /// A stable snake_case name (JSON keys).
     pub fn name(self) -> &'static str {
         match self {
@@ -162,6 +167,22 @@ impl Counts {
             .into_iter()
             .map(|k| (k, self.errors[k as usize]))
             .filter(|(_, n)| *n > 0)
+    }
+    /// Adds `n` answers with status `code` to the per-status counts (not to
+    /// `responses`, which is set on its own); false if `code` is not 0..=999. For
+    /// rebuilding counts read back from a worker.
+    pub fn add_status(&mut self, code: u16, n: u64) -> bool {
+        match self.status.get_mut(code as usize) {
+            Some(c) => {
+                *c += n;
+                true
+            }
+            None => false,
+        }
+    }
+    /// Adds `n` failures of one kind.
+    pub fn add_errors(&mut self, kind: ErrorKind, n: u64) {
+        self.errors[kind as usize] += n;
     }
     /// Adds another set of counts.
     pub fn add(&mut self, o: &Counts) {

@@ -4,6 +4,11 @@
 //! loop turns slot `i` into its intended start time `t(i)`, the inverse of the cumulative
 //! request count `N(t)` (fixed rate: `N(t) = r·t`; ramp: `r0·t + (r1−r0)·t²/2T`, then
 //! `r1`). No locks, no allocation.
+//!
+//! A distributed run ([`Share`]) splits that one schedule across N workers: worker `i`
+//! takes the global slots `m ≡ i (mod N)` (its `k`-th slot is `m = k·N + i`), so the
+//! union of the workers' slots, intended times and request budgets is exactly the
+//! single run's.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -135,6 +140,56 @@ impl Rate {
     }
 }
 
+/// One worker's part of a distributed run: worker `index` of `count` takes the global
+/// slots `m ≡ index (mod count)`. Checked: `count >= 1`, `index < count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    index: u32,
+    count: u32,
+}
+
+impl Share {
+    /// The whole run (one worker).
+    pub const WHOLE: Share = Share { index: 0, count: 1 };
+
+    /// Worker `index` of `count`; None unless `index < count`.
+    pub fn new(index: u32, count: u32) -> Option<Share> {
+        (index < count).then_some(Share { index, count })
+    }
+    /// An unchecked share, for the builder to check in `build` (never reaches a plan).
+    pub(crate) fn unchecked(index: u32, count: u32) -> Share {
+        Share { index, count }
+    }
+    /// 0-based worker index.
+    pub fn index(self) -> u32 {
+        self.index
+    }
+    /// Number of workers.
+    pub fn count(self) -> u32 {
+        self.count
+    }
+    /// The global slot of this share's `k`-th slot (None past `u64`).
+    pub fn global(self, k: u64) -> Option<u64> {
+        k.checked_mul(u64::from(self.count))?
+            .checked_add(u64::from(self.index))
+    }
+    /// How many of the global slots `0..total` are this share's.
+    pub fn of(self, total: u64) -> u64 {
+        let i = u64::from(self.index);
+        if total > i {
+            (total - i - 1) / u64::from(self.count) + 1
+        } else {
+            0
+        }
+    }
+    /// This share of `total` connections: `total / count`, one more for the first
+    /// `total % count` workers.
+    pub fn conns(self, total: usize) -> usize {
+        let (n, i) = (self.count as usize, self.index as usize);
+        total / n + usize::from(i < total % n)
+    }
+}
+
 /// What a worker does next.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Slot {
@@ -153,6 +208,7 @@ pub struct Plan {
     stop: Stop,
     start: Instant,
     end: Option<Instant>,
+    share: Share,
     /// Open loop: overdue slots (due before `end`) are still handed out until this.
     drain_end: Option<Instant>,
     next: AtomicU64,
@@ -173,8 +229,15 @@ impl Plan {
             start,
             end,
             drain_end,
+            share: Share::WHOLE,
             next: AtomicU64::new(0),
         }
+    }
+
+    /// This plan restricted to one worker's [`Share`] of the global slots.
+    pub fn shared(mut self, share: Share) -> Self {
+        self.share = share;
+        self
     }
 
     pub fn start(&self) -> Instant {
@@ -205,7 +268,10 @@ impl Plan {
         if stop_at.is_some_and(|end| now >= end) {
             return Slot::Done;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        let k = self.next.fetch_add(1, Ordering::Relaxed);
+        let Some(i) = self.share.global(k) else {
+            return Slot::Done;
+        };
         if matches!(self.stop, Stop::Requests(n) if i >= n) {
             return Slot::Done;
         }
@@ -227,23 +293,126 @@ impl Plan {
     }
 
     /// Slots due by `elapsed` (open loop): for a run that reached its end, all of them;
-    /// for a cancelled run, those due before it stopped.
+    /// for a cancelled run, those due before it stopped. A share counts its own slots.
     pub fn due(&self, elapsed: Duration, reached_end: bool) -> Option<u64> {
         if !self.rate.is_open() {
             return None;
         }
-        Some(match (self.stop, reached_end) {
+        Some(self.share.of(match (self.stop, reached_end) {
             (Stop::Duration(d), true) => self.rate.slots_before(d.as_secs_f64()),
             (Stop::Duration(d), false) => self.rate.slots_before(elapsed.min(d).as_secs_f64()),
             (Stop::Requests(n), true) => n,
             (Stop::Requests(n), false) => self.rate.slots_before(elapsed.as_secs_f64()).min(n),
-        })
+        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Every slot a plan hands out (as seconds from the start, open loop), or the
+    /// number of `Now` slots (closed loop), drawn until it says done.
+    fn draw(p: &Plan, now: Instant) -> (Vec<Duration>, u64) {
+        let (mut at, mut now_slots) = (Vec::new(), 0);
+        for _ in 0..100_000 {
+            match p.next(now) {
+                Slot::At(t) => at.push(t - p.start()),
+                Slot::Now => now_slots += 1,
+                Slot::Done => break,
+            }
+        }
+        (at, now_slots)
+    }
+
+    fn rate_strategy() -> impl Strategy<Value = Rate> {
+        prop_oneof![
+            (1.0f64..5000.0).prop_map(Rate::Fixed),
+            (1.0f64..3000.0, 1.0f64..3000.0, 1u64..5000).prop_map(|(from, to, ms)| {
+                Rate::Ramp {
+                    from,
+                    to,
+                    over: Duration::from_millis(ms),
+                }
+            }),
+        ]
+    }
+
+    fn stop_strategy() -> impl Strategy<Value = Stop> {
+        prop_oneof![
+            (1u64..3000).prop_map(Stop::Requests),
+            (1u64..2000).prop_map(|ms| Stop::Duration(Duration::from_millis(ms))),
+        ]
+    }
+
+    proptest! {
+        /// The union of the N shares' intended times is exactly the single schedule's
+        /// (same instants, same count), and each share's `due` adds up to the whole.
+        #[test]
+        fn shares_partition_the_single_schedule(
+            rate in rate_strategy(),
+            stop in stop_strategy(),
+            n in 1u32..9,
+            cut_ms in 0u64..3000,
+        ) {
+            let start = Instant::now();
+            let whole = Plan::new(rate, stop, start, Duration::ZERO);
+            let (mut single, _) = draw(&whole, start);
+            let mut union = Vec::new();
+            let mut due = (0, 0);
+            let cut = Duration::from_millis(cut_ms);
+            for i in 0..n {
+                let share = Share::new(i, n).expect("i < n");
+                let p = Plan::new(rate, stop, start, Duration::ZERO).shared(share);
+                union.extend(draw(&p, start).0);
+                due.0 += p.due(cut, true).unwrap_or(0);
+                due.1 += p.due(cut, false).unwrap_or(0);
+            }
+            single.sort();
+            union.sort();
+            prop_assert_eq!(&union, &single);
+            prop_assert_eq!(due.0, whole.due(cut, true).unwrap_or(0));
+            prop_assert_eq!(due.1, whole.due(cut, false).unwrap_or(0));
+        }
+
+        /// Closed loop with -n: the shares' budgets add up to n; connections to the
+        /// total, each within one of the others.
+        #[test]
+        fn shares_split_counts_and_connections(total in 1u64..10_000, n in 1u32..17, conns in 1usize..5000) {
+            let start = Instant::now();
+            let mut sum = 0;
+            let mut c = Vec::new();
+            for i in 0..n {
+                let share = Share::new(i, n).expect("i < n");
+                let p = Plan::new(Rate::Max, Stop::Requests(total), start, Duration::ZERO)
+                    .shared(share);
+                let (_, got) = draw(&p, start);
+                prop_assert_eq!(got, share.of(total));
+                sum += got;
+                c.push(share.conns(conns));
+            }
+            prop_assert_eq!(sum, total);
+            prop_assert_eq!(c.iter().sum::<usize>(), conns);
+            let (lo, hi) = (c.iter().min().copied(), c.iter().max().copied());
+            prop_assert!(hi.unwrap_or(0) - lo.unwrap_or(0) <= 1);
+        }
+    }
+
+    #[test]
+    fn a_share_takes_every_nth_slot() {
+        let start = Instant::now();
+        let share = Share::new(1, 3).expect("1 < 3");
+        let p =
+            Plan::new(Rate::Fixed(10.0), Stop::Requests(8), start, Duration::ZERO).shared(share);
+        let (at, _) = draw(&p, start);
+        let ms: Vec<u128> = at.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [100, 400, 700], "global slots 1, 4, 7 of 0..8");
+        assert_eq!(p.due(Duration::ZERO, true), Some(3));
+        assert_eq!(p.due(Duration::from_millis(450), false), Some(2));
+        assert_eq!(Share::new(3, 3), None);
+        assert_eq!((share.conns(7), Share::WHOLE.conns(7)), (2, 7));
+    }
 
     #[test]
     fn fixed_rate_slots_are_evenly_spaced() {

@@ -8,6 +8,7 @@ mod cluster;
 mod demo;
 mod experiments;
 mod experiments_cluster;
+mod fleet;
 mod help;
 mod kubectl_habits;
 mod load;
