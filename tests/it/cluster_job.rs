@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use meshdrill::cancel::Cancel;
-use meshdrill::cluster::Cluster;
 use meshdrill::cluster::job::{
     JobError, JobOutcome, PodOwner, WorkerJob, job_manifest, job_name, rbac_summary,
 };
+use meshdrill::cluster::{Cluster, ConnectOptions};
 use meshdrill::fleet::{Event, WorkerEnd};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -61,6 +61,15 @@ where
     F: FnOnce(Cluster) -> Fut,
     Fut: std::future::Future<Output = T>,
 {
+    with_cluster_opts(kube, &ConnectOptions::default(), f)
+}
+
+/// [`with_cluster`] with these connection options (e.g. a short `request_timeout`).
+fn with_cluster_opts<F, Fut, T>(kube: &FakeKube, opts: &ConnectOptions, f: F) -> T
+where
+    F: FnOnce(Cluster) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
     let _ = rustls::crypto::ring::default_provider().install_default();
     let url = kube.url();
     let ca = kube.ca_file.display().to_string();
@@ -76,9 +85,7 @@ where
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let c = Cluster::connect_with(&meshdrill::cluster::ConnectOptions::default(), &env)
-            .await
-            .expect("connect");
+        let c = Cluster::connect_with(opts, &env).await.expect("connect");
         f(c).await
     })
 }
@@ -89,8 +96,17 @@ pub(crate) fn run(
     w: &WorkerJob,
     cancel: Cancel,
 ) -> (Result<JobOutcome, JobError>, Vec<Event>) {
+    run_opts(kube, w, cancel, &ConnectOptions::default())
+}
+
+fn run_opts(
+    kube: &FakeKube,
+    w: &WorkerJob,
+    cancel: Cancel,
+    opts: &ConnectOptions,
+) -> (Result<JobOutcome, JobError>, Vec<Event>) {
     let job = job_manifest(w).expect("manifest");
-    with_cluster(kube, |c| async move {
+    with_cluster_opts(kube, opts, |c| async move {
         let (tx, mut rx) = mpsc::channel(16);
         let collect = tokio::spawn(async move {
             let mut events = Vec::new();
@@ -248,6 +264,42 @@ fn all_workers_succeed_lines_in_order_then_exit_0_and_job_deleted() {
     assert_eq!(body["spec"]["completions"], 3);
     assert_eq!(body["spec"]["parallelism"], 3);
     assert_eq!(body["spec"]["backoffLimit"], 0);
+}
+
+/// A quiet worker outlives the client's read timeout: the pod watch and the log
+/// stream both break (nothing is sent on them meanwhile) and are opened again; every
+/// line still arrives exactly once, in order.
+/// (Regression: a quiet watch past --request-timeout failed the whole run.)
+#[test]
+fn a_quiet_worker_outlives_the_read_timeout() {
+    let kube = FakeKube::start();
+    let all = lines(0, 12);
+    kube.job_fate(
+        0,
+        Fate::Quiet {
+            before: all[..7].to_vec(),
+            pause: Duration::from_millis(2500),
+            after: all[7..].to_vec(),
+        },
+    );
+    let opts = ConnectOptions {
+        request_timeout: Some(Duration::from_secs(1)),
+        ..ConnectOptions::default()
+    };
+    let w = worker_job(1);
+    let (r, events) = run_opts(&kube, &w, Cancel::new(), &opts);
+    r.expect("run_job");
+    let (got, end) = of_worker(&events, 0);
+    assert_eq!(got, all);
+    assert_eq!(end, WorkerEnd::Exited { code: 0 });
+    // The log was opened again, from a second before its last line.
+    let resumed = kube
+        .requests()
+        .into_iter()
+        .filter(|s| s.path.ends_with("/log") && s.query.contains("sinceTime="))
+        .count();
+    assert!(resumed >= 1, "the log was never resumed");
+    assert_deleted(&kube, &job_name(&w.run_id));
 }
 
 #[test]

@@ -445,9 +445,11 @@ async fn send_if_done(
 }
 
 /// Lists the pods matching `selector`, then watches them from that list's
-/// resourceVersion, re-watching from the last one seen when a watch ends and
-/// re-listing on 410 Gone. Ends when the receiver is gone; an error when a list or
-/// watch is refused.
+/// resourceVersion, re-watching from the last one seen when a watch ends or its
+/// connection breaks (a quiet watch outlives the client's read timeout: the API
+/// server sends nothing between events), and re-listing on 410 Gone. Ends when the
+/// receiver is gone; an error when the server refuses a list or watch (a status), or
+/// when [`WATCH_TRIES`] attempts in a row to open a watch get no answer.
 async fn watch_pods(
     pods: Api<Pod>,
     selector: String,
@@ -455,6 +457,7 @@ async fn watch_pods(
 ) -> Result<(), kube::Error> {
     let lp = ListParams::default().labels(&selector);
     let wp = WatchParams::default().labels(&selector).timeout(290);
+    let mut broken = 0u32;
     'relist: loop {
         let list = pods.list(&lp).await?;
         let mut rv = list.metadata.resource_version.clone().unwrap_or_default();
@@ -464,8 +467,26 @@ async fn watch_pods(
             }
         }
         loop {
-            let mut stream = pods.watch(&wp, &rv).await?.boxed();
-            while let Some(ev) = stream.try_next().await? {
+            let mut stream = match pods.watch(&wp, &rv).await {
+                Ok(s) => s.boxed(),
+                Err(e) => {
+                    broken = transport_retry(e, broken).await?;
+                    continue;
+                }
+            };
+            broken = 0;
+            loop {
+                let ev = match stream.try_next().await {
+                    Ok(Some(ev)) => ev,
+                    Ok(None) => break,
+                    // The connection of an open watch broke (a quiet watch reaches the
+                    // read timeout): watch again from the last resourceVersion.
+                    Err(kube::Error::Api(s)) => return Err(kube::Error::Api(s)),
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        break;
+                    }
+                };
                 let (upd, new_rv) = match ev {
                     WatchEvent::Added(p) | WatchEvent::Modified(p) => {
                         let v = p.metadata.resource_version.clone();
@@ -492,10 +513,27 @@ async fn watch_pods(
     }
 }
 
+/// Attempts in a row to open a watch before giving up.
+const WATCH_TRIES: u32 = 5;
+
+/// A status from the server is final; a broken connection (a read timeout, a reset)
+/// is tried again after a pause (0.2 s, doubling), up to [`WATCH_TRIES`] in a row.
+/// Returns the new count of broken connections in a row.
+async fn transport_retry(e: kube::Error, broken: u32) -> Result<u32, kube::Error> {
+    if matches!(e, kube::Error::Api(_)) || broken + 1 >= WATCH_TRIES {
+        return Err(e);
+    }
+    tokio::time::sleep(Duration::from_millis(200 << broken)).await;
+    Ok(broken + 1)
+}
+
 /// Follows the log of the worker container of `pod`, sending each line as
 /// `Event::Line` for worker `i`; returns the last [`TAIL`] lines when the stream
-/// ends. Opening is tried up to 5 times (the container may not be ready for its log
-/// yet); a log that cannot be read leaves a note in the tail.
+/// ends. Opening is tried up to 5 times in a row (the container may not be ready for
+/// its log yet). A connection that breaks (a worker quiet for longer than the
+/// client's read timeout) is opened again from the last line's timestamp (the log is
+/// read with `timestamps=true`), skipping the lines already sent. A log that cannot
+/// be read leaves a note in the tail.
 async fn stream_log(
     pods: Api<Pod>,
     pod: String,
@@ -503,63 +541,115 @@ async fn stream_log(
     tx: mpsc::Sender<Event>,
     cancel: Cancel,
 ) -> (u32, Vec<String>) {
-    let lp = LogParams {
-        container: Some(CONTAINER.into()),
-        follow: true,
-        ..LogParams::default()
-    };
     let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL + 1);
-    let mut reader = None;
-    let mut last_err = String::new();
-    for attempt in 0..5u32 {
-        match pods.log_stream(&pod, &lp).await {
-            Ok(r) => {
-                reader = Some(r);
-                break;
-            }
-            Err(e) => last_err = e.to_string(),
+    let push = |tail: &mut VecDeque<String>, line: String| {
+        if tail.len() == TAIL {
+            tail.pop_front();
         }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(200 << attempt)) => {}
-            () = cancel.cancelled() => break,
-        }
-    }
-    let Some(reader) = reader else {
-        tail.push_back(format!("(the log of pod {pod} cannot be read: {last_err})"));
-        return (i, tail.into());
+        tail.push_back(line);
     };
-    let mut reader = std::pin::pin!(reader);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let mut limited = (&mut reader).take(MAX_LINE as u64);
-        let read = tokio::select! {
-            r = limited.read_until(b'\n', &mut buf) => r,
+    // The timestamp of the last line sent, and how many lines carried it.
+    let mut last: Option<(jiff::Timestamp, usize)> = None;
+    let mut failures = 0u32;
+    let mut last_err = String::new();
+    'open: while failures < 5 {
+        if failures > 0 {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(200 << failures)) => {}
+                () = cancel.cancelled() => break,
+            }
+        }
+        let lp = LogParams {
+            container: Some(CONTAINER.into()),
+            follow: true,
+            timestamps: true,
+            // A second early: sinceTime is rounded to the second.
+            since_time: last.map(|(t, _)| t - jiff::SignedDuration::from_secs(1)),
+            ..LogParams::default()
+        };
+        let reader = tokio::select! {
+            r = pods.log_stream(&pod, &lp) => r,
             () = cancel.cancelled() => break,
         };
-        match read {
-            Ok(0) => break,
-            Ok(_) => {
-                while matches!(buf.last(), Some(b'\n' | b'\r')) {
-                    buf.pop();
-                }
-                let line = String::from_utf8_lossy(&buf).into_owned();
-                if tail.len() == TAIL {
-                    tail.pop_front();
-                }
-                tail.push_back(line.clone());
-                if tx.send(Event::Line { worker: i, line }).await.is_err() {
-                    break;
-                }
-            }
+        let reader = match reader {
+            Ok(r) => r,
             Err(e) => {
-                if tail.len() == TAIL {
-                    tail.pop_front();
+                last_err = e.to_string();
+                failures += 1;
+                continue;
+            }
+        };
+        let mut reader = std::pin::pin!(reader);
+        // Lines at the resume timestamp already sent, still to skip.
+        let mut skip_at_last = last.map_or(0, |(_, n)| n);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let mut limited = (&mut reader).take(MAX_LINE as u64);
+            let read = tokio::select! {
+                r = limited.read_until(b'\n', &mut buf) => r,
+                () = cancel.cancelled() => break 'open,
+            };
+            match read {
+                Ok(0) => break 'open,
+                Ok(_) => {
+                    while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                        buf.pop();
+                    }
+                    let text = String::from_utf8_lossy(&buf);
+                    let (ts, line) = split_timestamp(&text);
+                    if let (Some(ts), Some((lt, n))) = (ts, last.as_mut()) {
+                        if ts < *lt {
+                            continue;
+                        }
+                        if ts == *lt {
+                            if skip_at_last > 0 {
+                                skip_at_last -= 1;
+                                continue;
+                            }
+                            *n += 1;
+                        } else {
+                            *lt = ts;
+                            *n = 1;
+                            skip_at_last = 0;
+                        }
+                    } else if let Some(ts) = ts {
+                        last = Some((ts, 1));
+                    }
+                    failures = 0;
+                    let line = line.to_string();
+                    push(&mut tail, line.clone());
+                    if tx.send(Event::Line { worker: i, line }).await.is_err() {
+                        break 'open;
+                    }
                 }
-                tail.push_back(format!("(the log of pod {pod} broke off: {e})"));
-                break;
+                Err(e) => {
+                    last_err = format!("broke off: {e}");
+                    failures += 1;
+                    continue 'open;
+                }
             }
         }
     }
+    if failures >= 5 {
+        push(
+            &mut tail,
+            format!("(the log of pod {pod} cannot be read: {last_err})"),
+        );
+    }
     (i, tail.into())
+}
+
+/// Splits `2026-01-01T00:00:01.123456789Z text` into its timestamp and text (the
+/// whole line and no timestamp when it does not start with one).
+fn split_timestamp(line: &str) -> (Option<jiff::Timestamp>, &str) {
+    if let Some((ts, rest)) = line.split_once(' ')
+        && let Ok(t) = ts.parse::<jiff::Timestamp>()
+    {
+        return (Some(t), rest);
+    }
+    match line.parse::<jiff::Timestamp>() {
+        Ok(t) => (Some(t), ""),
+        Err(_) => (None, line),
+    }
 }

@@ -54,6 +54,13 @@ pub enum Fate {
     Unschedulable { message: String },
     /// Runs, prints `lines`, and keeps running until deleted.
     Hang { lines: Vec<String> },
+    /// Runs, prints `before`, is quiet for `pause` (nothing in its log, no pod
+    /// change), prints `after`, exits 0.
+    Quiet {
+        before: Vec<String>,
+        pause: Duration,
+        after: Vec<String>,
+    },
 }
 
 /// One Job deletion as received.
@@ -100,6 +107,8 @@ pub(super) enum Stream {
         ns: String,
         pod: String,
         follow: bool,
+        timestamps: bool,
+        since: Option<jiff::Timestamp>,
     },
 }
 
@@ -500,10 +509,24 @@ fn log_request(st: &mut State, ns: &str, name: &str, q: &dyn Fn(&str) -> Option<
             None,
         );
     }
+    let since = match q("sinceTime").map(|t| t.parse::<jiff::Timestamp>()) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(_)) => {
+            return status(
+                400,
+                "BadRequest",
+                "sinceTime: cannot parse as RFC 3339",
+                None,
+            );
+        }
+    };
     stream_marker(Stream::Log {
         ns: ns.into(),
         pod: name.into(),
         follow: q("follow").as_deref() == Some("true"),
+        timestamps: q("timestamps").as_deref() == Some("true"),
+        since,
     })
 }
 
@@ -525,8 +548,14 @@ pub(super) fn respond(state: Arc<Mutex<State>>, s: Stream) -> Response<BoxBody<B
         } => {
             tokio::spawn(watch_task(state, ns, selector, rv, timeout, tx));
         }
-        Stream::Log { ns, pod, follow } => {
-            tokio::spawn(log_task(state, ns, pod, follow, tx));
+        Stream::Log {
+            ns,
+            pod,
+            follow,
+            timestamps,
+            since,
+        } => {
+            tokio::spawn(log_task(state, ns, pod, follow, timestamps, since, tx));
         }
     }
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -610,11 +639,20 @@ async fn send_event(
     tx.send(Bytes::from(line)).await
 }
 
+/// When log line `k` was written: 300 ms apart from 00:00:01, so several lines share
+/// a second (what `sinceTime`, whole seconds, cannot tell apart).
+fn line_time(k: usize) -> jiff::Timestamp {
+    let base: jiff::Timestamp = "2026-01-01T00:00:01Z".parse().unwrap_or_default();
+    base + jiff::SignedDuration::from_millis(300 * k as i64)
+}
+
 async fn log_task(
     state: Arc<Mutex<State>>,
     ns: String,
     pod: String,
     follow: bool,
+    timestamps: bool,
+    since: Option<jiff::Timestamp>,
     tx: tokio::sync::mpsc::Sender<Bytes>,
 ) {
     let key = (ns, pod);
@@ -636,8 +674,17 @@ async fn log_task(
         };
         changed.borrow_and_update();
         for l in lines {
+            let at = line_time(sent);
             sent += 1;
-            if tx.send(Bytes::from(format!("{l}\n"))).await.is_err() {
+            if since.is_some_and(|s| at < s) {
+                continue;
+            }
+            let text = if timestamps {
+                format!("{} {l}\n", at.strftime("%Y-%m-%dT%H:%M:%S%.9fZ"))
+            } else {
+                format!("{l}\n")
+            };
+            if tx.send(Bytes::from(text)).await.is_err() {
                 return;
             }
         }
@@ -779,6 +826,7 @@ async fn kubelet(state: Arc<Mutex<State>>, job: Value, i: u32, fate: Fate) {
         Fate::Exit { ref lines, .. } | Fate::OomKilled { ref lines } | Fate::Hang { ref lines } => {
             lines.clone()
         }
+        Fate::Quiet { ref before, .. } => before.clone(),
     };
     let running = status(json!({"running": {"startedAt": "2026-01-01T00:00:01Z"}}));
     if !edit_pod(&state, &key, |p| {
@@ -816,7 +864,18 @@ async fn kubelet(state: Arc<Mutex<State>>, job: Value, i: u32, fate: Fate) {
         }
         tokio::task::yield_now().await;
     }
+    if let Fate::Quiet { pause, after, .. } = &fate {
+        tokio::time::sleep(*pause).await;
+        for l in after {
+            let mut st = lock(&state);
+            if let Some(log) = st.jobs.logs.get_mut(&key) {
+                log.lines.push(l.clone());
+            }
+            bump(&mut st);
+        }
+    }
     let (code, reason, phase) = match fate {
+        Fate::Quiet { .. } => (0, "Completed", "Succeeded"),
         Fate::Exit { code, .. } => (
             code,
             if code == 0 { "Completed" } else { "Error" },
