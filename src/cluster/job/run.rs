@@ -653,3 +653,73 @@ fn split_timestamp(line: &str) -> (Option<jiff::Timestamp>, &str) {
         Err(_) => (None, line),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "annotations": {"batch.kubernetes.io/job-completion-index": "3"}},
+            "status": status,
+        }))
+        .expect("pod")
+    }
+
+    fn terminated(code: i32, reason: &str) -> Pod {
+        pod(
+            serde_json::json!({"phase": "Failed", "containerStatuses": [{
+            "name": CONTAINER, "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": code, "reason": reason}}}]}),
+        )
+    }
+
+    #[test]
+    fn ends_by_the_rules() {
+        assert_eq!(pod_index(&terminated(0, "Completed")), Some(3));
+        assert_eq!(
+            pod_view(&terminated(0, "Completed")),
+            PodView::Ended(WorkerEnd::Exited { code: 0 })
+        );
+        assert_eq!(
+            pod_view(&terminated(3, "Error")),
+            PodView::Ended(WorkerEnd::Exited { code: 3 })
+        );
+        for (code, reason, want) in [
+            (137, "OOMKilled", "OOMKilled (exit code 137)"),
+            (143, "Error", "killed by signal 15 (exit code 143)"),
+        ] {
+            match pod_view(&terminated(code, reason)) {
+                PodView::Ended(WorkerEnd::Failed { reason, .. }) => assert_eq!(reason, want),
+                other => panic!("{code}: {other:?}"),
+            }
+        }
+        let evicted = pod(serde_json::json!({"phase": "Failed", "reason": "Evicted",
+            "message": "The node was low on resource: memory."}));
+        assert_eq!(
+            pod_view(&evicted),
+            PodView::Ended(WorkerEnd::Failed {
+                reason: "Evicted: The node was low on resource: memory.".into(),
+                tail: Vec::new()
+            })
+        );
+        let creating = pod(
+            serde_json::json!({"phase": "Pending", "containerStatuses": [{
+            "name": CONTAINER, "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+        );
+        assert_eq!(pod_view(&creating), PodView::Pending);
+        assert_eq!(pod_view(&pod(serde_json::json!({}))), PodView::Pending);
+    }
+
+    #[test]
+    fn timestamps_split_off_log_lines() {
+        let (t, rest) = split_timestamp("2026-01-01T00:00:01.300000000Z {\"a\":1} b");
+        assert!(t.is_some());
+        assert_eq!(rest, "{\"a\":1} b");
+        assert_eq!(
+            split_timestamp("no timestamp here"),
+            (None, "no timestamp here")
+        );
+    }
+}
