@@ -27,6 +27,10 @@
 //! (what was sent). Seeding: [`FakeKube::add_pod`], [`FakeKube::add_pod_with`] (phase
 //! and creation time), [`FakeKube::mark_terminating`], [`FakeKube::add_deployment`];
 //! [`FakeKube::pod_deletions`] lists the grace period of each pod deletion.
+//!
+//! batch/v1 Jobs, an emulated Job controller and kubelet, pod watch and pod logs are in
+//! `fake_kube/jobs.rs` ([`FakeKube::job_fate`], [`FakeKube::job_deletions`],
+//! [`FakeKube::forbid_on`] for a 403 on one verb and resource).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};

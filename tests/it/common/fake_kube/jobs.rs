@@ -20,7 +20,9 @@
 //!   the given `resourceVersion` (empty or `0`: the current pods as ADDED first), with
 //!   `labelSelector`, until `timeoutSeconds`; `GET .../pods/NAME/log` with
 //!   `container` and `follow=true` streams the log until the container terminates or
-//!   the pod is deleted (400 while the container is waiting, as the kubelet answers).
+//!   the pod is deleted (400 while the container is waiting, as the kubelet answers);
+//!   `timestamps=true` prefixes each line with its time (lines 300 ms apart) and
+//!   `sinceTime` leaves out the earlier ones.
 //! - `DELETE .../jobs/NAME` records its `propagationPolicy` (DeleteOptions body or
 //!   query); `Background` or `Foreground` delete the Job's pods too (DELETED events),
 //!   none or `Orphan` leaves them — batch/v1 Jobs orphan by default.
