@@ -16,6 +16,7 @@
 pub mod connect;
 mod deployments;
 mod drill;
+pub mod job;
 mod pods;
 
 use std::fmt;

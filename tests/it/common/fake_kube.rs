@@ -27,6 +27,10 @@
 //! (what was sent). Seeding: [`FakeKube::add_pod`], [`FakeKube::add_pod_with`] (phase
 //! and creation time), [`FakeKube::mark_terminating`], [`FakeKube::add_deployment`];
 //! [`FakeKube::pod_deletions`] lists the grace period of each pod deletion.
+//!
+//! batch/v1 Jobs, an emulated Job controller and kubelet, pod watch and pod logs are in
+//! `fake_kube/jobs.rs` ([`FakeKube::job_fate`], [`FakeKube::job_deletions`],
+//! [`FakeKube::forbid_on`] for a 403 on one verb and resource).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,6 +47,9 @@ use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
 use super::label_selector::Selector;
+
+mod jobs;
+pub use jobs::Fate;
 
 const GROUP: &str = "networking.istio.io";
 const GR: &str = "virtualservices.networking.istio.io";
@@ -86,6 +93,8 @@ pub struct DeploymentSeed {
 pub struct Seen {
     pub method: String,
     pub path: String,
+    /// The query string (empty when none).
+    pub query: String,
     pub content_type: String,
     pub user: String,
     pub body: String,
@@ -123,6 +132,7 @@ struct State {
     fail_next: Vec<Failing>,
     forbidden: BTreeSet<String>,
     seen: Vec<Seen>,
+    jobs: jobs::Jobs,
 }
 
 impl State {
@@ -277,6 +287,11 @@ impl FakeKube {
                                     let method = req.method().as_str().to_string();
                                     let path = req.uri().path().to_string();
                                     let resp = handle(st.clone(), has_cert, req).await;
+                                    let resp =
+                                        match resp.extensions().get::<jobs::Stream>().cloned() {
+                                            Some(s) => jobs::respond(st.clone(), s),
+                                            None => resp.map(|b| b.boxed()),
+                                        };
                                     let delay = {
                                         let mut s = st.lock().unwrap_or_else(|p| p.into_inner());
                                         s.delay_next
@@ -773,6 +788,7 @@ fn istio_group(versions: &[String]) -> Value {
 fn group_list(versions: &[String]) -> Value {
     let mut groups = vec![
         apps_group(),
+        jobs::batch_group_entry(),
         json!({"name": "authorization.k8s.io", "versions": [{"groupVersion": "authorization.k8s.io/v1", "version": "v1"}], "preferredVersion": {"groupVersion": "authorization.k8s.io/v1", "version": "v1"}}),
     ];
     if !versions.is_empty() {
@@ -916,6 +932,21 @@ async fn handle(
         .unwrap_or("127.0.0.1")
         .to_string();
     let label_selector = query(&req, "labelSelector");
+    let all_query: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let q = |k: &str| {
+        all_query
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
     let grace_query = query(&req, "gracePeriodSeconds");
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
@@ -925,6 +956,11 @@ async fn handle(
     st.seen.push(Seen {
         method: method.clone(),
         path: path.clone(),
+        query: all_query
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&"),
         content_type: content_type.clone(),
         user: user.clone().unwrap_or_default(),
         body: String::from_utf8_lossy(&body).into_owned(),
@@ -944,6 +980,7 @@ async fn handle(
     }
     let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
     let verb = match (method.as_str(), seg.len()) {
+        ("GET", _) if q("watch").as_deref() == Some("true") => "watch",
         ("GET", 5) if seg[0] == "api" => "list",
         ("GET", 4) if seg[0] == "apis" && seg[3] == "virtualservices" => "list",
         ("GET", 6) if seg[0] == "apis" => "list",
@@ -1013,15 +1050,31 @@ async fn handle(
         return canned(f.status, &user, verb, &ns, &name);
     }
     let is_resource = seg.len() >= 5 || (seg.len() == 4 && seg[3] == "virtualservices");
+    // The resource (with its subresource) a namespaced request is about.
+    let (resource_of, group_of) = match seg.as_slice() {
+        ["api", _, "namespaces", _, r, _, sub, ..] => (format!("{r}/{sub}"), ""),
+        ["api", _, "namespaces", _, r, ..] => (r.to_string(), ""),
+        ["apis", g, _, "namespaces", _, r, _, sub, ..] => (format!("{r}/{sub}"), *g),
+        ["apis", g, _, "namespaces", _, r, ..] => (r.to_string(), *g),
+        _ => (String::new(), ""),
+    };
+    if is_resource && st.forbidden.contains(&format!("{verb} {resource_of}")) {
+        return forbidden(&user, verb, &resource_of, group_of, &ns, &name);
+    }
     if is_resource && st.forbidden.contains(verb) {
         let (resource, group) = if seg[0] == "api" {
             ("pods", "")
+        } else if seg[1] == "batch" {
+            ("jobs", "batch")
         } else if seg[1] == "apps" {
             ("deployments", "apps")
         } else {
             ("virtualservices", GROUP)
         };
         return forbidden(&user, verb, resource, group, &ns, &name);
+    }
+    if let Some(resp) = jobs::route(&state, &mut st, &method, &seg, &q, &body) {
+        return resp;
     }
     let versions = st.versions.clone();
     let served = |v: &str| versions.iter().any(|s| s == v);
