@@ -115,7 +115,7 @@ fn fail(e: cluster::Error) -> Failure {
     }
 }
 
-async fn connect(
+pub(super) async fn connect(
     conn: &ConnArgs,
     namespace: Option<&str>,
     err: &mut impl Write,

@@ -141,6 +141,24 @@ pub struct LoadArgs {
     /// Worker mode: stop when stdin reaches EOF (the coordinator went away).
     #[arg(long, hide = true, requires = "worker_index")]
     pub stdin_lifeline: bool,
+    /// Run the --workers as a Kubernetes Indexed Job (one pod per worker, the meshdrill
+    /// image) instead of local processes: their results come back through the pod
+    /// logs, and the Job is deleted however the run ends. The workers start 30 s after
+    /// the Job is created (scheduling, image pull); one that starts later sends its
+    /// overdue requests late, and they count so. Workers run without an Istio sidecar,
+    /// as traffic from outside the mesh: a fault a VirtualService applies in the
+    /// caller's sidecar does not reach them (send them through a gateway for that).
+    #[arg(long, requires = "workers", conflicts_with = "worker_index")]
+    pub in_cluster: bool,
+    /// The namespace of the --in-cluster Job (default: the kubeconfig context's). Here
+    /// `-n` is --requests, as in wrk and oha.
+    #[arg(long, value_name = "NS", requires = "in_cluster")]
+    pub namespace: Option<String>,
+    /// The image the --in-cluster workers run (default: this version's release image).
+    #[arg(long, value_name = "IMAGE", requires = "in_cluster")]
+    pub image: Option<String>,
+    #[command(flatten)]
+    pub conn: super::args::ConnArgs,
 }
 
 pub(super) fn parse_start_at(s: &str) -> Result<SystemTime, String> {
@@ -268,6 +286,11 @@ pub fn run(a: LoadArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult
     if a.worker_index.is_some() {
         return super::fleet::worker(&a, out);
     }
+    if a.conn.any() && !a.in_cluster {
+        return Err(Failure::input(anyhow!(
+            "--kubeconfig, --context, --insecure-skip-tls-verify and --request-timeout reach a cluster: they go with --workers N --in-cluster"
+        )));
+    }
     let config = config(&a)?;
     let mut hist_file = match &a.hist_log {
         Some(p) => Some(BufWriter::new(
@@ -322,6 +345,11 @@ pub fn run(a: LoadArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult
                 .await
                 .map(|r| (r, None))
                 .map_err(Failure::target),
+            Some(n) if a.in_cluster => {
+                super::fleet::coordinate_in_cluster(&config, n, &a, cancel.clone(), on_interval)
+                    .await
+                    .map(|f| (f.report, Some((f.workers, f.partial))))
+            }
             Some(n) => super::fleet::coordinate(&config, n, cancel.clone(), on_interval)
                 .await
                 .map(|f| (f.report, Some((f.workers, f.partial)))),

@@ -600,3 +600,158 @@ fn the_fake_validates_jobs_as_the_apiserver_does() {
     });
     assert!(matches!(r, Err(JobError::Manifest(_))), "{r:?}");
 }
+
+// === meshdrill load --workers N --in-cluster, end to end ===
+
+/// What real worker `index` of `n` prints for `args` against `url` (run here, on
+/// loopback): the lines a pod's log would hold.
+fn worker_lines(url: &str, args: &[&str], n: u32, index: u32) -> Vec<String> {
+    let out = crate::common::meshdrill()
+        .arg("load")
+        .arg(url)
+        .args(args)
+        .args([format!("--workers={n}"), format!("--worker-index={index}")])
+        .output()
+        .expect("run a worker");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The CLI creates the Job with the worker argv, merges what the pods print (real
+/// worker output, replayed by the fake's kubelet) exactly, and deletes the Job.
+#[test]
+fn load_in_cluster_merges_the_pods_results_and_deletes_the_job() {
+    let server = crate::common::servers::spawn(crate::common::servers::Behavior::Ok);
+    let url = format!("http://{}/", server.addr);
+    let args = ["--rate", "200", "-n", "61", "-c", "2"];
+    let w0 = worker_lines(&url, &args, 2, 0);
+    let w1 = worker_lines(&url, &args, 2, 1);
+    assert_eq!(server.hits(), 61, "the two shares together are the run");
+    let kube = FakeKube::start();
+    kube.job_fate(0, Fate::Exit { lines: w0, code: 0 });
+    kube.job_fate(1, Fate::Exit { lines: w1, code: 0 });
+    let mut cmd = crate::common::meshdrill();
+    kube.env(&mut cmd, crate::common::fake_kube::Auth::Token);
+    let out = cmd
+        .arg("load")
+        .arg(&url)
+        .args(args)
+        .args([
+            "--workers",
+            "2",
+            "--in-cluster",
+            "--namespace",
+            NS,
+            "-o",
+            "json",
+        ])
+        .output()
+        .expect("run the coordinator");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["requests"], 61, "{v}");
+    assert_eq!(v["partial"], false, "{v}");
+    let per: Vec<u64> = v["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .map(|w| w["requests"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(per, vec![31, 30], "{v}");
+    // The Job it created: N pods running this run's worker argv.
+    let seen = kube.requests();
+    let create = seen
+        .iter()
+        .find(|s| s.method == "POST" && s.path.ends_with("/jobs"))
+        .expect("a Job was created");
+    let job: Value = serde_json::from_str(&create.body).expect("job json");
+    assert_eq!(job["spec"]["completions"], 2);
+    let cargs: Vec<&str> = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(cargs.contains(&"--workers=2"), "{cargs:?}");
+    assert!(
+        cargs.contains(&"--worker-index=$(JOB_COMPLETION_INDEX)"),
+        "{cargs:?}"
+    );
+    assert!(cargs.contains(&url.as_str()), "{cargs:?}");
+    let dels = kube.job_deletions();
+    assert_eq!(dels.len(), 1, "{dels:?}");
+    assert_eq!(dels[0].propagation_policy.as_deref(), Some("Background"));
+}
+
+/// A pod that is OOM-killed midway: the run is partial (exit 3), names the worker, and
+/// the Job is still deleted.
+#[test]
+fn load_in_cluster_with_a_failed_pod_is_partial() {
+    let server = crate::common::servers::spawn(crate::common::servers::Behavior::Ok);
+    let url = format!("http://{}/", server.addr);
+    let args = ["--rate", "200", "-n", "40", "-c", "2"];
+    let w0 = worker_lines(&url, &args, 2, 0);
+    let mut w1 = worker_lines(&url, &args, 2, 1);
+    w1.truncate(1); // the header only: killed before its first interval
+    let kube = FakeKube::start();
+    kube.job_fate(0, Fate::Exit { lines: w0, code: 0 });
+    kube.job_fate(1, Fate::OomKilled { lines: w1 });
+    let mut cmd = crate::common::meshdrill();
+    kube.env(&mut cmd, crate::common::fake_kube::Auth::Token);
+    let out = cmd
+        .arg("load")
+        .arg(&url)
+        .args(args)
+        .args([
+            "--workers",
+            "2",
+            "--in-cluster",
+            "--namespace",
+            NS,
+            "-o",
+            "json",
+        ])
+        .output()
+        .expect("run the coordinator");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["partial"], true, "{v}");
+    assert_eq!(v["requests"], 20, "only worker 0's share: {v}");
+    assert!(stderr.contains("worker 1 of 2"), "{stderr}");
+    assert!(stderr.contains("OOMKilled"), "{stderr}");
+    assert_eq!(kube.job_deletions().len(), 1);
+}
+
+/// Cluster flags without --in-cluster would be ignored: refused.
+#[test]
+fn cluster_flags_without_in_cluster_are_refused() {
+    let out = crate::common::meshdrill()
+        .args([
+            "load",
+            "http://127.0.0.1:9/",
+            "--context",
+            "prod",
+            "-n",
+            "1",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--in-cluster"), "{stderr}");
+    let out = crate::common::meshdrill()
+        .args(["load", "http://127.0.0.1:9/", "--in-cluster", "-n", "1"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--workers"));
+}
