@@ -103,20 +103,6 @@ pub fn run(a: RunArgs, out: &mut (impl Write + Send), err: &mut (impl Write + Se
             "--hypothesis-frequency is seconds, from 0.1 to 3600"
         )));
     }
-    // In-cluster load needs distributed load: refused before anything runs.
-    if !on_mesh
-        && let Some(l) = exp.all().find_map(|x| match &x.provider {
-            Provider::Load(l) if l.in_cluster.is_some() => Some((x, l)),
-            _ => None,
-        })
-    {
-        return Err(Failure::input(anyhow!(
-            "{}: `{}` runs load inside the cluster; meshdrill cannot start it there yet (in-cluster load comes with distributed load). Try the experiment on a local mesh with --mesh FILE, or send the load from this machine with `siege …` against the ingress",
-            l.0.at,
-            l.1.command
-        )));
-    }
-
     let rt = runtime()?;
     let (cancel, _signals) = watch(&rt)?;
     let w: &mut (dyn Write + Send) = match a.output {

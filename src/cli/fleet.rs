@@ -39,10 +39,6 @@ pub(super) async fn coordinate(
     })
 }
 
-/// How long after the Job is created its workers start: time to schedule the pods and
-/// pull the image.
-pub(super) const IN_CLUSTER_START: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// Runs `config` on `n` workers in a Kubernetes Indexed Job (`--in-cluster`), reading
 /// their results from the pod logs; the Job is deleted however the run ends.
 pub(super) async fn coordinate_in_cluster(
@@ -52,59 +48,28 @@ pub(super) async fn coordinate_in_cluster(
     cancel: Cancel,
     on_interval: impl FnMut(&IntervalSnapshot),
 ) -> CliResult<FleetReport> {
-    use crate::cluster::job::{DEFAULT_IMAGE, PodOwner, WorkerJob, job_manifest};
+    use crate::fleet::in_cluster::{self, InCluster, InClusterError};
     let mut err = std::io::stderr();
     let cluster = super::cluster::connect(&a.conn, a.namespace.as_deref(), &mut err).await?;
-    let namespace = a
-        .namespace
-        .clone()
-        .unwrap_or_else(|| cluster.namespace.clone());
-    let start_at = fleet::start_time(n) + IN_CLUSTER_START;
-    let bound = match config.stop() {
-        load::Stop::Duration(d) => d,
-        // A count: as long as a worker may run (its deadline stops it).
-        load::Stop::Requests(_) => load::MAX_START_SKEW,
-    } + config.timeout()
-        + IN_CLUSTER_START;
-    let job = WorkerJob {
-        run_id: run_id(),
-        namespace: namespace.clone(),
-        image: a.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.to_string()),
-        workers: n,
-        args: fleet::worker_args(config, n, start_at),
-        bound,
-        owner: PodOwner::from_env(&|k| std::env::var(k).ok()),
-        sidecar: false,
+    let target = InCluster {
+        namespace: a
+            .namespace
+            .clone()
+            .unwrap_or_else(|| cluster.namespace.clone()),
+        image: a.image.clone(),
     };
-    let manifest = job_manifest(&job).map_err(Failure::input)?;
-    let (tx, rx) = tokio::sync::mpsc::channel(1024);
-    let runner = cluster.run_job(&namespace, &manifest, tx, &cancel);
-    let merged = fleet::run(
-        config,
-        n,
-        start_at,
-        Backend::Events(rx),
-        cancel.clone(),
-        on_interval,
-    );
-    let (job, merged) = tokio::join!(runner, merged);
-    let outcome = job.map_err(Failure::target)?;
-    if let Some(e) = outcome.not_deleted {
+    let r = in_cluster::run(&cluster, &target, config, n, cancel, on_interval)
+        .await
+        .map_err(|e| match e {
+            InClusterError::Manifest(_) | InClusterError::Fleet(fleet::FleetError::Split(_)) => {
+                Failure::input(e)
+            }
+            _ => Failure::target(e),
+        })?;
+    if let Some(e) = r.not_deleted {
         let _ = writeln!(err, "warning: {e}");
     }
-    merged.map_err(|e| match e {
-        fleet::FleetError::NoRuntime => Failure::target(e),
-        _ => Failure::input(e),
-    })
-}
-
-/// A run id for the Job's name: 10 lowercase hex digits from the clock and the pid.
-fn run_id() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let mixed = (nanos as u64) ^ (u64::from(std::process::id()) << 40);
-    format!("{:010x}", mixed & 0xff_ffff_ffff)
+    Ok(r.fleet)
 }
 
 fn ms(d: std::time::Duration) -> f64 {

@@ -102,10 +102,14 @@ pub struct Experiment {
 }
 
 impl Experiment {
-    /// Whether any activity acts on or reads a cluster (VirtualServices, pods).
+    /// Whether any activity acts on or reads a cluster (VirtualServices, pods), or
+    /// runs load inside it (`kubectl run … siege …`).
     pub fn needs_target(&self) -> bool {
-        self.all()
-            .any(|a| matches!(a.provider, Provider::Target(_)))
+        self.all().any(|a| match &a.provider {
+            Provider::Target(_) => true,
+            Provider::Load(l) => l.in_cluster.is_some(),
+            _ => false,
+        })
     }
 
     /// Every activity: hypothesis probes, method, rollbacks.

@@ -756,85 +756,67 @@ impl Runner<'_> {
                 let st = m.state().map_err(|e| e.to_string())?;
                 mesh_url(&l.url, &st)?
             }
+            Some(Target::Cluster(c)) if l.in_cluster.is_some() => {
+                return self.load_in_cluster(l, c, cancel).await;
+            }
             _ if l.in_cluster.is_some() => {
                 return Err(format!(
-                    "`{}` runs inside the cluster; meshdrill cannot start load in a cluster yet (it comes with distributed load) — run the experiment with --mesh, or send the load from this machine with `siege …` against the ingress",
+                    "`{}` runs inside the cluster, and this experiment has no cluster to run it in",
                     l.command
                 ));
             }
             _ => (l.url.clone(), None),
         };
-        let mut b = crate::load::LoadConfig::builder(url.clone())
-            .conns(l.connections)
-            .rate(crate::load::Rate::Max)
-            .timeout(Duration::from_secs(30))
-            .stop(match l.stop {
-                LoadStop::Duration(d) => crate::load::Stop::Duration(d),
-                LoadStop::Requests(n) => crate::load::Stop::Requests(n),
-            });
-        for h in &l.headers {
-            b = b.header(h.clone());
-        }
-        if let Some(h) = host
-            && !l
-                .headers
-                .iter()
-                .any(|x| x.to_ascii_lowercase().starts_with("host:"))
-        {
-            b = b.header(format!("Host: {h}"));
-        }
-        let config = b.build().map_err(|e| format!("`{}`: {e}", l.command))?;
+        let config = load_config(l, url, host)?;
         let report = crate::load::run(config, cancel.child(), |_| {})
             .await
             .map_err(|e| format!("`{}`: {e}", l.command))?;
-        let n = report.requests();
-        let ok: u64 = report
-            .data
-            .counts
-            .statuses()
-            .filter(|(c, _)| (200..400).contains(c))
-            .map(|(_, n)| n)
-            .sum();
-        let secs = report.elapsed.as_secs_f64().max(1e-9);
-        let p = |q: f64| report.latency_at(q).as_secs_f64();
-        let codes: Vec<String> = report
-            .data
-            .counts
-            .statuses()
-            .map(|(c, k)| format!("{c}: {k}"))
-            .collect();
-        let errors: Vec<String> = report
-            .data
-            .counts
-            .error_kinds()
-            .map(|(e, k)| format!("{}: {k}", e.name()))
-            .collect();
-        // meshdrill's own figures (not siege's): every request counted, failures and
-        // timeouts in the latency at the time they took.
-        let stdout = format!(
-            "Requests:\t\t{n}\nSuccessful (2xx/3xx):\t{ok} ({:.2} %)\nStatus codes:\t\t{}\nErrors:\t\t\t{}\nElapsed time:\t\t{secs:.2} secs\nResponse time:\t\t{:.3} secs (p50), {:.3} secs (p99), {:.3} secs (max)\nRequest rate:\t\t{:.2} req/sec\nConcurrency:\t\t{}\n",
-            if n == 0 {
-                0.0
-            } else {
-                100.0 * ok as f64 / n as f64
-            },
-            if codes.is_empty() {
-                "none".into()
-            } else {
-                codes.join(", ")
-            },
-            if errors.is_empty() {
-                "none".into()
-            } else {
-                errors.join(", ")
-            },
-            p(0.5),
-            p(0.99),
-            p(1.0),
-            n as f64 / secs,
-            l.connections,
-        );
-        Ok(json!({"status": 0, "stdout": stdout, "stderr": ""}))
+        Ok(json!({"status": 0, "stdout": siege_summary(&report, l.connections), "stderr": ""}))
+    }
+
+    /// `kubectl run … siege …` on a cluster: the load runs there, as one meshdrill
+    /// worker in a Job in the activity's namespace (`kubectl run` starts one pod), its
+    /// result read back from the pod's log; the Job is deleted however it ends.
+    async fn load_in_cluster(
+        &self,
+        l: &LoadCall,
+        c: &crate::target::ClusterTarget,
+        cancel: &Cancel,
+    ) -> Result<Value, String> {
+        use crate::fleet::in_cluster::{self, InCluster};
+        let config = load_config(l, l.url.clone(), None)?;
+        let target = InCluster {
+            namespace: l
+                .in_cluster
+                .clone()
+                .unwrap_or_else(|| c.cluster.namespace.clone()),
+            image: None,
+        };
+        let r = in_cluster::run(&c.cluster, &target, &config, 1, cancel.child(), |_| {})
+            .await
+            .map_err(|e| format!("`{}`: {e}", l.command))?;
+        let mut stderr = String::new();
+        if let Some(e) = &r.not_deleted {
+            stderr.push_str(&format!("warning: {e}\n"));
+        }
+        let status = if r.fleet.partial {
+            for w in r.fleet.workers.iter().filter(|w| !w.complete) {
+                let why = w.problem.clone().unwrap_or_else(|| w.ended());
+                stderr.push_str(&format!("the load pod did not complete: {why}\n"));
+                for t in &w.tail {
+                    stderr.push_str(t);
+                    stderr.push('\n');
+                }
+            }
+            1
+        } else {
+            0
+        };
+        Ok(json!({
+            "status": status,
+            "stdout": siege_summary(&r.fleet.report, l.connections),
+            "stderr": stderr,
+        }))
     }
 
     fn target(&self) -> Result<&Target, String> {
@@ -1546,4 +1528,86 @@ fn load_line(l: &LoadCall, output: &Value) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!("{} on meshdrill's load engine: {figures}", l.command)
+}
+
+/// The load engine's configuration for a siege call (`url`, with `host` as the Host
+/// header unless the call sets one).
+fn load_config(
+    l: &LoadCall,
+    url: String,
+    host: Option<String>,
+) -> Result<crate::load::LoadConfig, String> {
+    let mut b = crate::load::LoadConfig::builder(url)
+        .conns(l.connections)
+        .rate(crate::load::Rate::Max)
+        .timeout(Duration::from_secs(30))
+        .stop(match l.stop {
+            LoadStop::Duration(d) => crate::load::Stop::Duration(d),
+            LoadStop::Requests(n) => crate::load::Stop::Requests(n),
+        });
+    for h in &l.headers {
+        b = b.header(h.clone());
+    }
+    if let Some(h) = host
+        && !l
+            .headers
+            .iter()
+            .any(|x| x.to_ascii_lowercase().starts_with("host:"))
+    {
+        b = b.header(format!("Host: {h}"));
+    }
+    b.build().map_err(|e| format!("`{}`: {e}", l.command))
+}
+
+/// What a siege activity prints: meshdrill's own figures (not siege's), every request
+/// counted, failures and timeouts in the latency at the time they took.
+fn siege_summary(report: &crate::load::LoadReport, connections: usize) -> String {
+    let n = report.requests();
+    let ok: u64 = report
+        .data
+        .counts
+        .statuses()
+        .filter(|(c, _)| (200..400).contains(c))
+        .map(|(_, n)| n)
+        .sum();
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    let p = |q: f64| report.latency_at(q).as_secs_f64();
+    let codes: Vec<String> = report
+        .data
+        .counts
+        .statuses()
+        .map(|(c, k)| format!("{c}: {k}"))
+        .collect();
+    let errors: Vec<String> = report
+        .data
+        .counts
+        .error_kinds()
+        .map(|(e, k)| format!("{}: {k}", e.name()))
+        .collect();
+    // meshdrill's own figures (not siege's): every request counted, failures and
+    // timeouts in the latency at the time they took.
+    let stdout = format!(
+        "Requests:\t\t{n}\nSuccessful (2xx/3xx):\t{ok} ({:.2} %)\nStatus codes:\t\t{}\nErrors:\t\t\t{}\nElapsed time:\t\t{secs:.2} secs\nResponse time:\t\t{:.3} secs (p50), {:.3} secs (p99), {:.3} secs (max)\nRequest rate:\t\t{:.2} req/sec\nConcurrency:\t\t{}\n",
+        if n == 0 {
+            0.0
+        } else {
+            100.0 * ok as f64 / n as f64
+        },
+        if codes.is_empty() {
+            "none".into()
+        } else {
+            codes.join(", ")
+        },
+        if errors.is_empty() {
+            "none".into()
+        } else {
+            errors.join(", ")
+        },
+        p(0.5),
+        p(0.99),
+        p(1.0),
+        n as f64 / secs,
+        connections,
+    );
+    stdout
 }

@@ -35,6 +35,7 @@ pub enum WorkerEnd {
     NeverStarted { reason: String },
 }
 
+pub mod in_cluster;
 mod local;
 mod merge;
 pub mod wire;

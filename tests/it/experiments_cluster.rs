@@ -454,3 +454,75 @@ fn after_a_crash_recover_restores_what_the_experiment_changed() {
     assert_eq!(code, 0, "{out}\n{err}");
     c.assert_restored();
 }
+
+/// `kubectl run … siege …` with a cluster: the load runs there as a one-pod Job in the
+/// activity's namespace (the fake's kubelet replays real worker output), its figures
+/// come back in the activity's output, and the Job is deleted.
+#[test]
+fn siege_in_kubectl_run_runs_as_a_job_in_the_cluster() {
+    let c = cluster(Behavior::Ok);
+    // What the pod prints: a real worker of this siege call (-c 2 -r 5), on loopback.
+    let upstream = spawn(Behavior::Ok);
+    let out = meshdrill()
+        .arg("load")
+        .arg(format!("http://{}/", upstream.addr))
+        .args([
+            "-c",
+            "2",
+            "-n",
+            "10",
+            "--workers",
+            "1",
+            "--worker-index",
+            "0",
+        ])
+        .output()
+        .expect("worker");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    c.kube
+        .job_fate(0, crate::common::fake_kube::Fate::Exit { lines, code: 0 });
+    let dir = tempfile::tempdir().expect("tmp");
+    let text = std::fs::read_to_string(root().join("experiments/siege.yaml"))
+        .expect("siege.yaml")
+        .replace(
+            "    - --concurrent\n    - 50\n    - --time\n    - 5S\n",
+            "    - --concurrent\n    - 2\n    - --reps\n    - 5\n",
+        );
+    assert!(text.contains("--reps"), "the experiment changed: {text}");
+    let f = dir.path().join("siege.yaml");
+    std::fs::write(&f, text).expect("write");
+    let (code, out, err, j) = c.run(&f);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let siege = j["run"]
+        .as_array()
+        .and_then(|r| r.iter().find(|a| a["activity"]["name"] == "siege"))
+        .expect("the siege activity ran");
+    let stdout = siege["output"]["stdout"].as_str().unwrap_or("");
+    assert!(stdout.contains("Requests:\t\t10\n"), "{siege}");
+    let jobs: Vec<_> = c
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/jobs"))
+        .collect();
+    assert_eq!(jobs.len(), 1);
+    assert!(
+        jobs[0].path.contains("/namespaces/go-demo-8/"),
+        "{:?}",
+        jobs[0]
+    );
+    let dels = c.kube.job_deletions();
+    assert_eq!(dels.len(), 1, "{dels:?}");
+    assert!(
+        c.patches().is_empty(),
+        "the experiment changes no VirtualService"
+    );
+}
