@@ -207,6 +207,10 @@ pub struct Flood {
     pub slos: Vec<Objective>,
     /// What the background SLOs should do meanwhile (default: hold).
     pub expect: Expect,
+    /// Local meshdrill worker processes the flood is split across (1: in this process),
+    /// their histograms merged exactly; a worker that fails leaves the flood partial,
+    /// which ends the drill with an error.
+    pub workers: u32,
 }
 
 /// A bisection for the largest value at which every SLO holds.

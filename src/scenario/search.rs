@@ -126,6 +126,7 @@ impl Runner<'_> {
                     duration: x.probe,
                     slos: Vec::new(),
                     expect: Expect::Hold,
+                    workers: 1,
                 };
                 self.measure_probe(name, step, x, Some(&flood)).await?
             }

@@ -477,11 +477,55 @@ impl Runner<'_> {
             .unwrap_or(0);
         let c2 = collector.clone();
         let stop = self.method.child();
-        let handle = load::spawn(config, stop.clone(), move |snap| {
+        let on_snapshot = move |snap: &load::IntervalSnapshot| {
             if let Ok(mut c) = c2.lock() {
                 c.on_snapshot(snap);
             }
-        });
+        };
+        let handle = if f.workers > 1 {
+            // Split across local meshdrill worker processes, merged exactly; a worker
+            // that fails makes the flood's figures partial, which is an error here.
+            let exe = std::env::current_exe().map_err(|e| {
+                Halt::End(Ending::TargetError {
+                    message: format!(
+                        "cannot find the meshdrill executable to start the flood's workers: {e}"
+                    ),
+                })
+            })?;
+            let n = f.workers;
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let backend = crate::fleet::Backend::Local { exe };
+                let start_at = crate::fleet::start_time(n);
+                let r = crate::fleet::run(&config, n, start_at, backend, stop, on_snapshot)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if r.partial {
+                    let why: Vec<String> = r
+                        .workers
+                        .iter()
+                        .filter(|w| !w.complete)
+                        .map(|w| {
+                            let why = w.problem.clone().unwrap_or_else(|| w.ended());
+                            format!("worker {} of {n} ({why})", w.index)
+                        })
+                        .collect();
+                    return Err(format!(
+                        "the flood is partial: {} failed; its share is missing",
+                        why.join(", ")
+                    ));
+                }
+                Ok(r.report)
+            })
+        } else {
+            let h = load::spawn(config, stop.clone(), on_snapshot);
+            tokio::spawn(async move {
+                match h.await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+        };
         Ok(FloodRun {
             handle,
             collector,
@@ -543,7 +587,7 @@ impl Runner<'_> {
 }
 
 pub(super) struct FloodRun {
-    handle: tokio::task::JoinHandle<Result<LoadReport, load::LoadError>>,
+    handle: tokio::task::JoinHandle<Result<LoadReport, String>>,
     collector: Arc<Mutex<Collector>>,
     id: usize,
     url: String,

@@ -1960,3 +1960,59 @@ fn minikube_without_a_ca_file_names_the_ca_to_set() {
     assert_eq!(code, 3, "{err}");
     assert!(!err.contains(&line), "{err}");
 }
+
+/// A flood step with `workers: 2` runs as two local meshdrill worker processes whose
+/// histograms are merged exactly: the flood's journal counts exactly the requests the
+/// target saw, and its phase says so in its name.
+#[test]
+fn a_flood_split_across_two_workers_counts_exactly_what_the_target_saw() {
+    let kube = FakeKube::start();
+    kube.put_vs(reviews("default"));
+    let server = crate::common::servers::spawn(crate::common::servers::Behavior::Ok);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let method = format!(
+        "  - fault: {{virtualService: reviews, abort: {{httpStatus: 503}}}}
+  - flood: {{url: 'http://{}/', rate: 200, duration: 1s, connections: 4, workers: 2}}
+",
+        server.addr
+    );
+    let file = cluster_scenario(tmp.path(), "{cluster: {}}", &method, "");
+    let text = std::fs::read_to_string(&file).expect("scenario");
+    let file = crate::common::write(
+        tmp.path(),
+        "drill.yaml",
+        text.replace("  method:", "  targets: [127.0.0.1]\n  method:"),
+    );
+    let journal = tmp.path().join("j.json");
+    let (code, out, err) = run(md(&kube, Auth::Token)
+        .arg("-v")
+        .arg("run")
+        .arg(&file)
+        .arg("--journal")
+        .arg(&journal));
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Two worker processes ran it (the coordinator logs each one it starts).
+    assert_eq!(err.matches("started a load worker").count(), 2, "{err}");
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&journal).expect("journal")).expect("json");
+    let phase = j["phases"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["flood"].is_object()))
+        .expect("a flood phase");
+    assert!(
+        phase["name"]
+            .as_str()
+            .unwrap_or("")
+            .contains("on 2 workers"),
+        "{}",
+        phase["name"]
+    );
+    let requests = phase["flood"]["summary"]["requests"].as_u64().unwrap_or(0);
+    assert_eq!(requests, server.hits(), "{}", phase["flood"]);
+    assert_eq!(requests, 200, "200/s for 1 s: {}", phase["flood"]);
+    assert_eq!(
+        essence(&kube.vs("default", "reviews").expect("vs")),
+        essence(&reviews("default")),
+        "rolled back"
+    );
+}

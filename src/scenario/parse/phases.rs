@@ -22,7 +22,7 @@ pub(super) const RETRY_CHECK_KEYS: [&str; 7] = [
     "failureRate",
     "upstream",
 ];
-pub(super) const FLOOD_KEYS: [&str; 13] = [
+pub(super) const FLOOD_KEYS: [&str; 14] = [
     "url",
     "method",
     "headers",
@@ -36,6 +36,7 @@ pub(super) const FLOOD_KEYS: [&str; 13] = [
     "duration",
     "slos",
     "expect",
+    "workers",
 ];
 pub(super) const SEARCH_KEYS: [&str; 8] = [
     "abort",
@@ -257,17 +258,46 @@ impl Parser<'_> {
             None => Expect::Hold,
             Some((ep, ev)) => self.expect(&ep, ev)?,
         };
+        let workers = match o.get("workers") {
+            None => 1,
+            Some((wp, wv)) => {
+                let n = wv
+                    .as_u64()
+                    .filter(|n| (1..=u64::from(crate::fleet::MAX_WORKERS)).contains(n))
+                    .ok_or_else(|| {
+                        self.err(
+                            &wp,
+                            format!(
+                                "workers is a number of local worker processes, from 1 to {}",
+                                crate::fleet::MAX_WORKERS
+                            ),
+                        )
+                    })?;
+                let conns = load.connections;
+                if (conns as u64) < n {
+                    return Err(self.err(
+                        &wp,
+                        format!("{n} workers need at least {n} connections (the flood has {conns}): give connections: {n} or more"),
+                    ));
+                }
+                n as u32
+            }
+        };
         let rate = load.rate.unwrap_or_default();
-        let label = match load.ramp {
+        let mut label = match load.ramp {
             Some(r) => format!("flood {rate}→{}/s for {dtext}", r.to),
             None => format!("flood {rate}/s for {dtext}"),
         };
+        if workers > 1 {
+            label.push_str(&format!(" on {workers} workers"));
+        }
         Ok((
             StepKind::Flood(Flood {
                 load,
                 duration,
                 slos,
                 expect,
+                workers,
             }),
             label,
         ))
