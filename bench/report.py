@@ -64,13 +64,33 @@ def f(x, fmt="{:.0f}"):
     return "n/a" if x is None else fmt.format(x)
 
 
-rows = []
+def env(name):
+    """The quiet-machine record of a closed-loop round (see `measured` in run.sh), or {}."""
+    try:
+        return {k: float(v) for k, v in (kv.split("=") for kv in text(name, "env").split())}
+    except ValueError:
+        return {}
+
+
+def spread(vals, fmt="{:.0f}"):
+    v = sorted(x for x in vals if x is not None)
+    if not v:
+        return "n/a"
+    return f"{fmt.format(v[0])} / **{fmt.format(statistics.median(v))}** / {fmt.format(v[-1])}"
+
+
+def med(vals):
+    v = [x for x in vals if x is not None]
+    return statistics.median(v) if v else None
+
+
 # 1. closed loop
 rounds = int(P["rounds"])
-res = {"meshdrill": [], "wrk": [], "oha": []}
-cpu = {"meshdrill": [], "wrk": [], "oha": []}
+quiet_idle = float(P.get("quiet_idle", 90))
+TOOLS = ["meshdrill", "wrk", "oha"]
+R = {t: [] for t in TOOLS}  # per round: dict(rps, n, gen_cpu_s, srv_us, idle, load1, others, busy)
 for r in range(1, rounds + 1):
-    for tool in res:
+    for tool in TOOLS:
         name = f"closed-{tool}-{r}"
         if tool == "meshdrill":
             d = js(name)
@@ -82,24 +102,103 @@ for r in range(1, rounds + 1):
             d = js(name)
             rps = d["summary"]["requestsPerSec"] if d else None
             n = oha_requests(d)
-        res[tool].append(rps)
-        t = tm(name)
-        cpu[tool].append((t[0] + t[1]) / n * 1e6 if t and n else None)
+        t, e = tm(name), env(name)
+        gen = t[0] + t[1] if t else None
+        hz = e.get("hz", 100.0)
+        srv = e["nginx_ticks"] / hz if "nginx_ticks" in e else None
+        others = None
+        if t and srv is not None and "busy_ticks" in e and t[2] > 0:
+            others = max(0.0, (e["busy_ticks"] / hz - gen - srv) / t[2])
+        idle = e.get("idle_pct")
+        busy = (idle is not None and idle < quiet_idle) or (others is not None and others > 0.1)
+        R[tool].append(dict(
+            rps=rps, n=n, gen=gen,
+            gen_us=gen / n * 1e6 if gen is not None and n else None,
+            per_cpu_s=n / gen if gen and n else None,
+            srv_us=srv / n * 1e6 if srv is not None and n else None,
+            idle=idle, load1=e.get("load1"), others=others, busy=busy))
+
+
+def ratios(tool, key, rounds_idx):
+    out = []
+    for i in rounds_idx:
+        a, b = R[tool][i][key], R["wrk"][i][key]
+        out.append(a / b if a and b else None)
+    return out
+
 
 lines = []
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 lines.append(f"Run {now}; parameters: {params}\n")
-lines.append(f"### Closed loop, {P['conns']} connections, {P['dur']} s per round (req/s; median of {rounds} interleaved rounds)\n")
-lines.append("| tool | " + " | ".join(f"round {i}" for i in range(1, rounds + 1)) + " | median | ratio to wrk | CPU µs/request (median) |")
-lines.append("|---|" + "---|" * (rounds + 3))
-med = {}
-for tool in res:
-    vals = [v for v in res[tool] if v is not None]
-    med[tool] = statistics.median(vals) if vals else None
-for tool in res:
-    c = [v for v in cpu[tool] if v is not None]
-    ratio = med[tool] / med["wrk"] if med[tool] and med["wrk"] else None
-    lines.append(f"| {tool} | " + " | ".join(f(v) for v in res[tool]) + f" | {f(med[tool])} | {f(ratio, '{:.2f}')} | {f(statistics.median(c) if c else None, '{:.1f}')} |")
+all_idx = list(range(rounds))
+quiet_idx = [i for i in all_idx if not any(R[t][i]["busy"] for t in TOOLS)]
+
+
+def summary(title, idx):
+    lines.append(f"\n#### {title}\n")
+    lines.append("| tool | req/s min / **median** / max | ratio to wrk, same round | requests per generator CPU-s | ratio to wrk per CPU-s, same round | generator CPU µs/request | nginx CPU µs/request |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for tool in TOOLS:
+        rows = [R[tool][i] for i in idx]
+        lines.append(
+            f"| {tool} | {spread([x['rps'] for x in rows])} | {spread(ratios(tool, 'rps', idx), '{:.2f}')} "
+            f"| {spread([x['per_cpu_s'] for x in rows])} | {spread(ratios(tool, 'per_cpu_s', idx), '{:.2f}')} "
+            f"| {spread([x['gen_us'] for x in rows], '{:.1f}')} | {spread([x['srv_us'] for x in rows], '{:.2f}')} |")
+
+
+lines.append(f"### Closed loop, {P['conns']} connections, {P['dur']} s per round, {rounds} interleaved rounds\n")
+lines.append("Spread cells read min / **median** / max over the rounds; ratios are taken within a round "
+             "(tool ÷ wrk of the same round) and then summarised. Generator CPU is user + sys of the tool "
+             "(`/usr/bin/time`), nginx CPU is its worker's utime + stime (`/proc/PID/stat`) over the round.")
+summary(f"All {rounds} rounds", all_idx)
+if quiet_idx and len(quiet_idx) < rounds:
+    summary(f"Quiet rounds only ({len(quiet_idx)} of {rounds})", quiet_idx)
+elif not quiet_idx:
+    lines.append("\n**No round was quiet**: every one ran on a busy machine (see below); read the ratios, not the rates.")
+lines.append(f"\n#### Per round (busy = idle < {quiet_idle:.0f} % in the second before the run, or others used > 0.1 CPU during it)\n")
+lines.append("| round | tool | req/s | generator CPU µs/req | nginx CPU µs/req | idle before | load avg (1 min) | others' CPU during (cores) | |")
+lines.append("|---|---|---|---|---|---|---|---|---|")
+for i in all_idx:
+    for tool in TOOLS:
+        x = R[tool][i]
+        lines.append(f"| {i + 1} | {tool} | {f(x['rps'])} | {f(x['gen_us'], '{:.1f}')} | {f(x['srv_us'], '{:.2f}')} "
+                     f"| {f(x['idle'], '{:.0f}%')} | {f(x['load1'], '{:.2f}')} | {f(x['others'], '{:.2f}')} | {'**busy**' if x['busy'] else 'quiet'} |")
+
+# 1b. peak RSS vs connections
+rss_conns = [int(c) for c in P.get("rss_conns", "").split(",") if c]
+if rss_conns:
+    lines.append(f"\n### Peak RSS (MiB) vs connections, closed loop, {P['rss_dur']} s (`/usr/bin/time -f %M` on the tool itself)\n")
+    lines.append("| tool | " + " | ".join(f"-c {c}" for c in rss_conns) + " |")
+    lines.append("|---|" + "---|" * len(rss_conns))
+    for tool in TOOLS:
+        cells = []
+        for c in rss_conns:
+            t = tm(f"rssc-{tool}-{c}")
+            if tool == "meshdrill":
+                d = js(f"rssc-{tool}-{c}")
+                n = d["requests"] if d else None
+            elif tool == "wrk":
+                n = wrk_requests(text(f"rssc-{tool}-{c}"))
+            else:
+                n = oha_requests(js(f"rssc-{tool}-{c}"))
+            req = f" ({n / 1e3:.0f}k req)" if n else " (no result)"
+            cells.append(f"{t[3] / 1024:.1f}{req}" if t else "n/a")
+        lines.append(f"| {tool} | " + " | ".join(cells) + " |")
+
+# 1c. two local workers
+wr = int(P.get("worker_rounds", 0))
+w1 = [js(f"workers-1-{r}") for r in range(1, wr + 1)]
+w2 = [js(f"workers-2-{r}") for r in range(1, wr + 1)]
+if any(w2):
+    lines.append(f"\n### Two local workers vs one, closed loop, {P['conns']} connections, {P['dur']} s, {wr} interleaved rounds (not pinned)\n")
+    lines.append("| run | req/s min / **median** / max | ratio to one worker, same round |")
+    lines.append("|---|---|---|")
+    r1 = [d["rps"] if d else None for d in w1]
+    r2 = [d["rps"] if d else None for d in w2]
+    lines.append(f"| meshdrill (one process) | {spread(r1)} | 1.00 |")
+    lines.append(f"| meshdrill --workers 2 | {spread(r2)} | {spread([b / a if a and b else None for a, b in zip(r1, r2)], '{:.2f}')} |")
+elif wr:
+    lines.append("\n(The two-worker runs were skipped: this meshdrill's `load` has no `--workers`.)")
 
 # 2. RSS
 lines.append(f"\n### Peak RSS (MiB), closed loop, {P['conns']} connections\n")

@@ -34,6 +34,8 @@ pub(crate) struct Template {
     head: bool,
     /// Safe to send again when a kept-alive connection turns out dead (RFC 9110 9.2.2).
     idempotent: bool,
+    /// Closed loop: HTTP/1.1 sends are batched per runtime pass (see [`H1Conn::exchange`]).
+    batch: bool,
 }
 
 impl Template {
@@ -62,6 +64,7 @@ impl Template {
             ),
             headers,
             body: cfg.body.clone(),
+            batch: matches!(cfg.rate, super::Rate::Max),
         }
     }
 
@@ -245,7 +248,10 @@ pub(crate) async fn exchange(
             None => conn.insert(connector.connect().await?),
         };
         let r = match c {
-            Conn::H1(h) => match h.exchange(&template.raw, template.head).await {
+            Conn::H1(h) => match h
+                .exchange(&template.raw, template.head, template.batch)
+                .await
+            {
                 Ok(x) => Ok(x),
                 // A kept-alive connection the server closed between requests: an
                 // idempotent request is sent once more on a new connection (counted);

@@ -164,8 +164,24 @@ impl H1Conn {
 
     /// Sends `req` (a complete serialized request) and reads the whole answer.
     /// Returns the status and the body size.
-    pub(crate) async fn exchange(&mut self, req: &[u8], head: bool) -> Result<(u16, u64), H1Error> {
+    ///
+    /// With `batch`, a request on a kept-alive connection is sent only after the
+    /// runtime's current pass over ready tasks (one [`tokio::task::yield_now`]): the
+    /// connections whose answers arrived together then read and record them all first
+    /// and send their next requests back to back, so the server finds them ready
+    /// together in one `epoll_wait` instead of being woken for each (how wrk's event
+    /// loop batches: all reads, then all writes). The closed loop uses it; an open
+    /// loop sends at its slot.
+    pub(crate) async fn exchange(
+        &mut self,
+        req: &[u8],
+        head: bool,
+        batch: bool,
+    ) -> Result<(u16, u64), H1Error> {
         let reused = self.served > 0;
+        if batch && reused {
+            tokio::task::yield_now().await;
+        }
         if let Err(e) = self.io.write_all(req).await {
             return Err(if reused {
                 H1Error::Stale
@@ -308,7 +324,7 @@ mod tests {
         });
         let mut c = H1Conn::new(Box::new(client));
         let r = c
-            .exchange(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", head)
+            .exchange(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", head, false)
             .await
             .map_err(|e| match e {
                 H1Error::Stale => ErrorKind::Other,
@@ -316,6 +332,120 @@ mod tests {
             });
         let _ = srv.await;
         r
+    }
+
+    /// A stream that notes each completed read and write (connection id, 'r' / 'w').
+    struct Logged {
+        id: u8,
+        inner: tokio::io::DuplexStream,
+        log: std::sync::Arc<std::sync::Mutex<Vec<(u8, char)>>>,
+    }
+
+    impl Logged {
+        fn note(&self, op: char) {
+            if let Ok(mut l) = self.log.lock() {
+                l.push((self.id, op));
+            }
+        }
+    }
+
+    impl AsyncRead for Logged {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            let before = buf.filled().len();
+            let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+            if r.is_ready() && buf.filled().len() > before {
+                self.note('r');
+            }
+            r
+        }
+    }
+
+    impl AsyncWrite for Logged {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            data: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
+            if r.is_ready() {
+                self.note('w');
+            }
+            r
+        }
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// Two connections, two exchanges each, both answers already waiting: the order
+    /// of their reads and writes on a single-threaded runtime.
+    async fn two_conns(batch: bool) -> Vec<(u8, char)> {
+        const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        let mut servers = Vec::new();
+        for id in 0..2u8 {
+            let (client, mut server) = tokio::io::duplex(4096);
+            let _ = server.write_all(&[OK, OK].concat()).await;
+            servers.push(server);
+            let mut c = H1Conn::new(Box::new(Logged {
+                id,
+                inner: client,
+                log: log.clone(),
+            }));
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..2 {
+                    let r = c.exchange(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false, batch);
+                    assert!(r.await.is_ok());
+                }
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.is_ok());
+        }
+        drop(servers);
+        log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn batched_sends_wait_for_the_other_ready_connections() {
+        // Both answers arrive in one read, so each connection logs w, r, w. Batched:
+        // both connections read their first answers before either sends its second
+        // request (the two second requests leave back to back).
+        let second_writes = |log: &[(u8, char)]| {
+            log.iter()
+                .enumerate()
+                .filter(|(_, e)| e.1 == 'w')
+                .map(|(i, _)| i)
+                .collect::<Vec<_>>()
+        };
+        let log = two_conns(true).await;
+        let w = second_writes(&log);
+        assert_eq!(w.len(), 4, "{log:?}");
+        assert_eq!(log.iter().filter(|e| e.1 == 'r').count(), 2, "{log:?}");
+        // The last read comes before the first second write.
+        let last_read = log.iter().rposition(|e| e.1 == 'r').unwrap_or(usize::MAX);
+        assert!(w[2] > last_read, "{log:?}");
+        // Unbatched: connection 0 sends again at once after its answer.
+        let log = two_conns(false).await;
+        assert_eq!(
+            log,
+            [(0, 'w'), (0, 'r'), (0, 'w'), (1, 'w'), (1, 'r'), (1, 'w')],
+            "{log:?}"
+        );
     }
 
     #[tokio::test]
