@@ -229,6 +229,16 @@ pub(crate) enum Conn {
     H2(http2::SendRequest<Full<Bytes>>),
 }
 
+impl Conn {
+    /// When the last HTTP/1.1 request was written (`None` for HTTP/2).
+    pub(crate) fn sent_at(&self) -> Option<std::time::Instant> {
+        match self {
+            Conn::H1(h) => h.sent_at(),
+            Conn::H2(_) => None,
+        }
+    }
+}
+
 /// One request/response exchange on `conn` (connecting first if needed), the whole
 /// body read and dropped. Returns the status and body size. On error the connection
 /// is dropped so that the next request reconnects. Each re-send of the request on a

@@ -65,6 +65,10 @@ pub(crate) struct H1Conn {
     end: usize,
     /// Requests answered on this connection.
     served: u64,
+    /// When the last request that waited for a batching yield was written: a closed
+    /// loop's latency counts from the actual send, as wrk's does. (A connect before a
+    /// send still counts in the latency: such a send does not yield.)
+    sent_at: Option<std::time::Instant>,
     /// False after `Connection: close` or a close-delimited body.
     reusable: bool,
     /// A read filled the buffer: double it when it is next empty.
@@ -79,9 +83,15 @@ impl H1Conn {
             start: 0,
             end: 0,
             served: 0,
+            sent_at: None,
             reusable: true,
             grow: false,
         }
+    }
+
+    /// When the last request on this connection was written.
+    pub(crate) fn sent_at(&self) -> Option<std::time::Instant> {
+        self.sent_at
     }
 
     pub(crate) fn reusable(&self) -> bool {
@@ -181,6 +191,7 @@ impl H1Conn {
         let reused = self.served > 0;
         if batch && reused {
             tokio::task::yield_now().await;
+            self.sent_at = Some(std::time::Instant::now());
         }
         if let Err(e) = self.io.write_all(req).await {
             return Err(if reused {
