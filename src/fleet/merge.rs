@@ -173,17 +173,14 @@ impl<F: FnMut(&IntervalSnapshot)> Merge<F> {
         let Some(p) = self.pending.pop_front() else {
             return;
         };
-        let start = self
-            .interval
-            .saturating_mul(u32::try_from(self.first).unwrap_or(u32::MAX));
-        let snap = IntervalSnapshot {
-            index: self.first,
-            run_start: self.run_start,
-            start,
-            duration: p.duration,
-            data: p.data,
-            target_rps: self.rate.rate_at(start.as_secs_f64()),
-        };
+        let snap = IntervalSnapshot::new(
+            self.first,
+            self.interval,
+            self.run_start,
+            p.duration,
+            p.data,
+            self.rate,
+        );
         (self.on_interval)(&snap);
         self.total.add(&snap.data);
         self.first += 1;

@@ -450,17 +450,14 @@ impl Aggregator {
         let Some(data) = self.pending.pop_front() else {
             return;
         };
-        let start = self
-            .interval
-            .saturating_mul(u32::try_from(self.first).unwrap_or(u32::MAX));
-        let snap = IntervalSnapshot {
-            index: self.first,
-            run_start: self.run_start,
-            start,
+        let snap = IntervalSnapshot::new(
+            self.first,
+            self.interval,
+            self.run_start,
             duration,
             data,
-            target_rps: self.rate.rate_at(start.as_secs_f64()),
-        };
+            self.rate,
+        );
         cb(&snap);
         self.total.add(&snap.data);
         self.first += 1;

@@ -311,6 +311,27 @@ pub struct IntervalSnapshot {
 }
 
 impl IntervalSnapshot {
+    /// Interval `index` (of length `interval`, this one `duration` long) of a run at
+    /// `rate` that started at `run_start`.
+    pub fn new(
+        index: u64,
+        interval: Duration,
+        run_start: std::time::Instant,
+        duration: Duration,
+        data: Recorded,
+        rate: super::Rate,
+    ) -> Self {
+        let start = interval.saturating_mul(u32::try_from(index).unwrap_or(u32::MAX));
+        Self {
+            index,
+            run_start,
+            start,
+            duration,
+            data,
+            target_rps: rate.rate_at(start.as_secs_f64()),
+        }
+    }
+
     /// Completed requests per second in this interval.
     pub fn rps(&self) -> f64 {
         per_sec(self.data.counts.requests(), self.duration)

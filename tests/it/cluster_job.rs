@@ -624,6 +624,31 @@ fn worker_lines(url: &str, args: &[&str], n: u32, index: u32) -> Vec<String> {
         .collect()
 }
 
+/// `meshdrill load URL ARGS --workers 2 --in-cluster --namespace NS -o json` against
+/// `kube`: the exit code, the JSON report and stderr.
+fn load_in_cluster(kube: &FakeKube, url: &str, args: &[&str]) -> (Option<i32>, Value, String) {
+    let mut cmd = crate::common::meshdrill();
+    kube.env(&mut cmd, crate::common::fake_kube::Auth::Token);
+    let out = cmd
+        .arg("load")
+        .arg(url)
+        .args(args)
+        .args([
+            "--workers",
+            "2",
+            "--in-cluster",
+            "--namespace",
+            NS,
+            "-o",
+            "json",
+        ])
+        .output()
+        .expect("run the coordinator");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code(), v, stderr)
+}
+
 /// The CLI creates the Job with the worker argv, merges what the pods print (real
 /// worker output, replayed by the fake's kubelet) exactly, and deletes the Job.
 #[test]
@@ -637,26 +662,8 @@ fn load_in_cluster_merges_the_pods_results_and_deletes_the_job() {
     let kube = FakeKube::start();
     kube.job_fate(0, Fate::Exit { lines: w0, code: 0 });
     kube.job_fate(1, Fate::Exit { lines: w1, code: 0 });
-    let mut cmd = crate::common::meshdrill();
-    kube.env(&mut cmd, crate::common::fake_kube::Auth::Token);
-    let out = cmd
-        .arg("load")
-        .arg(&url)
-        .args(args)
-        .args([
-            "--workers",
-            "2",
-            "--in-cluster",
-            "--namespace",
-            NS,
-            "-o",
-            "json",
-        ])
-        .output()
-        .expect("run the coordinator");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let (code, v, stderr) = load_in_cluster(&kube, &url, &args);
+    assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(v["requests"], 61, "{v}");
     assert_eq!(v["partial"], false, "{v}");
     let per: Vec<u64> = v["workers"]
@@ -704,26 +711,8 @@ fn load_in_cluster_with_a_failed_pod_is_partial() {
     let kube = FakeKube::start();
     kube.job_fate(0, Fate::Exit { lines: w0, code: 0 });
     kube.job_fate(1, Fate::OomKilled { lines: w1 });
-    let mut cmd = crate::common::meshdrill();
-    kube.env(&mut cmd, crate::common::fake_kube::Auth::Token);
-    let out = cmd
-        .arg("load")
-        .arg(&url)
-        .args(args)
-        .args([
-            "--workers",
-            "2",
-            "--in-cluster",
-            "--namespace",
-            NS,
-            "-o",
-            "json",
-        ])
-        .output()
-        .expect("run the coordinator");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let (code, v, stderr) = load_in_cluster(&kube, &url, &args);
+    assert_eq!(code, Some(3), "{stderr}");
     assert_eq!(v["partial"], true, "{v}");
     assert_eq!(v["requests"], 20, "only worker 0's share: {v}");
     assert!(stderr.contains("worker 1 of 2"), "{stderr}");
