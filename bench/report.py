@@ -214,6 +214,20 @@ for tool in ["meshdrill", "oha", "wrk"]:
         n = wrk_requests(text("rss-wrk-long"))
     lines.append(f"| {tool} | {f(s[3] / 1024 if s else None, '{:.1f}')} | {f(l[3] / 1024 if l else None, '{:.1f}')} | {f(n)} |")
 
+if P.get("rss_long_conns", "none") != "none":
+    lines.append(f"\n### Peak RSS (MiB), closed loop, {P['rss_long_conns']} connections, {P['rss_long']} s\n")
+    lines.append("| tool | peak RSS | requests | user + sys CPU-s |")
+    lines.append("|---|---|---|---|")
+    for tool in ["meshdrill", "wrk", "oha"]:
+        t = tm(f"rss-{tool}-longc")
+        if tool == "meshdrill":
+            d = js("rss-meshdrill-longc"); n = d["requests"] if d else None
+        elif tool == "oha":
+            n = oha_requests(js("rss-oha-longc"))
+        else:
+            n = wrk_requests(text("rss-wrk-longc"))
+        lines.append(f"| {tool} | {f(t[3] / 1024 if t else None, '{:.1f}')} | {f(n)} | {f(t[0] + t[1] if t else None, '{:.1f}')} |")
+
 # 3. fixed rate
 lines.append(f"\n### Fixed rate {P['rate']} req/s for {P['rate_dur']} s, {P['conns']} connections\n")
 lines.append("| tool | requests | due | achieved req/s | error vs target | CPU-s per s | p50 ms | p99 ms |")

@@ -15,6 +15,7 @@ STALL_RATE=${STALL_RATE:-1000}
 STALL_DUR=${STALL_DUR:-20}
 RSS_CONNS=${RSS_CONNS:-"50 500 1000 2000 5000"}   # peak RSS vs -c (closed loop, RSS_DUR s each)
 RSS_DUR=${RSS_DUR:-10}
+RSS_LONG_CONNS=${RSS_LONG_CONNS:-5000}  # the long run (RSS_LONG s) again at this -c: flat in -c and duration
 WORKER_ROUNDS=${WORKER_ROUNDS:-3}   # --workers 2 vs one worker (only when `load --help` has --workers)
 QUIET_IDLE=${QUIET_IDLE:-90} # a round is flagged busy when the machine was < this % idle just before it
 GEN_CPU=${GEN_CPU:-0}
@@ -168,6 +169,12 @@ timed rss-meshdrill-long "$BIN" load "$URL" -c "$CONNS" -d "${RSS_LONG}s" -o jso
 timed rss-oha-short "${OHA[@]}" -c "$CONNS" -z "${DUR}s" "$URL"
 timed rss-oha-long "${OHA[@]}" -c "$CONNS" -z "${RSS_LONG}s" "$URL"
 timed rss-wrk-long wrk -t1 -c"$CONNS" -d"${RSS_LONG}s" "$URL"
+if [ -n "$RSS_LONG_CONNS" ]; then
+  echo "RSS runs at -c $RSS_LONG_CONNS for ${RSS_LONG}s"
+  timed rss-meshdrill-longc "$BIN" load "$URL" -c "$RSS_LONG_CONNS" -d "${RSS_LONG}s" -o json
+  timed rss-wrk-longc wrk -t1 -c"$RSS_LONG_CONNS" -d"${RSS_LONG}s" "$URL"
+  timed rss-oha-longc "${OHA[@]}" -c "$RSS_LONG_CONNS" -z "${RSS_LONG}s" "$URL"
+fi
 
 # --- 3. fixed rate ---
 echo "fixed rate ${RATE} req/s for ${RATE_DUR}s"
@@ -195,5 +202,5 @@ stall_run stall-wrk-closed wrk -t1 -c"$CONNS" -d"${STALL_DUR}s" --latency
 
 # --- report ---
 python3 -B bench/report.py "$RAW" "$OUT" \
-  "rounds=$ROUNDS dur=$DUR conns=$CONNS quiet_idle=$QUIET_IDLE rss_conns=${RSS_CONNS// /,} rss_dur=$RSS_DUR worker_rounds=$WORKER_ROUNDS rss_long=$RSS_LONG rate=$RATE rate_dur=$RATE_DUR stall_rate=$STALL_RATE stall_dur=$STALL_DUR"
+  "rounds=$ROUNDS dur=$DUR conns=$CONNS quiet_idle=$QUIET_IDLE rss_conns=${RSS_CONNS// /,} rss_dur=$RSS_DUR worker_rounds=$WORKER_ROUNDS rss_long=$RSS_LONG rss_long_conns=${RSS_LONG_CONNS:-none} rate=$RATE rate_dur=$RATE_DUR stall_rate=$STALL_RATE stall_dur=$STALL_DUR"
 cat "$OUT"
