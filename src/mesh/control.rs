@@ -305,13 +305,17 @@ impl MeshDir {
     }
 
     /// Rolls back every drill that expired by `now` (and, with `orphans`, every drill
-    /// whose owning process on this host is gone). Returns what it did per
-    /// VirtualService; one that fails does not stop the others.
+    /// whose owning process on this host is gone). A drill whose owner still runs on
+    /// this host (a `fault --wait` holding it) is left to that owner until `owner_grace`
+    /// after its expiry: the owner rolls back on time itself and reports it, and the
+    /// two never race for the same rollback. Returns what it did per VirtualService;
+    /// one that fails does not stop the others.
     pub fn recover(
         &self,
         namespace: Option<&str>,
         orphans: bool,
         now: jiff::Timestamp,
+        owner_grace: Duration,
     ) -> Result<Vec<Recovery>, MeshError> {
         let mut out = Vec::new();
         for d in self.drills(namespace)? {
@@ -327,7 +331,11 @@ impl MeshDir {
                     });
                     continue;
                 }
-                Ok(r) if r.is_expired(now) => {
+                Ok(r)
+                    if r.is_expired(now)
+                        && (owner_gone(&r.owner) != Some(false)
+                            || now.checked_sub(owner_grace).is_ok_and(|t| r.is_expired(t))) =>
+                {
                     format!("expired {}", r.expires.strftime("%Y-%m-%dT%H:%M:%SZ"))
                 }
                 Ok(r) if orphans && owner_gone(&r.owner) == Some(true) => {

@@ -14,6 +14,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::MeshError;
+
+/// How long after its expiry a drill whose `fault --wait` still runs is left to that
+/// process to roll back (it does, on time) before `mesh up` steps in.
+pub const OWNER_GRACE: Duration = Duration::from_secs(5);
 use super::control::{self, Applied, MeshDir};
 use super::envoy::{self, EnvoyFiles};
 use super::process::{self, ReplicaLaunch, Spawner};
@@ -455,8 +459,9 @@ impl RunningMesh {
     /// For a long-running owner (`mesh up`): reaps replicas that exited (killed from
     /// another process), serves restart requests from `mesh restart`, and about once a
     /// second rolls back every drill whose expiry (`--for`) has passed — the mesh's
-    /// own `recover`, so a fault left by a killed `fault --wait` ends on time. Returns
-    /// what it did.
+    /// own `recover`, so a fault left by a killed `fault --wait` ends on time (one whose
+    /// `fault --wait` still runs is left to it for [`OWNER_GRACE`] more). Returns what
+    /// it did.
     pub fn supervise(&mut self) -> Result<Vec<String>, MeshError> {
         let mut events = Vec::new();
         if self
@@ -464,7 +469,12 @@ impl RunningMesh {
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
         {
             self.expiry_checked = Some(std::time::Instant::now());
-            for r in MeshDir::open(&self.dir)?.recover(None, false, jiff::Timestamp::now())? {
+            for r in MeshDir::open(&self.dir)?.recover(
+                None,
+                false,
+                jiff::Timestamp::now(),
+                OWNER_GRACE,
+            )? {
                 let what = format!("VirtualService {}/{}", r.info.namespace, r.info.name);
                 match r.outcome {
                     Ok(Some(_)) => events.push(format!("{what}: drill rolled back ({})", r.why)),

@@ -615,3 +615,67 @@ fn concurrent_changes_on_a_mesh_all_land_and_one_clear_restores_the_original() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(vs(dir.path(), "go-demo-8"), original);
 }
+
+/// `mesh up` rolls back expired drills about once a second, and `fault --wait --for`
+/// rolls back its own at the same moment: the holder must not lose that race (it would
+/// report "no meshdrill drill on it any more" for its own fault). A drill whose holder
+/// still runs is left to it for `mesh::running::OWNER_GRACE` (5 s) after its expiry;
+/// a holder that hangs (here: SIGSTOP) is overtaken by the mesh after that grace.
+/// Fails with a zero grace (tried: the fault is gone at expiry + 2.5 s).
+#[test]
+fn an_expired_drill_is_left_to_its_live_holder_then_taken_by_the_mesh() {
+    let _s = serial();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (child, _addr, _drain) = spawn_up(&go_demo_8(), dir.path());
+    let _up = KillOnDrop(child);
+    let original = virtual_services(dir.path());
+
+    let holder = meshdrill()
+        .args([
+            "fault",
+            "abort",
+            "go-demo-8",
+            "--status",
+            "500",
+            "--for",
+            "1s",
+            "--wait",
+            "--mesh",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut holder = KillOnDrop(holder);
+    assert!(wait_until(LIMIT, || vs(dir.path(), "go-demo-8")
+        .pointer(ANN)
+        .is_some()));
+    sigterm(holder.0.id(), "STOP");
+    let record = meshdrill::istio::read_record(&vs(dir.path(), "go-demo-8"))
+        .expect("record")
+        .expect("a drill record");
+    let grace = meshdrill::mesh::running::OWNER_GRACE;
+
+    // Expired 2.5 s ago: the mesh has looked at least twice and left it to the holder.
+    let at = record.expires + Duration::from_millis(2500);
+    while jiff::Timestamp::now() < at {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        vs(dir.path(), "go-demo-8").pointer(ANN).is_some(),
+        "the mesh took a drill whose holder still runs"
+    );
+    // The holder hangs: after the grace the mesh rolls it back all the same.
+    assert!(wait_until(LIMIT, || vs(dir.path(), "go-demo-8")
+        .pointer(ANN)
+        .is_none()));
+    assert!(
+        jiff::Timestamp::now() >= record.expires + grace,
+        "not before the grace ended"
+    );
+    assert_eq!(virtual_services(dir.path()), original);
+    sigterm(holder.0.id(), "CONT");
+    let status = holder.0.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
