@@ -87,19 +87,60 @@ fn interrupted(ns: &str, name: &str) -> Error {
     }
 }
 
-/// The outcome of a guarded patch refused although the object did not change. A
-/// failed JSON Patch `test` is a 422 whose Status names no cause on a real API server
-/// (a generic "rejected our request"); a changed object the server finds invalid (its
-/// CRD schema, CEL rules) is a 422 "… is invalid: FIELD: …" with `causes`, and an
-/// admission webhook's refusal (Istio's validation.istio.io) says "denied the request".
-fn refused(f: &ApiFailure) -> String {
-    let invalid = !f.causes.is_empty()
-        || f.message.contains(" is invalid: ")
-        || f.message.contains("denied the request");
+/// Why the API server refused a write although nothing changed under it.
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    /// A JSON Patch `test` failed: on kube-apiserver a 422 whose Status is generic (no
+    /// causes, no "is invalid": handlers/patch.go `NewGenericServerResponse`).
+    TestFailed,
+    /// The changed object breaks the CRD's schema: a 422 "… is invalid: FIELD: …" with
+    /// `causes` naming the fields.
+    Schema { fields: Vec<String> },
+    /// An admission webhook denied it: `admission webhook "NAME" denied the request`
+    /// (400, or the webhook's own code such as 403).
+    Webhook { name: String },
+    /// Anything else (RBAC 403, 404, ...): the Status says it all.
+    Other,
+}
+
+fn refusal(f: &ApiFailure) -> Refusal {
+    const DENIED: &str = "admission webhook \"";
+    if let Some(rest) = f.message.split_once(DENIED).map(|(_, r)| r)
+        && let Some((name, tail)) = rest.split_once('"')
+        && tail.trim_start().starts_with("denied the request")
+    {
+        return Refusal::Webhook { name: name.into() };
+    }
     match f.status {
-        Some(_) if invalid => "the API server refused the changed object as invalid (the field and reason are above); nothing was changed. Check the change against `meshdrill validate`, and the cluster's Istio version".into(),
-        Some(422) => "a `test` operation of the patch failed although the object did not change since meshdrill read it; nothing was changed. Check the drill with `meshdrill status` and the object with `kubectl get virtualservice -o yaml`".into(),
-        _ => UNCHANGED.into(),
+        Some(422) if !f.fields.is_empty() || f.message.contains(" is invalid: ") => {
+            Refusal::Schema {
+                fields: f.fields.clone(),
+            }
+        }
+        Some(422) => Refusal::TestFailed,
+        _ => Refusal::Other,
+    }
+}
+
+/// What a refused write means for the user, and what to do (the object is unchanged).
+fn refused(f: &ApiFailure) -> String {
+    match refusal(f) {
+        Refusal::TestFailed => "a `test` operation of the patch failed although the object did not change since meshdrill read it; nothing was changed. Check the drill with `meshdrill status` and the object with `kubectl get virtualservice -o yaml`".into(),
+        Refusal::Schema { fields } => {
+            let at = if fields.is_empty() {
+                "a field (named above)".to_string()
+            } else {
+                fields.join(", ")
+            };
+            format!(
+                "the cluster's VirtualService schema (its CRD) rejects the changed object at {at}; nothing was changed. The CRD is checked on the whole object: fix that field on the object (`kubectl edit virtualservice`), or check the Istio CRDs installed (`kubectl get crd virtualservices.{GROUP} -o yaml`) against the cluster's Istio version"
+            )
+        }
+        Refusal::Webhook { name } if name == "validation.istio.io" => "Istio's validating webhook (validation.istio.io) refused the changed object for the reason above; nothing was changed. The webhook checks the whole object, so the reason may be in a route meshdrill did not touch: check the object with `istioctl validate` or `meshdrill validate`, and the cluster's Istio version".into(),
+        Refusal::Webhook { name } => format!(
+            "the admission webhook {name:?} (a policy of this cluster, not Istio's validation) refused the change for the reason above; nothing was changed. Ask the cluster's operators whether drills may change this VirtualService"
+        ),
+        Refusal::Other => UNCHANGED.into(),
     }
 }
 
@@ -190,10 +231,26 @@ impl Cluster {
         read_with_retry(|| vs.list(&lp))
             .await
             .map(|l| l.items.iter().map(to_value).collect())
-            .map_err(|e| Error::ListVirtualServices {
-                scope: ns.map_or("all namespaces".into(), |n| format!("namespace {n}")),
-                failure: self.failure(&e),
+            .map_err(|e| {
+                let mut failure = self.failure(&e);
+                if ns.is_none() && failure.status == Some(403) && failure.hint.is_none() {
+                    failure.hint = Some(self.cluster_scope_hint());
+                }
+                Error::ListVirtualServices {
+                    scope: ns.map_or("all namespaces".into(), |n| format!("namespace {n}")),
+                    failure,
+                }
             })
+    }
+
+    /// What to do when listing across all namespaces (`-A`) is forbidden: the rights
+    /// are likely a namespaced Role (as `deploy/recover-cronjob.yaml` grants).
+    fn cluster_scope_hint(&self) -> String {
+        format!(
+            "hint: -A lists VirtualServices across the cluster, which needs `list virtualservices.{GROUP}` at the cluster scope (a ClusterRole bound with a ClusterRoleBinding); these credentials ({user}) lack it, e.g. because their rights come from a namespaced Role. Run it per namespace instead: `-n NAMESPACE` (this identity's namespace: {ns}); `meshdrill cluster check -n NAMESPACE` shows what is allowed there",
+            user = self.user,
+            ns = self.namespace,
+        )
     }
 
     /// Sends a JSON Patch (`application/json-patch+json`); never retried.
@@ -335,6 +392,7 @@ impl Cluster {
                                 detail: MAYBE_LATER.into(),
                             });
                         }
+                        Landed::No => refused(&f),
                         _ => UNCHANGED.to_string(),
                     };
                     return Err(Error::PatchVirtualService {
@@ -421,6 +479,7 @@ impl Cluster {
                         }
                         Landed::Unknown => UNKNOWN.to_string(),
                         Landed::Yes(_) if may_land_later(&f) => ROLLBACK_LATER.to_string(),
+                        Landed::No => refused(&f),
                         _ => UNCHANGED.to_string(),
                     };
                     return Err(Error::PatchVirtualService {
@@ -554,5 +613,50 @@ mod tests {
         let d = what_changed(&a, &b, &[0]).expect("a change");
         assert!(d.contains("spec.http[0].timeout: (none) -> \"1s\""), "{d}");
         assert_eq!(what_changed(&a, &a, &[0]), None);
+    }
+
+    fn failure(status: u16, message: &str, fields: &[&str]) -> ApiFailure {
+        ApiFailure {
+            status: Some(status),
+            reason: String::new(),
+            message: message.into(),
+            via: None,
+            causes: Vec::new(),
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+            hint: None,
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_told_apart_by_its_status_causes_and_webhook() {
+        let generic = "the server rejected our request due to an error in our request";
+        assert_eq!(refusal(&failure(422, generic, &[])), Refusal::TestFailed);
+        let schema = failure(
+            422,
+            "VirtualService.networking.istio.io \"r\" is invalid: spec.http[0].timeout: Invalid value: \"integer\": ...",
+            &["spec.http[0].timeout"],
+        );
+        assert_eq!(
+            refusal(&schema),
+            Refusal::Schema {
+                fields: vec!["spec.http[0].timeout".into()]
+            }
+        );
+        assert!(refused(&schema).contains("at spec.http[0].timeout"));
+        let istio = "admission webhook \"validation.istio.io\" denied the request: configuration is invalid: x";
+        assert_eq!(
+            refusal(&failure(400, istio, &[])),
+            Refusal::Webhook {
+                name: "validation.istio.io".into()
+            }
+        );
+        let policy =
+            "admission webhook \"validation.gatekeeper.sh\" denied the request: [no-drills] no";
+        let r = refused(&failure(403, policy, &[]));
+        assert!(r.contains("\"validation.gatekeeper.sh\""), "{r}");
+        assert!(!r.contains("`test`"), "{r}");
+        let rbac =
+            "virtualservices.networking.istio.io \"r\" is forbidden: User \"u\" cannot patch";
+        assert_eq!(refusal(&failure(403, rbac, &[])), Refusal::Other);
     }
 }

@@ -216,8 +216,10 @@ pub struct ApiFailure {
     pub message: String,
     /// Where the connection settings came from (for transport errors).
     pub via: Option<String>,
-    /// The `Status` causes (`field: message`), when the server gave any.
+    /// The `Status` causes (`field: message`) the message does not already say.
     pub causes: Vec<String>,
+    /// The fields the `Status` causes name (all of them, said or not).
+    pub fields: Vec<String>,
     /// What to do about it, when meshdrill knows (e.g. which CA file to set when the
     /// server certificate is not trusted).
     pub hint: Option<String>,
@@ -272,6 +274,13 @@ impl ApiFailure {
                         }
                     })
                     .collect(),
+                fields: s
+                    .details
+                    .iter()
+                    .flat_map(|d| d.causes.iter())
+                    .filter(|c| !c.field.is_empty())
+                    .map(|c| c.field.clone())
+                    .collect(),
                 hint: None,
             },
             other => {
@@ -291,6 +300,7 @@ impl ApiFailure {
                     message: msg,
                     via: Some(via.to_string()),
                     causes: Vec::new(),
+                    fields: Vec::new(),
                     hint: None,
                 }
             }

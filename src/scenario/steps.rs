@@ -161,18 +161,24 @@ impl Runner<'_> {
                 message: e.to_string(),
             };
         };
-        // A signal ends the watch: the rollback clears the VirtualService anyway.
+        // A signal ends the watch: the rollback clears the VirtualService anyway, if
+        // the change has landed by then.
         let settled = tokio::select! {
-            r = c.settle_late_landing(&ns, &vs.name, run_id, target::rollback_budget()) => r,
-            () = self.cancel.cancelled() => Ok(false),
+            r = c.settle_late_landing(&ns, &vs.name, run_id, target::rollback_budget()) => Some(r),
+            () = self.cancel.cancelled() => None,
         };
         let message = match settled {
-            Ok(true) => format!(
+            Some(Ok(true)) => format!(
                 "{e}\nThe change landed after the timeout and was rolled back; nothing is left on {ns}/{}",
                 vs.name
             ),
-            Ok(false) => e.to_string(),
-            Err(r) => format!(
+            Some(Ok(false)) => e.to_string(),
+            None => format!(
+                "{e}\n{} ended the watch for it before it showed up: if it lands later, it carries its drill record and expiry, and `meshdrill recover -n {ns}` restores {ns}/{} then",
+                self.cancel.signal().map_or("a signal", |s| s.name()),
+                vs.name
+            ),
+            Some(Err(r)) => format!(
                 "{e}\nThe change landed after the timeout, and rolling it back failed: {r}; `meshdrill recover -n {ns}` restores it after its expiry"
             ),
         };

@@ -10,16 +10,16 @@ use serde_json::{Value, json};
 use crate::common::fake_kube::{Auth, FakeKube, reviews};
 use crate::common::{meshdrill, run};
 
-const ANN: &str = "/metadata/annotations/meshdrill.io~1drill";
+pub(crate) const ANN: &str = "/metadata/annotations/meshdrill.io~1drill";
 
-fn md(kube: &FakeKube, auth: Auth) -> Command {
+pub(crate) fn md(kube: &FakeKube, auth: Auth) -> Command {
     let mut c = meshdrill();
     kube.env(&mut c, auth);
     c
 }
 
 /// What a rollback must bring back exactly: spec, labels, annotations.
-fn essence(v: &Value) -> Value {
+pub(crate) fn essence(v: &Value) -> Value {
     json!({
         "spec": v.get("spec"),
         "labels": v.pointer("/metadata/labels"),
@@ -28,7 +28,7 @@ fn essence(v: &Value) -> Value {
 }
 
 /// Polls `cond` every 50 ms for at most `limit`.
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
         if cond() {
@@ -40,10 +40,10 @@ fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// A spawned meshdrill, killed (by its own PID) if the test ends early.
-struct Spawned(Option<Child>);
+pub(crate) struct Spawned(Option<Child>);
 
 impl Spawned {
-    fn start(cmd: &mut Command) -> Self {
+    pub(crate) fn start(cmd: &mut Command) -> Self {
         let child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -51,7 +51,7 @@ impl Spawned {
             .expect("spawn meshdrill");
         Self(Some(child))
     }
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.0.as_ref().map_or(0, Child::id)
     }
     fn kill9(&mut self) {
@@ -60,7 +60,7 @@ impl Spawned {
         }
     }
     /// Waits at most `limit` for the exit; returns (code, stdout, stderr).
-    fn finish(&mut self, limit: Duration) -> (Option<i32>, String, String) {
+    pub(crate) fn finish(&mut self, limit: Duration) -> (Option<i32>, String, String) {
         let Some(mut c) = self.0.take() else {
             return (None, String::new(), String::new());
         };
@@ -103,7 +103,7 @@ fn vs_reads(kube: &FakeKube) -> usize {
         .count()
 }
 
-fn patches(kube: &FakeKube) -> Vec<crate::common::fake_kube::Seen> {
+pub(crate) fn patches(kube: &FakeKube) -> Vec<crate::common::fake_kube::Seen> {
     kube.requests()
         .into_iter()
         .filter(|r| r.method == "PATCH")
@@ -443,7 +443,8 @@ fn api_errors_are_reported_and_only_reads_are_retried() {
     assert!(err.contains("is invalid"), "{err}");
     // An invalid object is not taken for a failed `test` (a concurrent edit).
     assert!(
-        err.contains("refused the changed object as invalid") && !err.contains("`test` operation"),
+        err.contains("schema (its CRD) rejects the changed object at spec.http[0].fault")
+            && !err.contains("`test` operation"),
         "{err}"
     );
     // 404.
@@ -852,7 +853,7 @@ fn kube_client(kube: &FakeKube) -> kube::Client {
 }
 
 /// VirtualServices in `default` on the fake, through kube-rs (call inside a runtime).
-fn vs_api(kube: &FakeKube) -> kube::Api<kube::api::DynamicObject> {
+pub(crate) fn vs_api(kube: &FakeKube) -> kube::Api<kube::api::DynamicObject> {
     let ar = kube::discovery::ApiResource {
         group: "networking.istio.io".into(),
         version: "v1".into(),

@@ -6,6 +6,7 @@ mod bad_input;
 mod cli_files;
 mod cluster;
 mod cluster_job;
+mod cluster_strict;
 mod demo;
 mod deploy;
 mod experiments;

@@ -305,6 +305,7 @@ impl Cluster {
                 message: format!("no answer within {}s", DELETE_TIMEOUT.as_secs()),
                 via: None,
                 causes: Vec::new(),
+                fields: Vec::new(),
                 hint: None,
             }),
         };

@@ -27,6 +27,15 @@
 //! (what was sent). Seeding: [`FakeKube::add_pod`], [`FakeKube::add_pod_with`] (phase
 //! and creation time), [`FakeKube::mark_terminating`], [`FakeKube::add_deployment`];
 //! [`FakeKube::pod_deletions`] lists the grace period of each pod deletion.
+//! Rights: [`FakeKube::forbid`] (a verb everywhere), [`FakeKube::role_only_in`] (a
+//! namespaced Role: cluster-wide lists and other namespaces are 403).
+//!
+//! A VirtualService write passes the CRD's structural schema (types of the fields
+//! meshdrill writes: 422 with causes) and Istio's validating webhook (400 "admission
+//! webhook \"validation.istio.io\" denied the request: ...") before it is stored, as
+//! on kube-apiserver before CRD validation ratcheting (1.30): the whole object is
+//! checked. In `fake_kube/admission.rs`, with [`FakeKube::webhook_denies_next`] for a
+//! stricter policy webhook; [`FakeKube::fail_next_test`] fails a patch's `test`.
 //!
 //! batch/v1 Jobs, an emulated Job controller and kubelet, pod watch and pod logs are in
 //! `fake_kube/jobs.rs` ([`FakeKube::job_fate`], [`FakeKube::job_deletions`],
@@ -48,6 +57,7 @@ use serde_json::{Value, json};
 
 use super::label_selector::Selector;
 
+mod admission;
 mod jobs;
 pub use jobs::Fate;
 
@@ -133,6 +143,13 @@ struct State {
     forbidden: BTreeSet<String>,
     seen: Vec<Seen>,
     jobs: jobs::Jobs,
+    /// Webhook denials queued by [`FakeKube::webhook_denies_next`].
+    denials: Vec<admission::Denial>,
+    /// JSON Patches whose `test` ops fail next ([`FakeKube::fail_next_test`]).
+    failing_tests: usize,
+    /// The namespaces a Role grants in ([`FakeKube::role_only_in`]); `None`: a
+    /// ClusterRole, everywhere.
+    role_namespaces: Option<BTreeSet<String>>,
 }
 
 impl State {
@@ -405,9 +422,11 @@ impl FakeKube {
         obj
     }
 
-    /// The stored VirtualService.
+    /// The stored VirtualService (with any late change that is due by now).
     pub fn vs(&self, ns: &str, name: &str) -> Option<Value> {
-        self.lock().vs.get(&(ns.into(), name.into())).cloned()
+        let mut st = self.lock();
+        land_due(&mut st);
+        st.vs.get(&(ns.into(), name.into())).cloned()
     }
 
     /// Changes a VirtualService behind meshdrill's back (bumps resourceVersion).
@@ -509,6 +528,21 @@ impl FakeKube {
     /// Denies `verb` (get, list, patch, update, create, delete) on everything: 403.
     pub fn forbid(&self, verb: &str) {
         self.lock().forbidden.insert(verb.to_string());
+    }
+
+    /// The credentials' rights come from a Role (and RoleBinding) in each of `namespaces`,
+    /// not from a ClusterRole: a request on namespaced resources anywhere else, and a
+    /// list across all namespaces, is 403 (`... at the cluster scope`), and the access
+    /// review answers so. Discovery and access reviews stay allowed, as RBAC's
+    /// `system:basic-user` / `system:discovery` grant them to every authenticated user.
+    pub fn role_only_in(&self, namespaces: &[&str]) {
+        self.lock().role_namespaces = Some(namespaces.iter().map(|n| n.to_string()).collect());
+    }
+
+    /// The next JSON Patch with a `test` op fails it, as on a server whose stored bytes
+    /// differ from what the client read: the generic 422 kube-apiserver answers.
+    pub fn fail_next_test(&self) {
+        self.lock().failing_tests += 1;
     }
 
     /// Adds a running, ready pod with these labels (created 2026-01-01T00:00:00Z).
@@ -1010,11 +1044,7 @@ async fn handle(
     }
     let on_object =
         |ns: &str, n: &str| path.ends_with(&format!("/namespaces/{ns}/virtualservices/{n}"));
-    let now = std::time::Instant::now();
-    while let Some(i) = st.late.iter().position(|(due, _, _)| *due <= now) {
-        let (_, key, obj) = st.late.remove(i);
-        st.vs.insert(key, obj);
-    }
+    land_due(&mut st);
     if let Some(i) = st
         .delete_before
         .iter()
@@ -1061,7 +1091,7 @@ async fn handle(
     if is_resource && st.forbidden.contains(&format!("{verb} {resource_of}")) {
         return forbidden(&user, verb, &resource_of, group_of, &ns, &name);
     }
-    if is_resource && st.forbidden.contains(verb) {
+    if is_resource && (st.forbidden.contains(verb) || !granted_in(&st, &ns)) {
         let (resource, group) = if seg[0] == "api" {
             ("pods", "")
         } else if seg[1] == "batch" {
@@ -1172,6 +1202,15 @@ async fn handle(
     }
 }
 
+/// Stores the late changes ([`FakeKube::fail_next_then_apply`]) that are due.
+fn land_due(st: &mut State) {
+    let now = std::time::Instant::now();
+    while let Some(i) = st.late.iter().position(|(due, _, _)| *due <= now) {
+        let (_, key, obj) = st.late.remove(i);
+        st.vs.insert(key, obj);
+    }
+}
+
 fn list_vs(st: &mut State, v: &str, ns: Option<&str>) -> Resp {
     let items: Vec<Value> = st
         .vs
@@ -1220,6 +1259,9 @@ fn create_vs(st: &mut State, v: &str, ns: &str, body: &[u8]) -> Resp {
     obj["metadata"]["uid"] = json!(format!("uid-{ns}-{name}"));
     obj["metadata"]["generation"] = json!(1);
     let obj = with_version(obj, v);
+    if let Some(refused) = admission::admit(st, &name, &obj) {
+        return refused;
+    }
     st.vs.insert(key, obj.clone());
     reply(201, &obj)
 }
@@ -1292,7 +1334,11 @@ fn one_vs(
             if sent_rv != current.pointer("/metadata/resourceVersion") {
                 return conflict(name);
             }
-            let stored = store(st, key, &current, with_version(obj, v));
+            let obj = with_version(obj, v);
+            if let Some(refused) = admission::admit(st, name, &obj) {
+                return refused;
+            }
+            let stored = store(st, key, &current, obj);
             reply(200, &stored)
         }
         "PATCH" => {
@@ -1312,7 +1358,15 @@ fn one_vs(
                 Err(e) => return status(400, "BadRequest", &e.to_string(), None),
             };
             let mut patched = with_version(current.clone(), v);
-            if apply_like_apiserver(&mut patched, &patch, body).is_err() {
+            let has_test = patch
+                .0
+                .iter()
+                .any(|op| matches!(op, json_patch::PatchOperation::Test(_)));
+            let forced = has_test && st.failing_tests > 0;
+            if forced {
+                st.failing_tests -= 1;
+            }
+            if forced || apply_like_apiserver(&mut patched, &patch, body).is_err() {
                 // apiserver handlers/patch.go: NewGenericServerResponse(422, "", GroupResource{}, "", err, 0, false)
                 return status(
                     422,
@@ -1335,6 +1389,9 @@ fn one_vs(
                     ),
                     Some(details(name, "VirtualService", GROUP)),
                 );
+            }
+            if let Some(refused) = admission::admit(st, name, &patched) {
+                return refused;
             }
             let stored = store(st, key, &current, patched);
             reply(200, &stored)
@@ -1515,6 +1572,13 @@ fn apply_like_apiserver(
     Ok(())
 }
 
+/// Whether the user's Role covers namespace `ns` (`""`: the cluster scope).
+fn granted_in(st: &State, ns: &str) -> bool {
+    st.role_namespaces
+        .as_ref()
+        .is_none_or(|set| !ns.is_empty() && set.contains(ns))
+}
+
 fn access_review(st: &State, user: &str, body: &[u8]) -> Resp {
     let Ok(mut review) = serde_json::from_slice::<Value>(body) else {
         return status(400, "BadRequest", "the body is not a JSON object", None);
@@ -1524,7 +1588,11 @@ fn access_review(st: &State, user: &str, body: &[u8]) -> Resp {
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let allowed = !st.forbidden.contains(&verb);
+    let ns = review
+        .pointer("/spec/resourceAttributes/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let allowed = !st.forbidden.contains(&verb) && granted_in(st, ns);
     review["status"] = if allowed {
         json!({"allowed": true, "reason": format!("RBAC: allowed for {user}")})
     } else {
