@@ -175,6 +175,10 @@ fn listener(name: &str, port: u16, route_config: &str, layout: &Layout) -> Value
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                 "stat_prefix": name,
+                // As istiod's buildHTTPConnectionManager with the default mesh config
+                // (pathNormalization DEFAULT = BASE).
+                "normalize_path": true,
+                "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
                 "rds": {
                     "route_config_name": route_config,
                     "config_source": {
@@ -366,8 +370,15 @@ impl Translator<'_> {
             ("/http/http2MaxRequests", "max_requests"),
             ("/http/maxRetries", "max_retries"),
         ] {
-            if let Some(n) = u(p) {
-                t[k] = json!(n);
+            match u(p) {
+                // As istiod's applyConnectionPool: 0 cannot be told from unset, and
+                // leaves Istio's default (2^32 − 1).
+                Some(0) => self.warnings.push(format!(
+                    "{label}: trafficPolicy.connectionPool{} 0 is read as unset, as istiod does: the limit stays {ISTIO_MAX}",
+                    p.replace('/', ".")
+                )),
+                Some(n) => t[k] = json!(n),
+                None => {}
             }
         }
         if let Some(d) = cp
@@ -529,18 +540,15 @@ impl Translator<'_> {
     }
 
     /// At a gateway istiod matches the VirtualService's hosts as resolved: a short
-    /// name only as its FQDN (`repeater` → `repeater.default.svc.cluster.local`).
+    /// name only as its FQDN (`repeater` → `repeater.default.svc.cluster.local`). One
+    /// domain per host, no port forms: the route configuration ignores the port
+    /// (gateway.go buildGatewayHTTPRouteConfig).
     fn gateway_domains(&mut self, vs: &Value, used: &mut BTreeSet<String>) -> Vec<String> {
         let ns = vs_namespace(vs);
         let mut out = Vec::new();
         for h in hosts(vs) {
             let fqdn = resolve_host(h, ns);
-            let forms = if fqdn == "*" {
-                vec![fqdn]
-            } else {
-                vec![fqdn.clone(), format!("{fqdn}:*")]
-            };
-            self.claim(vs, h, forms, used, &mut out);
+            self.claim(vs, h, vec![fqdn], used, &mut out);
         }
         out
     }
@@ -567,11 +575,7 @@ impl Translator<'_> {
                         self.spec.namespace
                     ));
                 }
-                let mut f: Vec<String> = if fqdn == "*" {
-                    vec![fqdn]
-                } else {
-                    vec![fqdn.clone(), format!("{fqdn}:*")]
-                };
+                let mut f: Vec<String> = vec![fqdn];
                 for s in &services {
                     f.extend(self.aliases(s));
                 }
@@ -603,23 +607,18 @@ impl Translator<'_> {
         out.append(&mut fresh);
     }
 
-    /// A service's Host header forms on a sidecar: `svc`, `svc.ns`, `svc.ns.svc`,
-    /// `svc.ns.svc.cluster.local`, each also with `:*` and `:<port>`.
+    /// A service's Host header forms on a sidecar, as istiod's
+    /// generateVirtualHostDomains for a proxy in the service's namespace: the FQDN, then
+    /// `svc`, `svc.ns.svc`, `svc.ns` — no port forms, as the sidecar's route
+    /// configuration ignores the port (`ignore_port_in_host_matching`).
     fn aliases(&self, name: &str) -> Vec<String> {
         let ns = &self.spec.namespace;
-        let port = self.service_port(name);
-        let mut out = Vec::new();
-        for f in [
-            name.to_string(),
-            format!("{name}.{ns}"),
-            format!("{name}.{ns}.svc"),
+        vec![
             service_fqdn(name, ns),
-        ] {
-            out.push(format!("{f}:*"));
-            out.push(format!("{f}:{port}"));
-            out.insert(out.len() - 2, f);
-        }
-        out
+            name.to_string(),
+            format!("{name}.{ns}.svc"),
+            format!("{name}.{ns}"),
+        ]
     }
 
     fn service_domains(&self, name: &str, used: &mut BTreeSet<String>) -> Vec<String> {
@@ -967,12 +966,15 @@ fn vhost_name(vs: &Value) -> String {
     format!("{ns}/{name}")
 }
 
+/// As istiod's outbound and gateway route configurations: the port of the Host header
+/// is ignored when matching domains.
 fn route_configuration(name: &str, vhosts: Vec<Value>) -> Value {
     json!({
         "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
         "name": name,
         "virtual_hosts": vhosts,
-        "validate_clusters": false
+        "validate_clusters": false,
+        "ignore_port_in_host_matching": true
     })
 }
 
@@ -1097,7 +1099,7 @@ fn previous_hosts() -> Value {
 
 /// Istio's policy for routes with no `retries` block (retry/retry.go `defaultPolicy`).
 /// No retriable status codes: 503 left the default in Istio 1.24
-/// (EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY defaults to true; removed in 1.26).
+/// (EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY, true by default in 1.24–1.26).
 pub fn default_retry_policy() -> Value {
     json!({
         "retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
@@ -1145,6 +1147,13 @@ pub fn retry_policy(retries: Option<&Value>) -> Option<Value> {
         .and_then(|s| s.parse::<IstioDuration>().ok())
     {
         p["per_try_timeout"] = json!(proto_duration(t.as_duration().as_millis()));
+    }
+    // Istio >= 1.26: false drops the previous-hosts predicate, true keeps it.
+    if let Some(keep) = r.get("retryIgnorePreviousHosts").and_then(Value::as_bool)
+        && !keep
+        && let Some(o) = p.as_object_mut()
+    {
+        o.remove("retry_host_predicate");
     }
     if r.get("retryRemoteLocalities").and_then(Value::as_bool) == Some(true) {
         p["retry_priority"] = json!({

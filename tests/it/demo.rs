@@ -8,6 +8,14 @@ use crate::common::{meshdrill, run};
 
 #[test]
 fn the_demo_drill_judges_the_fault_the_retries_and_the_recovery() {
+    crate::common::stats::judge("demo", the_demo_drill_once);
+}
+
+/// One `meshdrill demo`: everything it must do, and the share of go-demo-8's calls its
+/// fault filter aborted during the partial failure (Envoy's counters at repeater's
+/// sidecar, ~1,000 calls: 500 requests × 2 attempts on average), for the caller to
+/// judge at 3σ (±4.7% around 50%).
+fn the_demo_drill_once() -> Vec<crate::common::stats::Tally> {
     let _s = crate::common::mesh::serial();
     let tmp = tempfile::tempdir().expect("tmp");
     let (code, out, err) = run(meshdrill()
@@ -38,10 +46,15 @@ fn the_demo_drill_judges_the_fault_the_retries_and_the_recovery() {
     // 50% aborts, 10 retries at the ingress: a request fails with p = 0.5^11; the
     // sidecar's fault filter injected them and Envoy retried them.
     let partial = &phases[1];
-    assert!(partial["mesh"]["hops"].as_array().is_some_and(|h| {
-        h.iter()
-            .any(|h| h["aborts_injected"].as_u64().unwrap_or(0) > 0)
-    }));
+    let sidecar = partial["mesh"]["hops"]
+        .as_array()
+        .and_then(|hs| hs.iter().find(|h| h["name"] == "sidecar_repeater"))
+        .unwrap_or_else(|| panic!("repeater's sidecar hop: {}", partial["mesh"]));
+    let calls = sidecar["downstream_requests"].as_u64().expect("calls");
+    let aborted = sidecar["aborts_injected"].as_u64().expect("aborts");
+    // Every call the ingress made to repeater (first tries and retries) was one call
+    // to go-demo-8 through this sidecar.
+    assert!(calls >= 300, "{sidecar}");
     // Total failure: no request succeeds; the monitor sees it.
     assert_eq!(phases[2]["slos"][0]["measuredText"], "0%");
     assert_eq!(j["recovery"][0]["verdict"], "pass");
@@ -53,6 +66,12 @@ fn the_demo_drill_judges_the_fault_the_retries_and_the_recovery() {
     for c in j["changes"].as_array().expect("changes") {
         assert!(c["envoyVersion"].is_u64(), "confirmed by Envoy: {c}");
     }
+    vec![crate::common::stats::Tally::share(
+        "go-demo-8's calls aborted during the partial failure",
+        aborted,
+        calls,
+        0.5,
+    )]
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod experiments;
 mod experiments_cluster;
 mod fleet;
 mod help;
+mod istiod_golden;
 mod kubectl_habits;
 mod load;
 mod mesh;

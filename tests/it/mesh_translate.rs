@@ -189,17 +189,17 @@ fn fqdn_hosts_route_the_service_by_every_alias_and_other_namespaces_do_not_hijac
     let mesh = routes(&c, "mesh");
     let g = vhost(&mesh, "default/go-demo-8").expect("go-demo-8 vhost");
     let d = domains(g);
-    for want in [
-        "go-demo-8",
-        "go-demo-8:*",
-        "go-demo-8:8080",
-        "go-demo-8.default",
-        "go-demo-8.default.svc",
-        "go-demo-8.default.svc.cluster.local",
-        "go-demo-8.default.svc.cluster.local:8080",
-    ] {
-        assert!(d.contains(&want), "{want} missing from {d:?}");
-    }
+    // As istiod's generateVirtualHostDomains (no port forms: the port is ignored).
+    assert_eq!(
+        d,
+        [
+            "go-demo-8.default.svc.cluster.local",
+            "go-demo-8",
+            "go-demo-8.default.svc",
+            "go-demo-8.default",
+        ]
+    );
+    assert_eq!(c.routes["mesh"]["ignore_port_in_host_matching"], true);
     assert_eq!(
         g["routes"][0]["route"]["cluster"],
         "outbound|8080||go-demo-8"
@@ -209,19 +209,10 @@ fn fqdn_hosts_route_the_service_by_every_alias_and_other_namespaces_do_not_hijac
     assert!(domains(local).contains(&"ratings"), "{local}");
     assert!(local["routes"][0].get("typed_per_filter_config").is_none());
     let prod = vhost(&mesh, "prod/ratings").expect("prod vhost");
-    assert_eq!(
-        domains(prod),
-        [
-            "ratings.prod.svc.cluster.local",
-            "ratings.prod.svc.cluster.local:*"
-        ]
-    );
+    assert_eq!(domains(prod), ["ratings.prod.svc.cluster.local"]);
     // An external host keeps its literal name, with a note.
     let ext = vhost(&mesh, "default/ext").expect("ext vhost");
-    assert_eq!(
-        domains(ext),
-        ["ratings.example.com", "ratings.example.com:*"]
-    );
+    assert_eq!(domains(ext), ["ratings.example.com"]);
     let w = c.warnings.join("\n");
     assert!(w.contains("host ratings.example.com"), "{w}");
     assert!(w.contains("ratings.prod.svc.cluster.local"), "{w}");
@@ -236,13 +227,9 @@ fn a_gateway_matches_short_hosts_only_as_their_fqdn() {
     let ingress = routes(&c, "ingress");
     assert_eq!(
         domains(&ingress[0]),
-        [
-            "repeater.default.svc.cluster.local",
-            "repeater.default.svc.cluster.local:*",
-            "repeater.acme.com",
-            "repeater.acme.com:*"
-        ]
+        ["repeater.default.svc.cluster.local", "repeater.acme.com"]
     );
+    assert_eq!(c.routes["ingress"]["ignore_port_in_host_matching"], true);
 }
 
 #[test]
@@ -396,7 +383,8 @@ fn destination_rule_traffic_policy_sets_circuit_breakers_outlier_detection_and_l
     };
     let front = cl("outbound|80||front");
     let t = &front["circuit_breakers"]["thresholds"][0];
-    assert_eq!(t["max_retries"], 0, "{front}");
+    // maxRetries 0: unset, as istiod reads it (see istiod_golden.rs).
+    assert_eq!(t["max_retries"], 4294967295u64, "{front}");
     assert_eq!(t["max_pending_requests"], 100);
     assert_eq!(t["max_requests"], 200);
     assert_eq!(t["max_connections"], 50);
@@ -414,5 +402,9 @@ fn destination_rule_traffic_policy_sets_circuit_breakers_outlier_detection_and_l
     let w = c.warnings.join("\n");
     assert!(w.contains("connectionPool.http.idleTimeout"), "{w}");
     assert!(w.contains("trafficPolicy.tls"), "{w}");
+    assert!(
+        w.contains("connectionPool.http.maxRetries 0 is read as unset"),
+        "{w}"
+    );
     snap!("traffic_policy_clusters", &c.clusters);
 }

@@ -5,8 +5,8 @@
 //! The verdicts rest on statistics: each example's objectives sit far from what the
 //! drill measures (e.g. 100% or 0% availability against 98%), except the retry
 //! validation, whose 3σ bands a correct run misses with probability ~0.3% per check;
-//! that one is judged again on a second sample before it fails
-//! ([`crate::common::mesh::with_second_sample`]).
+//! its test returns what each check measured, and a miss is judged on the pooled
+//! first and second samples ([`crate::common::stats::judge`]).
 
 use std::path::{Path, PathBuf};
 
@@ -187,23 +187,26 @@ fn a_connection_pool_sheds_a_flood_while_the_neighbour_holds() {
 
 #[test]
 fn retry_validation_matches_three_policies_within_3_sigma() {
-    crate::common::mesh::with_second_sample(retry_validation_once);
+    crate::common::stats::judge("retry validation", retry_validation_once);
 }
 
-fn retry_validation_once() {
+/// One run of the retry-validation drill: for each of its three checks, the success
+/// and the amplification it measured (tallies, judged pooled by the caller), and the
+/// product's own verdict, which must agree with the 3σ judgement of this sample.
+fn retry_validation_once() -> Vec<crate::common::stats::Tally> {
+    use crate::common::stats::Tally;
     let _s = crate::common::mesh::serial();
     let (code, out, err, j) = run_example("retry-validation", &[]);
-    let checks: Vec<&Value> = j["phases"]
+    let holds: Vec<&Value> = j["phases"]
         .as_array()
         .expect("phases")
         .iter()
         .filter(|p| !p["retryCheck"].is_null())
-        .map(|p| &p["retryCheck"])
         .collect();
-    assert_eq!(checks.len(), 3, "{out}\n{err}");
-    let predicted: Vec<f64> = checks
+    assert_eq!(holds.len(), 3, "{out}\n{err}");
+    let predicted: Vec<f64> = holds
         .iter()
-        .map(|c| c["predicted"]["success"].as_f64().expect("p"))
+        .map(|h| h["retryCheck"]["predicted"]["success"].as_f64().expect("p"))
         .collect();
     assert!((predicted[0] - 0.875).abs() < 1e-9, "{predicted:?}");
     assert!((predicted[1] - 0.5).abs() < 1e-9, "{predicted:?}");
@@ -211,15 +214,62 @@ fn retry_validation_once() {
         (predicted[2] - (1.0 - 0.3f64.powi(4))).abs() < 1e-9,
         "{predicted:?}"
     );
-    for c in &checks {
-        assert!(
-            c["verdict"] == "pass",
-            "a measurement outside its band (3σ): {c}\n{out}"
-        );
+    let num = |v: &Value| v.as_f64().unwrap_or_else(|| panic!("a number: {v}"));
+    let mut tallies = Vec::new();
+    let mut all_pass = true;
+    for (i, h) in holds.iter().enumerate() {
+        let c = &h["retryCheck"];
         assert_eq!(c["retryOverflow"], 0, "{c}");
-        assert!(c["measuredAmplification"].is_number(), "{c}");
+        // Success: the phase's requests and their 2xx/3xx answers.
+        let requests = h["summary"]["requests"].as_u64().expect("requests");
+        let succeeded: u64 = h["summary"]["statusCodes"]
+            .as_object()
+            .expect("status codes")
+            .iter()
+            .filter(|(k, _)| k.parse::<u16>().is_ok_and(|s| (200..400).contains(&s)))
+            .filter_map(|(_, n)| n.as_u64())
+            .sum();
+        let p = &c["predicted"];
+        let success = Tally::share(
+            format!("policy {} success", i + 1),
+            succeeded,
+            requests,
+            num(&p["success"]),
+        );
+        assert!(
+            (num(&c["measuredSuccess"]) - success.observed()).abs() < 1e-9,
+            "{c}"
+        );
+        // Amplification: Envoy's upstream requests and retries on the retrying hop's
+        // cluster (the ingress calling repeater).
+        let cluster = h["mesh"]["clusters"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["name"] == "outbound|80||repeater"))
+            .unwrap_or_else(|| panic!("repeater's cluster: {}", h["mesh"]));
+        let upstream = cluster["upstream_requests"].as_u64().expect("upstream");
+        let retries = cluster["retries"].as_u64().expect("retries");
+        let amplification = Tally::mean(
+            format!("policy {} upstream requests per request", i + 1),
+            upstream as f64,
+            upstream - retries,
+            num(&p["amplification"]),
+            num(&p["amplificationSd"]),
+        );
+        assert!(
+            (num(&c["measuredAmplification"]) - amplification.observed()).abs() < 1e-9,
+            "{c}"
+        );
+        let within = success.within_3_sigma() && amplification.within_3_sigma();
+        assert_eq!(
+            c["verdict"] == "pass",
+            within,
+            "the drill's verdict is the 3σ judgement of its sample: {c}\n{out}"
+        );
+        all_pass &= within;
+        tallies.push(success);
+        tallies.push(amplification);
     }
-    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(code, if all_pass { 0 } else { 1 }, "{out}\n{err}");
     // The two-hop chain's worst case is reported.
     assert!(
         j["retryChains"][0]
@@ -228,6 +278,7 @@ fn retry_validation_once() {
         "{}",
         j["retryChains"]
     );
+    tallies
 }
 
 #[test]

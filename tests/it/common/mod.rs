@@ -5,6 +5,7 @@ pub mod fake_kube;
 pub mod label_selector;
 pub mod schema;
 pub mod servers;
+pub mod stats;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
