@@ -1032,3 +1032,82 @@ spec:
     assert_eq!(wait_all_gone(&started), Vec::<u32>::new());
     assert_eq!(leftovers(demo_tmp.path()), Vec::<String>::new());
 }
+
+// === a cluster drill that breaks ===
+
+/// A `run` on a cluster whose system breaks: a judged phase that breaches its SLO
+/// (exit 1) and a stop condition that halts the method (exit 1) both end with the
+/// VirtualService exactly as it was (the rollback restored it), as on a mesh. The load
+/// target is a loopback server answering 500 to everything.
+#[test]
+fn an_slo_breach_and_a_stop_condition_on_a_cluster_roll_back_and_exit_1() {
+    use crate::common::fake_kube::{Auth, FakeKube, reviews};
+    use crate::common::servers::{Behavior, spawn};
+    // Load, if light: not beside the tests that measure latency.
+    let _s = serial();
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    let essence = |v: &Value| {
+        json!({"spec": v.get("spec"), "labels": v.pointer("/metadata/labels"),
+               "annotations": v.pointer("/metadata/annotations")})
+    };
+    let server = spawn(Behavior::Pattern(vec![500]));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let scenario = |hold: &str, stop: &str| {
+        format!(
+            "apiVersion: meshdrill.io/v1alpha1
+kind: Scenario
+metadata: {{name: cluster-breaks}}
+spec:
+  target: {{cluster: {{}}}}
+  targets: [127.0.0.1]
+  load: {{url: 'http://127.0.0.1:{}/', rate: 50, connections: 4}}
+  slos:
+  - {{name: availability, metric: availability, objective: '>= 90%'}}
+  method:
+  - fault: {{virtualService: reviews, abort: {{httpStatus: 503, percentage: 50}}}}
+  - hold: {hold}
+{stop}",
+            server.addr.port()
+        )
+    };
+    for (what, text, reason) in [
+        ("breach", scenario("2s", ""), "completed"),
+        (
+            "stop condition",
+            scenario(
+                "60s",
+                "  stopConditions:\n  - {slo: availability, below: 50%, for: 1s}\n",
+            ),
+            "stopCondition",
+        ),
+    ] {
+        let file = write(tmp.path(), "drill.yaml", text);
+        let journal = tmp.path().join("j.json");
+        let mut c = meshdrill();
+        kube.env(&mut c, Auth::Token);
+        let (code, out, err) = run(c.arg("run").arg(&file).arg("--journal").arg(&journal));
+        assert_eq!(code, 1, "{what}: {out}\n{err}");
+        let j: Value =
+            serde_json::from_slice(&std::fs::read(&journal).expect("journal")).expect("json");
+        assert_eq!(j["ending"]["reason"], reason, "{what}: {}", j["ending"]);
+        assert_eq!(j["verdict"], "broke", "{what}: {}", j["verdictText"]);
+        assert!(
+            j["changes"].as_array().is_some_and(|c| c.len() == 1),
+            "{what}: the fault was applied: {}",
+            j["changes"]
+        );
+        let outcomes: Vec<&Value> = j["rollbacks"]
+            .as_array()
+            .expect("rollbacks")
+            .iter()
+            .map(|r| &r["outcome"])
+            .collect();
+        assert_eq!(outcomes, [&json!("restored")], "{what}: {}", j["rollbacks"]);
+        assert_eq!(
+            essence(&kube.vs("default", "reviews").expect("vs")),
+            essence(&before),
+            "{what}: the original routes are back"
+        );
+    }
+}
