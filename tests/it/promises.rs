@@ -1111,3 +1111,116 @@ spec:
         );
     }
 }
+
+/// A run on a cluster: load to a host its `targets:` does not list is refused before
+/// anything is sent (exit 2, no write request); a sample too small to decide is
+/// inconclusive (exit 4), after the rollback restored the object.
+#[test]
+fn a_cluster_run_refuses_load_outside_its_targets_and_an_undecided_one_exits_4() {
+    use crate::common::fake_kube::{Auth, FakeKube, reviews};
+    use crate::common::servers::{Behavior, spawn};
+    let _s = serial();
+    let kube = FakeKube::start();
+    let before = kube.put_vs(reviews("default"));
+    let server = spawn(Behavior::Ok);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let scenario = |targets: &str| {
+        format!(
+            "apiVersion: meshdrill.io/v1alpha1
+kind: Scenario
+metadata: {{name: cluster-undecided}}
+spec:
+  target: {{cluster: {{}}}}
+  targets: [{targets}]
+  load: {{url: 'http://127.0.0.1:{}/', rate: 20, connections: 2}}
+  slos:
+  - {{name: availability, metric: availability, objective: '>= 99.9%'}}
+  method:
+  - fault: {{virtualService: reviews, abort: {{httpStatus: 503, percentage: 50}}}}
+  - hold: 1s
+",
+            server.addr.port()
+        )
+    };
+    let md = |file: &Path, journal: &Path| {
+        let mut c = meshdrill();
+        kube.env(&mut c, Auth::Token);
+        c.arg("run").arg(file).arg("--journal").arg(journal);
+        c
+    };
+    let journal = tmp.path().join("j.json");
+
+    let file = write(tmp.path(), "outside.yaml", scenario("shop.example.com"));
+    let (code, out, err) = run(&mut md(&file, &journal));
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains("outside.yaml:7") && err.contains("outside spec.targets"),
+        "{err}"
+    );
+    let writes: Vec<String> = kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new(), "nothing was sent");
+
+    let file = write(tmp.path(), "undecided.yaml", scenario("127.0.0.1"));
+    let (code, out, err) = run(&mut md(&file, &journal));
+    assert_eq!(code, 4, "{out}\n{err}");
+    let j: Value =
+        serde_json::from_slice(&std::fs::read(&journal).expect("journal")).expect("json");
+    assert_eq!(j["verdict"], "inconclusive", "{}", j["verdictText"]);
+    assert_eq!(
+        j["rollbacks"][0]["outcome"], "restored",
+        "{}",
+        j["rollbacks"]
+    );
+    let now = kube.vs("default", "reviews").expect("vs");
+    assert_eq!(now.get("spec"), before.get("spec"));
+    assert!(now.pointer(ANN).is_none(), "{now}");
+}
+
+/// `fault --wait --mesh` whose output pipe closed (`… | head -0`): the change is held
+/// and rolled back all the same, and a closed pipe is a quiet exit 0.
+#[test]
+fn closed_output_during_wait_on_a_mesh_still_rolls_back() {
+    let _s = serial();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (child, addr, _drain) =
+        spawn_up(&root().join("scenarios/meshes/go-demo-8.yaml"), dir.path());
+    let _up = KillOnDrop(child);
+    let original = state_vs(dir.path(), "go-demo-8");
+    let mut holder = meshdrill()
+        .args([
+            "fault",
+            "abort",
+            "go-demo-8",
+            "--status",
+            "500",
+            "--percent",
+            "100",
+            "--for",
+            "2s",
+            "--wait",
+            "--mesh",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(holder.stdout.take());
+    drop(holder.stderr.take());
+    assert!(
+        wait_until(LIMIT, || state_vs(dir.path(), "go-demo-8")
+            .pointer(ANN)
+            .is_some()),
+        "the fault was applied"
+    );
+    let status = holder.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(state_vs(dir.path(), "go-demo-8"), original);
+    let ok = load(addr, "repeater.acme.com", "/", 50, 4, LIMIT);
+    assert_eq!(share(&ok, 200), 1.0, "{:?}", statuses(&ok));
+}
