@@ -1224,3 +1224,100 @@ fn closed_output_during_wait_on_a_mesh_still_rolls_back() {
     let ok = load(addr, "repeater.acme.com", "/", 50, 4, LIMIT);
     assert_eq!(share(&ok, 200), 1.0, "{:?}", statuses(&ok));
 }
+
+/// What was on the object before the drill — a fault meshdrill did not set, an
+/// annotation of another tool — is there after `clear`, on a mesh (stacked on and
+/// replaced by a drill's abort and delay) and on a cluster.
+#[test]
+fn a_fault_and_an_annotation_that_were_there_before_survive_clear_on_a_mesh_and_a_cluster() {
+    let _s = serial();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let state = tmp.path().join("mesh");
+    let (child, _addr, _drain) = spawn_up(&reviews_mesh(tmp.path()), &state);
+    let _up = KillOnDrop(child);
+    let mut theirs = yaml(SPLIT_VS);
+    theirs["metadata"]["annotations"] = json!({"team": "payments"});
+    theirs["spec"]["http"][0]["fault"] =
+        json!({"delay": {"fixedDelay": "1ms", "percentage": {"value": 10.0}}});
+    let f = write(
+        tmp.path(),
+        "theirs.json",
+        serde_json::to_string_pretty(&theirs).expect("json"),
+    );
+    let (code, _, err) = md_mesh(&state, &["mesh", "apply", f.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{err}");
+    let original = state_vs(&state, "reviews");
+    for change in [
+        &[
+            "fault",
+            "abort",
+            "reviews",
+            "--status",
+            "503",
+            "--percent",
+            "50",
+        ][..],
+        &[
+            "fault",
+            "delay",
+            "reviews",
+            "--fixed",
+            "2s",
+            "--percent",
+            "50",
+        ],
+    ] {
+        let (code, _, err) = md_mesh(&state, change);
+        assert_eq!(code, 0, "{change:?}: {err}");
+        let now = state_vs(&state, "reviews");
+        assert_ne!(now, original, "{change:?}: applied");
+        assert_eq!(now["metadata"]["annotations"]["team"], "payments", "{now}");
+        let (code, _, err) = md_mesh(&state, &["clear", "reviews"]);
+        assert_eq!(code, 0, "{change:?}: {err}");
+        assert_eq!(state_vs(&state, "reviews"), original, "{change:?}");
+    }
+
+    use crate::common::fake_kube::{Auth, FakeKube, reviews};
+    let kube = FakeKube::start();
+    let mut obj = reviews("default");
+    obj["metadata"]["annotations"] = json!({"team": "payments"});
+    obj["spec"]["http"][1]["fault"] =
+        json!({"delay": {"fixedDelay": "1ms", "percentage": {"value": 10.0}}});
+    let before = kube.put_vs(obj);
+    for change in [
+        &[
+            "fault",
+            "abort",
+            "reviews",
+            "--status",
+            "503",
+            "--percent",
+            "50",
+        ][..],
+        &[
+            "fault",
+            "delay",
+            "reviews",
+            "--fixed",
+            "2s",
+            "--percent",
+            "50",
+        ],
+    ] {
+        let mut c = meshdrill();
+        kube.env(&mut c, Auth::Token);
+        let (code, _, err) = run(c.args(change).args(["--route", "default"]));
+        assert_eq!(code, 0, "{change:?}: {err}");
+        let mut c = meshdrill();
+        kube.env(&mut c, Auth::Token);
+        let (code, _, err) = run(c.args(["clear", "reviews"]));
+        assert_eq!(code, 0, "{change:?}: {err}");
+        let now = kube.vs("default", "reviews").expect("vs");
+        assert_eq!(now.get("spec"), before.get("spec"), "{change:?}");
+        assert_eq!(
+            now.pointer("/metadata/annotations"),
+            before.pointer("/metadata/annotations"),
+            "{change:?}"
+        );
+    }
+}
