@@ -1321,3 +1321,36 @@ fn a_fault_and_an_annotation_that_were_there_before_survive_clear_on_a_mesh_and_
         );
     }
 }
+
+/// A chaostoolkit experiment that cannot run (an unknown function) is refused on a
+/// cluster as on a mesh: exit 2 naming it, before anything runs — the API server sees
+/// no write request, and the file is unchanged.
+#[test]
+fn a_bad_experiment_on_a_cluster_is_refused_and_sends_nothing() {
+    use crate::common::fake_kube::{Auth, FakeKube};
+    let kube = FakeKube::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let base = std::fs::read_to_string(root().join("experiments/network.yaml")).expect("read");
+    let f = write(
+        tmp.path(),
+        "unknown-func.yaml",
+        base.replacen("func: add_abort_fault", "func: add_latency", 1),
+    );
+    let before = std::fs::read(&f).expect("read");
+    let mut c = meshdrill();
+    kube.env(&mut c, Auth::Token);
+    let (code, out, err) = run(c.arg("run").arg(&f).env("INGRESS_HOST", "127.0.0.1:9"));
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains("cannot run the python function chaosistio.fault.actions.add_latency"),
+        "{err}"
+    );
+    let writes: Vec<String> = kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new(), "nothing was sent");
+    assert_eq!(std::fs::read(&f).expect("read"), before);
+}
