@@ -64,9 +64,11 @@ pub fn run(a: DemoArgs, out: &mut (impl Write + Send), err: &mut (impl Write + S
     // The shipped files, written out so they are read exactly as `meshdrill run` reads
     // them (and the binary needs no checkout).
     let dir = tempfile::Builder::new()
-        .prefix("meshdrill-demo-")
+        .prefix(crate::mesh::running::DEMO_TEMP_PREFIX)
         .tempdir()
         .map_err(|e| Failure::target(anyhow!("cannot create a temporary directory: {e}")))?;
+    // Removed when the demo ends; after a `kill -9`, by the next mesh started.
+    crate::mesh::running::mark_temp_owner(dir.path()).map_err(|e| Failure::target(anyhow!(e)))?;
     let meshes = dir.path().join("meshes");
     let write = |p: PathBuf, text: &str| {
         std::fs::write(&p, text)

@@ -128,7 +128,12 @@ impl MeshError {
     }
 
     /// Whether the error is the user's input (exit 2) rather than the target (exit 3).
+    /// A plan that meets a concurrent edit (a conflict) is the target's, as on a
+    /// cluster; a route that is not there is the input's.
     pub fn is_input(&self) -> bool {
+        if let MeshError::Plan(e) = self {
+            return e.is_input();
+        }
         matches!(
             self,
             MeshError::ReadManifest(_)
@@ -138,7 +143,6 @@ impl MeshError {
                 | MeshError::AmbiguousVirtualService { .. }
                 | MeshError::NoSuchService { .. }
                 | MeshError::NoSuchReplica { .. }
-                | MeshError::Plan(_)
                 | MeshError::EnvoyNotFound { .. }
                 | MeshError::Busy { .. }
                 | MeshError::BadDir { .. }

@@ -593,9 +593,42 @@ impl Drop for RunningMesh {
 /// Prefix of the temporary directories of meshes started without `--dir`.
 pub const TEMP_PREFIX: &str = "meshdrill-mesh-";
 
+/// Prefix of the temporary directory `demo` writes its scenario and mesh files to.
+pub const DEMO_TEMP_PREFIX: &str = "meshdrill-demo-";
+
+/// The file in a [`DEMO_TEMP_PREFIX`] directory that names the process owning it.
+const TEMP_OWNER: &str = "owner.json";
+
+/// Marks `dir`, a temporary directory of this process, as its own: once this process
+/// is gone without removing it (`kill -9` of `demo`), the next mesh started removes it
+/// (see [`clean_stale_temp_meshes`]).
+pub fn mark_temp_owner(dir: &Path) -> Result<(), MeshError> {
+    let pid = std::process::id();
+    let rec = ProcRecord {
+        pid,
+        cmdline: process::cmdline_of(pid).unwrap_or_default(),
+        pgid: None,
+    };
+    let path = dir.join(TEMP_OWNER);
+    let json = serde_json::to_vec(&rec)
+        .map_err(|e| MeshError::Control(format!("cannot encode the owner record: {e}")))?;
+    std::fs::write(&path, json).map_err(MeshError::io(&path))
+}
+
+/// Whether the directory entry `e` is over an hour old (a directory that names no
+/// owner yet may be one being set up now).
+fn over_an_hour_old(e: &std::fs::DirEntry) -> bool {
+    e.metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > Duration::from_secs(3600))
+}
+
 /// Removes the temporary directories of meshes whose owner died without stopping
 /// them (`kill -9` of `demo` or `run`): their processes died with the owner
-/// (parent-death signal), but the directory stayed. A directory is removed only when
+/// (parent-death signal), but the directory stayed. The demo's own directory of
+/// scenario and mesh files goes the same way once its owner is gone. A directory is removed only when
 /// its state names an owner that is gone — after any process it records that is still
 /// ours is stopped. Directories without a state (a mesh starting now) are left alone
 /// unless they are over an hour old.
@@ -605,6 +638,21 @@ pub fn clean_stale_temp_meshes(root: &Path) {
     };
     for e in entries.flatten() {
         let name = e.file_name();
+        if name.to_string_lossy().starts_with(DEMO_TEMP_PREFIX) {
+            // A demo's files: stale once the process that wrote them is gone.
+            let dir = e.path();
+            let owner = std::fs::read(dir.join(TEMP_OWNER))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<ProcRecord>(&b).ok());
+            let stale = match owner {
+                Some(rec) => rec.pid != std::process::id() && !process::is_ours(&rec),
+                None => over_an_hour_old(&e),
+            };
+            if stale {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            continue;
+        }
         if !name.to_string_lossy().starts_with(TEMP_PREFIX) {
             continue;
         }
@@ -624,12 +672,7 @@ pub fn clean_stale_temp_meshes(root: &Path) {
                 process::stop_recorded(&st.envoy, Duration::from_millis(500));
                 true
             }
-            Err(_) => e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > Duration::from_secs(3600)),
+            Err(_) => over_an_hour_old(&e),
         };
         if stale {
             let _ = std::fs::remove_dir_all(&dir);

@@ -21,6 +21,7 @@ mod mesh_target;
 mod mesh_translate;
 mod outputs;
 mod prometheus;
+mod promises;
 mod report;
 mod scenarios;
 mod subsets;
