@@ -33,34 +33,31 @@ spec:
     - {destination: {host: reviews, subset: v2}, weight: 0}
 ";
 
+/// An abort and a delay on reviews: each must leave what was there before it intact.
+const PRESERVING_CHANGES: [&[&str]; 2] = [
+    &[
+        "fault",
+        "abort",
+        "reviews",
+        "--status",
+        "503",
+        "--percent",
+        "50",
+    ],
+    &[
+        "fault",
+        "delay",
+        "reviews",
+        "--fixed",
+        "2s",
+        "--percent",
+        "50",
+    ],
+];
+
 /// reviews v1 (replica 0) and v2 (replica 1) behind [`SPLIT_VS`].
 fn reviews_mesh(dir: &Path) -> PathBuf {
-    write(
-        dir,
-        "mesh.yaml",
-        format!(
-            "apiVersion: meshdrill.io/v1alpha1
-kind: Mesh
-metadata: {{name: bookinfo}}
-spec:
-  services:
-  - name: reviews
-    labels: {{version: v1}}
-  - name: reviews
-    labels: {{version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews}}
-spec:
-  host: reviews
-  subsets:
-  - {{name: v1, labels: {{version: v1}}}}
-  - {{name: v2, labels: {{version: v2}}}}
----
-{SPLIT_VS}"
-        ),
-    )
+    crate::common::mesh::reviews_v1_v2_mesh(dir, SPLIT_VS)
 }
 
 /// What an operator does during an incident, on the object as it is live (drill
@@ -1247,26 +1244,7 @@ fn a_fault_and_an_annotation_that_were_there_before_survive_clear_on_a_mesh_and_
     let (code, _, err) = md_mesh(&state, &["mesh", "apply", f.to_str().expect("utf8")]);
     assert_eq!(code, 0, "{err}");
     let original = state_vs(&state, "reviews");
-    for change in [
-        &[
-            "fault",
-            "abort",
-            "reviews",
-            "--status",
-            "503",
-            "--percent",
-            "50",
-        ][..],
-        &[
-            "fault",
-            "delay",
-            "reviews",
-            "--fixed",
-            "2s",
-            "--percent",
-            "50",
-        ],
-    ] {
+    for change in PRESERVING_CHANGES {
         let (code, _, err) = md_mesh(&state, change);
         assert_eq!(code, 0, "{change:?}: {err}");
         let now = state_vs(&state, "reviews");
@@ -1284,26 +1262,7 @@ fn a_fault_and_an_annotation_that_were_there_before_survive_clear_on_a_mesh_and_
     obj["spec"]["http"][1]["fault"] =
         json!({"delay": {"fixedDelay": "1ms", "percentage": {"value": 10.0}}});
     let before = kube.put_vs(obj);
-    for change in [
-        &[
-            "fault",
-            "abort",
-            "reviews",
-            "--status",
-            "503",
-            "--percent",
-            "50",
-        ][..],
-        &[
-            "fault",
-            "delay",
-            "reviews",
-            "--fixed",
-            "2s",
-            "--percent",
-            "50",
-        ],
-    ] {
+    for change in PRESERVING_CHANGES {
         let mut c = meshdrill();
         kube.env(&mut c, Auth::Token);
         let (code, _, err) = run(c.args(change).args(["--route", "default"]));

@@ -70,32 +70,7 @@ fn a_file_route_split_80_20_is_refused_for_one_subset_and_left_unchanged() {
 }
 
 fn mesh_file(dir: &Path) -> std::path::PathBuf {
-    write(
-        dir,
-        "mesh.yaml",
-        format!(
-            "apiVersion: meshdrill.io/v1alpha1
-kind: Mesh
-metadata: {{name: bookinfo}}
-spec:
-  services:
-  - name: reviews
-    labels: {{version: v1}}
-  - name: reviews
-    labels: {{version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews}}
-spec:
-  host: reviews
-  subsets:
-  - {{name: v1, labels: {{version: v1}}}}
-  - {{name: v2, labels: {{version: v2}}}}
----
-{VS}"
-        ),
-    )
+    crate::common::mesh::reviews_v1_v2_mesh(dir, VS)
 }
 
 fn mesh_vs(dir: &Path) -> Value {

@@ -353,3 +353,33 @@ pub fn read_until(child: &mut std::process::Child, needle: &str) -> String {
     std::thread::spawn(move || lines.for_each(drop));
     seen
 }
+/// A mesh file in `dir`: reviews v1 (replica 0) and v2 (replica 1), a DestinationRule
+/// with subsets v1 and v2, and the VirtualService `vs` (YAML).
+pub fn reviews_v1_v2_mesh(dir: &std::path::Path, vs: &str) -> std::path::PathBuf {
+    super::write(
+        dir,
+        "mesh.yaml",
+        format!(
+            "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {{name: bookinfo}}
+spec:
+  services:
+  - name: reviews
+    labels: {{version: v1}}
+  - name: reviews
+    labels: {{version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews}}
+spec:
+  host: reviews
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+---
+{vs}"
+        ),
+    )
+}
