@@ -532,9 +532,22 @@ fn stall_shows_in_the_open_loop_tail_but_not_the_closed_loop() {
         ms(o.data.latency.value_at_quantile(0.90)),
         ms(o.data.latency.value_at_quantile(0.99)),
     );
-    assert!((60.0..=160.0).contains(&p90), "open p90 {p90} ms");
-    assert!((150.0..=260.0).contains(&p99), "open p99 {p99} ms");
+    // The freeze adds at most its 200 ms wait to a request's own service time: the
+    // upper bounds sit above the service time, which a busy CPU inflates (p90 169 ms
+    // against a fixed 160 ms bound was seen under `stress -c 2`).
     let service = o.data.service.as_ref().expect("service histogram");
+    let (s90, s99) = (
+        ms(service.value_at_quantile(0.90)),
+        ms(service.value_at_quantile(0.99)),
+    );
+    assert!(
+        (60.0..=160.0 + s90).contains(&p90),
+        "open p90 {p90} ms (service p90 {s90} ms)"
+    );
+    assert!(
+        (150.0..=260.0 + s99).contains(&p99),
+        "open p99 {p99} ms (service p99 {s99} ms)"
+    );
     assert!(
         ms(service.value_at_quantile(0.90)) < p90 / 2.0,
         "service time hides the backlog"
@@ -639,8 +652,10 @@ fn ctrl_c_on_an_open_loop_run_is_not_a_missed_rate() {
                 &s.url("/"),
                 "-c",
                 "8",
+                // A rate a busy machine keeps (at 200/s under `stress -c 2` the run
+                // fell behind before the interrupt, and was rightly flagged).
                 "--rate",
-                "200",
+                "50",
                 "-d",
                 "60s",
                 "-o",
@@ -650,7 +665,7 @@ fn ctrl_c_on_an_open_loop_run_is_not_a_missed_rate() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn");
-        let out = interrupt_after(child, &s, s.hits() + 200);
+        let out = interrupt_after(child, &s, s.hits() + 50);
         let (stdout, stderr) = (
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
@@ -664,7 +679,7 @@ fn ctrl_c_on_an_open_loop_run_is_not_a_missed_rate() {
             assert_eq!(v["cancelled"], true);
             assert_eq!(v["behind_schedule"], false, "{v}");
             // Requests in flight at the interruption were sent, not missed; at most
-            // the slots due while the stop was seen (50 ms at 200 req/s) are unsent.
+            // the slots due while the stop was seen are unsent.
             assert!(n(&v, &["missed"]) <= 10, "{v}");
         }
     }

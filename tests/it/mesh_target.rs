@@ -155,7 +155,13 @@ fn every_flag_of_the_changing_commands_is_honoured_on_a_mesh() {
         err.contains("holding the change on default/go-demo-8"),
         "{err}"
     );
-    assert!(out.contains("routes restored"), "{out}");
+    // Rolled back by this command, or — when it is slower than the 2 s (seen under
+    // `stress -c 2`) — by `mesh up`'s own expiry first, which this command then finds.
+    assert!(
+        out.contains("routes restored")
+            || out.contains("restored (no meshdrill drill on it any more)"),
+        "{out}"
+    );
     assert_eq!(virtual_services(dir.path()), original);
     let after = load(addr, "repeater.acme.com", "/", 50, 4, LIMIT);
     assert_eq!(share(&after, 200), 1.0, "{:?}", statuses(&after));
