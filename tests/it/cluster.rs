@@ -182,7 +182,7 @@ fn cert_auth_fault_then_clear_restores_the_object_exactly() {
 #[test]
 fn token_auth_and_output_formats() {
     let kube = FakeKube::start();
-    kube.put_vs(reviews("shop"));
+    let before = kube.put_vs(reviews("shop"));
     let (code, out, err) = run(md(&kube, Auth::Token).args([
         "fault",
         "delay",
@@ -209,6 +209,7 @@ fn token_auth_and_output_formats() {
             .all(|r| r.user == FakeKube::TOKEN_USER)
     );
 
+    let faulted = kube.vs("shop", "reviews").expect("vs");
     let (code, out, err) =
         run(md(&kube, Auth::Token).args(["clear", "reviews", "-n", "shop", "-o", "patch"]));
     assert_eq!(code, 0, "{err}");
@@ -219,6 +220,18 @@ fn token_auth_and_output_formats() {
             .is_some_and(|ops| ops.iter().any(|o| o["op"] == "test")),
         "{out}"
     );
+    // The clear was carried out, not only printed: the object is restored exactly,
+    // and the printed patch is the one that did it (applied to the faulted object, it
+    // gives the same result).
+    let after = kube.vs("shop", "reviews").expect("vs");
+    assert_eq!(essence(&after), essence(&before));
+    assert!(after.pointer(ANN).is_none(), "{after}");
+    let ops: json_patch::Patch = serde_json::from_value(patch).expect("an RFC 6902 patch");
+    let mut replayed = faulted;
+    json_patch::patch(&mut replayed, &ops.0)
+        .expect("the printed patch applies to the faulted object");
+    assert_eq!(essence(&replayed), essence(&before));
+    assert_eq!(patches(&kube).len(), 2, "the fault and the clear");
 }
 
 #[test]
@@ -453,11 +466,20 @@ fn api_errors_are_reported_and_only_reads_are_retried() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("HTTP 404 NotFound"), "{err}");
     assert!(err.contains("\"ratings\" not found"), "{err}");
-    // No such route is an input error.
+    // No such route is an input error (not clap's exit 2 for a bad flag), and nothing
+    // is sent.
+    let sent = patches(&kube).len();
     let (code, _, err) = run(md(&kube, Auth::Token).args([
         "fault", "abort", "reviews", "--status", "503", "--route", "nope",
     ]));
     assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no route named \"nope\""), "{err}");
+    assert!(err.contains("the routes are"), "{err}");
+    assert_eq!(
+        patches(&kube).len(),
+        sent,
+        "no PATCH for a route that is not there"
+    );
 }
 
 #[test]
@@ -553,42 +575,72 @@ fn dry_run_prints_the_patch_and_sends_nothing() {
     );
 }
 
+/// Waits (bounded, 20 s) until `status -A` shows the drill on `ns`/reviews as expired:
+/// a TTL is wall-clock time that must pass, but the test waits on what meshdrill
+/// itself says about it rather than on a sleep that assumes it.
+fn wait_expired(kube: &FakeKube, ns: &str) {
+    let expired = wait_until(Duration::from_secs(20), || {
+        let (code, out, _) = run(md(kube, Auth::Token).args(["status", "-A", "-o", "json"]));
+        code == 0
+            && serde_json::from_str::<Value>(&out).is_ok_and(|v| {
+                v.as_array().is_some_and(|rows| {
+                    rows.iter()
+                        .any(|r| r["namespace"] == ns && r["expired"] == true)
+                })
+            })
+    });
+    assert!(expired, "the drill on {ns}/reviews never expired");
+}
+
 #[test]
 fn kill_9_during_wait_then_recover_after_expiry_restores() {
     let kube = FakeKube::start();
     let before = kube.put_vs(reviews("default"));
-    let mut child = Spawned::start(md(&kube, Auth::Cert).args([
-        "fault", "abort", "reviews", "--status", "503", "--for", "3s", "--wait",
-    ]));
-    let applied = wait_until(Duration::from_secs(20), || {
-        kube.vs("default", "reviews")
-            .is_some_and(|o| o.pointer(ANN).is_some())
-    });
-    assert!(applied, "the fault was applied");
-    child.kill9();
-    let _ = child.finish(Duration::from_secs(5));
+    let kept = kube.put_vs(reviews("keep"));
+    // Two held drills whose process is killed: a short one (2 s) and a long one (10 m).
+    for (ns, ttl) in [("default", "2s"), ("keep", "10m")] {
+        let mut child = Spawned::start(md(&kube, Auth::Cert).args([
+            "fault", "abort", "reviews", "-n", ns, "--status", "503", "--for", ttl, "--wait",
+        ]));
+        assert!(applied(&kube, ns), "the fault on {ns} was applied");
+        child.kill9();
+        let _ = child.finish(Duration::from_secs(5));
+        assert!(
+            kube.vs(ns, "reviews").expect("vs").pointer(ANN).is_some(),
+            "killed: the drill on {ns} stays"
+        );
+    }
+
+    // The long drill cannot have expired, however slow this machine: recover keeps it
+    // (checked every time, not only when the machine was fast enough).
+    let (code, early, err) = run(md(&kube, Auth::Cert).args(["recover", "-A"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("kept keep/reviews"), "{err}");
+    assert!(!early.contains("restored in keep"), "{early}");
     assert!(
-        kube.vs("default", "reviews")
+        kube.vs("keep", "reviews")
             .expect("vs")
             .pointer(ANN)
             .is_some()
     );
 
-    // Not expired yet (unless this machine is very slow): recover keeps it.
-    let (code, early, err) = run(md(&kube, Auth::Cert).args(["recover"]));
-    assert_eq!(code, 0, "{err}");
-    let still = kube.vs("default", "reviews").expect("vs");
-    if still.pointer(ANN).is_some() {
-        assert!(err.contains("kept default/reviews"), "{err}");
-    }
-    std::thread::sleep(Duration::from_millis(3200));
-    let (code, late, err) = run(md(&kube, Auth::Cert).args(["recover"]));
+    // The short one, once expired, is restored; the long one is still kept.
+    wait_expired(&kube, "default");
+    let (code, late, err) = run(md(&kube, Auth::Cert).args(["recover", "-A"]));
     assert_eq!(code, 0, "{err}");
     let out = early + &late;
     assert!(out.contains("restored in default (expired"), "{out}");
+    assert!(err.contains("kept keep/reviews"), "{err}");
     assert_eq!(
         essence(&kube.vs("default", "reviews").expect("vs")),
         essence(&before)
+    );
+    let still = kube.vs("keep", "reviews").expect("vs");
+    assert!(still.pointer(ANN).is_some());
+    assert_ne!(
+        essence(&still),
+        essence(&kept),
+        "the long drill's fault stays"
     );
 }
 
@@ -731,7 +783,7 @@ fn status_lists_and_recover_restores_only_expired_drills() {
         ]));
         assert_eq!(code, 0, "{err}");
     }
-    std::thread::sleep(Duration::from_millis(1200));
+    wait_expired(&kube, "a");
     let (code, out, err) = run(md(&kube, Auth::Token).args(["status", "-A", "-o", "json"]));
     assert_eq!(code, 0, "{err}");
     let list: Value = serde_json::from_str(&out).expect("json");
@@ -1092,10 +1144,10 @@ fn a_signal_before_the_patch_exits_130_and_changes_nothing() {
     let mut child = Spawned::start(md(&kube, Auth::Token).args([
         "fault", "abort", "reviews", "--status", "503", "--for", "60s", "--wait",
     ]));
+    // Its signal handlers are in place before its first request (cli/change.rs).
     assert!(wait_until(Duration::from_secs(20), || {
         kube.requests().iter().any(|r| r.method == "GET")
     }));
-    std::thread::sleep(Duration::from_millis(200));
     let status = Command::new("kill")
         .args(["-INT".to_string(), child.pid().to_string()])
         .status()
@@ -1122,7 +1174,9 @@ fn recover_takes_a_virtualservice_deleted_meanwhile_in_its_stride() {
         ]));
         assert_eq!(code, 0, "{err}");
     }
-    std::thread::sleep(Duration::from_millis(1200));
+    for ns in ["a", "b", "c"] {
+        wait_expired(&kube, ns);
+    }
     // Deleted between recover's list and its read (a), and between read and patch (c).
     kube.delete_before_next("GET", "a", "reviews");
     kube.delete_before_next("PATCH", "c", "reviews");
@@ -1967,6 +2021,7 @@ fn minikube_without_a_ca_file_names_the_ca_to_set() {
 /// target saw, and its phase says so in its name.
 #[test]
 fn a_flood_split_across_two_workers_counts_exactly_what_the_target_saw() {
+    let _s = crate::common::mesh::serial();
     let kube = FakeKube::start();
     kube.put_vs(reviews("default"));
     let server = crate::common::servers::spawn(crate::common::servers::Behavior::Ok);

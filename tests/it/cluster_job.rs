@@ -191,16 +191,28 @@ fn manifest_owner_only_in_the_same_namespace() {
 
 #[test]
 fn manifest_refuses_what_cannot_name_or_run_a_job() {
+    use meshdrill::cluster::job::ManifestError;
+    // Each refused for its own reason (an error for another cause would pass
+    // `is_err()`).
     let mut w = worker_job(2);
     w.run_id = "Has_Upper".into();
-    assert!(job_manifest(&w).is_err());
+    assert_eq!(
+        job_manifest(&w).err(),
+        Some(ManifestError::RunId("Has_Upper".into()))
+    );
     w.run_id = "a".repeat(41);
-    assert!(job_manifest(&w).is_err());
+    assert_eq!(
+        job_manifest(&w).err(),
+        Some(ManifestError::RunId("a".repeat(41)))
+    );
     w = worker_job(0);
-    assert!(job_manifest(&w).is_err());
+    assert_eq!(job_manifest(&w).err(), Some(ManifestError::Workers(0)));
     w = worker_job(2);
     w.image = " ".into();
-    assert!(job_manifest(&w).is_err());
+    assert_eq!(
+        job_manifest(&w).err(),
+        Some(ManifestError::Image(" ".into()))
+    );
     // The longest run id still names a Job the API server takes (<= 63 chars).
     assert!(job_name(&"a".repeat(40)).len() <= 63);
 }

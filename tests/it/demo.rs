@@ -37,9 +37,14 @@ fn the_demo_drill_once() -> Vec<crate::common::stats::Tally> {
         ]
     );
     for p in phases {
+        // About 500 requests per phase at 100/s for 5 s — but in the total failure each
+        // request goes through the ingress's 10 retries with Envoy's backoff (p50 2.2-2.5
+        // s, 90-150 requests under `stress -c 2`): how many complete there depends on
+        // the machine, so that phase need only have run (its 0% is checked below).
+        let floor = if p["expect"] == "breach" { 1 } else { 300 };
         assert!(
-            p["summary"]["requests"].as_u64().unwrap_or(0) >= 300,
-            "about 500 requests per phase at 100/s for 5 s: {p}"
+            p["summary"]["requests"].as_u64().unwrap_or(0) >= floor,
+            "at least {floor} requests in the phase: {p}"
         );
         assert_eq!(p["verdict"], "pass", "{p}");
     }

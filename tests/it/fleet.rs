@@ -119,6 +119,7 @@ fn finish(mut c: Child) -> (i32, Value, String) {
 
 #[test]
 fn two_workers_merge_to_exactly_what_the_server_saw() {
+    let _s = crate::common::mesh::serial();
     let s = servers::spawn(Behavior::Pattern(vec![200, 200, 503]));
     let (code, v, err) = load_json(&[&s.url("/"), "-d", "1s", "-c", "4", "--workers", "2"]);
     assert_eq!(code, 0, "{err}");
@@ -142,6 +143,7 @@ fn two_workers_merge_to_exactly_what_the_server_saw() {
 
 #[test]
 fn an_open_loop_with_n_sends_exactly_n_across_workers() {
+    let _s = crate::common::mesh::serial();
     let s = servers::spawn(Behavior::Ok);
     let (code, v, err) = load_json(&[
         &s.url("/"),
@@ -230,6 +232,7 @@ fn worker_mode_prints_only_the_protocol() {
 
 #[test]
 fn a_worker_killed_mid_run_gives_a_partial_result_and_no_orphans() {
+    let _s = crate::common::mesh::serial();
     let s = servers::spawn(Behavior::Ok);
     let c = spawn_coordinator(&[
         &s.url("/"),
@@ -274,6 +277,7 @@ fn a_worker_killed_mid_run_gives_a_partial_result_and_no_orphans() {
 
 #[test]
 fn sigint_stops_every_worker_and_prints_the_results_so_far() {
+    let _s = crate::common::mesh::serial();
     let s = servers::spawn(Behavior::Ok);
     let c = spawn_coordinator(&[
         &s.url("/"),

@@ -1,5 +1,7 @@
 //! `meshdrill load` and the `load` library against local servers on 127.0.0.1.
-//! Every run is bounded by a request count or a short duration, and a timeout.
+//! Every run is bounded by a request count or a short duration, and a timeout. Runs
+//! judged on rates, latencies or timeouts (and those that load the CPU for a while)
+//! take `serial()`; short counted runs stay parallel.
 
 use std::path::Path;
 use std::time::Duration;
@@ -154,6 +156,7 @@ fn refused_connections_are_errors_and_exit_3() {
 /// refused for 1 s (exit 3, saying why); --keep-going runs to the end.
 #[test]
 fn a_closed_port_stops_the_run_early_unless_keep_going() {
+    let _s = crate::common::mesh::serial();
     let port = refused_port();
     let url = format!("http://127.0.0.1:{port}/");
     let (code, v, err) = load_json(&[&url, "-c", "2", "-d", "30s"]);
@@ -185,6 +188,7 @@ fn a_closed_port_stops_the_run_early_unless_keep_going() {
 /// before: the check is "nothing but refusals since the start".
 #[test]
 fn an_answering_target_is_not_stopped_early() {
+    let _s = crate::common::mesh::serial();
     let s = servers::spawn(Behavior::Ok);
     let (code, v, err) = load_json(&[&s.url("/"), "-c", "2", "-d", "1500ms"]);
     assert_eq!(code, 0, "{err}");
@@ -194,6 +198,7 @@ fn an_answering_target_is_not_stopped_early() {
 
 #[test]
 fn timeouts_are_counted() {
+    let _s = crate::common::mesh::serial();
     let silent = servers::spawn(Behavior::Silent);
     let (code, v, err) = load_json(&[&silent.url("/"), "-n", "4", "-c", "2", "--timeout", "200ms"]);
     assert_eq!(code, 3, "{err}");
@@ -210,6 +215,7 @@ fn timeouts_are_counted() {
 /// out of the percentiles — `errors: 25%` next to a p99 of a few ms.
 #[test]
 fn timed_out_requests_count_in_the_latency_percentiles() {
+    let _s = crate::common::mesh::serial();
     // Half of every second the server freezes: those requests time out at 200 ms.
     let stall = servers::spawn(Behavior::Stall {
         period: Duration::from_secs(1),
@@ -298,6 +304,7 @@ fn non_idempotent_requests_on_a_dead_keep_alive_connection_are_not_resent() {
 /// request in `-d 1s` stretched duration_s to its latency and cut rps accordingly.
 #[test]
 fn rps_and_duration_cover_the_send_window_not_the_drain() {
+    let _s = crate::common::mesh::serial();
     let s = servers::spawn(Behavior::Delay(Duration::from_millis(2500)));
     let (code, v, err) = load_json(&[&s.url("/"), "-c", "1", "-d", "1s", "--timeout", "5s"]);
     assert_eq!(code, 0, "{err}");
@@ -315,6 +322,7 @@ fn rps_and_duration_cover_the_send_window_not_the_drain() {
 /// flag must say so.
 #[test]
 fn a_rate_the_target_cannot_keep_is_reported_as_achieved_late_and_flagged() {
+    let _s = crate::common::mesh::serial();
     let s = servers::spawn(Behavior::Delay(Duration::from_millis(50)));
     let (code, v, err) = load_json(&[
         &s.url("/"),
@@ -355,6 +363,7 @@ fn a_rate_the_target_cannot_keep_is_reported_as_achieved_late_and_flagged() {
 /// past its slot).
 #[test]
 fn nothing_runs_past_the_duration_plus_the_timeout() {
+    let _s = crate::common::mesh::serial();
     let s = servers::spawn(Behavior::Delay(Duration::from_millis(1200)));
     let c = LoadConfig::builder(s.url("/"))
         .conns(1)
@@ -380,6 +389,7 @@ fn nothing_runs_past_the_duration_plus_the_timeout() {
 /// a noisy machine a slot may go out a hair late, so this does not demand it is kept).
 #[test]
 fn the_schedule_flag_agrees_with_the_counts() {
+    let _s = crate::common::mesh::serial();
     let s = servers::spawn(Behavior::Ok);
     let (code, v, err) = load_json(&[&s.url("/"), "--rate", "50", "-d", "1s", "-c", "4"]);
     assert_eq!(code, 0, "{err}");
@@ -401,6 +411,7 @@ fn the_schedule_flag_agrees_with_the_counts() {
 
 #[test]
 fn fixed_rate_is_accurate_at_a_modest_rate() {
+    let _s = crate::common::mesh::serial();
     let s = servers::spawn(Behavior::Ok);
     let (code, v, err) = load_json(&[&s.url("/"), "--rate", "200", "-d", "2s", "-c", "4"]);
     assert_eq!(code, 0, "{err}");
@@ -419,6 +430,7 @@ fn fixed_rate_is_accurate_at_a_modest_rate() {
 
 #[test]
 fn ramp_schedules_the_integral_of_the_rate() {
+    let _s = crate::common::mesh::serial();
     let s = servers::spawn(Behavior::Ok);
     // 100 -> 300 req/s over 1 s: 200 due in the ramp, then 300 in the next second.
     let c = LoadConfig::builder(s.url("/"))
@@ -442,6 +454,7 @@ fn ramp_schedules_the_integral_of_the_rate() {
 
 #[test]
 fn intervals_add_up_to_the_report() {
+    let _s = crate::common::mesh::serial();
     let s = servers::spawn(Behavior::Ok);
     let c = LoadConfig::builder(s.url("/"))
         .conns(4)
@@ -463,6 +476,7 @@ fn intervals_add_up_to_the_report() {
 
 #[test]
 fn cancel_returns_the_results_so_far() {
+    let _s = crate::common::mesh::serial();
     let s = servers::spawn(Behavior::Delay(Duration::from_millis(5)));
     let c = LoadConfig::builder(s.url("/"))
         .conns(4)
@@ -472,7 +486,12 @@ fn cancel_returns_the_results_so_far() {
     let r = rt().block_on(async {
         let cancel = Cancel::new();
         let h = load::spawn(c, cancel.clone(), |_: &IntervalSnapshot| {});
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Cancelled once the server has seen requests (waited on, at most 30 s).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while s.hits() < 20 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(s.hits() >= 20, "the run never got going");
         cancel.cancel();
         tokio::time::timeout(Duration::from_secs(10), h)
             .await
@@ -481,7 +500,9 @@ fn cancel_returns_the_results_so_far() {
             .expect("run")
     });
     assert!(r.cancelled);
-    assert!(r.requests() > 0);
+    // What the server saw before the cancel is in the results, but for the (at most
+    // 4) requests in flight then.
+    assert!(r.requests() >= 16, "{}", r.requests());
     assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
 }
 
@@ -491,6 +512,7 @@ fn cancel_returns_the_results_so_far() {
 /// nothing during a freeze, so its percentiles barely move.
 #[test]
 fn stall_shows_in_the_open_loop_tail_but_not_the_closed_loop() {
+    let _s = crate::common::mesh::serial();
     let stall = || {
         servers::spawn(Behavior::Stall {
             period: Duration::from_secs(1),
@@ -510,9 +532,22 @@ fn stall_shows_in_the_open_loop_tail_but_not_the_closed_loop() {
         ms(o.data.latency.value_at_quantile(0.90)),
         ms(o.data.latency.value_at_quantile(0.99)),
     );
-    assert!((60.0..=160.0).contains(&p90), "open p90 {p90} ms");
-    assert!((150.0..=260.0).contains(&p99), "open p99 {p99} ms");
+    // The freeze adds at most its 200 ms wait to a request's own service time: the
+    // upper bounds sit above the service time, which a busy CPU inflates (p90 169 ms
+    // against a fixed 160 ms bound was seen under `stress -c 2`).
     let service = o.data.service.as_ref().expect("service histogram");
+    let (s90, s99) = (
+        ms(service.value_at_quantile(0.90)),
+        ms(service.value_at_quantile(0.99)),
+    );
+    assert!(
+        (60.0..=160.0 + s90).contains(&p90),
+        "open p90 {p90} ms (service p90 {s90} ms)"
+    );
+    assert!(
+        (150.0..=260.0 + s99).contains(&p99),
+        "open p99 {p99} ms (service p99 {s99} ms)"
+    );
     assert!(
         ms(service.value_at_quantile(0.90)) < p90 / 2.0,
         "service time hides the backlog"
@@ -540,6 +575,7 @@ fn stall_shows_in_the_open_loop_tail_but_not_the_closed_loop() {
 /// 400 ms, and nothing is missed.
 #[test]
 fn a_stall_at_the_end_of_a_run_shows_in_the_tail_and_is_not_missed() {
+    let _s = crate::common::mesh::serial();
     let s = servers::spawn(Behavior::Stall {
         period: Duration::from_secs(60),
         stall: Duration::from_millis(600),
@@ -584,6 +620,7 @@ fn interrupt_after(
 
 #[test]
 fn ctrl_c_prints_results_so_far_and_exits_130() {
+    let _s = crate::common::mesh::serial();
     let s = servers::spawn(Behavior::Delay(Duration::from_millis(2)));
     let child = meshdrill()
         .args(["load", &s.url("/"), "-c", "4", "-d", "60s", "-o", "json"])
@@ -606,6 +643,7 @@ fn ctrl_c_prints_results_so_far_and_exits_130() {
 /// missed rate.
 #[test]
 fn ctrl_c_on_an_open_loop_run_is_not_a_missed_rate() {
+    let _s = crate::common::mesh::serial();
     let s = servers::spawn(Behavior::Delay(Duration::from_millis(20)));
     for output in ["json", "text"] {
         let child = meshdrill()
@@ -614,8 +652,10 @@ fn ctrl_c_on_an_open_loop_run_is_not_a_missed_rate() {
                 &s.url("/"),
                 "-c",
                 "8",
+                // A rate a busy machine keeps (at 200/s under `stress -c 2` the run
+                // fell behind before the interrupt, and was rightly flagged).
                 "--rate",
-                "200",
+                "50",
                 "-d",
                 "60s",
                 "-o",
@@ -625,7 +665,7 @@ fn ctrl_c_on_an_open_loop_run_is_not_a_missed_rate() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn");
-        let out = interrupt_after(child, &s, s.hits() + 200);
+        let out = interrupt_after(child, &s, s.hits() + 50);
         let (stdout, stderr) = (
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
@@ -639,7 +679,7 @@ fn ctrl_c_on_an_open_loop_run_is_not_a_missed_rate() {
             assert_eq!(v["cancelled"], true);
             assert_eq!(v["behind_schedule"], false, "{v}");
             // Requests in flight at the interruption were sent, not missed; at most
-            // the slots due while the stop was seen (50 ms at 200 req/s) are unsent.
+            // the slots due while the stop was seen are unsent.
             assert!(n(&v, &["missed"]) <= 10, "{v}");
         }
     }
@@ -772,6 +812,7 @@ fn text_output_has_rate_statuses_percentiles_and_histogram() {
 /// Regression: the log used uncompressed payloads, unreadable by the Java tools.
 #[test]
 fn hist_log_reads_back_with_hdrhistogram() {
+    let _s = crate::common::mesh::serial();
     use hdrhistogram::serialization::Deserializer;
     use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 

@@ -2,6 +2,7 @@
 //! killed replicas, rejected configurations, and process hygiene. Loopback only; every
 //! load is bounded in count and time; every mesh stops on drop (also on panic).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use meshdrill::istio::{
@@ -12,8 +13,8 @@ use meshdrill::mesh::stats::MeshStats;
 use meshdrill::mesh::{MeshError, MeshSpec};
 
 use crate::common::mesh::{
-    KillOnDrop, alive, all, load, meta, percentile_ms, pid_alive, serial, share, spawn_up, start,
-    start_in, statuses,
+    KillOnDrop, Progress, alive, all, load, load_live, meta, percentile_ms,
+    pid_alive, serial, share, spawn_up, start, start_in, statuses,
 };
 use crate::common::stats::{Tally, judge};
 use crate::common::{meshdrill, root, run, write};
@@ -353,18 +354,28 @@ fn live_changes_under_load_fail_no_request_and_clear_restores() {
     let mesh = start(WEB);
     let original = envoy::active_route_config(mesh.admin(), "ingress").expect("dump");
     let vs_before = mesh.state().expect("state").spec.virtual_services;
+    let before = mesh.stats().expect("stats");
     let addr = mesh.ingress_addr();
-    let loader = std::thread::spawn(move || {
-        load(
-            addr,
-            "web.default.svc.cluster.local",
-            "/",
-            100_000,
-            8,
-            Duration::from_secs(4),
-        )
-    });
-    std::thread::sleep(Duration::from_millis(500));
+    let progress = Arc::new(Progress::default());
+    let loader = {
+        let progress = progress.clone();
+        std::thread::spawn(move || {
+            load_live(
+                addr,
+                "web.default.svc.cluster.local",
+                "/",
+                &[],
+                100_000,
+                8,
+                Duration::from_secs(60),
+                &progress,
+            )
+        })
+    };
+    // Each change lands while the load runs, and the load goes on over it: waited on
+    // requests seen, not on time (a change landing after the load would pass "0
+    // failed" without testing anything).
+    assert!(progress.wait_for(100, LIMIT), "the load got going");
     let changes = [
         delay(5, 100.0),
         retries(3, "5xx,connect-failure"),
@@ -372,21 +383,45 @@ fn live_changes_under_load_fail_no_request_and_clear_restores() {
         delay(1, 50.0),
     ];
     let mut confirmed = Vec::new();
-    for c in &changes {
-        let a = mesh.apply("web", &all(), Some(c), &meta()).expect("apply");
+    let mut landed = Vec::new();
+    for c in changes.iter().map(Some).chain([None]) {
+        let a = mesh.apply("web", &all(), c, &meta()).expect("apply");
+        landed.push(progress.elapsed());
         confirmed.push(a.confirmed_in.as_millis());
-        std::thread::sleep(Duration::from_millis(300));
+        let seen = progress.done();
+        assert!(
+            progress.wait_for(seen + 100, LIMIT),
+            "the load went on after change {}",
+            landed.len()
+        );
     }
-    let cleared = mesh.apply("web", &all(), None, &meta()).expect("clear");
-    confirmed.push(cleared.confirmed_in.as_millis());
+    progress.stop();
     let out = loader.join().expect("loader");
-    assert!(out.len() > 200, "load ran: {}", out.len());
+    let (first, last) = (landed[0], landed[landed.len() - 1]);
+    assert!(
+        out.iter().filter(|o| o.at < first).count() >= 50,
+        "requests before the first change"
+    );
+    for (i, at) in landed.iter().enumerate() {
+        assert!(
+            out.iter().filter(|o| o.at > *at).count() >= 50,
+            "the load saw requests after change {i} (landed at {at:?})"
+        );
+    }
+    assert!(last > first);
     let failed = out.iter().filter(|o| o.status != 200).count();
     assert_eq!(
         failed,
         0,
         "requests failed during {} reloads",
         changes.len() + 1
+    );
+    // The delays were live under the load: Envoy injected some.
+    let d = mesh.stats().expect("stats").since(&before);
+    assert!(
+        d.hop("ingress").expect("ingress").delays_injected >= 50,
+        "{:?}",
+        d.hop("ingress")
     );
     // Clear restored the VirtualService and Envoy's routes exactly.
     assert_eq!(
@@ -432,9 +467,10 @@ spec:
   - route: [{destination: {host: one}}]
 ";
 
-/// Load for 3 s with replica 0 of `host` killed about 0.8 s in: the outcomes, and when
-/// the kill had been carried out — measured, from before the load started, so a slow
-/// box that kills late cannot make requests before the kill count as after it.
+/// Load with replica 0 of `host` killed once the load runs (200 requests seen), going
+/// on until 300 requests were sent after `GRACE` past the kill: the outcomes, and when
+/// the kill had been carried out — measured on the load's clock, so a slow box that
+/// kills late cannot make requests before the kill count as after it.
 fn load_while_killing(
     mesh: &mut meshdrill::mesh::RunningMesh,
     host: &'static str,
@@ -442,20 +478,46 @@ fn load_while_killing(
     let addr = mesh.ingress_addr();
     // At a gateway a short VirtualService host matches only as its FQDN.
     let fqdn = format!("{host}.default.svc.cluster.local");
-    let start = std::time::Instant::now();
-    let loader =
-        std::thread::spawn(move || load(addr, &fqdn, "/", 100_000, 8, Duration::from_secs(3)));
-    std::thread::sleep(Duration::from_millis(800));
+    let progress = Arc::new(Progress::default());
+    let loader = {
+        let progress = progress.clone();
+        std::thread::spawn(move || {
+            load_live(
+                addr,
+                &fqdn,
+                "/",
+                &[],
+                100_000,
+                8,
+                Duration::from_secs(60),
+                &progress,
+            )
+        })
+    };
+    assert!(progress.wait_for(200, LIMIT), "the load got going");
     let killed = mesh.kill(host, Some(0)).expect("kill");
-    let killed_at = start.elapsed();
+    let killed_at = progress.elapsed();
     assert_eq!(killed, vec![0]);
+    // The grace for Envoy to see the closed port is wall-clock time on purpose; then
+    // the requests after it are counted, not timed.
+    while progress.elapsed() < killed_at + GRACE {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let seen = progress.done();
+    let went_on = progress.wait_for(seen + 300, LIMIT);
+    progress.stop();
     let out = loader.join().expect("loader");
+    assert!(went_on, "the load went on after the kill");
     assert!(
-        out.iter().any(|o| o.at < killed_at) && out.iter().any(|o| o.at > killed_at),
+        out.iter().any(|o| o.at < killed_at)
+            && out.iter().filter(|o| o.at > killed_at + GRACE).count() > 200,
         "the load overlapped the kill (at {killed_at:?})"
     );
     (out, killed_at)
 }
+
+/// Time for Envoy to see a killed replica's closed port.
+const GRACE: Duration = Duration::from_millis(500);
 
 #[test]
 fn killing_a_replica_under_load_three_replicas_vs_one() {
@@ -464,11 +526,8 @@ fn killing_a_replica_under_load_three_replicas_vs_one() {
     // 3 replicas + Istio's default retries (connect-failure, previous hosts): almost free.
     let (out, killed_at) = load_while_killing(&mut mesh, "three");
     let failed = out.iter().filter(|o| o.status != 200).count();
-    let after: Vec<_> = out
-        .iter()
-        .filter(|o| o.at > killed_at + Duration::from_millis(500))
-        .collect();
-    assert!(after.len() > 50, "load continued after the kill");
+    let after: Vec<_> = out.iter().filter(|o| o.at > killed_at + GRACE).collect();
+    assert!(after.len() > 200, "load continued after the kill");
     // At most the requests in flight on the killed replica fail (8 connections; a
     // pooled connection may race the kill once more): a count, not a rate, so a slow
     // box that sends fewer requests does not fail the test.
@@ -481,11 +540,8 @@ fn killing_a_replica_under_load_three_replicas_vs_one() {
     // 1 replica: an outage from the kill on.
     let (out1, killed_at) = load_while_killing(&mut mesh, "one");
     // Requests sent after the kill (with time for Envoy to see the closed port).
-    let after1: Vec<_> = out1
-        .iter()
-        .filter(|o| o.at > killed_at + Duration::from_millis(500))
-        .collect();
-    assert!(!after1.is_empty());
+    let after1: Vec<_> = out1.iter().filter(|o| o.at > killed_at + GRACE).collect();
+    assert!(after1.len() > 200, "load continued after the kill");
     let down = after1.iter().filter(|o| o.status == 503).count() as f64 / after1.len() as f64;
     assert!(
         down > 0.99,
@@ -612,6 +668,10 @@ spec:
         .args(["clear", "nope", "--mesh"])
         .arg(dir.path()));
     assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no VirtualService \"nope\" in the mesh") && err.contains("web"),
+        "names the missing one and what there is: {err}"
+    );
 }
 
 #[test]
@@ -628,7 +688,12 @@ fn everything_started_is_stopped_also_when_a_test_panics() {
     }));
     assert!(r.is_err());
     assert_eq!(recs.len(), 3);
-    std::thread::sleep(Duration::from_millis(100));
+    let pids: Vec<u32> = recs.iter().map(|r| r.pid).collect();
+    assert_eq!(
+        crate::common::mesh::wait_all_gone(&pids),
+        Vec::<u32>::new(),
+        "left running: {recs:?}"
+    );
     assert!(!recs.iter().any(alive), "left running: {recs:?}");
 }
 
@@ -719,20 +784,67 @@ fn mesh_up_runs_the_demo_scenario_until_sigterm_and_cleans_stale_state() {
         .filter_map(|v| serde_json::from_value(v).ok())
         .collect();
     assert_eq!(pids.len(), 4);
+    // kill and restart, judged by their effect (not only their exit code): the
+    // replica's process is gone and recorded as down, then a new one runs, is
+    // recorded, and answers on the replica's port and through Envoy.
+    let replica_1 = |st: &meshdrill::mesh::state::MeshState| {
+        st.replicas
+            .iter()
+            .find(|r| r.service == "go-demo-8" && r.index == 1)
+            .cloned()
+            .expect("go-demo-8 replica 1")
+    };
+    let state = || {
+        meshdrill::mesh::state::StateDir::new(dir.path())
+            .read()
+            .expect("state")
+    };
+    let old = replica_1(&state()).process.expect("replica 1 runs");
+    assert!(alive(&old));
     let (code, _, err) = run(meshdrill()
         .args(["mesh", "kill", "go-demo-8", "--replica", "1", "--mesh"])
         .arg(dir.path()));
     assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        crate::common::mesh::wait_all_gone(&[old.pid]),
+        Vec::<u32>::new(),
+        "mesh kill left replica 1 running"
+    );
+    let down = replica_1(&state());
+    assert!(down.process.is_none(), "recorded as down: {down:?}");
     let (code, _, err) = run(meshdrill()
         .args(["mesh", "restart", "go-demo-8", "--replica", "1", "--mesh"])
         .arg(dir.path()));
     assert_eq!(code, 0, "{err}");
+    let up = replica_1(&state());
+    let new = up.process.clone().expect("restarted replica recorded");
+    assert_ne!(new.pid, old.pid, "a new process");
+    assert!(alive(&new), "{new:?}");
+    let port = std::net::SocketAddr::from(([127, 0, 0, 1], up.port));
+    let (status, body) = get_body(port, "go-demo-8", "/", &[]);
+    assert_eq!(status, 200, "the restarted replica answers: {body}");
+    assert!(body.contains("replica 1"), "{body}");
+    // Envoy serves again (its pools may still hold connections to the killed
+    // process for a moment: waited on, bounded).
+    let deadline = std::time::Instant::now() + LIMIT;
+    let mut out = load(addr, "repeater.acme.com", "/", 50, 4, LIMIT);
+    while share(&out, 200) < 1.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        out = load(addr, "repeater.acme.com", "/", 50, 4, LIMIT);
+    }
+    assert_eq!(share(&out, 200), 1.0, "{:?}", statuses(&out));
+    let pids: Vec<meshdrill::mesh::state::ProcRecord> = pids
+        .into_iter()
+        .filter(|p| p.pid != old.pid)
+        .chain([new])
+        .collect();
 
     let status = child.terminate();
     let _ = drain.join();
     // Stopped by a signal: exit 130, after everything is stopped.
     assert_eq!(status.code(), Some(130), "{status}");
-    std::thread::sleep(Duration::from_millis(200));
+    let left = crate::common::mesh::wait_all_gone(&pids.iter().map(|p| p.pid).collect::<Vec<_>>());
+    assert_eq!(left, Vec::<u32>::new(), "left running after SIGTERM");
     assert!(!pids.iter().any(alive), "left running after SIGTERM");
     assert!(!dir.path().join("state.json").exists());
 }
@@ -841,6 +953,23 @@ spec:
   - route: [{destination: {host: slow}}]
 ";
 
+/// The mesh's stats since `before` once `ready` holds of them (polled, at most
+/// `LIMIT`); the last reading either way, for the caller's assertions to judge.
+fn stats_until(
+    mesh: &meshdrill::mesh::RunningMesh,
+    before: &MeshStats,
+    ready: impl Fn(&MeshStats) -> bool,
+) -> MeshStats {
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let d = mesh.stats().expect("stats").since(before);
+        if ready(&d) || std::time::Instant::now() > deadline {
+            return d;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn timeouts_and_per_try_timeouts_are_enforced_and_counted() {
     let _s = serial();
@@ -859,8 +988,10 @@ fn timeouts_and_per_try_timeouts_are_enforced_and_counted() {
         LIMIT,
     );
     assert_eq!(share(&out, 504), 1.0, "{:?}", statuses(&out));
-    std::thread::sleep(Duration::from_millis(600)); // access log flush
-    let d = mesh.stats().expect("stats").since(&before);
+    // Waited on the access log holding the 20 lines, not on its flush interval.
+    let d = stats_until(&mesh, &before, |d| {
+        d.hop("ingress").is_some_and(|h| h.logged_requests >= 20)
+    });
     assert_eq!(d.cluster(cluster).expect("cluster").timeouts, 20);
     assert_eq!(
         d.hop("ingress").expect("hop").response_flags.get("UT"),
@@ -889,8 +1020,9 @@ fn timeouts_and_per_try_timeouts_are_enforced_and_counted() {
         LIMIT,
     );
     assert_eq!(share(&out, 504), 1.0, "{:?}", statuses(&out));
-    std::thread::sleep(Duration::from_millis(600));
-    let d = mesh.stats().expect("stats").since(&before);
+    let d = stats_until(&mesh, &before, |d| {
+        d.hop("ingress").is_some_and(|h| h.logged_requests >= 10)
+    });
     let c = d.cluster(cluster).expect("cluster");
     assert_eq!(c.per_try_timeouts, 30, "{c:?}");
     assert_eq!(c.retries, 20, "{c:?}");

@@ -217,6 +217,7 @@ fn ctrl_c_clears_the_live_view_rolls_back_and_exits_130_on_a_terminal() {
 
 #[test]
 fn load_draws_its_bar_on_a_terminal_unless_quiet() {
+    let _s = crate::common::mesh::serial();
     use crate::common::servers::{self, Behavior};
     let s = servers::spawn(Behavior::Pattern(vec![200, 503]));
     let args = format!("load {} -d 2s --rate 20 -c 2", s.url("/"));

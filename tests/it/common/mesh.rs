@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,7 +16,11 @@ use meshdrill::mesh::{MeshOptions, MeshSpec, RunningMesh};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Mesh tests run one at a time: they measure latency and rates on a shared box.
+/// One process-wide lock for the tests whose verdict a busy CPU can change: every test
+/// that runs Envoy or a drill, and every load run judged on rates, latencies,
+/// timeouts or schedules (or that loads the CPU for a while: full-speed or
+/// multi-process runs). Such tests run one at a time; tests of files, of the fake API
+/// server and short counted runs stay parallel.
 pub fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -98,6 +102,67 @@ pub fn load_with(
     concurrency: usize,
     max_time: Duration,
 ) -> Vec<Outcome> {
+    let progress = Arc::new(Progress::default());
+    load_live(
+        addr,
+        host,
+        path,
+        headers,
+        requests,
+        concurrency,
+        max_time,
+        &progress,
+    )
+}
+
+/// What a running [`load_live`] has done so far, and a way to stop it: tests wait on
+/// requests seen (events), not on time passing.
+#[derive(Debug, Default)]
+pub struct Progress {
+    done: AtomicUsize,
+    stop: AtomicBool,
+    start: OnceLock<Instant>,
+}
+
+impl Progress {
+    /// Requests completed so far.
+    pub fn done(&self) -> usize {
+        self.done.load(Ordering::SeqCst)
+    }
+
+    /// Asks the load to stop after the requests in flight.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Time since the load started, on the clock of [`Outcome::at`] (zero before).
+    pub fn elapsed(&self) -> Duration {
+        self.start.get().map_or(Duration::ZERO, Instant::elapsed)
+    }
+
+    /// Waits (bounded by `limit`) until at least `n` requests have completed; whether
+    /// they have.
+    pub fn wait_for(&self, n: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.done() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.done() >= n
+    }
+}
+
+/// [`load_with`] that reports to `progress` and stops early when asked to.
+#[allow(clippy::too_many_arguments)]
+pub fn load_live(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    requests: usize,
+    concurrency: usize,
+    max_time: Duration,
+    progress: &Arc<Progress>,
+) -> Vec<Outcome> {
     let headers: Vec<(String, String)> = headers
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -115,7 +180,7 @@ pub fn load_with(
         .pool_max_idle_per_host(concurrency)
         .build_http();
     let budget = Arc::new(AtomicUsize::new(requests));
-    let start = Instant::now();
+    let start = *progress.start.get_or_init(Instant::now);
     let uri = format!("http://{addr}{path}");
     rt.block_on(async {
         let mut tasks = Vec::new();
@@ -125,9 +190,11 @@ pub fn load_with(
             let uri = uri.clone();
             let host = host.to_string();
             let headers = headers.clone();
+            let progress = progress.clone();
             tasks.push(tokio::spawn(async move {
                 let mut out = Vec::new();
                 while start.elapsed() < max_time
+                    && !progress.stop.load(Ordering::SeqCst)
                     && budget
                         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
                         .is_ok()
@@ -164,6 +231,7 @@ pub fn load_with(
                         latency: t.elapsed(),
                         at,
                     });
+                    progress.done.fetch_add(1, Ordering::SeqCst);
                 }
                 out
             }));
