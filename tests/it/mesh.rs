@@ -13,8 +13,8 @@ use meshdrill::mesh::stats::MeshStats;
 use meshdrill::mesh::{MeshError, MeshSpec};
 
 use crate::common::mesh::{
-    KillOnDrop, Progress, alive, all, load, load_live, meta, percentile_ms,
-    pid_alive, serial, share, spawn_up, start, start_in, statuses,
+    KillOnDrop, Progress, alive, all, load, load_live, meta, percentile_ms, pid_alive, serial,
+    share, spawn_up, start, start_in, statuses,
 };
 use crate::common::stats::{Tally, judge};
 use crate::common::{meshdrill, root, run, write};
