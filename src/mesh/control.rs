@@ -511,6 +511,13 @@ impl MeshDir {
             .iter()
             .map(|i| self.dir.restart_request(service, *i))
             .collect();
+        let failures: Vec<PathBuf> = targets
+            .iter()
+            .map(|i| self.dir.restart_failure(service, *i))
+            .collect();
+        for f in &failures {
+            let _ = std::fs::remove_file(f);
+        }
         for r in &reqs {
             std::fs::write(r, b"").map_err(MeshError::io(r))?;
         }
@@ -526,6 +533,22 @@ impl MeshDir {
                 )));
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+        let failed: Vec<String> = targets
+            .iter()
+            .zip(&failures)
+            .filter_map(|(i, f)| {
+                let reason = std::fs::read_to_string(f).ok()?;
+                let _ = std::fs::remove_file(f);
+                Some(format!("{service} replica {i}: {}", reason.trim()))
+            })
+            .collect();
+        if !failed.is_empty() {
+            return Err(MeshError::Control(format!(
+                "the mesh could not restart {}; its log is in {}",
+                failed.join("; "),
+                self.dir.dir.display()
+            )));
         }
         Ok(targets)
     }

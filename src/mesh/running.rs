@@ -538,7 +538,12 @@ impl RunningMesh {
             if let Some((svc, i)) = parsed {
                 match self.restart(&svc, Some(i)) {
                     Ok(_) => events.push(format!("{svc} replica {i} restarted")),
-                    Err(e) => events.push(format!("{svc} replica {i}: restart failed: {e}")),
+                    Err(e) => {
+                        // Before the request goes: `mesh restart` reads it when it does.
+                        let failed = StateDir::new(&self.dir).restart_failure(&svc, i);
+                        let _ = std::fs::write(&failed, e.to_string());
+                        events.push(format!("{svc} replica {i}: restart failed: {e}"));
+                    }
                 }
             }
             let _ = std::fs::remove_file(&r);

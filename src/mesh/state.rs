@@ -117,6 +117,11 @@ impl StateDir {
     pub fn restart_request(&self, service: &str, index: usize) -> PathBuf {
         self.control().join(format!("restart-{service}-{index}"))
     }
+    /// Written by `mesh up` (the reason) before it removes a restart request it could
+    /// not serve, so `mesh restart` can tell a failed restart from a done one.
+    pub fn restart_failure(&self, service: &str, index: usize) -> PathBuf {
+        self.control().join(format!("failed-{service}-{index}"))
+    }
 
     /// Takes the directory's lock until the guard drops.
     pub fn lock(&self) -> Result<File, MeshError> {

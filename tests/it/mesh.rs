@@ -1647,6 +1647,50 @@ fn mesh_kill_and_a_signalled_mesh_up_take_a_user_command_s_grandchildren_with_th
     );
 }
 
+/// `mesh restart` whose replica cannot come back (its command now exits at once) fails
+/// with mesh up's reason and a non-zero exit; it used to exit 0 ("restarted") because
+/// it only waited for its request to be taken. Red without the failure file.
+#[test]
+fn a_restart_that_fails_in_mesh_up_fails_mesh_restart_with_the_reason() {
+    let _s = serial();
+    let files = tempfile::tempdir().expect("tmp");
+    let dir = tempfile::tempdir().expect("tmp");
+    let flag = write(files.path(), "may-start", "");
+    let f = write(
+        files.path(),
+        "flaky.yaml",
+        format!(
+            "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {{name: flaky}}
+spec:
+  services:
+  - name: files
+    command: [/bin/sh, -c, 'test -e {} || {{ echo no flag file; exit 7; }}; exec python3 -m http.server {{port}} --bind 127.0.0.1']
+",
+            flag.display()
+        ),
+    );
+    let (child, _addr, drain) = spawn_up(&f, dir.path());
+    let mut child = KillOnDrop(child);
+    std::fs::remove_file(&flag).expect("rm flag");
+    let (code, out, err) = run(meshdrill()
+        .args(["mesh", "restart", "files", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(err.contains("could not restart files replica 0"), "{err}");
+    assert!(!out.contains("restarted"), "{out}");
+    // A restart that can succeed again succeeds, and says so.
+    write(files.path(), "may-start", "");
+    let (code, _, err) = run(meshdrill()
+        .args(["mesh", "restart", "files", "--mesh"])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{err}");
+    let status = child.terminate();
+    let _ = drain.join();
+    assert_eq!(status.code(), Some(130), "{status}");
+}
+
 #[test]
 fn a_dir_that_is_a_file_or_a_foreign_dir_is_a_usage_error() {
     let tmp = tempfile::tempdir().expect("tmp");
