@@ -231,6 +231,7 @@ pub fn one_shot_meta(ttl: Duration) -> RecordMeta {
         owner,
         now: jiff::Timestamp::now(),
         ttl,
+        stacking: crate::istio::Stacking::Any,
     }
 }
 

@@ -470,6 +470,7 @@ impl Runner<'_> {
             owner: self.owner.clone(),
             now: jiff::Timestamp::now(),
             ttl: self.opts.ttl,
+            stacking: crate::istio::Stacking::Never,
         }
     }
 

@@ -14,8 +14,8 @@ pub mod validate;
 
 pub use manifest::{Document, ManifestError, Source};
 pub use patch::{
-    ANNOTATION, ClearPlan, DrillInfo, DrillRecord, Owner, Plan, PlanError, RecordMeta, owner_gone,
-    plan_change, plan_clear, read_record,
+    ANNOTATION, ClearPlan, DrillInfo, DrillRecord, Owner, Plan, PlanError, RecordMeta, Stacking,
+    owner_gone, plan_change, plan_clear, read_record,
 };
 pub use spec::{AbortCode, AbortSpec, Change, DelaySpec, FaultKind, RetrySpec, RouteSelector};
 pub use types::{GrpcStatus, HttpStatus, IstioDuration, Percentage, RetryOn, ValueError};

@@ -355,6 +355,7 @@ impl MeshDir {
                 owner: crate::istio::Owner::current(),
                 now,
                 ttl: Duration::from_secs(1),
+                stacking: crate::istio::Stacking::Any,
             };
             let outcome = self
                 .apply(

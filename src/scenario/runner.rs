@@ -246,6 +246,13 @@ impl<'a> Runner<'a> {
             owner,
             now: jiff::Timestamp::now(),
             ttl,
+            // As the preflight judges it: `run` stacks on no other drill, `fault --wait`
+            // on a finished one only; checked again where the change is planned.
+            stacking: if opts.exclusive {
+                crate::istio::Stacking::Never
+            } else {
+                crate::istio::Stacking::OnFinished
+            },
         };
         Self {
             s,

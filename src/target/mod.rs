@@ -629,5 +629,6 @@ fn clear_meta() -> RecordMeta {
         owner: crate::istio::Owner::current(),
         now: jiff::Timestamp::now(),
         ttl: Duration::from_secs(1),
+        stacking: crate::istio::Stacking::Any,
     }
 }

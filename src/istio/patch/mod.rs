@@ -73,6 +73,18 @@ pub enum PlanError {
         "{object}: annotation {ANNOTATION} is not a meshdrill record ({reason}); remove it by hand if it was not written by meshdrill"
     )]
     BadRecord { object: String, reason: String },
+    /// Another run's drill holds the object, and this change may not stack on it
+    /// ([`Stacking`]): found where the change is planned, under the target's lock or
+    /// guarded by the patch's `test`, so two drills started at once cannot both pass.
+    #[error(
+        "{object} already carries a drill (run {run_id}, {owner}, expires {expires}): a drill does not stack on another, whose changes its rollback would remove too. Clear it (`meshdrill clear`), or after its expiry `meshdrill recover`"
+    )]
+    Stacked {
+        object: String,
+        run_id: String,
+        owner: String,
+        expires: String,
+    },
     /// What meshdrill changed was changed again by someone else.
     #[error(
         "{object}: conflict: {detail}; nothing was changed. Inspect the object, then re-run, or remove the {ANNOTATION} annotation by hand to keep the current routes"
@@ -95,6 +107,7 @@ impl PlanError {
             PlanError::NoSuchRoute { .. }
                 | PlanError::NoHttpRoutes { .. }
                 | PlanError::SharedRoute { .. }
+                | PlanError::Stacked { .. }
         )
     }
 }
@@ -235,6 +248,19 @@ pub fn owner_gone(owner: &Owner) -> Option<bool> {
     Some(!std::path::Path::new(&format!("/proc/{}", owner.pid)).exists())
 }
 
+/// Whether a change may go onto an object that carries another run's drill record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stacking {
+    /// Always: a one-shot `fault` stacks by design; clears and recovery.
+    #[default]
+    Any,
+    /// Only on a drill whose owning process is known to be gone (`fault --wait` stacks
+    /// on a one-shot change, not on a live drill).
+    OnFinished,
+    /// Never (`run`, experiments): the rollback would remove the other drill's changes.
+    Never,
+}
+
 /// Identity and lifetime of a change.
 #[derive(Debug, Clone)]
 pub struct RecordMeta {
@@ -243,6 +269,8 @@ pub struct RecordMeta {
     pub now: jiff::Timestamp,
     /// How long until `recover` may roll the change back.
     pub ttl: Duration,
+    /// Whether the change may stack on another run's drill.
+    pub stacking: Stacking,
 }
 
 /// A planned change.
@@ -583,6 +611,24 @@ pub fn plan_change(
 
     // What earlier changes own, found again in the object as it is now.
     let existing = read_record(obj)?;
+    if let Some(rec) = &existing
+        && rec.run_id != meta.run_id
+        && match meta.stacking {
+            Stacking::Any => false,
+            Stacking::OnFinished => rec.owner.pid != 0 && owner_gone(&rec.owner) != Some(true),
+            Stacking::Never => true,
+        }
+    {
+        return Err(PlanError::Stacked {
+            object,
+            run_id: rec.run_id.clone(),
+            owner: format!(
+                "{}@{} pid {}",
+                rec.owner.user, rec.owner.host, rec.owner.pid
+            ),
+            expires: rec.expires.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        });
+    }
     let mut routes: Vec<RouteRecord> = Vec::new();
     if let Some(rec) = &existing {
         for rr in &rec.routes {

@@ -17,6 +17,7 @@ fn meta() -> RecordMeta {
         },
         now: jiff::Timestamp::from_second(1_800_000_000).expect("ts"),
         ttl: Duration::from_secs(600),
+        stacking: crate::istio::Stacking::Any,
     }
 }
 
@@ -816,4 +817,61 @@ fn a_route_name_matching_several_routes_warns() {
     let one =
         plan_change(&vs(), &RouteSelector::Name("v2".into()), &delay(), &meta()).expect("plan");
     assert!(one.warnings.is_empty(), "{:?}", one.warnings);
+}
+
+/// A drill does not stack on another run's drill where the change is planned (under
+/// the mesh's lock, or guarded by the cluster patch's `test`), so two drills started at
+/// once cannot both pass their preflight and stack: `run` never, `fault --wait` only on
+/// a drill whose process is gone, a one-shot `fault` always; a run's own record is its.
+#[test]
+fn stacking_on_another_runs_drill_follows_the_change_s_policy() {
+    use crate::istio::Stacking;
+    let live = |pid: u32| {
+        let mut m = meta();
+        m.owner = Owner::current();
+        m.owner.pid = pid;
+        m
+    };
+    // The first drill, owned by this (live) process.
+    let first = plan_change(
+        &vs(),
+        &RouteSelector::All,
+        &delay(),
+        &live(std::process::id()),
+    )
+    .expect("first")
+    .after;
+    let second = |stacking: Stacking, run_id: &str| {
+        let mut m = live(std::process::id());
+        m.run_id = run_id.into();
+        m.stacking = stacking;
+        plan_change(&first, &RouteSelector::All, &abort(50.0), &m)
+    };
+    assert!(
+        second(Stacking::Any, "other").is_ok(),
+        "a one-shot fault stacks"
+    );
+    let e = second(Stacking::OnFinished, "other").expect_err("a live drill is not stacked on");
+    assert!(matches!(e, PlanError::Stacked { .. }), "{e}");
+    assert!(e.is_input());
+    assert!(
+        e.to_string().contains("already carries a drill (run run1"),
+        "{e}"
+    );
+    assert!(matches!(
+        second(Stacking::Never, "other"),
+        Err(PlanError::Stacked { .. })
+    ));
+    assert!(second(Stacking::Never, "run1").is_ok(), "its own drill");
+
+    // A finished drill (a one-shot change's pid 0, or a process that is gone).
+    let finished = plan_change(&vs(), &RouteSelector::All, &delay(), &live(0))
+        .expect("one-shot")
+        .after;
+    let mut m = live(std::process::id());
+    m.run_id = "other".into();
+    m.stacking = Stacking::OnFinished;
+    assert!(plan_change(&finished, &RouteSelector::All, &abort(50.0), &m).is_ok());
+    m.stacking = Stacking::Never;
+    assert!(plan_change(&finished, &RouteSelector::All, &abort(50.0), &m).is_err());
 }

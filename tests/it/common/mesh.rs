@@ -61,6 +61,7 @@ pub fn meta() -> RecordMeta {
         owner: meshdrill::istio::Owner::current(),
         now: jiff::Timestamp::now(),
         ttl: Duration::from_secs(600),
+        stacking: meshdrill::istio::Stacking::Any,
     }
 }
 
