@@ -230,9 +230,13 @@ impl Runner<'_> {
                     }
                 }
             })?;
+        let stacking = if exclusive {
+            crate::istio::Stacking::Never
+        } else {
+            crate::istio::Stacking::OnFinished
+        };
         if let Ok(Some(r)) = crate::istio::read_record(&obj)
-            && r.run_id != self.meta.run_id
-            && (exclusive || (r.owner.pid != 0 && crate::istio::owner_gone(&r.owner) != Some(true)))
+            && stacking.refuses(&r, &self.meta.run_id)
         {
             return Err(Ending::InputError {
                 message: format!(

@@ -261,6 +261,18 @@ pub enum Stacking {
     Never,
 }
 
+impl Stacking {
+    /// Whether a change of run `run_id` may not go onto an object carrying `rec`.
+    pub fn refuses(self, rec: &DrillRecord, run_id: &str) -> bool {
+        rec.run_id != run_id
+            && match self {
+                Stacking::Any => false,
+                Stacking::OnFinished => rec.owner.pid != 0 && owner_gone(&rec.owner) != Some(true),
+                Stacking::Never => true,
+            }
+    }
+}
+
 /// Identity and lifetime of a change.
 #[derive(Debug, Clone)]
 pub struct RecordMeta {
@@ -612,12 +624,7 @@ pub fn plan_change(
     // What earlier changes own, found again in the object as it is now.
     let existing = read_record(obj)?;
     if let Some(rec) = &existing
-        && rec.run_id != meta.run_id
-        && match meta.stacking {
-            Stacking::Any => false,
-            Stacking::OnFinished => rec.owner.pid != 0 && owner_gone(&rec.owner) != Some(true),
-            Stacking::Never => true,
-        }
+        && meta.stacking.refuses(rec, &meta.run_id)
     {
         return Err(PlanError::Stacked {
             object,
