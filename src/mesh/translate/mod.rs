@@ -1,0 +1,185 @@
+//! VirtualService → Envoy configuration, as istiod builds it for the fields meshdrill
+//! supports (FACTS.md; istio pilot/pkg/networking/core/route/route.go `TranslateFault`,
+//! route/retry/retry.go `ConvertPolicy`). Pure: values in, JSON out.
+//!
+//! Topology (one Envoy, a listener per hop):
+//! - `ingress`: the ingress gateway. Its routes ([`INGRESS_ROUTES`]) come from the
+//!   VirtualServices bound to a gateway — `gateways` names anything besides `mesh`.
+//!   Hosts no such VirtualService names get Envoy's 404, as at an Istio gateway.
+//! - `sidecar_<service>`: each service's outbound calls, as its sidecar. All sidecars
+//!   share the routes [`MESH_ROUTES`]: for each service, the VirtualService that applies
+//!   to mesh traffic (`gateways` absent, empty or listing `mesh`), else Istio's default
+//!   route (default retry policy, no timeout).
+//! - one cluster per service and DestinationRule subset, `outbound|<port>|<subset>|<host>`,
+//!   with replicas as static endpoints and Istio's circuit-breaker thresholds.
+//!
+//! One file per concern: [`listeners`] (the HTTP connection managers), [`clusters`]
+//! (clusters and DestinationRule traffic policy), [`hosts`] (host resolution and
+//! virtual-host domains), [`routes`] (route configurations and route actions),
+//! [`matches`] (match clauses), [`policy`] (fault and retry policy).
+
+mod clusters;
+mod hosts;
+mod listeners;
+mod matches;
+mod policy;
+mod routes;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use super::spec::MeshSpec;
+use listeners::listener;
+
+use hosts::vs_namespace;
+pub use hosts::{resolve_host, service_fqdn};
+pub use policy::{default_retry_policy, fault_config, retry_policy};
+
+/// The ingress listener's route configuration.
+pub const INGRESS_ROUTES: &str = "ingress";
+/// The sidecars' shared route configuration.
+pub const MESH_ROUTES: &str = "mesh";
+/// The ingress listener (and its stats prefix).
+pub const INGRESS_LISTENER: &str = "ingress";
+/// Istio sets every circuit-breaker threshold to 2^32 − 1.
+pub const ISTIO_MAX: u64 = u32::MAX as u64;
+
+pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
+const FAULT_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
+
+/// Where the generated configuration refers to files and ports.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The watched directory holding the RDS files.
+    pub rds_dir: PathBuf,
+    pub access_log: PathBuf,
+    /// Loopback port of each replica, per service name, in replica order.
+    pub replica_ports: BTreeMap<String, Vec<u16>>,
+}
+
+impl Layout {
+    pub fn rds_file(&self, route_config: &str) -> PathBuf {
+        self.rds_dir.join(format!("{route_config}.json"))
+    }
+}
+
+/// The generated Envoy resources (xDS resources, each with its `@type`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvoyConfig {
+    pub listeners: Vec<Value>,
+    pub clusters: Vec<Value>,
+    /// Route configurations by name.
+    pub routes: BTreeMap<String, Value>,
+    /// What the user should know: unknown hosts, missing subsets, unsupported fields.
+    pub warnings: Vec<String>,
+}
+
+/// The sidecar listener (and stats prefix) of a service.
+pub fn sidecar_listener(service: &str) -> String {
+    format!("sidecar_{service}")
+}
+
+/// Istio's cluster name for a service port and subset.
+pub fn cluster_name(port: u16, subset: Option<&str>, host: &str) -> String {
+    format!("outbound|{port}|{}|{host}", subset.unwrap_or(""))
+}
+
+/// The retry policy istiod gives one HTTP route of a VirtualService (`spec.http[i]`):
+/// its `retries` block, Istio's default policy without one, no retries for
+/// `attempts: 0`.
+pub fn route_retry_policy(route: &Value) -> crate::slo::retry::RetryPolicy {
+    crate::slo::retry::RetryPolicy::from_envoy(retry_policy(route.get("retries")).as_ref())
+}
+
+/// The Envoy cluster of the first destination of one HTTP route of `vs`: where a
+/// retry validation reads that hop's upstream requests, retries and overflow.
+/// `None` when the destination is not a service of the mesh.
+pub fn route_cluster(spec: &MeshSpec, vs: &Value, route: &Value) -> Option<String> {
+    let d = route.get("route")?.as_array()?.first()?;
+    let host = d.pointer("/destination/host")?.as_str()?;
+    let subset = d.pointer("/destination/subset").and_then(Value::as_str);
+    let fqdn = resolve_host(host, vs_namespace(vs));
+    let s = spec
+        .services
+        .iter()
+        .find(|s| service_fqdn(&s.name, &spec.namespace) == fqdn)?;
+    Some(cluster_name(s.port, subset, &s.name))
+}
+
+/// Whether a VirtualService applies at the ingress gateway.
+pub fn bound_to_ingress(vs: &Value) -> bool {
+    gateways(vs).is_some_and(|g| g.iter().any(|x| *x != "mesh"))
+}
+
+/// Whether a VirtualService applies to sidecar (service-to-service) traffic.
+pub fn bound_to_mesh(vs: &Value) -> bool {
+    match gateways(vs) {
+        None => true,
+        Some(g) => g.is_empty() || g.contains(&"mesh"),
+    }
+}
+
+fn gateways(vs: &Value) -> Option<Vec<&str>> {
+    vs.pointer("/spec/gateways")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+}
+
+fn vs_hosts(vs: &Value) -> Vec<&str> {
+    vs.pointer("/spec/hosts")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// A proto-JSON duration: `0.200s`.
+pub fn proto_duration(ms: u128) -> String {
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{}.{:03}s", ms / 1000, ms % 1000)
+    }
+}
+
+/// Translates the whole mesh.
+pub fn translate(spec: &MeshSpec, layout: &Layout) -> EnvoyConfig {
+    let mut t = Translator {
+        spec,
+        warnings: Vec::new(),
+    };
+    let clusters = t.clusters(layout);
+    let cluster_names: BTreeSet<String> = clusters
+        .iter()
+        .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
+        .collect();
+    let mut listeners = vec![listener(
+        INGRESS_LISTENER,
+        spec.ingress_port,
+        INGRESS_ROUTES,
+        layout,
+    )];
+    for s in spec.service_names() {
+        listeners.push(listener(&sidecar_listener(s), 0, MESH_ROUTES, layout));
+    }
+    let mut routes = BTreeMap::new();
+    routes.insert(INGRESS_ROUTES.to_string(), t.ingress_routes(&cluster_names));
+    routes.insert(MESH_ROUTES.to_string(), t.mesh_routes(&cluster_names));
+    EnvoyConfig {
+        listeners,
+        clusters,
+        routes,
+        warnings: t.warnings,
+    }
+}
+
+/// Wraps resources in the DiscoveryResponse that a path config source reads.
+pub fn discovery_response(version: u64, resources: &[Value]) -> Value {
+    json!({"version_info": version.to_string(), "resources": resources})
+}
+
+struct Translator<'a> {
+    spec: &'a MeshSpec,
+    warnings: Vec<String>,
+}

@@ -1,0 +1,332 @@
+//! Route configurations: the ingress gateway's and the sidecars', their virtual hosts,
+//! and each HTTP route's action — destinations and weights, direct responses, timeout,
+//! retry policy and fault (istiod's route.go BuildHTTPRoutesForVirtualService).
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
+
+use super::hosts::vs_namespace;
+use super::policy::{default_retry_policy, fault_config, retry_policy};
+use super::{
+    FAULT_FILTER, INGRESS_ROUTES, MESH_ROUTES, Translator, bound_to_ingress, bound_to_mesh,
+    cluster_name, gateways, proto_duration, vs_hosts,
+};
+use crate::istio::patch::object_label;
+use crate::istio::types::IstioDuration;
+
+impl Translator<'_> {
+    pub(super) fn ingress_routes(&mut self, clusters: &BTreeSet<String>) -> Value {
+        let mut vhosts = Vec::new();
+        let mut used = BTreeSet::new();
+        let spec = self.spec;
+        for vs in spec.virtual_services.iter().filter(|v| bound_to_ingress(v)) {
+            let domains = self.gateway_domains(vs, &mut used);
+            if domains.is_empty() {
+                continue;
+            }
+            let routes = self.routes(vs, clusters, Hop::Ingress);
+            vhosts.push(json!({"name": vhost_name(vs), "domains": domains, "routes": routes}));
+        }
+        route_configuration(INGRESS_ROUTES, vhosts)
+    }
+
+    pub(super) fn mesh_routes(&mut self, clusters: &BTreeSet<String>) -> Value {
+        let mut vhosts = Vec::new();
+        let mut used = BTreeSet::new();
+        let spec = self.spec;
+        let mesh_vss: Vec<&Value> = spec
+            .virtual_services
+            .iter()
+            .filter(|v| bound_to_mesh(v))
+            .collect();
+        for vs in &mesh_vss {
+            let domains = self.sidecar_domains(vs, &mut used);
+            if domains.is_empty() {
+                continue;
+            }
+            // The port the calls are made to: the (first) service the VS names.
+            let ns = vs_namespace(vs);
+            let port = vs_hosts(vs)
+                .iter()
+                .find_map(|h| self.services_named(h, ns).first().map(|s| s.to_string()))
+                .map_or(80, |s| self.service_port(&s));
+            let routes = self.routes(vs, clusters, Hop::Sidecar { port });
+            vhosts.push(json!({"name": vhost_name(vs), "domains": domains, "routes": routes}));
+        }
+        // Services no VirtualService covers get Istio's default route.
+        for name in spec.service_names() {
+            let covered = mesh_vss.iter().any(|vs| {
+                let ns = vs_namespace(vs);
+                vs_hosts(vs)
+                    .iter()
+                    .any(|h| self.services_named(h, ns).contains(&name))
+            });
+            if covered {
+                continue;
+            }
+            let port = self.service_port(name);
+            let domains = self.service_domains(name, &mut used);
+            let route = json!({
+                "name": "default",
+                "match": {"prefix": "/"},
+                "route": {
+                    "cluster": cluster_name(port, None, name),
+                    "timeout": "0s",
+                    "retry_policy": default_retry_policy(),
+                }
+            });
+            vhosts.push(
+                json!({"name": format!("{name}:{port}"), "domains": domains, "routes": [route]}),
+            );
+        }
+        route_configuration(MESH_ROUTES, vhosts)
+    }
+
+    pub(super) fn routes(
+        &mut self,
+        vs: &Value,
+        clusters: &BTreeSet<String>,
+        hop: Hop,
+    ) -> Vec<Value> {
+        let label = object_label(vs);
+        let vs_name = vs
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("vs");
+        let mut out = Vec::new();
+        let Some(http) = vs.pointer("/spec/http").and_then(Value::as_array) else {
+            self.warnings.push(format!(
+                "{label}: no spec.http routes; the local mesh routes HTTP only"
+            ));
+            return out;
+        };
+        for (i, r) in http.iter().enumerate() {
+            for key in [
+                "redirect",
+                "rewrite",
+                "mirror",
+                "mirrorPercentage",
+                "corsPolicy",
+                "headers",
+                "delegate",
+            ] {
+                if r.get(key).is_some() {
+                    self.warnings.push(format!(
+                        "{label}: spec.http[{i}].{key} is not supported by the local mesh; ignored"
+                    ));
+                }
+            }
+            let name = r
+                .get("name")
+                .and_then(Value::as_str)
+                .map(String::from)
+                .unwrap_or_else(|| format!("{vs_name}.{i}"));
+            let attempts = r
+                .pointer("/retries/attempts")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if r.get("fault").is_some() && attempts > 0 {
+                self.warnings.push(format!(
+                    "{label}: spec.http[{i}] has both a fault and retries: the fault's own hop does not retry what it injects (istio#13705); put the retries on the calling route"
+                ));
+            }
+            let action = self.action(&label, i, r, vs_namespace(vs), clusters);
+            let fault = r.get("fault").and_then(fault_config);
+            let matches: Vec<Value> = match r.get("match").and_then(Value::as_array) {
+                Some(ms) if !ms.is_empty() => {
+                    let kept: Vec<Value> = ms
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, m)| applies_on(m, vs, hop))
+                        .map(|(j, m)| self.route_match(&label, i, j, m))
+                        .collect();
+                    // As istiod: a route none of whose matches applies on this hop
+                    // is left out here.
+                    if kept.is_empty() {
+                        continue;
+                    }
+                    kept
+                }
+                _ => vec![json!({"prefix": "/"})],
+            };
+            for m in matches {
+                let mut route = Map::new();
+                route.insert("name".into(), json!(name));
+                route.insert("match".into(), m);
+                let (k, v) = action.clone();
+                route.insert(k, v);
+                if let Some(f) = &fault {
+                    route.insert("typed_per_filter_config".into(), json!({ FAULT_FILTER: f }));
+                }
+                out.push(Value::Object(route));
+            }
+        }
+        out
+    }
+
+    /// `("route", {...})` or `("direct_response", {...})`.
+    pub(super) fn action(
+        &mut self,
+        label: &str,
+        i: usize,
+        r: &Value,
+        vs_ns: &str,
+        clusters: &BTreeSet<String>,
+    ) -> (String, Value) {
+        if let Some(dr) = r.get("directResponse") {
+            let status = dr.get("status").and_then(Value::as_u64).unwrap_or(200);
+            let mut out = json!({"status": status});
+            if let Some(body) = dr.pointer("/body/string").and_then(Value::as_str) {
+                out["body"] = json!({"inline_string": body});
+            }
+            return ("direct_response".into(), out);
+        }
+        let mut dests: Vec<(String, u64)> = Vec::new();
+        let list = r
+            .get("route")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let single = list.len() == 1;
+        for d in &list {
+            let host = d
+                .pointer("/destination/host")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let subset = d.pointer("/destination/subset").and_then(Value::as_str);
+            let weight = crate::istio::spec::destination_weight(d, single);
+            let (name, port) = match self.service_for(host, vs_ns) {
+                Some(s) => (s.name.clone(), s.port),
+                None => {
+                    self.warnings.push(format!(
+                        "{label}: spec.http[{i}] routes to host {host}, which is not a service of the mesh: requests get 503 (no cluster)"
+                    ));
+                    (
+                        host.to_string(),
+                        d.pointer("/destination/port/number")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(80) as u16,
+                    )
+                }
+            };
+            if let Some(p) = d
+                .pointer("/destination/port/number")
+                .and_then(Value::as_u64)
+                && p != u64::from(port)
+            {
+                self.warnings.push(format!("{label}: spec.http[{i}] names port {p} of {host}, which listens on {port}; using {port}"));
+            }
+            let cluster = cluster_name(port, subset, &name);
+            if let Some(sub) = subset
+                && self.service_for(host, vs_ns).is_some()
+                && !clusters.contains(&cluster)
+            {
+                self.warnings.push(format!(
+                    "{label}: spec.http[{i}] names subset {sub} of {host}, which no DestinationRule defines: requests get 503 (no cluster), as in Istio"
+                ));
+            }
+            if weight > 0 {
+                dests.push((cluster, weight));
+            }
+        }
+        let mut route = Map::new();
+        match dests.as_slice() {
+            [] => {
+                self.warnings.push(format!(
+                    "{label}: spec.http[{i}] has no destination with a weight > 0"
+                ));
+                route.insert("cluster".into(), json!("blackhole"));
+            }
+            [(c, _)] => {
+                route.insert("cluster".into(), json!(c));
+            }
+            many => {
+                let cs: Vec<Value> = many
+                    .iter()
+                    .map(|(c, w)| json!({"name": c, "weight": w}))
+                    .collect();
+                route.insert("weighted_clusters".into(), json!({"clusters": cs}));
+            }
+        }
+        let timeout = r
+            .get("timeout")
+            .and_then(Value::as_str)
+            .and_then(|s| IstioDuration::parse_timeout(s).ok().flatten())
+            .map(|d| proto_duration(d.as_duration().as_millis()))
+            .unwrap_or_else(|| "0s".into());
+        route.insert("timeout".into(), json!(timeout));
+        if let Some(p) = retry_policy(r.get("retries")) {
+            route.insert("retry_policy".into(), p);
+        }
+        ("route".into(), Value::Object(route))
+    }
+}
+
+/// The hop a route configuration is for.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Hop {
+    /// The ingress gateway, taken to listen on port 80 (an Istio ingress gateway's
+    /// HTTP server port).
+    Ingress,
+    /// A sidecar's outbound calls to a service port.
+    Sidecar { port: u16 },
+}
+
+/// The gateway port `match.port` is compared with at the ingress.
+const INGRESS_MATCH_PORT: u64 = 80;
+
+/// Whether a match clause applies on a hop, as istiod's sourceMatchHTTP (`gateways`)
+/// and its per-port route building (`port`) decide.
+pub(super) fn applies_on(m: &Value, vs: &Value, hop: Hop) -> bool {
+    if let Some(p) = m.get("port").and_then(Value::as_u64) {
+        let hop_port = match hop {
+            Hop::Ingress => INGRESS_MATCH_PORT,
+            Hop::Sidecar { port } => u64::from(port),
+        };
+        if p != hop_port {
+            return false;
+        }
+    }
+    let Some(gws) = m.get("gateways").and_then(Value::as_array) else {
+        return true;
+    };
+    if gws.is_empty() {
+        return true;
+    }
+    // `ns/name` and `name` name the same gateway here.
+    let short = |g: &str| g.rsplit('/').next().unwrap_or(g).to_string();
+    let listed: Vec<String> = gws.iter().filter_map(Value::as_str).map(short).collect();
+    match hop {
+        Hop::Sidecar { .. } => listed.iter().any(|g| g == "mesh"),
+        Hop::Ingress => gateways(vs).is_some_and(|vg| {
+            vg.iter()
+                .filter(|g| **g != "mesh")
+                .any(|g| listed.contains(&short(g)))
+        }),
+    }
+}
+
+fn vhost_name(vs: &Value) -> String {
+    let ns = vs
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let name = vs
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    format!("{ns}/{name}")
+}
+
+/// As istiod's outbound and gateway route configurations: the port of the Host header
+/// is ignored when matching domains.
+fn route_configuration(name: &str, vhosts: Vec<Value>) -> Value {
+    json!({
+        "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+        "name": name,
+        "virtual_hosts": vhosts,
+        "validate_clusters": false,
+        "ignore_port_in_host_matching": true
+    })
+}
