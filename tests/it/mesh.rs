@@ -271,7 +271,7 @@ fn two_hop_retries_match_the_math_and_faults_are_not_retried_on_their_own_hop() 
 fn two_hop_retries_match_the_math_and_faults_are_not_retried_on_their_own_hop_once() -> Vec<Tally> {
     let _s = serial();
     let mesh = start(TWO_HOPS);
-    let front = "outbound|80||front";
+    let front = "outbound|80||front.default.svc.cluster.local";
 
     // 1. back fails 50%; the ingress retries 5xx twice: success 1 - 0.5^3 = 0.875,
     //    upstream requests per request 1 + 0.5 + 0.25 = 1.75.
@@ -338,7 +338,9 @@ fn two_hop_retries_match_the_math_and_faults_are_not_retried_on_their_own_hop_on
     ));
     let d = mesh.stats().expect("stats").since(&before);
     assert_eq!(
-        d.cluster("outbound|80||back-ok").expect("back-ok").retries,
+        d.cluster("outbound|80||back-ok.default.svc.cluster.local")
+            .expect("back-ok")
+            .retries,
         0
     );
     assert_eq!(
@@ -974,7 +976,7 @@ fn stats_until(
 fn timeouts_and_per_try_timeouts_are_enforced_and_counted() {
     let _s = serial();
     let mesh = start(SLOW);
-    let cluster = "outbound|80||slow";
+    let cluster = "outbound|80||slow.default.svc.cluster.local";
     let timeout = Change::Timeout(IstioDuration::from_millis(100).expect("ms"));
     mesh.apply("slow", &all(), Some(&timeout), &meta())
         .expect("timeout");
@@ -1415,7 +1417,9 @@ fn destination_rule_max_retries_overflows_retries_on_envoy() {
     );
     assert_eq!(out.len(), 600);
     let d = mesh.stats().expect("stats").since(&before);
-    let front = d.cluster("outbound|80||front").expect("front");
+    let front = d
+        .cluster("outbound|80||front.default.svc.cluster.local")
+        .expect("front");
     assert!(front.retry_overflow > 0, "{front:?}");
     assert!(front.retries > 0, "{front:?}");
 }
