@@ -1400,7 +1400,7 @@ fn ignore_uri_case_without_headers_port_and_gateways_pick_traffic_on_envoy() {
 
 /// A DestinationRule's `maxRetries` is Envoy's retry circuit breaker: at 1, the
 /// retries of concurrent failing requests overflow it. (`maxRetries: 0` is read as
-/// unset by istiod, like the fixture's: see tests/data/istiod/.)
+/// unset by istiod, like the fixture's — checked here on Envoy too; see tests/data/istiod/.)
 #[test]
 fn destination_rule_max_retries_overflows_retries_on_envoy() {
     let _s = serial();
@@ -1422,6 +1422,28 @@ fn destination_rule_max_retries_overflows_retries_on_envoy() {
         .expect("front");
     assert!(front.retry_overflow > 0, "{front:?}");
     assert!(front.retries > 0, "{front:?}");
+    drop(mesh);
+
+    // The fixture as written, `maxRetries: 0`: read as unset (2^32 − 1), as istiod
+    // does, so the same load retries and nothing overflows. (Copied as 0, every retry
+    // overflowed: this went red before the fix.)
+    let mesh = start(crate::mesh_translate::TRAFFIC_POLICY);
+    let before = mesh.stats().expect("stats");
+    let out = load(
+        mesh.ingress_addr(),
+        "front.default.svc.cluster.local",
+        "/",
+        600,
+        8,
+        LIMIT,
+    );
+    assert_eq!(out.len(), 600);
+    let d = mesh.stats().expect("stats").since(&before);
+    let front = d
+        .cluster("outbound|80||front.default.svc.cluster.local")
+        .expect("front");
+    assert!(front.retries > 0, "{front:?}");
+    assert_eq!(front.retry_overflow, 0, "{front:?}");
 }
 
 /// PIDs of the live (non-zombie) processes in process group `pgid`.
