@@ -1405,29 +1405,21 @@ fn ignore_uri_case_without_headers_port_and_gateways_pick_traffic_on_envoy() {
 fn destination_rule_max_retries_overflows_retries_on_envoy() {
     let _s = serial();
     let yaml = crate::mesh_translate::TRAFFIC_POLICY.replace("maxRetries: 0", "maxRetries: 1");
-    let mesh = start(&yaml);
-    let before = mesh.stats().expect("stats");
-    let out = load(
-        mesh.ingress_addr(),
-        "front.default.svc.cluster.local",
-        "/",
-        600,
-        8,
-        LIMIT,
-    );
-    assert_eq!(out.len(), 600);
-    let d = mesh.stats().expect("stats").since(&before);
-    let front = d
-        .cluster("outbound|80||front.default.svc.cluster.local")
-        .expect("front");
+    let front = front_after_600_requests(&yaml);
     assert!(front.retry_overflow > 0, "{front:?}");
     assert!(front.retries > 0, "{front:?}");
-    drop(mesh);
 
     // The fixture as written, `maxRetries: 0`: read as unset (2^32 − 1), as istiod
     // does, so the same load retries and nothing overflows. (Copied as 0, every retry
     // overflowed: this went red before the fix.)
-    let mesh = start(crate::mesh_translate::TRAFFIC_POLICY);
+    let front = front_after_600_requests(crate::mesh_translate::TRAFFIC_POLICY);
+    assert!(front.retries > 0, "{front:?}");
+    assert_eq!(front.retry_overflow, 0, "{front:?}");
+}
+
+/// The `front` cluster's counters over 600 requests on 8 connections to a new mesh.
+fn front_after_600_requests(yaml: &str) -> meshdrill::mesh::stats::ClusterStats {
+    let mesh = start(yaml);
     let before = mesh.stats().expect("stats");
     let out = load(
         mesh.ingress_addr(),
@@ -1439,11 +1431,9 @@ fn destination_rule_max_retries_overflows_retries_on_envoy() {
     );
     assert_eq!(out.len(), 600);
     let d = mesh.stats().expect("stats").since(&before);
-    let front = d
-        .cluster("outbound|80||front.default.svc.cluster.local")
-        .expect("front");
-    assert!(front.retries > 0, "{front:?}");
-    assert_eq!(front.retry_overflow, 0, "{front:?}");
+    d.cluster("outbound|80||front.default.svc.cluster.local")
+        .expect("front")
+        .clone()
 }
 
 /// PIDs of the live (non-zombie) processes in process group `pgid`.
