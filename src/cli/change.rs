@@ -142,6 +142,12 @@ pub struct TimeoutArgs {
 pub struct ClearArgs {
     #[command(flatten)]
     pub target: TargetArgs,
+    /// Restore meshdrill's fault, retries and timeout even where someone edited them
+    /// since meshdrill set them (without it such an edit is a conflict and nothing
+    /// changes); each overwritten edit is named on stderr. Other fields and routes are
+    /// kept as always
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run_fault(c: FaultCommand, out: &mut impl Write, err: &mut impl Write) -> CliResult {
@@ -178,7 +184,7 @@ pub fn run_fault(c: FaultCommand, out: &mut impl Write, err: &mut impl Write) ->
             (a.target, Change::Abort(spec))
         }
     };
-    apply(&target, Some(change), out, err)
+    apply(&target, Some(change), false, out, err)
 }
 
 pub fn run_retries(a: RetriesArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
@@ -200,11 +206,11 @@ pub fn run_retries(a: RetriesArgs, out: &mut impl Write, err: &mut impl Write) -
         },
         timeout: a.timeout,
     };
-    apply(&a.target, Some(change), out, err)
+    apply(&a.target, Some(change), false, out, err)
 }
 
 pub fn run_timeout(a: TimeoutArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
-    apply(&a.target, Some(Change::Timeout(a.timeout)), out, err)
+    apply(&a.target, Some(Change::Timeout(a.timeout)), false, out, err)
 }
 
 pub fn run_clear(a: ClearArgs, out: &mut impl Write, err: &mut impl Write) -> CliResult {
@@ -218,7 +224,7 @@ pub fn run_clear(a: ClearArgs, out: &mut impl Write, err: &mut impl Write) -> Cl
             "clear takes no --wait and no --for: it restores at once, there is nothing to hold or expire"
         )));
     }
-    apply(&a.target, None, out, err)
+    apply(&a.target, None, a.force, out, err)
 }
 
 /// Identity of a one-shot change (no --wait): no process holds it, so it lives until
@@ -232,12 +238,14 @@ pub fn one_shot_meta(ttl: Duration) -> RecordMeta {
         now: jiff::Timestamp::now(),
         ttl,
         stacking: crate::istio::Stacking::Any,
+        force: false,
     }
 }
 
 fn apply(
     t: &TargetArgs,
     change: Option<Change>,
+    force: bool,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> CliResult {
@@ -262,7 +270,10 @@ fn apply(
         }
         let name = t.name.clone().unwrap_or_default();
         let ns = t.namespace.as_deref();
-        let meta = one_shot_meta(t.ttl());
+        let meta = RecordMeta {
+            force,
+            ..one_shot_meta(t.ttl())
+        };
         let changed = if t.dry_run {
             target
                 .plan(&name, ns, &t.selector(), change.as_ref(), &meta)

@@ -330,6 +330,7 @@ pub fn run_recover(a: RecoverArgs, out: &mut impl Write, err: &mut impl Write) -
                         object: c.object,
                         patch: c.patch,
                         record,
+                        overwritten: c.warnings,
                     },
                     None => Cleared::Nothing { object: c.object },
                 })

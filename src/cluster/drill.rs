@@ -77,6 +77,8 @@ pub enum Cleared {
         object: Value,
         patch: Patch,
         record: DrillRecord,
+        /// A forced clear's overwritten edits ([`crate::istio::ClearPlan::overwritten`]).
+        overwritten: Vec<String>,
     },
 }
 
@@ -423,6 +425,7 @@ impl Cluster {
         ns: &str,
         name: &str,
         dry_run: bool,
+        force: bool,
     ) -> Result<Cleared, Error> {
         let conflict = |e: PlanError| match e {
             PlanError::Conflict { detail, .. } => Error::Conflict {
@@ -435,7 +438,7 @@ impl Cluster {
         let mut last = None;
         for _ in 0..PATCH_ATTEMPTS {
             let obj = self.get_vs(api, ns, name).await?;
-            let Some(plan) = plan_clear(&obj).map_err(conflict)? else {
+            let Some(plan) = plan_clear(&obj, force).map_err(conflict)? else {
                 return Ok(Cleared::Nothing { object: obj });
             };
             if dry_run {
@@ -443,6 +446,7 @@ impl Cluster {
                     object: plan.after,
                     patch: plan.patch,
                     record: plan.record,
+                    overwritten: plan.overwritten,
                 });
             }
             match self.patch_vs(api, ns, name, &plan.patch).await {
@@ -451,11 +455,12 @@ impl Cluster {
                         object,
                         patch: plan.patch,
                         record: plan.record,
+                        overwritten: plan.overwritten,
                     });
                 }
                 Err(f) if f.maybe_conflict() => {
                     let now = self.get_vs(api, ns, name).await?;
-                    match plan_clear(&now).map_err(conflict)? {
+                    match plan_clear(&now, force).map_err(conflict)? {
                         None => return Ok(Cleared::Nothing { object: now }),
                         Some(_) if rv(&obj) == rv(&now) => {
                             return Err(Error::PatchVirtualService {
@@ -475,6 +480,7 @@ impl Cluster {
                                 object: now,
                                 patch: plan.patch,
                                 record: plan.record,
+                                overwritten: plan.overwritten,
                             });
                         }
                         Landed::Unknown => UNKNOWN.to_string(),
@@ -514,6 +520,7 @@ impl Cluster {
         ns: &str,
         name: &str,
         budget: std::time::Duration,
+        force: bool,
         mut on_retry: impl FnMut(&Error, std::time::Duration),
     ) -> Result<Cleared, Error> {
         const ATTEMPTS: u32 = 40;
@@ -521,7 +528,7 @@ impl Cluster {
         let mut delay = std::time::Duration::from_millis(200);
         let mut attempt = 1;
         loop {
-            match self.clear(api, ns, name, false).await {
+            match self.clear(api, ns, name, false, force).await {
                 Err(e) if e.status() == Some(404) => return Ok(Cleared::Gone),
                 Err(e) if e.is_transient() && attempt < ATTEMPTS => {
                     let left = budget.saturating_sub(start.elapsed());

@@ -113,7 +113,7 @@ pub enum Error {
     Interrupted { namespace: String, name: String },
     /// Someone else changed what meshdrill was about to change.
     #[error(
-        "VirtualService {namespace}/{name}: conflict: {detail}; nothing was changed. Inspect the object, then re-run"
+        "VirtualService {namespace}/{name}: conflict: {detail}; nothing was changed. Inspect the object, then re-run (`meshdrill clear {name} -n {namespace} --force` restores meshdrill's fields over an edit of them)"
     )]
     Conflict {
         namespace: String,

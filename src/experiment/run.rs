@@ -471,6 +471,7 @@ impl Runner<'_> {
             now: jiff::Timestamp::now(),
             ttl: self.opts.ttl,
             stacking: crate::istio::Stacking::Never,
+            force: false,
         }
     }
 

@@ -191,8 +191,8 @@ pub fn plan_on(
             let p = plan_change(obj, selector, c, meta)?;
             (p.patch, p.after, p.routes, p.warnings, Some(p.record))
         }
-        None => match plan_clear(obj)? {
-            Some(p) => (p.patch, p.after, Vec::new(), Vec::new(), Some(p.record)),
+        None => match plan_clear(obj, meta.force)? {
+            Some(p) => (p.patch, p.after, Vec::new(), p.overwritten, Some(p.record)),
             None => (Patch(Vec::new()), obj.clone(), Vec::new(), Vec::new(), None),
         },
     };
@@ -356,6 +356,7 @@ impl MeshDir {
                 now,
                 ttl: Duration::from_secs(1),
                 stacking: crate::istio::Stacking::Any,
+                force: false,
             };
             let outcome = self
                 .apply(

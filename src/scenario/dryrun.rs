@@ -277,7 +277,9 @@ impl Runner<'_> {
         };
         let after = match change {
             Some(c) => crate::istio::plan_change(obj, selector, c, &self.meta).map(|p| p.after),
-            None => crate::istio::plan_clear(obj).map(|p| p.map_or(obj.clone(), |p| p.after)),
+            None => {
+                crate::istio::plan_clear(obj, false).map(|p| p.map_or(obj.clone(), |p| p.after))
+            }
         }
         .map_err(|e| plan_failed(step, e))?;
         store.insert(key, after);
@@ -299,7 +301,7 @@ impl Runner<'_> {
         let planned = match change {
             Some(c) => crate::istio::plan_change(&obj, selector, c, &self.meta)
                 .map(|p| (p.after, p.patch, p.routes, p.warnings, Some(p.record))),
-            None => crate::istio::plan_clear(&obj).map(|p| match p {
+            None => crate::istio::plan_clear(&obj, false).map(|p| match p {
                 Some(p) => (p.after, p.patch, Vec::new(), Vec::new(), Some(p.record)),
                 None => (
                     obj.clone(),

@@ -253,6 +253,7 @@ impl<'a> Runner<'a> {
             } else {
                 crate::istio::Stacking::OnFinished
             },
+            force: false,
         };
         Self {
             s,

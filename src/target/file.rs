@@ -94,17 +94,17 @@ impl FileTarget {
                 })
             }
             None => {
-                let (object, patch, record) =
-                    match plan_clear(&doc.value).map_err(|e| Self::located(doc, e))? {
-                        Some(p) => (p.after, p.patch, Some(p.record)),
-                        None => (doc.value.clone(), Patch(Vec::new()), None),
+                let (object, patch, record, warnings) =
+                    match plan_clear(&doc.value, meta.force).map_err(|e| Self::located(doc, e))? {
+                        Some(p) => (p.after, p.patch, Some(p.record), p.overwritten),
+                        None => (doc.value.clone(), Patch(Vec::new()), None, Vec::new()),
                     };
                 Ok(Changed {
                     namespace,
                     object,
                     patch,
                     routes: Vec::new(),
-                    warnings: Vec::new(),
+                    warnings,
                     record,
                     envoy: None,
                 })
@@ -112,14 +112,20 @@ impl FileTarget {
         }
     }
 
-    pub(super) fn clear(&self, name: &str, ns: Option<&str>) -> Result<Cleared, Error> {
+    pub(super) fn clear(
+        &self,
+        name: &str,
+        ns: Option<&str>,
+        force: bool,
+    ) -> Result<Cleared, Error> {
         let doc = self.pick(Some(name).filter(|n| !n.is_empty()), ns)?;
         Ok(
-            match plan_clear(&doc.value).map_err(|e| Self::located(doc, e))? {
+            match plan_clear(&doc.value, force).map_err(|e| Self::located(doc, e))? {
                 Some(p) => Cleared::Restored {
                     object: p.after,
                     patch: p.patch,
                     record: p.record,
+                    overwritten: p.overwritten,
                 },
                 None => Cleared::Nothing {
                     object: doc.value.clone(),

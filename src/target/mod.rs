@@ -359,7 +359,7 @@ impl ClusterTarget {
             }
             return self
                 .cluster
-                .rollback(&self.api, ns, name, budget, |e, wait| {
+                .rollback(&self.api, ns, name, budget, false, |e, wait| {
                     tracing::warn!(
                         "rollback of {ns}/{name} not done yet ({e}); trying again in {:.1}s",
                         wait.as_secs_f64()
@@ -448,7 +448,7 @@ impl Target {
                     None => {
                         let cl = c
                             .cluster
-                            .clear(&c.api, ns, name, true)
+                            .clear(&c.api, ns, name, true, meta.force)
                             .await
                             .map_err(Error::Cluster)?;
                         Ok(cleared_to_changed(ns, cl))
@@ -505,7 +505,9 @@ impl Target {
                             .await
                     }
                     None => {
-                        let cl = self.clear(name, Some(ns), rollback_budget()).await?;
+                        let cl = self
+                            .restore(name, Some(ns), rollback_budget(), meta.force)
+                            .await?;
                         Ok(cleared_to_changed(ns, cl))
                     }
                 }
@@ -522,8 +524,20 @@ impl Target {
         ns: Option<&str>,
         budget: Duration,
     ) -> Result<Cleared, Error> {
+        self.restore(name, ns, budget, false).await
+    }
+
+    /// [`Target::clear`]; `force` (`clear --force`) restores meshdrill's fields over
+    /// edits made since ([`crate::istio::plan_clear`]).
+    async fn restore(
+        &self,
+        name: &str,
+        ns: Option<&str>,
+        budget: Duration,
+        force: bool,
+    ) -> Result<Cleared, Error> {
         match self {
-            Target::File(f) => Ok(f.clear(name, ns)?),
+            Target::File(f) => Ok(f.clear(name, ns, force)?),
             Target::Mesh(m) => {
                 let (dir, name_, ns_) = (m.dir.clone(), name.to_string(), ns.map(str::to_string));
                 let before = {
@@ -535,7 +549,10 @@ impl Target {
                     Ok(None) => return Ok(Cleared::Nothing { object: before }),
                     Err(e) => return Err(Error::Mesh(MeshError::Plan(e))),
                 };
-                let meta = clear_meta();
+                let meta = RecordMeta {
+                    force,
+                    ..clear_meta()
+                };
                 let a = blocking(move || {
                     dir.apply(&name_, ns_.as_deref(), &RouteSelector::All, None, &meta)
                 })
@@ -544,13 +561,14 @@ impl Target {
                     object: a.object,
                     patch: a.patch,
                     record,
+                    overwritten: a.warnings,
                 })
             }
             Target::Cluster(c) => {
                 let ns = Self::cluster_ns(c, ns);
                 let r = c
                     .cluster
-                    .rollback(&c.api, ns, name, budget, |e, wait| {
+                    .rollback(&c.api, ns, name, budget, force, |e, wait| {
                         tracing::warn!(
                             "rollback of {ns}/{name} not done yet ({e}); trying again in {:.1}s",
                             wait.as_secs_f64()
@@ -593,21 +611,22 @@ impl Target {
 }
 
 fn cleared_to_changed(ns: &str, c: Cleared) -> Changed {
-    let (object, patch, record) = match c {
-        Cleared::Nothing { object } => (object, Patch(Vec::new()), None),
-        Cleared::Gone => (Value::Null, Patch(Vec::new()), None),
+    let (object, patch, record, warnings) = match c {
+        Cleared::Nothing { object } => (object, Patch(Vec::new()), None, Vec::new()),
+        Cleared::Gone => (Value::Null, Patch(Vec::new()), None, Vec::new()),
         Cleared::Restored {
             object,
             patch,
             record,
-        } => (object, patch, Some(record)),
+            overwritten,
+        } => (object, patch, Some(record), overwritten),
     };
     Changed {
         namespace: ns.to_string(),
         object,
         patch,
         routes: Vec::new(),
-        warnings: Vec::new(),
+        warnings,
         record,
         envoy: None,
     }
@@ -630,5 +649,6 @@ fn clear_meta() -> RecordMeta {
         now: jiff::Timestamp::now(),
         ttl: Duration::from_secs(1),
         stacking: crate::istio::Stacking::Any,
+        force: false,
     }
 }

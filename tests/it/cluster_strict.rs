@@ -349,7 +349,7 @@ fn a_rollback_that_meets_a_conflict_under_wait_keeps_the_operators_change() {
     // The operator changed the injected fault itself: the rollback does not force its
     // way over it; it names the field and leaves the record for `recover`/`clear`.
     let kube = FakeKube::start();
-    kube.put_vs(reviews("default"));
+    let before_edit = kube.put_vs(reviews("default"));
     let mut child = spawn_wait(&kube, "60s");
     assert!(wait_until(Duration::from_secs(20), || has_drill(&kube)));
     kube.edit_vs("default", "reviews", |o| {
@@ -368,6 +368,25 @@ fn a_rollback_that_meets_a_conflict_under_wait_keeps_the_operators_change() {
         "the operator's change is kept"
     );
     assert!(now.pointer(ANN).is_some(), "the record stays for recover");
+    // `recover` meets the same conflict once expired; `clear --force` restores the
+    // original over the operator's edit, naming it, and the record goes.
+    let (code, out, err) = run(md(&kube, Auth::Token).args(["clear", "reviews"]));
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(
+        err.contains("meshdrill clear reviews -n default --force"),
+        "says what to do: {err}"
+    );
+    let patches_before = patches(&kube).len();
+    let (code, out, err) = run(md(&kube, Auth::Token).args(["clear", "reviews", "--force"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("overwrote") && err.contains("percentage.value: 100 -> 80.0"),
+        "names the overwritten edit: {err}"
+    );
+    assert_eq!(patches(&kube).len(), patches_before + 1, "one PATCH");
+    let now = kube.vs("default", "reviews").expect("vs");
+    assert!(now.pointer(ANN).is_none(), "{now}");
+    assert_eq!(now.get("spec"), before_edit.get("spec"));
 }
 
 #[test]

@@ -244,6 +244,19 @@ fn an_operators_new_route_and_weights_survive_clear_on_a_file() {
         "names the edit: {err}"
     );
     assert_eq!(std::fs::read(&edited).expect("read"), before);
+    // `clear --force` restores the fault meshdrill set over the edit, says so, and
+    // still changes no file (it prints the result).
+    let (code, out, err) = run(meshdrill()
+        .args(["clear", "--force", "-o", "json", "-f"])
+        .arg(&edited));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("overwrote") && err.contains("httpStatus: 503 -> 418"),
+        "names the overwritten edit: {err}"
+    );
+    let forced: Value = serde_json::from_str(&out).expect("the cleared object as JSON");
+    assert_eq!(forced, yaml(SPLIT_VS), "the original");
+    assert_eq!(std::fs::read(&edited).expect("read"), before);
 }
 
 /// A drill (`run --mesh`) holds a total abort; meanwhile an operator `mesh apply`s the
@@ -487,6 +500,15 @@ fn mesh_apply_during_a_drill_then_clear_leaves_what_apply_set_minus_the_fault() 
         "names the edit: {err}"
     );
     assert_eq!(state_vs(&state, "reviews"), edited, "nothing overwritten");
+    // `clear --force` takes the fault back over the edit, naming it: what apply set
+    // before the fault is what runs.
+    let (code, out, err) = md_mesh(&state, &["clear", "reviews", "--force"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("overwrote") && err.contains("httpStatus: 503 -> 418"),
+        "names the overwritten edit: {err}"
+    );
+    assert_eq!(state_vs(&state, "reviews"), set);
 }
 
 // === two drills on one mesh ===

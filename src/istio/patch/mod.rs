@@ -87,7 +87,7 @@ pub enum PlanError {
     },
     /// What meshdrill changed was changed again by someone else.
     #[error(
-        "{object}: conflict: {detail}; nothing was changed. Inspect the object, then re-run, or remove the {ANNOTATION} annotation by hand to keep the current routes"
+        "{object}: conflict: {detail}; nothing was changed. Inspect the object, then re-run; `meshdrill clear --force` restores meshdrill's fields over the edit, or remove the {ANNOTATION} annotation by hand to keep the current routes"
     )]
     Conflict { object: String, detail: String },
     /// The record or patch would exceed what the Kubernetes API server accepts.
@@ -283,6 +283,10 @@ pub struct RecordMeta {
     pub ttl: Duration,
     /// Whether the change may stack on another run's drill.
     pub stacking: Stacking,
+    /// A clear (`clear --force`) restores meshdrill's fields even where someone edited
+    /// them since meshdrill set them, and names each edit it overwrites. No effect on a
+    /// change.
+    pub force: bool,
 }
 
 /// A planned change.
@@ -309,6 +313,9 @@ pub struct ClearPlan {
     pub patch: Patch,
     pub after: Value,
     pub record: DrillRecord,
+    /// Forced only: each edit of meshdrill's fields the rollback overwrites, and each
+    /// route meshdrill changed that is gone (nothing to restore there).
+    pub overwritten: Vec<String>,
 }
 
 /// `VirtualService ns/name` for messages.
@@ -513,6 +520,28 @@ fn locate(http: &[Value], rr: &RouteRecord, http_len: usize) -> Result<usize, St
             rr.index
         )),
     }
+}
+
+/// Whether [`locate`] found several routes `rr` could be: forcing cannot pick one.
+fn ambiguous(http: &[Value], rr: &RouteRecord) -> bool {
+    let Ok(owned) = owned_values(rr) else {
+        return false;
+    };
+    let named = |i: &usize| {
+        rr.name
+            .as_deref()
+            .is_some_and(|n| route_name(&http[*i]).as_deref() == Some(n))
+    };
+    let look_alike = (0..http.len())
+        .filter(|&i| {
+            owned.iter().all(|(k, o)| http[i].get(*k) == Some(&o.after))
+                && rr
+                    .fingerprint
+                    .as_deref()
+                    .is_none_or(|f| f == fingerprint(&http[i]))
+        })
+        .count();
+    (0..http.len()).filter(named).count() > 1 || look_alike > 1
 }
 
 /// Ops that test each owned field of `rr` at route `i` and restore its old value.
@@ -902,7 +931,13 @@ fn route_warnings(obj: &Value, indices: &[usize]) -> Vec<String> {
 /// Plans the rollback of everything meshdrill changed on `obj`; `None` when there is
 /// no drill record. Routes are found again even if others were added, removed or
 /// edited meanwhile; only meshdrill's own fields are tested and restored.
-pub fn plan_clear(obj: &Value) -> Result<Option<ClearPlan>, PlanError> {
+///
+/// `force` (`clear --force`): where meshdrill's own fields were edited since, restore
+/// them all the same (no `test` of them; the resourceVersion test stays, so a write
+/// racing the rollback still fails it), and skip a route meshdrill changed that is
+/// gone; [`ClearPlan::overwritten`] names each. Routes that cannot be told apart
+/// (unnamed look-alikes) stay a conflict: forcing would pick one at random.
+pub fn plan_clear(obj: &Value, force: bool) -> Result<Option<ClearPlan>, PlanError> {
     let object = object_label(obj);
     let Some(record) = read_record(obj)? else {
         return Ok(None);
@@ -916,8 +951,23 @@ pub fn plan_clear(obj: &Value) -> Result<Option<ClearPlan>, PlanError> {
         .and_then(Value::as_array)
         .ok_or_else(|| conflict("spec.http was removed since meshdrill changed it".into()))?;
     let mut all: Vec<Value> = rv_test(obj).into_iter().collect();
+    let mut overwritten = Vec::new();
     for rr in &record.routes {
-        let i = locate(current, rr, record.http_len).map_err(&conflict)?;
+        let found = locate(current, rr, record.http_len);
+        if force {
+            match found.or_else(|e| forced_locate(current, rr, record.http_len).ok_or(e)) {
+                Ok(i) => {
+                    let (ops, edited) =
+                        forced_restore_ops(i, rr, &current[i]).map_err(&conflict)?;
+                    all.extend(ops);
+                    overwritten.extend(edited);
+                }
+                Err(e) if ambiguous(current, rr) => return Err(conflict(e)),
+                Err(e) => overwritten.push(format!("{e}: nothing to restore there")),
+            }
+            continue;
+        }
+        let i = found.map_err(&conflict)?;
         all.extend(restore_ops(i, rr).map_err(&conflict)?);
     }
     let ann = annotation_pointer();
@@ -937,7 +987,58 @@ pub fn plan_clear(obj: &Value) -> Result<Option<ClearPlan>, PlanError> {
         patch,
         after,
         record,
+        overwritten,
     }))
+}
+
+/// For a forced clear, the route `rr` describes when [`locate`] refused it because
+/// meshdrill's own fields were edited: the route of that name (when unique), else the
+/// route at its old index when the route count and its match and destinations are
+/// unchanged. `None` when the route is gone.
+fn forced_locate(http: &[Value], rr: &RouteRecord, http_len: usize) -> Option<usize> {
+    if let Some(name) = &rr.name {
+        let named: Vec<usize> = (0..http.len())
+            .filter(|&i| route_name(&http[i]).as_deref() == Some(name))
+            .collect();
+        if let [i] = named.as_slice() {
+            return Some(*i);
+        }
+    }
+    (http.len() == http_len
+        && http.get(rr.index).is_some_and(|r| {
+            rr.fingerprint
+                .as_deref()
+                .is_none_or(|f| f == fingerprint(r))
+        }))
+    .then_some(rr.index)
+}
+
+/// Ops that restore each owned field of `rr` at route `i` (now `route`) whatever it
+/// holds now, and the edits they overwrite (`spec.http[0].fault.abort…: 100 -> 80`).
+fn forced_restore_ops(
+    i: usize,
+    rr: &RouteRecord,
+    route: &Value,
+) -> Result<(Vec<Value>, Vec<String>), String> {
+    let mut ops = Vec::new();
+    let mut edited = Vec::new();
+    for (k, o) in owned_values(rr)? {
+        let path = format!("/spec/http/{i}/{}", escape_pointer(k));
+        let now = route.get(k);
+        if now != Some(&o.after) {
+            edited.push(format!(
+                "overwrote an edit made since meshdrill set it: {}",
+                edits(&path, &o.after, now)
+            ));
+        }
+        match (o.before, now) {
+            (None, Some(_)) => ops.push(json!({"op": "remove", "path": path})),
+            (None, None) => {}
+            (Some(b), Some(_)) => ops.push(json!({"op": "replace", "path": path, "value": b})),
+            (Some(b), None) => ops.push(json!({"op": "add", "path": path, "value": b})),
+        }
+    }
+    Ok((ops, edited))
 }
 
 /// A JSON pointer as a dotted field path: `/spec/http/1/fault` -> `spec.http[1].fault`.

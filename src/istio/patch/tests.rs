@@ -18,6 +18,7 @@ fn meta() -> RecordMeta {
         now: jiff::Timestamp::from_second(1_800_000_000).expect("ts"),
         ttl: Duration::from_secs(600),
         stacking: crate::istio::Stacking::Any,
+        force: false,
     }
 }
 
@@ -64,7 +65,9 @@ fn delay_keeps_existing_abort_and_clear_restores_it() {
         plan.after["spec"]["http"][1], obj["spec"]["http"][1],
         "other route untouched"
     );
-    let clear = plan_clear(&plan.after).expect("clear").expect("record");
+    let clear = plan_clear(&plan.after, false)
+        .expect("clear")
+        .expect("record");
     assert_eq!(clear.after, obj);
 }
 
@@ -97,7 +100,9 @@ fn stacked_changes_restore_the_original() {
         p2.after["spec"]["http"][1]["fault"]["abort"]["httpStatus"],
         503
     );
-    let clear = plan_clear(&p2.after).expect("clear").expect("record");
+    let clear = plan_clear(&p2.after, false)
+        .expect("clear")
+        .expect("record");
     assert_eq!(clear.after, obj);
 }
 
@@ -106,7 +111,7 @@ fn clear_after_concurrent_edit_is_a_conflict_naming_the_field() {
     let plan = plan_change(&vs(), &RouteSelector::Index(1), &abort(50.0), &meta()).expect("plan");
     let mut edited = plan.after.clone();
     edited["spec"]["http"][1]["fault"]["abort"]["httpStatus"] = json!(502);
-    let err = plan_clear(&edited).expect_err("conflict");
+    let err = plan_clear(&edited, false).expect_err("conflict");
     let msg = err.to_string();
     assert!(matches!(err, PlanError::Conflict { .. }), "{msg}");
     assert!(
@@ -118,7 +123,7 @@ fn clear_after_concurrent_edit_is_a_conflict_naming_the_field() {
     // Another route edited meanwhile does not block the clear.
     let mut other = plan.after.clone();
     other["spec"]["http"][0]["timeout"] = json!("9s");
-    let clear = plan_clear(&other).expect("clear").expect("record");
+    let clear = plan_clear(&other, false).expect("clear").expect("record");
     assert_eq!(clear.after["spec"]["http"][0]["timeout"], "9s");
     assert_eq!(clear.after["spec"]["http"][1], vs()["spec"]["http"][1]);
 }
@@ -172,7 +177,7 @@ fn annotations_map_created_and_removed() {
         .remove("resourceVersion");
     let plan = plan_change(&obj, &RouteSelector::All, &abort(30.0), &meta()).expect("plan");
     assert!(plan.record.created_annotations);
-    let clear = plan_clear(&plan.after).expect("c").expect("r");
+    let clear = plan_clear(&plan.after, false).expect("c").expect("r");
     assert_eq!(clear.after, obj);
     assert!(clear.after["metadata"].get("annotations").is_none());
 }
@@ -290,7 +295,7 @@ proptest! {
                 Err(e) => return Err(TestCaseError::fail(e.to_string())),
             }
         }
-        let cleared = plan_clear(&cur).expect("clear plans");
+        let cleared = plan_clear(&cur, false).expect("clear plans");
         match cleared {
             Some(c) => {
                 prop_assert!(applied > 0);
@@ -311,7 +316,7 @@ proptest! {
         let field = ch.owned_fields()[0];
         let mut stale = plan.after.clone();
         stale["spec"]["http"][i][field] = json!("edited");
-        let conflict = matches!(plan_clear(&stale), Err(PlanError::Conflict { .. }));
+        let conflict = matches!(plan_clear(&stale, false), Err(PlanError::Conflict { .. }));
         prop_assert!(conflict, "clear of a stale object must conflict");
         // a route the change really alters is guarded by a test of the route as read
         if plan.after["spec"]["http"][i] != obj["spec"]["http"][i] {
@@ -349,7 +354,7 @@ proptest! {
         edit(&mut expected);
         let mut edited = cur.clone();
         edit(&mut edited);
-        match plan_clear(&edited).expect("clear plans despite the edits") {
+        match plan_clear(&edited, false).expect("clear plans despite the edits") {
             Some(c) => prop_assert_eq!(c.after, expected),
             None => prop_assert_eq!(edited, expected),
         }
@@ -372,7 +377,7 @@ fn clear_survives_a_weight_edit_and_a_route_inserted_in_front() {
         0,
         json!({"name": "canary", "route": [{"destination": {"host": "reviews", "subset": "v3"}}]}),
     );
-    let clear = plan_clear(&edited).expect("clear").expect("record");
+    let clear = plan_clear(&edited, false).expect("clear").expect("record");
     let routes = &clear.after["spec"]["http"];
     assert_eq!(routes[0]["name"], "canary", "inserted route kept");
     assert_eq!(
@@ -398,7 +403,10 @@ fn identical_unnamed_routes_after_an_insert_are_refused_not_guessed() {
     let plan = plan_change(&obj, &RouteSelector::Index(1), &abort(50.0), &meta()).expect("plan");
     // without moves, the index is trusted
     assert_eq!(
-        plan_clear(&plan.after).expect("clear").expect("rec").after,
+        plan_clear(&plan.after, false)
+            .expect("clear")
+            .expect("rec")
+            .after,
         obj
     );
     let mut moved = plan.after.clone();
@@ -407,7 +415,7 @@ fn identical_unnamed_routes_after_an_insert_are_refused_not_guessed() {
         .expect("http")
         .insert(0, json!({"name": "x", "route": []}));
     // one candidate carries the fault, so it is found even though routes moved
-    let c = plan_clear(&moved).expect("clear").expect("rec");
+    let c = plan_clear(&moved, false).expect("clear").expect("rec");
     assert!(c.after["spec"]["http"][2].get("fault").is_none());
     // both identical routes faulted, then routes moved: which is which cannot be told
     let both = plan_change(&obj, &RouteSelector::All, &abort(50.0), &meta()).expect("plan");
@@ -416,7 +424,7 @@ fn identical_unnamed_routes_after_an_insert_are_refused_not_guessed() {
         .as_array_mut()
         .expect("http")
         .insert(0, json!({"name": "x", "route": []}));
-    let err = plan_clear(&moved).expect_err("ambiguous");
+    let err = plan_clear(&moved, false).expect_err("ambiguous");
     assert!(err.to_string().contains("name the routes"), "{err}");
 }
 
@@ -533,7 +541,9 @@ fn abort_then_delay_keeps_both_and_remove_abort_keeps_the_delay() {
         rec.changes.last().map(|c| c.change.as_str()),
         Some("remove abort")
     );
-    let clear = plan_clear(&plan.after).expect("clear").expect("record");
+    let clear = plan_clear(&plan.after, false)
+        .expect("clear")
+        .expect("record");
     byte_eq(&clear.after, &obj);
 }
 
@@ -722,7 +732,7 @@ proptest! {
                 Err(PlanError::NoSuchRoute { .. }) => {}
                 Err(e) => return Err(TestCaseError::fail(e.to_string())),
             }
-            match plan_clear(&cur).expect("clear plans") {
+            match plan_clear(&cur, false).expect("clear plans") {
                 Some(c) => prop_assert_eq!(&c.after, &obj),
                 None => prop_assert_eq!(&cur, &obj),
             }
@@ -736,7 +746,7 @@ proptest! {
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(&apply(&cur, &plan.patch).expect("removal applies"), &plan.after);
             cur = plan.after;
-            match plan_clear(&cur).expect("clear plans") {
+            match plan_clear(&cur, false).expect("clear plans") {
                 Some(c) => prop_assert_eq!(&c.after, &obj),
                 None => prop_assert_eq!(&cur, &obj),
             }
@@ -874,4 +884,96 @@ fn stacking_on_another_runs_drill_follows_the_change_s_policy() {
     assert!(plan_change(&finished, &RouteSelector::All, &abort(50.0), &m).is_ok());
     m.stacking = Stacking::Never;
     assert!(plan_change(&finished, &RouteSelector::All, &abort(50.0), &m).is_err());
+}
+
+/// `clear --force`: an edit of meshdrill's own fault is overwritten (and named), the
+/// rest of the object as others left it is kept, the record goes.
+#[test]
+fn a_forced_clear_restores_over_an_edit_of_meshdrill_s_fields_and_names_it() {
+    let obj = vs();
+    let plan = plan_change(&obj, &RouteSelector::All, &abort(50.0), &meta()).expect("plan");
+    let mut edited = plan.after.clone();
+    edited["spec"]["http"][0]["fault"]["abort"]["percentage"]["value"] = json!(80);
+    edited["spec"]["http"][1]["timeout"] = json!("3s");
+    assert!(plan_clear(&edited, false).is_err(), "a conflict unforced");
+    let forced = plan_clear(&edited, true).expect("forced").expect("record");
+    let mut want = obj.clone();
+    want["spec"]["http"][1]["timeout"] = json!("3s");
+    assert_eq!(
+        forced.after, want,
+        "meshdrill's fields restored, the rest kept"
+    );
+    assert_eq!(forced.overwritten.len(), 1, "{:?}", forced.overwritten);
+    assert!(
+        forced.overwritten[0].contains("spec.http[0].fault.abort.percentage.value: 50 -> 80"),
+        "{:?}",
+        forced.overwritten
+    );
+    // The resourceVersion is still tested: a write racing the rollback fails it.
+    let text = serde_json::to_string(&forced.patch).expect("json");
+    assert!(
+        text.contains(r#""path":"/metadata/resourceVersion""#),
+        "{text}"
+    );
+    // Unedited, a forced clear is the plain clear.
+    let plain = plan_clear(&plan.after, false)
+        .expect("clear")
+        .expect("record");
+    let forced_plain = plan_clear(&plan.after, true)
+        .expect("forced")
+        .expect("record");
+    assert_eq!(forced_plain.after, plain.after);
+    assert!(forced_plain.overwritten.is_empty());
+}
+
+#[test]
+fn a_forced_clear_puts_back_a_removed_field_and_skips_a_removed_route() {
+    let obj = vs();
+    let plan = plan_change(&obj, &RouteSelector::All, &abort(50.0), &meta()).expect("plan");
+    // Route v2's fault (there before the drill, 500 on 10%) was removed by hand; route
+    // rest was deleted.
+    let mut edited = plan.after.clone();
+    edited["spec"]["http"][0]
+        .as_object_mut()
+        .expect("route")
+        .remove("fault");
+    edited["spec"]["http"]
+        .as_array_mut()
+        .expect("http")
+        .truncate(1);
+    let forced = plan_clear(&edited, true).expect("forced").expect("record");
+    assert_eq!(
+        forced.after["spec"]["http"][0], obj["spec"]["http"][0],
+        "v2's own fault is back"
+    );
+    assert_eq!(
+        forced.after["spec"]["http"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert!(forced.after.pointer("/metadata/annotations").is_none());
+    let notes = forced.overwritten.join("\n");
+    assert!(notes.contains("spec.http[0].fault was removed"), "{notes}");
+    assert!(notes.contains("nothing to restore there"), "{notes}");
+}
+
+#[test]
+fn a_forced_clear_does_not_guess_between_look_alike_routes() {
+    let obj = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "r"},
+        "spec": {"hosts": ["r"], "http": [
+            {"route": [{"destination": {"host": "r"}}]},
+            {"route": [{"destination": {"host": "r"}}]}
+        ]}
+    });
+    let plan = plan_change(&obj, &RouteSelector::Index(0), &abort(50.0), &meta()).expect("plan");
+    // A third route like the drilled one, with the same fault, is inserted first.
+    let mut edited = plan.after.clone();
+    let copy = edited["spec"]["http"][0].clone();
+    edited["spec"]["http"]
+        .as_array_mut()
+        .expect("http")
+        .insert(0, copy);
+    let err = plan_clear(&edited, true).expect_err("ambiguous");
+    assert!(err.to_string().contains("look like"), "{err}");
 }

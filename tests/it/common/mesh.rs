@@ -62,6 +62,7 @@ pub fn meta() -> RecordMeta {
         now: jiff::Timestamp::now(),
         ttl: Duration::from_secs(600),
         stacking: meshdrill::istio::Stacking::Any,
+        force: false,
     }
 }
 
