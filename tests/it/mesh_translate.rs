@@ -408,3 +408,142 @@ fn destination_rule_traffic_policy_sets_circuit_breakers_outlier_detection_and_l
     );
     snap!("traffic_policy_clusters", &c.clusters);
 }
+
+/// DestinationRule fields a drill depends on, as istiod 1.27+ translates them
+/// (pilot/pkg/networking/core/cluster_traffic_policy.go): `retryBudget`
+/// (applyRetryBudget; default 20% and 3 as fixed by istio#59505 in 1.28.6/1.29.2),
+/// `consecutiveGatewayErrors`, `minHealthPercent`, `splitExternalLocalOriginErrors` /
+/// `consecutiveLocalOriginFailures` (applyOutlierDetection).
+const DR_FIELDS: &str = "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: t}
+spec:
+  services:
+  - name: back
+    replicas: 2
+    labels: {version: v1}
+  - name: back
+    labels: {version: v2}
+  - name: front
+  - name: side
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: back}
+spec:
+  host: back
+  trafficPolicy:
+    retryBudget: {percent: 25.5, minRetryConcurrency: 7}
+    outlierDetection:
+      consecutive5xxErrors: 10
+      consecutiveGatewayErrors: 2
+      minHealthPercent: 60
+      splitExternalLocalOriginErrors: true
+      consecutiveLocalOriginFailures: 4
+      interval: 1s
+  subsets:
+  - name: v1
+    labels: {version: v1}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      retryBudget: {}
+      outlierDetection: {consecutiveGatewayErrors: 0}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: front}
+spec:
+  host: front
+  trafficPolicy:
+    outlierDetection: {consecutiveGatewayErrors: 5, consecutiveLocalOriginFailures: 3}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: side}
+spec:
+  host: side
+  trafficPolicy:
+    retryBudget: {percent: 250, minRetryConcurrency: 0}
+";
+
+#[test]
+fn destination_rule_retry_budget_gateway_errors_panic_threshold_and_local_origin() {
+    let c = config(DR_FIELDS);
+    let cl = |name: &str| {
+        c.clusters
+            .iter()
+            .find(|x| x["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let back = cl("outbound|80||back");
+    let t = &back["circuit_breakers"]["thresholds"][0];
+    assert_eq!(t["retry_budget"]["budget_percent"]["value"], 25.5, "{back}");
+    assert_eq!(t["retry_budget"]["min_retry_concurrency"], 7);
+    let od = &back["outlier_detection"];
+    assert_eq!(od["consecutive_5xx"], 10);
+    assert_eq!(od["consecutive_gateway_failure"], 2);
+    assert_eq!(od["enforcing_consecutive_gateway_failure"], 100);
+    assert_eq!(od["split_external_local_origin_errors"], true);
+    assert_eq!(od["consecutive_local_origin_failure"], 4);
+    assert_eq!(od["enforcing_consecutive_local_origin_failure"], 100);
+    assert_eq!(od["enforcing_local_origin_success_rate"], 0);
+    assert_eq!(
+        back["common_lb_config"]["healthy_panic_threshold"]["value"],
+        60.0
+    );
+    // A subset inherits the rule's sections it does not give.
+    let v1 = cl("outbound|80|v1|back");
+    assert_eq!(
+        v1["circuit_breakers"]["thresholds"][0]["retry_budget"],
+        t["retry_budget"]
+    );
+    // An empty retryBudget: istiod's defaults (20%, 3). Its own outlierDetection
+    // replaces the rule's whole: gateway errors 0 = not enforced, panic threshold 0.
+    let v2 = cl("outbound|80|v2|back");
+    let rb = &v2["circuit_breakers"]["thresholds"][0]["retry_budget"];
+    assert_eq!(rb["budget_percent"]["value"], 20.0, "{v2}");
+    assert_eq!(rb["min_retry_concurrency"], 3);
+    assert_eq!(v2["outlier_detection"]["consecutive_gateway_failure"], 0);
+    assert_eq!(
+        v2["outlier_detection"]["enforcing_consecutive_gateway_failure"],
+        0
+    );
+    assert!(v2["outlier_detection"].get("consecutive_5xx").is_none());
+    assert_eq!(
+        v2["common_lb_config"]["healthy_panic_threshold"]["value"],
+        0.0
+    );
+    // Unsplit: local-origin failures are not counted apart (istiod ignores the count).
+    let front = cl("outbound|80||front");
+    assert!(
+        front["outlier_detection"]
+            .get("split_external_local_origin_errors")
+            .is_none()
+    );
+    assert!(
+        front["outlier_detection"]
+            .get("consecutive_local_origin_failure")
+            .is_none()
+    );
+    // A percent out of range is not sent to Envoy (which would reject the cluster).
+    let side = cl("outbound|80||side");
+    let rb = &side["circuit_breakers"]["thresholds"][0]["retry_budget"];
+    assert_eq!(rb["budget_percent"]["value"], 20.0, "{side}");
+    assert_eq!(rb["min_retry_concurrency"], 3);
+    let w = c.warnings.join("\n");
+    assert!(
+        w.contains("consecutiveGatewayErrors 5 is not below consecutive5xxErrors 5 (Envoy's default when unset)"),
+        "{w}"
+    );
+    assert!(
+        w.contains(
+            "consecutiveLocalOriginFailures has no effect without splitExternalLocalOriginErrors"
+        ),
+        "{w}"
+    );
+    assert!(w.contains("retryBudget.percent 250"), "{w}");
+    assert!(!w.contains("not supported"), "{w}");
+    snap!("destination_rule_fields_clusters", &c.clusters);
+}
