@@ -20,7 +20,8 @@ impl Translator<'_> {
                 .filter(|s| s.name == name)
                 .collect();
             let port = entries.first().map(|s| s.port).unwrap_or(80);
-            let ports = layout.replica_ports.get(name).cloned().unwrap_or_default();
+            // Each replica's inbound sidecar when it has one, else the replica itself.
+            let ports = layout.endpoint_ports(name);
             // Replica i of the service, with the labels of its entry.
             let mut replicas = Vec::new();
             for e in &entries {
@@ -40,7 +41,7 @@ impl Translator<'_> {
                     resolve_host(&d.host, &d.namespace) == service_fqdn(name, &spec.namespace)
                 })
                 .collect();
-            let mut c = cluster(&cluster_name(port, None, name), &all);
+            let mut c = static_cluster(&cluster_name(port, None, name), &all);
             if let Some(dr) = rules.first() {
                 let label = format!("DestinationRule {}", dr.name);
                 self.traffic_policy(&mut c, &label, dr.traffic_policy.as_ref(), None);
@@ -59,7 +60,7 @@ impl Translator<'_> {
                             dr.name, sub.name, dr.host, sub.labels
                         ));
                     }
-                    let mut c = cluster(&cluster_name(port, Some(&sub.name), name), &eps);
+                    let mut c = static_cluster(&cluster_name(port, Some(&sub.name), name), &eps);
                     let label = format!("DestinationRule {} subset {}", dr.name, sub.name);
                     self.traffic_policy(
                         &mut c,
@@ -375,7 +376,9 @@ impl Translator<'_> {
 /// Envoy's `consecutive_5xx` when the cluster's outlier detection leaves it unset.
 const ENVOY_CONSECUTIVE_5XX: u32 = 5;
 
-fn cluster(name: &str, ports: &[u16]) -> Value {
+/// A STATIC cluster of loopback endpoints with Istio's circuit-breaker defaults
+/// (getDefaultCircuitBreakerThresholds) and connect timeout (10 s, MeshConfig default).
+pub(super) fn static_cluster(name: &str, ports: &[u16]) -> Value {
     let eps: Vec<Value> = ports
         .iter()
         .map(|p| json!({"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}))
