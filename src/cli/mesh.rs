@@ -464,11 +464,26 @@ fn write_banner(
             .flatten()
             .map(|p| p.to_string())
             .collect();
+        let inbound: Vec<String> = st
+            .inbound_ports
+            .get(s)
+            .into_iter()
+            .flatten()
+            .map(|p| p.to_string())
+            .collect();
         writeln!(
             out,
-            "  {s}: {} replica(s) on 127.0.0.1:{{{}}}, outbound via 127.0.0.1:{}",
+            "  {s}: {} replica(s) on 127.0.0.1:{{{}}}{}, outbound via 127.0.0.1:{}",
             ports.len(),
             ports.join(","),
+            if inbound.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " behind inbound sidecars 127.0.0.1:{{{}}}",
+                    inbound.join(",")
+                )
+            },
             st.sidecar_ports.get(s).copied().unwrap_or(0)
         )?;
     }

@@ -18,6 +18,10 @@ use crate::slo::retry::Chain;
 /// The name of the first caller of every chain.
 pub const INGRESS: &str = "ingress";
 
+/// The inbound sidecar of each replica is no hop here: its retries
+/// (`reset-before-request`) re-send only requests the replica never received, so they
+/// multiply no calls a service handles.
+///
 /// Every maximal call path from the ingress through the mesh, with the worst-case
 /// attempts per hop and their product, sorted by amplification (largest first).
 ///
@@ -277,6 +281,7 @@ mod tests {
             name: "t".into(),
             namespace: "default".into(),
             ingress_port: 0,
+            inbound_sidecars: true,
             services,
             virtual_services: vss,
             destination_rules: vec![],

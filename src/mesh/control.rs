@@ -57,6 +57,7 @@ pub fn layout(dir: &Path, st: &MeshState) -> Layout {
         rds_dir: files.rds_dir,
         access_log: StateDir::new(dir).access_log(),
         replica_ports: st.replica_ports.clone(),
+        inbound_ports: st.inbound_ports.clone(),
     }
 }
 

@@ -87,6 +87,7 @@ mod tests {
             ]
             .into_iter()
             .collect(),
+            ..Default::default()
         };
         let c = super::translate::translate(&spec, &layout);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);

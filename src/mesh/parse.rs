@@ -63,17 +63,28 @@ pub(super) fn parse_mesh(d: &Document) -> Result<MeshSpec, MeshError> {
         ));
     };
     for k in spec.keys() {
-        if !["ingress", "services", "namespace"].contains(&k.as_str()) {
+        if !["ingress", "services", "namespace", "inboundSidecars"].contains(&k.as_str()) {
             return Err(invalid(
                 d,
                 &format!("/spec/{k}"),
-                "unknown field; allowed: ingress, namespace, services",
+                "unknown field; allowed: ingress, namespace, services, inboundSidecars",
             ));
         }
     }
     let ingress_port = match v.pointer("/spec/ingress/port") {
         None => 0,
         Some(p) => port(d, "/spec/ingress/port", p, true)?,
+    };
+    let inbound_sidecars = match spec.get("inboundSidecars") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(invalid(
+                d,
+                "/spec/inboundSidecars",
+                format!("invalid value {other}: true or false"),
+            ));
+        }
     };
     let Some(list) = spec
         .get("services")
@@ -111,6 +122,7 @@ pub(super) fn parse_mesh(d: &Document) -> Result<MeshSpec, MeshError> {
         name,
         namespace,
         ingress_port,
+        inbound_sidecars,
         services,
         virtual_services: Vec::new(),
         destination_rules: Vec::new(),

@@ -114,14 +114,17 @@ impl RunningMesh {
         for d in [&files.rds_dir, &sd.logs(), &sd.control()] {
             std::fs::create_dir_all(d).map_err(MeshError::io(d))?;
         }
-        // Replica ports first: the clusters name them.
+        // Replica ports first: the clusters name them. So do the ports of the
+        // replicas' inbound sidecars, which callers reach them through.
         let mut replica_ports = BTreeMap::new();
+        let mut inbound_ports = BTreeMap::new();
+        let mut taken = std::collections::BTreeSet::new();
         for name in spec.service_names() {
             let n = spec.replicas_of(name).len();
-            let ports = (0..n)
-                .map(|_| process::free_port())
-                .collect::<Result<Vec<_>, _>>()?;
-            replica_ports.insert(name.to_string(), ports);
+            replica_ports.insert(name.to_string(), distinct_free_ports(n, &mut taken)?);
+            if spec.inbound_sidecars {
+                inbound_ports.insert(name.to_string(), distinct_free_ports(n, &mut taken)?);
+            }
         }
         let mut mesh = RunningMesh {
             dir: dir.clone(),
@@ -157,6 +160,7 @@ impl RunningMesh {
             replicas: Vec::new(),
             rds_version: 1,
             replica_ports,
+            inbound_ports,
             spec,
         };
         let layout = control::layout(&dir, &st);
@@ -576,6 +580,30 @@ impl RunningMesh {
             let _ = t.close();
         }
     }
+}
+
+/// `n` free loopback ports, none of them in `taken` (each is bound only later, so two
+/// picks could otherwise be the same port); they are added to it.
+fn distinct_free_ports(
+    n: usize,
+    taken: &mut std::collections::BTreeSet<u16>,
+) -> Result<Vec<u16>, MeshError> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..(64 * n + 64) {
+        if out.len() == n {
+            break;
+        }
+        let p = process::free_port()?;
+        if taken.insert(p) {
+            out.push(p);
+        }
+    }
+    if out.len() < n {
+        return Err(MeshError::Control(format!(
+            "cannot find {n} distinct free loopback ports"
+        )));
+    }
+    Ok(out)
 }
 
 /// Records each replica's command line as it is once listening: a user command that

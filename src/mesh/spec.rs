@@ -17,6 +17,7 @@
 //!     demo: {forward: true}
 //!   - name: my-app
 //!     command: ["./my-app", "--port", "{port}"]
+//!   inboundSidecars: true   # default: each replica behind its own inbound sidecar
 //! ```
 //! Several entries with the same `name` are one service with several "deployments"
 //! (e.g. `reviews` v1 and v2 with different `labels`), as Kubernetes Deployments
@@ -42,6 +43,11 @@ pub struct MeshSpec {
     pub namespace: String,
     /// 0 = a free loopback port.
     pub ingress_port: u16,
+    /// `spec.inboundSidecars` (default true): every replica gets its server-side
+    /// sidecar, as an Istio pod has, and callers reach the replica through it; false
+    /// sends callers straight to the replica processes.
+    #[serde(default = "yes")]
+    pub inbound_sidecars: bool,
     pub services: Vec<ServiceSpec>,
     /// VirtualService objects as read (and as changed since, with their drill record).
     pub virtual_services: Vec<Value>,
@@ -144,6 +150,10 @@ pub struct DestinationRule {
     /// `spec.trafficPolicy` as read (translated to cluster settings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_policy: Option<Value>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_namespace() -> String {

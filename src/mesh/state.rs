@@ -63,6 +63,10 @@ pub struct MeshState {
     /// Version of the last route configuration written.
     pub rds_version: u64,
     pub replica_ports: BTreeMap<String, Vec<u16>>,
+    /// Each replica's inbound sidecar listener port, in replica order (none for a
+    /// mesh with `inboundSidecars: false`).
+    #[serde(default)]
+    pub inbound_ports: BTreeMap<String, Vec<u16>>,
     pub spec: MeshSpec,
 }
 

@@ -207,13 +207,19 @@ impl MeshStats {
         self.clusters.iter().find(|c| c.name == name)
     }
 
-    /// Totals over all clusters.
+    /// Totals over the callers' (outbound) clusters. The replicas' inbound clusters
+    /// are left out: each request a caller sends a replica passes both, and would
+    /// count twice.
     pub fn totals(&self) -> ClusterStats {
         let mut t = ClusterStats {
             name: "total".into(),
             ..ClusterStats::default()
         };
-        for c in &self.clusters {
+        for c in self
+            .clusters
+            .iter()
+            .filter(|c| !super::translate::is_inbound_cluster(&c.name))
+        {
             t.upstream_requests += c.upstream_requests;
             t.retries += c.retries;
             t.retry_success += c.retry_success;

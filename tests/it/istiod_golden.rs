@@ -25,10 +25,16 @@ fn cases(file: &Value) -> &[Value] {
 fn config(yaml: &str) -> EnvoyConfig {
     let loaded = MeshSpec::parse(yaml, "golden.yaml").expect("parse");
     let mut ports = BTreeMap::new();
+    // Each replica's inbound sidecar listens 50 ports above it.
+    let mut inbound = BTreeMap::new();
     let mut next = 10000u16;
     for name in loaded.spec.service_names() {
         let n = loaded.spec.replicas_of(name).len();
         ports.insert(name.to_string(), (0..n).map(|i| next + i as u16).collect());
+        inbound.insert(
+            name.to_string(),
+            (0..n).map(|i| next + 50 + i as u16).collect(),
+        );
         next += 100;
     }
     translate(
@@ -37,6 +43,7 @@ fn config(yaml: &str) -> EnvoyConfig {
             rds_dir: PathBuf::from("/state/xds/rds"),
             access_log: PathBuf::from("/state/access.log"),
             replica_ports: ports,
+            inbound_ports: inbound,
         },
     )
 }

@@ -17,6 +17,8 @@ mod istiod_golden;
 mod kubectl_habits;
 mod load;
 mod mesh;
+mod mesh_inbound;
+mod mesh_outlier;
 mod mesh_target;
 mod mesh_translate;
 mod outputs;

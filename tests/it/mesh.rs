@@ -525,15 +525,24 @@ const GRACE: Duration = Duration::from_millis(500);
 fn killing_a_replica_under_load_three_replicas_vs_one() {
     let _s = serial();
     let mut mesh = start(KILL);
-    // 3 replicas + Istio's default retries (connect-failure, previous hosts): almost free.
+    // 3 replicas + Istio's default retries. Changed with the inbound sidecar (issue 13
+    // point 7): this used to be almost free (at most 16 failed) because the caller met
+    // the killed replica's closed port itself, a connect failure the default policy
+    // retries on another replica. In Istio the pod's sidecar outlives its application
+    // and answers 503 (UF,URX) after its own reset-before-request retries, and the
+    // default policy (1.24+: no 503) does not retry that: calls balanced to the dead
+    // replica fail until Kubernetes takes the pod out of the endpoints (not modelled;
+    // outlier detection, or retryOn 5xx, hides it — see mesh_inbound.rs). Least
+    // requests sends the slow-failing replica less than a third.
     let (out, killed_at) = load_while_killing(&mut mesh, "three");
     let failed = out.iter().filter(|o| o.status != 200).count();
     let after: Vec<_> = out.iter().filter(|o| o.at > killed_at + GRACE).collect();
     assert!(after.len() > 200, "load continued after the kill");
-    // At most the requests in flight on the killed replica fail (8 connections; a
-    // pooled connection may race the kill once more): a count, not a rate, so a slow
-    // box that sends fewer requests does not fail the test.
-    assert!(failed <= 16, "3 replicas: {failed} of {} failed", out.len());
+    let after_failed = after.iter().filter(|o| o.status == 503).count() as f64 / after.len() as f64;
+    assert!(
+        after_failed > 0.02 && after_failed < 0.5,
+        "3 replicas: {after_failed:.3} failed after the kill"
+    );
     assert!(
         out.iter().all(|o| o.status == 200 || o.status == 503),
         "{:?}",

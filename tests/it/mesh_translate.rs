@@ -18,10 +18,16 @@ const HEAD_BOOKINFO: &str = "apiVersion: meshdrill.io/v1alpha1\nkind: Mesh\nmeta
 fn config(yaml: &str) -> EnvoyConfig {
     let loaded = MeshSpec::parse(yaml, "t.yaml").expect("parse");
     let mut ports = BTreeMap::new();
+    // Each replica's inbound sidecar listens 50 ports above it.
+    let mut inbound = BTreeMap::new();
     let mut next = 10000u16;
     for name in loaded.spec.service_names() {
         let n = loaded.spec.replicas_of(name).len();
         ports.insert(name.to_string(), (0..n).map(|i| next + i as u16).collect());
+        inbound.insert(
+            name.to_string(),
+            (0..n).map(|i| next + 50 + i as u16).collect(),
+        );
         next += 100;
     }
     translate(
@@ -30,6 +36,7 @@ fn config(yaml: &str) -> EnvoyConfig {
             rds_dir: PathBuf::from("/state/xds/rds"),
             access_log: PathBuf::from("/state/access.log"),
             replica_ports: ports,
+            inbound_ports: inbound,
         },
     )
 }
@@ -419,4 +426,253 @@ fn destination_rule_traffic_policy_sets_circuit_breakers_outlier_detection_and_l
         "{w}"
     );
     snap!("traffic_policy_clusters", &c.clusters);
+}
+
+/// DestinationRule fields a drill depends on, as istiod 1.27+ translates them
+/// (pilot/pkg/networking/core/cluster_traffic_policy.go): `retryBudget`
+/// (applyRetryBudget; default 20% and 3 as fixed by istio#59505 in 1.28.6/1.29.2),
+/// `consecutiveGatewayErrors`, `minHealthPercent`, `splitExternalLocalOriginErrors` /
+/// `consecutiveLocalOriginFailures` (applyOutlierDetection).
+const DR_FIELDS: &str = "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: t}
+spec:
+  services:
+  - name: back
+    replicas: 2
+    labels: {version: v1}
+  - name: back
+    labels: {version: v2}
+  - name: front
+  - name: side
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: back}
+spec:
+  host: back
+  trafficPolicy:
+    retryBudget: {percent: 25.5, minRetryConcurrency: 7}
+    outlierDetection:
+      consecutive5xxErrors: 10
+      consecutiveGatewayErrors: 2
+      minHealthPercent: 60
+      splitExternalLocalOriginErrors: true
+      consecutiveLocalOriginFailures: 4
+      interval: 1s
+  subsets:
+  - name: v1
+    labels: {version: v1}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      retryBudget: {}
+      outlierDetection: {consecutiveGatewayErrors: 0}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: front}
+spec:
+  host: front
+  trafficPolicy:
+    outlierDetection: {consecutiveGatewayErrors: 5, consecutiveLocalOriginFailures: 3}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: side}
+spec:
+  host: side
+  trafficPolicy:
+    retryBudget: {percent: 250, minRetryConcurrency: 0}
+";
+
+#[test]
+fn destination_rule_retry_budget_gateway_errors_panic_threshold_and_local_origin() {
+    let c = config(DR_FIELDS);
+    let cl = |name: &str| {
+        c.clusters
+            .iter()
+            .find(|x| x["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let back = cl("outbound|80||back.default.svc.cluster.local");
+    let t = &back["circuit_breakers"]["thresholds"][0];
+    assert_eq!(t["retry_budget"]["budget_percent"]["value"], 25.5, "{back}");
+    assert_eq!(t["retry_budget"]["min_retry_concurrency"], 7);
+    let od = &back["outlier_detection"];
+    assert_eq!(od["consecutive_5xx"], 10);
+    assert_eq!(od["consecutive_gateway_failure"], 2);
+    assert_eq!(od["enforcing_consecutive_gateway_failure"], 100);
+    assert_eq!(od["split_external_local_origin_errors"], true);
+    assert_eq!(od["consecutive_local_origin_failure"], 4);
+    assert_eq!(od["enforcing_consecutive_local_origin_failure"], 100);
+    assert_eq!(od["enforcing_local_origin_success_rate"], 0);
+    assert_eq!(
+        back["common_lb_config"]["healthy_panic_threshold"]["value"],
+        60.0
+    );
+    // A subset inherits the rule's sections it does not give.
+    let v1 = cl("outbound|80|v1|back.default.svc.cluster.local");
+    assert_eq!(
+        v1["circuit_breakers"]["thresholds"][0]["retry_budget"],
+        t["retry_budget"]
+    );
+    // An empty retryBudget: istiod's defaults (20%, 3). Its own outlierDetection
+    // replaces the rule's whole: gateway errors 0 = not enforced, panic threshold 0.
+    let v2 = cl("outbound|80|v2|back.default.svc.cluster.local");
+    let rb = &v2["circuit_breakers"]["thresholds"][0]["retry_budget"];
+    assert_eq!(rb["budget_percent"]["value"], 20.0, "{v2}");
+    assert_eq!(rb["min_retry_concurrency"], 3);
+    assert_eq!(v2["outlier_detection"]["consecutive_gateway_failure"], 0);
+    assert_eq!(
+        v2["outlier_detection"]["enforcing_consecutive_gateway_failure"],
+        0
+    );
+    assert!(v2["outlier_detection"].get("consecutive_5xx").is_none());
+    assert_eq!(
+        v2["common_lb_config"]["healthy_panic_threshold"]["value"],
+        0.0
+    );
+    // Unsplit: local-origin failures are not counted apart (istiod ignores the count).
+    let front = cl("outbound|80||front.default.svc.cluster.local");
+    assert!(
+        front["outlier_detection"]
+            .get("split_external_local_origin_errors")
+            .is_none()
+    );
+    assert!(
+        front["outlier_detection"]
+            .get("consecutive_local_origin_failure")
+            .is_none()
+    );
+    // A percent out of range is not sent to Envoy (which would reject the cluster).
+    let side = cl("outbound|80||side.default.svc.cluster.local");
+    let rb = &side["circuit_breakers"]["thresholds"][0]["retry_budget"];
+    assert_eq!(rb["budget_percent"]["value"], 20.0, "{side}");
+    assert_eq!(rb["min_retry_concurrency"], 3);
+    let w = c.warnings.join("\n");
+    assert!(
+        w.contains("consecutiveGatewayErrors 5 is not below consecutive5xxErrors 5 (Envoy's default when unset)"),
+        "{w}"
+    );
+    assert!(
+        w.contains(
+            "consecutiveLocalOriginFailures has no effect without splitExternalLocalOriginErrors"
+        ),
+        "{w}"
+    );
+    assert!(w.contains("retryBudget.percent 250"), "{w}");
+    assert!(!w.contains("not supported"), "{w}");
+    snap!("destination_rule_fields_clusters", &c.clusters);
+}
+
+/// The server-side sidecar of each replica (Istio ≥ 1.24): an inbound listener in
+/// front of the replica with istiod's inbound route — route.go
+/// `BuildDefaultHTTPInboundRoute`: no timeout, `retry_on: reset-before-request`, 2
+/// retries (ENABLE_INBOUND_RETRY_POLICY) — to the cluster `inbound|<port>||` holding
+/// the application's port (cluster_builder.go `buildInboundCluster`, with the service
+/// DestinationRule's connection pool). Callers' clusters list the inbound listeners.
+#[test]
+fn each_replica_has_an_inbound_sidecar_in_front_of_it() {
+    let yaml = "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: t}
+spec:
+  services:
+  - name: api
+    port: 8080
+    replicas: 2
+  - name: web
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api}
+spec:
+  host: api
+  trafficPolicy:
+    connectionPool: {tcp: {maxConnections: 7}}
+    outlierDetection: {consecutive5xxErrors: 3}
+";
+    let c = config(yaml);
+    let names: Vec<&str> = c
+        .listeners
+        .iter()
+        .filter_map(|l| l["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "ingress",
+            "sidecar_api",
+            "sidecar_web",
+            "inbound_api_0",
+            "inbound_api_1",
+            "inbound_web_0"
+        ]
+    );
+    let port = |v: &Value| v["socket_address"]["port_value"].as_u64().unwrap_or(0);
+    let cluster = |name: &str| {
+        c.clusters
+            .iter()
+            .find(|x| x["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    // Callers reach replica i through inbound listener i (config(): replica port + 50).
+    let out = cluster("outbound|8080||api.default.svc.cluster.local");
+    let eps: Vec<u64> = out["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        .as_array()
+        .map(|a| a.iter().map(|e| port(&e["endpoint"]["address"])).collect())
+        .unwrap_or_default();
+    assert_eq!(eps, [10050, 10051]);
+    let l1 = &c.listeners[4];
+    assert_eq!(port(&l1["address"]), 10051);
+    let hcm = &l1["filter_chains"][0]["filters"][0]["typed_config"];
+    assert_eq!(hcm["stat_prefix"], "inbound_api_1");
+    assert!(hcm.get("rds").is_none(), "inline, as istiod: {hcm}");
+    let route = &hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"];
+    assert_eq!(route["cluster"], "inbound|8080||api-1");
+    assert_eq!(route["timeout"], "0s");
+    assert_eq!(
+        route["retry_policy"],
+        serde_json::json!({"retry_on": "reset-before-request", "num_retries": 2})
+    );
+    // The inbound cluster holds the application's port, with the rule's connection
+    // pool but not its outlier detection (applyTrafficPolicy, inbound direction).
+    let in1 = cluster("inbound|8080||api-1");
+    let ep = &in1["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"];
+    assert_eq!(port(ep), 10001);
+    assert_eq!(
+        in1["circuit_breakers"]["thresholds"][0]["max_connections"],
+        7
+    );
+    assert!(in1.get("outlier_detection").is_none(), "{in1}");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    snap!("inbound_listener", &c.listeners[4]);
+    snap!("inbound_clusters", &c.clusters);
+
+    // inboundSidecars: false — callers reach the replicas directly.
+    let c = config(&yaml.replace("  services:", "  inboundSidecars: false\n  services:"));
+    assert!(!c.listeners.iter().any(|l| {
+        l["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("inbound_"))
+    }));
+    assert!(!c.clusters.iter().any(|x| {
+        x["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("inbound|"))
+    }));
+    let out = c
+        .clusters
+        .iter()
+        .find(|x| x["name"] == "outbound|8080||api.default.svc.cluster.local")
+        .cloned()
+        .unwrap_or_default();
+    let eps: Vec<u64> = out["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        .as_array()
+        .map(|a| a.iter().map(|e| port(&e["endpoint"]["address"])).collect())
+        .unwrap_or_default();
+    assert_eq!(eps, [10000, 10001]);
 }

@@ -21,7 +21,8 @@ impl Translator<'_> {
                 .collect();
             let port = entries.first().map(|s| s.port).unwrap_or(80);
             let fqdn = service_fqdn(name, &self.spec.namespace);
-            let ports = layout.replica_ports.get(name).cloned().unwrap_or_default();
+            // Each replica's inbound sidecar when it has one, else the replica itself.
+            let ports = layout.endpoint_ports(name);
             // Replica i of the service, with the labels of its entry.
             let mut replicas = Vec::new();
             for e in &entries {
@@ -41,7 +42,7 @@ impl Translator<'_> {
                     resolve_host(&d.host, &d.namespace) == service_fqdn(name, &spec.namespace)
                 })
                 .collect();
-            let mut c = cluster(&cluster_name(port, None, &fqdn), &all);
+            let mut c = static_cluster(&cluster_name(port, None, &fqdn), &all);
             if let Some(dr) = rules.first() {
                 let label = format!("DestinationRule {}", dr.name);
                 self.traffic_policy(&mut c, &label, dr.traffic_policy.as_ref(), None);
@@ -60,7 +61,7 @@ impl Translator<'_> {
                             dr.name, sub.name, dr.host, sub.labels
                         ));
                     }
-                    let mut c = cluster(&cluster_name(port, Some(&sub.name), &fqdn), &eps);
+                    let mut c = static_cluster(&cluster_name(port, Some(&sub.name), &fqdn), &eps);
                     let label = format!("DestinationRule {} subset {}", dr.name, sub.name);
                     self.traffic_policy(
                         &mut c,
@@ -93,7 +94,13 @@ impl Translator<'_> {
         for p in [rule, subset].into_iter().flatten() {
             if let Some(o) = p.as_object() {
                 for k in o.keys() {
-                    if !["connectionPool", "outlierDetection", "loadBalancer"].contains(&k.as_str())
+                    if ![
+                        "connectionPool",
+                        "outlierDetection",
+                        "loadBalancer",
+                        "retryBudget",
+                    ]
+                    .contains(&k.as_str())
                     {
                         self.warnings.push(format!(
                             "{label}: trafficPolicy.{k} is not supported by the local mesh; ignored"
@@ -104,6 +111,11 @@ impl Translator<'_> {
         }
         if let Some(cp) = section("connectionPool") {
             self.connection_pool(c, label, cp);
+        }
+        // As istiod's applyTrafficPolicy: applyConnectionPool runs with or without a
+        // connectionPool section, and applies the retry budget to the same thresholds.
+        if let Some(rb) = section("retryBudget") {
+            self.retry_budget(c, label, rb);
         }
         if let Some(od) = section("outlierDetection") {
             self.outlier_detection(c, label, od);
@@ -180,16 +192,89 @@ impl Translator<'_> {
         }
     }
 
-    /// istiod's applyOutlierDetection for the supported fields.
+    /// istiod's applyRetryBudget (pilot/pkg/networking/core/cluster_traffic_policy.go,
+    /// Istio 1.27+; `retryBudget` is a 1.27 field): `percent` (a DoubleValue, 0–100) →
+    /// `budget_percent`, default 20%; `minRetryConcurrency` > 0 →
+    /// `min_retry_concurrency`, default 3. Envoy then ignores `max_retries`.
+    ///
+    /// The default follows the fix of istio#59505 (1.28.6, 1.29.2 and later): 1.27.x,
+    /// 1.28.0–1.28.5 and 1.29.0–1.29.1 wrote 0.2 (0.2%, not 20%). A subset's
+    /// `retryBudget` overrides the rule's, which it otherwise inherits, as the
+    /// mergeTrafficPolicy of the same releases (earlier ones dropped the rule's budget
+    /// when the subset had a trafficPolicy of its own).
+    pub(super) fn retry_budget(&mut self, c: &mut Value, label: &str, rb: &Value) {
+        let mut percent = 20.0;
+        match rb.get("percent") {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.as_f64().filter(|p| (0.0..=100.0).contains(p)) {
+                Some(p) => percent = p,
+                None => self.warnings.push(format!(
+                    "{label}: trafficPolicy.retryBudget.percent {v} is not a percentage (0–100); using istiod's default 20"
+                )),
+            },
+        }
+        let mut min = 3;
+        match rb.get("minRetryConcurrency") {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+                // As istiod: 0 cannot be told from unset and leaves the default.
+                Some(0) => {}
+                Some(n) => min = n,
+                None => self.warnings.push(format!(
+                    "{label}: trafficPolicy.retryBudget.minRetryConcurrency {v} is not a 32-bit unsigned integer; using istiod's default 3"
+                )),
+            },
+        }
+        if let Some(o) = rb.as_object() {
+            for k in o
+                .keys()
+                .filter(|k| !["percent", "minRetryConcurrency"].contains(&k.as_str()))
+            {
+                self.warnings.push(format!(
+                    "{label}: trafficPolicy.retryBudget.{k} is not supported by the local mesh; ignored"
+                ));
+            }
+        }
+        c["circuit_breakers"]["thresholds"][0]["retry_budget"] = json!({
+            "budget_percent": {"value": percent},
+            "min_retry_concurrency": min
+        });
+    }
+
+    /// istiod's applyOutlierDetection (pilot/pkg/networking/core/cluster_traffic_policy.go,
+    /// Istio 1.24–1.27, unchanged since): only the fields given are set, so Envoy's own
+    /// defaults hold for the rest — notably `consecutive_5xx` 5 (enforced 100%) when
+    /// `consecutive5xxErrors` is absent.
     pub(super) fn outlier_detection(&mut self, c: &mut Value, label: &str, od: &Value) {
         let mut out = Map::new();
+        // As istiod: success-rate ejection off.
         out.insert("enforcing_success_rate".into(), json!(0));
-        if let Some(n) = od.get("consecutive5xxErrors").and_then(Value::as_u64) {
+        let five_xx = self.u32_field(label, od, "consecutive5xxErrors");
+        if let Some(n) = five_xx {
             out.insert("consecutive_5xx".into(), json!(n));
             out.insert(
                 "enforcing_consecutive_5xx".into(),
                 json!(if n > 0 { 100 } else { 0 }),
             );
+        }
+        // Gateway errors (502, 503, 504 and local connect failures/timeouts) are
+        // counted apart, and are 5xx too: whichever threshold is reached first ejects.
+        // With consecutiveGatewayErrors ≥ consecutive5xxErrors (Envoy's 5 when unset
+        // and not 0), the 5xx count ejects first and the gateway count has no effect —
+        // as the Istio API reference says.
+        if let Some(n) = self.u32_field(label, od, "consecutiveGatewayErrors") {
+            out.insert("consecutive_gateway_failure".into(), json!(n));
+            out.insert(
+                "enforcing_consecutive_gateway_failure".into(),
+                json!(if n > 0 { 100 } else { 0 }),
+            );
+            let five = five_xx.unwrap_or(ENVOY_CONSECUTIVE_5XX);
+            if n > 0 && five > 0 && n >= five {
+                self.warnings.push(format!(
+                    "{label}: trafficPolicy.outlierDetection.consecutiveGatewayErrors {n} is not below consecutive5xxErrors {five}{}: 5xx ejection comes first, so it has no effect (as in Istio)",
+                    if five_xx.is_none() { " (Envoy's default when unset)" } else { "" }
+                ));
+            }
         }
         for (k, envoy_k) in [
             ("interval", "interval"),
@@ -213,11 +298,38 @@ impl Translator<'_> {
         {
             out.insert("max_ejection_percent".into(), json!(n));
         }
-        const KNOWN: [&str; 4] = [
+        // Local-origin errors (connect failures, resets, timeouts of this Envoy's own
+        // connection) counted apart only when split; otherwise they count as 5xx and
+        // gateway errors. consecutiveLocalOriginFailures has no effect unsplit.
+        let local = self.u32_field(label, od, "consecutiveLocalOriginFailures");
+        if od
+            .get("splitExternalLocalOriginErrors")
+            .and_then(Value::as_bool)
+            == Some(true)
+        {
+            out.insert("split_external_local_origin_errors".into(), json!(true));
+            if let Some(n) = local.filter(|n| *n > 0) {
+                out.insert("consecutive_local_origin_failure".into(), json!(n));
+                out.insert(
+                    "enforcing_consecutive_local_origin_failure".into(),
+                    json!(100),
+                );
+            }
+            out.insert("enforcing_local_origin_success_rate".into(), json!(0));
+        } else if local.is_some_and(|n| n > 0) {
+            self.warnings.push(format!(
+                "{label}: trafficPolicy.outlierDetection.consecutiveLocalOriginFailures has no effect without splitExternalLocalOriginErrors: true (as in istiod)"
+            ));
+        }
+        const KNOWN: [&str; 8] = [
             "consecutive5xxErrors",
+            "consecutiveGatewayErrors",
             "interval",
             "baseEjectionTime",
             "maxEjectionPercent",
+            "minHealthPercent",
+            "splitExternalLocalOriginErrors",
+            "consecutiveLocalOriginFailures",
         ];
         if let Some(o) = od.as_object() {
             for k in o.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
@@ -227,12 +339,47 @@ impl Translator<'_> {
             }
         }
         c["outlier_detection"] = Value::Object(out);
-        // As istiod: the panic threshold is disabled (minHealthPercent 0 by default).
-        c["common_lb_config"] = json!({"healthy_panic_threshold": {"value": 0.0}});
+        // As istiod: healthy_panic_threshold is set even when minHealthPercent is
+        // absent (0, which disables panic mode: Envoy's default would be 50%); a value
+        // given is used as is ("FIXME: we can't distinguish between it being unset or
+        // being explicitly set to 0").
+        let min_health = match od.get("minHealthPercent") {
+            None | Some(Value::Null) => 0,
+            Some(v) => match v.as_u64().filter(|n| *n <= 100) {
+                Some(n) => n,
+                None => {
+                    self.warnings.push(format!(
+                        "{label}: trafficPolicy.outlierDetection.minHealthPercent {v} is not a percentage (0–100); using 0, as unset"
+                    ));
+                    0
+                }
+            },
+        };
+        c["common_lb_config"] = json!({"healthy_panic_threshold": {"value": min_health as f64}});
+    }
+
+    /// A UInt32Value field of a traffic policy section; a value that is no 32-bit
+    /// unsigned integer is warned about and read as unset.
+    fn u32_field(&mut self, label: &str, section: &Value, k: &str) -> Option<u32> {
+        let v = section.get(k).filter(|v| !v.is_null())?;
+        match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) => Some(n),
+            None => {
+                self.warnings.push(format!(
+                    "{label}: trafficPolicy.outlierDetection.{k} {v} is not a 32-bit unsigned integer; ignored"
+                ));
+                None
+            }
+        }
     }
 }
 
-fn cluster(name: &str, ports: &[u16]) -> Value {
+/// Envoy's `consecutive_5xx` when the cluster's outlier detection leaves it unset.
+const ENVOY_CONSECUTIVE_5XX: u32 = 5;
+
+/// A STATIC cluster of loopback endpoints with Istio's circuit-breaker defaults
+/// (getDefaultCircuitBreakerThresholds) and connect timeout (10 s, MeshConfig default).
+pub(super) fn static_cluster(name: &str, ports: &[u16]) -> Value {
     let eps: Vec<Value> = ports
         .iter()
         .map(|p| json!({"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}))

@@ -12,6 +12,9 @@
 //!   route (default retry policy, no timeout).
 //! - one cluster per service and DestinationRule subset, `outbound|<port>|<subset>|<host>`,
 //!   with replicas as static endpoints and Istio's circuit-breaker thresholds.
+//! - `inbound_<service>_<i>`: each replica's server-side sidecar, the endpoint callers'
+//!   clusters list for it, in front of the cluster `inbound|<port>||<service>-<i>`
+//!   holding the application's port ([`inbound`]).
 //!
 //! One file per concern: [`listeners`] (the HTTP connection managers), [`clusters`]
 //! (clusters and DestinationRule traffic policy), [`hosts`] (host resolution and
@@ -20,6 +23,7 @@
 
 mod clusters;
 mod hosts;
+mod inbound;
 mod listeners;
 mod matches;
 mod policy;
@@ -35,6 +39,7 @@ use listeners::listener;
 
 use hosts::vs_namespace;
 pub use hosts::{resolve_host, service_fqdn};
+pub use inbound::{inbound_cluster, inbound_listener, inbound_retry_policy, is_inbound_cluster};
 pub use policy::{default_retry_policy, fault_config, retry_policy};
 
 /// The ingress listener's route configuration.
@@ -50,16 +55,30 @@ pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
 const FAULT_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
 
 /// Where the generated configuration refers to files and ports.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Layout {
     /// The watched directory holding the RDS files.
     pub rds_dir: PathBuf,
     pub access_log: PathBuf,
     /// Loopback port of each replica, per service name, in replica order.
     pub replica_ports: BTreeMap<String, Vec<u16>>,
+    /// Loopback port of each replica's inbound sidecar listener, as `replica_ports`.
+    /// A service without them has no inbound sidecars: callers reach its replicas
+    /// directly (`spec.inboundSidecars: false`).
+    pub inbound_ports: BTreeMap<String, Vec<u16>>,
 }
 
 impl Layout {
+    /// The ports a caller's outbound cluster lists for `service`, in replica order:
+    /// the inbound sidecars', else the replicas'.
+    pub fn endpoint_ports(&self, service: &str) -> Vec<u16> {
+        self.inbound_ports
+            .get(service)
+            .or_else(|| self.replica_ports.get(service))
+            .cloned()
+            .unwrap_or_default()
+    }
+
     pub fn rds_file(&self, route_config: &str) -> PathBuf {
         self.rds_dir.join(format!("{route_config}.json"))
     }
@@ -147,6 +166,17 @@ pub fn proto_duration(ms: u128) -> String {
 
 /// Translates the whole mesh.
 pub fn translate(spec: &MeshSpec, layout: &Layout) -> EnvoyConfig {
+    // `inboundSidecars: false`: callers reach the replicas directly.
+    let direct;
+    let layout = if spec.inbound_sidecars || layout.inbound_ports.is_empty() {
+        layout
+    } else {
+        direct = Layout {
+            inbound_ports: BTreeMap::new(),
+            ..layout.clone()
+        };
+        &direct
+    };
     let mut t = Translator {
         spec,
         warnings: Vec::new(),
@@ -165,6 +195,10 @@ pub fn translate(spec: &MeshSpec, layout: &Layout) -> EnvoyConfig {
     for s in spec.service_names() {
         listeners.push(listener(&sidecar_listener(s), 0, MESH_ROUTES, layout));
     }
+    let (inbound_listeners, inbound_clusters) = t.inbound(layout);
+    listeners.extend(inbound_listeners);
+    let mut clusters = clusters;
+    clusters.extend(inbound_clusters);
     let mut routes = BTreeMap::new();
     routes.insert(INGRESS_ROUTES.to_string(), t.ingress_routes(&cluster_names));
     routes.insert(MESH_ROUTES.to_string(), t.mesh_routes(&cluster_names));
