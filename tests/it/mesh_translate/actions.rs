@@ -89,6 +89,9 @@ spec:
     mirror: {host: shadow}
     mirrorPercent: 25
     route: [{destination: {host: back, subset: v1}}]
+  - name: plain
+    match: [{uri: {prefix: /plain}}]
+    route: [{destination: {host: front}}]
   - name: split
     route:
     - destination: {host: back, subset: v1}
