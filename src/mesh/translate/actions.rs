@@ -319,10 +319,21 @@ impl Translator<'_> {
             ));
         }
         if r.get("redirect").is_some() {
-            for k in ["route", "fault", "rewrite", "directResponse"] {
+            // What istiod's TranslateRoute would do with them, had validation let
+            // them through: the redirect wins over route, rewrite and directResponse;
+            // a fault stays on the route.
+            for (k, effect) in [
+                ("route", "the redirect is applied, the route ignored"),
+                ("rewrite", "the redirect is applied, the rewrite ignored"),
+                (
+                    "directResponse",
+                    "the redirect is applied, the direct response ignored",
+                ),
+                ("fault", "both are applied"),
+            ] {
                 if r.get(k).is_some() {
                     self.warnings.push(format!(
-                        "{label}: spec.http[{i}] has both redirect and {k}, which Istio's validation rejects; the redirect is applied"
+                        "{label}: spec.http[{i}] has both redirect and {k}, which Istio's validation rejects; here {effect}, as istiod would translate them"
                     ));
                 }
             }

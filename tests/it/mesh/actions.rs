@@ -89,6 +89,17 @@ fn a_redirect_answers_with_its_code_and_location() {
         .cluster("outbound|80|v1|back")
         .map_or(0, |c| c.upstream_requests);
     assert_eq!(back, 0, "a redirect calls no upstream");
+    // `mesh get` shows the redirect where a destination would be.
+    let view = meshdrill::mesh::view::view(mesh.dir()).expect("view");
+    let moved = view
+        .routes
+        .iter()
+        .find(|r| r.name == "moved.old")
+        .expect("moved.old in mesh get");
+    assert_eq!(
+        moved.destinations[0].cluster,
+        "redirect FOUND to new.acme.com/new"
+    );
 }
 
 /// A request header the ingress route sets (`end-user: jason`) reaches front, which

@@ -400,7 +400,7 @@ fn delegates_merge_into_the_root_as_istiod() {
 #[test]
 fn untranslated_fields_are_named_in_warnings() {
     let c = config(
-        "apiVersion: meshdrill.io/v1alpha1\nkind: Mesh\nmetadata: {name: t}\nspec:\n  services:\n  - name: api\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: api}\nspec:\n  hosts: [api]\n  http:\n  - match: [{headers: {'@request.auth.claims.group': {exact: admin}}}]\n    corsPolicy: {allowOrigins: [{exact: 'https://x'}]}\n    route: [{destination: {host: api}}]\n  - redirect: {uri: /x, redirectCode: 304}\n",
+        "apiVersion: meshdrill.io/v1alpha1\nkind: Mesh\nmetadata: {name: t}\nspec:\n  services:\n  - name: api\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: api}\nspec:\n  hosts: [api]\n  http:\n  - match: [{headers: {'@request.auth.claims.group': {exact: admin}}}]\n    corsPolicy: {allowOrigins: [{exact: 'https://x'}]}\n    route: [{destination: {host: api}}]\n  - match: [{uri: {prefix: /f}}]\n    redirect: {uri: /y}\n    fault: {abort: {httpStatus: 500, percentage: {value: 1}}}\n  - redirect: {uri: /x, redirectCode: 304}\n",
     );
     let w = c.warnings.join("\n");
     assert!(w.contains("spec.http[0].corsPolicy is not modelled"), "{w}");
@@ -409,6 +409,10 @@ fn untranslated_fields_are_named_in_warnings() {
         "{w}"
     );
     assert!(w.contains("redirectCode 304 is not supported"), "{w}");
+    assert!(
+        w.contains("spec.http[1] has both redirect and fault, which Istio's validation rejects"),
+        "{w}"
+    );
     let vh = routes(&c, "mesh");
     let m = &vh[0]["routes"][0]["match"];
     // istiod's translateMetadataMatch: a dynamic-metadata matcher, not a header.
@@ -419,7 +423,7 @@ fn untranslated_fields_are_named_in_warnings() {
     );
     assert_eq!(
         vh[0]["routes"].as_array().map(Vec::len),
-        Some(1),
+        Some(2),
         "304: left out"
     );
     snap!("jwt_claim_match", m);
