@@ -433,7 +433,7 @@ fn every_output_passes_validation_and_templates_are_valid() {
                 .args(["-o", "json"]));
             assert_eq!(code, 0, "{args:?} on {}: {err}", path.display());
             let vs: serde_json::Value = serde_json::from_str(&json).expect("one JSON object");
-            let problems = istio_rules::virtual_service(&vs);
+            let problems = crate::common::istio_rules::virtual_service(&vs);
             assert!(
                 problems.is_empty(),
                 "{args:?} on {}: Istio would reject: {problems:#?}\n{json}",
@@ -457,7 +457,10 @@ fn the_independent_istio_rules_reject_what_istio_rejects() {
             "retries": {"attempts": 3, "perTryTimeout": "150ms", "retryOn": "5xx,reset,503"},
             "timeout": "2s"}]}
     });
-    assert_eq!(istio_rules::virtual_service(&ok), Vec::<String>::new());
+    assert_eq!(
+        crate::common::istio_rules::virtual_service(&ok),
+        Vec::<String>::new()
+    );
     for (pointer, bad) in [
         (
             "/spec/http/0/retries/retryOn",
@@ -473,10 +476,12 @@ fn the_independent_istio_rules_reject_what_istio_rejects() {
         ("/spec/http/0/timeout", serde_json::json!("1.5ms")),
         ("/spec/http/0/timeout", serde_json::json!("2")),
         ("/spec/http/0/timeout", serde_json::json!("500us")),
+        // validateHTTPStatus: 200 to 600 (its message says 599).
         (
             "/spec/http/0/fault/abort/httpStatus",
-            serde_json::json!(600),
+            serde_json::json!(601),
         ),
+        ("/spec/http/0/retries/retryOn", serde_json::json!("5xx,599")),
         (
             "/spec/http/0/fault/abort/httpStatus",
             serde_json::json!("503"),
@@ -502,271 +507,14 @@ fn the_independent_istio_rules_reject_what_istio_rejects() {
         let (parent, key) = pointer.rsplit_once('/').expect("pointer");
         v.pointer_mut(parent).expect("parent")[key] = bad.clone();
         assert!(
-            !istio_rules::virtual_service(&v).is_empty(),
+            !crate::common::istio_rules::virtual_service(&v).is_empty(),
             "{pointer} = {bad} passed"
         );
     }
     let mut grpc = ok.clone();
     grpc["spec"]["http"][0]["fault"]["abort"] =
         serde_json::json!({"grpcStatus": "unavailable", "percentage": {"value": 1}});
-    assert!(!istio_rules::virtual_service(&grpc).is_empty());
-}
-
-/// What Istio (pkg/config/validation, for the fields meshdrill writes) and the API
-/// server accept in a VirtualService, written down independently of meshdrill's code:
-/// FACTS.md "What Istio's validation accepts".
-mod istio_rules {
-    use serde_json::Value;
-
-    const RETRY_ON: [&str; 16] = [
-        "5xx",
-        "gateway-error",
-        "reset",
-        "reset-before-request",
-        "connect-failure",
-        "envoy-ratelimited",
-        "retriable-4xx",
-        "refused-stream",
-        "retriable-status-codes",
-        "retriable-headers",
-        "http3-post-connect-failure",
-        "cancelled",
-        "deadline-exceeded",
-        "internal",
-        "resource-exhausted",
-        "unavailable",
-    ];
-    const GRPC: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-
-    /// Go's time.ParseDuration for the units Istio's durations use, in nanoseconds.
-    fn go_duration_ns(s: &str) -> Option<u128> {
-        let re = regex::Regex::new(r"^(?:(\d+)(?:\.(\d*))?(ns|us|µs|ms|s|m|h))+$").ok()?;
-        if !re.is_match(s) {
-            return None;
-        }
-        let term = regex::Regex::new(r"(\d+)(?:\.(\d*))?(ns|us|µs|ms|s|m|h)").ok()?;
-        let mut total = 0u128;
-        for c in term.captures_iter(s) {
-            let unit: u128 = match &c[3] {
-                "ns" => 1,
-                "us" | "µs" => 1_000,
-                "ms" => 1_000_000,
-                "s" => 1_000_000_000,
-                "m" => 60_000_000_000,
-                _ => 3_600_000_000_000,
-            };
-            total += c[1].parse::<u128>().ok()? * unit;
-            if let Some(frac) = c.get(2).map(|m| m.as_str()).filter(|f| !f.is_empty()) {
-                let digits = u32::try_from(frac.len()).ok()?;
-                total += frac.parse::<u128>().ok()? * unit / 10u128.pow(digits);
-            }
-        }
-        Some(total)
-    }
-
-    /// Istio's ValidateDuration: at least 1 ms, a whole number of milliseconds.
-    fn duration(v: Option<&Value>, at: &str, out: &mut Vec<String>) {
-        let Some(v) = v else { return };
-        match v.as_str().and_then(go_duration_ns) {
-            Some(ns) if ns >= 1_000_000 && ns % 1_000_000 == 0 => {}
-            _ => out.push(format!("{at}: {v} is not a duration of whole ms >= 1ms")),
-        }
-    }
-
-    fn known(v: &Value, keys: &[&str], at: &str, out: &mut Vec<String>) {
-        match v.as_object() {
-            Some(m) => {
-                for k in m.keys().filter(|k| !keys.contains(&k.as_str())) {
-                    out.push(format!("{at}.{k}: unknown field"));
-                }
-            }
-            None => out.push(format!("{at}: {v} is not an object")),
-        }
-    }
-
-    /// `percentage: {value: 0..=100}` (a double).
-    fn percentage(v: Option<&Value>, at: &str, out: &mut Vec<String>) {
-        let Some(v) = v else { return };
-        known(v, &["value"], at, out);
-        match v.get("value").and_then(Value::as_f64) {
-            Some(x) if (0.0..=100.0).contains(&x) => {}
-            _ => out.push(format!("{at}.value: {v} is not a percentage 0-100")),
-        }
-    }
-
-    pub fn virtual_service(vs: &Value) -> Vec<String> {
-        let mut out = Vec::new();
-        let api = vs["apiVersion"].as_str().unwrap_or("");
-        if ![
-            "networking.istio.io/v1",
-            "networking.istio.io/v1beta1",
-            "networking.istio.io/v1alpha3",
-        ]
-        .contains(&api)
-            || vs["kind"] != "VirtualService"
-        {
-            out.push(format!("apiVersion/kind: {api} {}", vs["kind"]));
-        }
-        if !vs.pointer("/metadata/name").is_some_and(Value::is_string) {
-            out.push("metadata.name: missing".into());
-        }
-        // ObjectMeta: annotations map strings to strings.
-        if let Some(a) = vs.pointer("/metadata/annotations")
-            && !a
-                .as_object()
-                .is_some_and(|m| m.values().all(Value::is_string))
-        {
-            out.push(format!("metadata.annotations: {a} is not a map of strings"));
-        }
-        if !vs
-            .pointer("/spec/hosts")
-            .and_then(Value::as_array)
-            .is_some_and(|h| !h.is_empty() && h.iter().all(Value::is_string))
-        {
-            out.push("spec.hosts: must be a non-empty list of strings".into());
-        }
-        for (i, r) in vs
-            .pointer("/spec/http")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            let at = format!("spec.http[{i}]");
-            known(
-                r,
-                &[
-                    "name",
-                    "match",
-                    "route",
-                    "redirect",
-                    "directResponse",
-                    "delegate",
-                    "rewrite",
-                    "timeout",
-                    "retries",
-                    "fault",
-                    "mirror",
-                    "mirrors",
-                    "mirrorPercentage",
-                    "corsPolicy",
-                    "headers",
-                ],
-                &at,
-                &mut out,
-            );
-            duration(r.get("timeout"), &format!("{at}.timeout"), &mut out);
-            if let Some(t) = r.get("retries") {
-                let at = format!("{at}.retries");
-                known(
-                    t,
-                    &[
-                        "attempts",
-                        "perTryTimeout",
-                        "retryOn",
-                        "retryRemoteLocalities",
-                        "retryIgnorePreviousHosts",
-                        "backoff",
-                    ],
-                    &at,
-                    &mut out,
-                );
-                let attempts = t
-                    .get("attempts")
-                    .map(|a| a.as_i64().filter(|n| (0..=i64::from(i32::MAX)).contains(n)));
-                if let Some(None) = attempts {
-                    out.push(format!("{at}.attempts: not an int32 >= 0"));
-                }
-                let others = ["perTryTimeout", "retryOn", "retryRemoteLocalities"]
-                    .iter()
-                    .any(|k| t.get(*k).is_some_and(|v| v != ""));
-                if attempts.flatten().unwrap_or(0) == 0 && others {
-                    out.push(format!("{at}: attempts 0 with other retry fields"));
-                }
-                duration(
-                    t.get("perTryTimeout"),
-                    &format!("{at}.perTryTimeout"),
-                    &mut out,
-                );
-                if let Some(on) = t.get("retryOn") {
-                    let ok = on.as_str().is_some_and(|s| {
-                        s.split(',').all(|tok| {
-                            RETRY_ON.contains(&tok)
-                                || tok.parse::<u16>().is_ok_and(|c| {
-                                    (100..=599).contains(&c) && !tok.starts_with('0')
-                                })
-                        })
-                    });
-                    if !ok {
-                        out.push(format!("{at}.retryOn: {on}"));
-                    }
-                }
-            }
-            if let Some(f) = r.get("fault") {
-                let at = format!("{at}.fault");
-                known(f, &["abort", "delay"], &at, &mut out);
-                if f.get("abort").is_none() && f.get("delay").is_none() {
-                    out.push(format!("{at}: neither abort nor delay"));
-                }
-                if let Some(a) = f.get("abort") {
-                    let at = format!("{at}.abort");
-                    known(
-                        a,
-                        &["httpStatus", "grpcStatus", "percentage"],
-                        &at,
-                        &mut out,
-                    );
-                    match (a.get("httpStatus"), a.get("grpcStatus")) {
-                        (Some(h), None) => {
-                            if !h.as_i64().is_some_and(|c| (200..=599).contains(&c)) {
-                                out.push(format!("{at}.httpStatus: {h}"));
-                            }
-                        }
-                        (None, Some(g)) => {
-                            if !g.as_str().is_some_and(|g| GRPC.contains(&g)) {
-                                out.push(format!("{at}.grpcStatus: {g}"));
-                            }
-                        }
-                        _ => out.push(format!("{at}: one of httpStatus, grpcStatus")),
-                    }
-                    percentage(a.get("percentage"), &format!("{at}.percentage"), &mut out);
-                }
-                if let Some(d) = f.get("delay") {
-                    let at = format!("{at}.delay");
-                    known(d, &["fixedDelay", "percent", "percentage"], &at, &mut out);
-                    if d.get("fixedDelay").is_none() {
-                        out.push(format!("{at}.fixedDelay: required"));
-                    }
-                    duration(d.get("fixedDelay"), &format!("{at}.fixedDelay"), &mut out);
-                    if let Some(p) = d.get("percent")
-                        && !p.as_i64().is_some_and(|p| (0..=100).contains(&p))
-                    {
-                        out.push(format!("{at}.percent: {p} is not an integer 0-100"));
-                    }
-                    percentage(d.get("percentage"), &format!("{at}.percentage"), &mut out);
-                }
-            }
-        }
-        out
-    }
+    assert!(!crate::common::istio_rules::virtual_service(&grpc).is_empty());
 }
 
 #[test]

@@ -179,7 +179,7 @@ fn cluster_defaults_and_traffic_policies_are_istiods() {
         let cl = c
             .clusters
             .iter()
-            .find(|x| x["name"] == "outbound|80||api")
+            .find(|x| x["name"] == "outbound|80||api.default.svc.cluster.local")
             .cloned()
             .unwrap_or_default();
         let t = &cl["circuit_breakers"]["thresholds"][0];

@@ -273,7 +273,7 @@ fn two_hop_retries_match_the_math_and_faults_are_not_retried_on_their_own_hop() 
 fn two_hop_retries_match_the_math_and_faults_are_not_retried_on_their_own_hop_once() -> Vec<Tally> {
     let _s = serial();
     let mesh = start(TWO_HOPS);
-    let front = "outbound|80||front";
+    let front = "outbound|80||front.default.svc.cluster.local";
 
     // 1. back fails 50%; the ingress retries 5xx twice: success 1 - 0.5^3 = 0.875,
     //    upstream requests per request 1 + 0.5 + 0.25 = 1.75.
@@ -340,7 +340,9 @@ fn two_hop_retries_match_the_math_and_faults_are_not_retried_on_their_own_hop_on
     ));
     let d = mesh.stats().expect("stats").since(&before);
     assert_eq!(
-        d.cluster("outbound|80||back-ok").expect("back-ok").retries,
+        d.cluster("outbound|80||back-ok.default.svc.cluster.local")
+            .expect("back-ok")
+            .retries,
         0
     );
     assert_eq!(
@@ -976,7 +978,7 @@ fn stats_until(
 fn timeouts_and_per_try_timeouts_are_enforced_and_counted() {
     let _s = serial();
     let mesh = start(SLOW);
-    let cluster = "outbound|80||slow";
+    let cluster = "outbound|80||slow.default.svc.cluster.local";
     let timeout = Change::Timeout(IstioDuration::from_millis(100).expect("ms"));
     mesh.apply("slow", &all(), Some(&timeout), &meta())
         .expect("timeout");
@@ -1400,12 +1402,26 @@ fn ignore_uri_case_without_headers_port_and_gateways_pick_traffic_on_envoy() {
 
 /// A DestinationRule's `maxRetries` is Envoy's retry circuit breaker: at 1, the
 /// retries of concurrent failing requests overflow it. (`maxRetries: 0` is read as
-/// unset by istiod, like the fixture's: see tests/data/istiod/.)
+/// unset by istiod, like the fixture's — checked here on Envoy too; see tests/data/istiod/.)
 #[test]
 fn destination_rule_max_retries_overflows_retries_on_envoy() {
     let _s = serial();
     let yaml = crate::mesh_translate::TRAFFIC_POLICY.replace("maxRetries: 0", "maxRetries: 1");
-    let mesh = start(&yaml);
+    let front = front_after_600_requests(&yaml);
+    assert!(front.retry_overflow > 0, "{front:?}");
+    assert!(front.retries > 0, "{front:?}");
+
+    // The fixture as written, `maxRetries: 0`: read as unset (2^32 − 1), as istiod
+    // does, so the same load retries and nothing overflows. (Copied as 0, every retry
+    // overflowed: this went red before the fix.)
+    let front = front_after_600_requests(crate::mesh_translate::TRAFFIC_POLICY);
+    assert!(front.retries > 0, "{front:?}");
+    assert_eq!(front.retry_overflow, 0, "{front:?}");
+}
+
+/// The `front` cluster's counters over 600 requests on 8 connections to a new mesh.
+fn front_after_600_requests(yaml: &str) -> meshdrill::mesh::stats::ClusterStats {
+    let mesh = start(yaml);
     let before = mesh.stats().expect("stats");
     let out = load(
         mesh.ingress_addr(),
@@ -1417,9 +1433,9 @@ fn destination_rule_max_retries_overflows_retries_on_envoy() {
     );
     assert_eq!(out.len(), 600);
     let d = mesh.stats().expect("stats").since(&before);
-    let front = d.cluster("outbound|80||front").expect("front");
-    assert!(front.retry_overflow > 0, "{front:?}");
-    assert!(front.retries > 0, "{front:?}");
+    d.cluster("outbound|80||front.default.svc.cluster.local")
+        .expect("front")
+        .clone()
 }
 
 /// PIDs of the live (non-zombie) processes in process group `pgid`.

@@ -145,9 +145,18 @@ fn matches_weights_subsets_and_gateway_binding() {
                 .map_or(0, Vec::len)
         })
     };
-    assert_eq!(eps("outbound|80|v1|reviews"), Some(2));
-    assert_eq!(eps("outbound|80|v2|reviews"), Some(1));
-    assert_eq!(eps("outbound|80||reviews"), Some(3));
+    assert_eq!(
+        eps("outbound|80|v1|reviews.bookinfo.svc.cluster.local"),
+        Some(2)
+    );
+    assert_eq!(
+        eps("outbound|80|v2|reviews.bookinfo.svc.cluster.local"),
+        Some(1)
+    );
+    assert_eq!(
+        eps("outbound|80||reviews.bookinfo.svc.cluster.local"),
+        Some(3)
+    );
     snap!("matches_weights_subsets_mesh", &mesh);
     snap!("matches_weights_subsets_ingress", &ingress);
 }
@@ -160,7 +169,10 @@ fn gateway_only_virtual_service_is_not_on_sidecars_and_unknowns_warn() {
     let mesh = routes(&c, "mesh");
     // The sidecars get Istio's default route for web, not the gateway's VirtualService.
     assert_eq!(mesh[0]["name"], "web:80");
-    assert_eq!(mesh[0]["routes"][0]["route"]["cluster"], "outbound|80||web");
+    assert_eq!(
+        mesh[0]["routes"][0]["route"]["cluster"],
+        "outbound|80||web.default.svc.cluster.local"
+    );
     let w = c.warnings.join("\n");
     assert!(w.contains("subset v9"), "{w}");
     assert!(w.contains("host elsewhere"), "{w}");
@@ -204,7 +216,7 @@ fn fqdn_hosts_route_the_service_by_every_alias_and_other_namespaces_do_not_hijac
     assert_eq!(c.routes["mesh"]["ignore_port_in_host_matching"], true);
     assert_eq!(
         g["routes"][0]["route"]["cluster"],
-        "outbound|8080||go-demo-8"
+        "outbound|8080||go-demo-8.default.svc.cluster.local"
     );
     // ratings.prod is not the local ratings: the default route stays, fault-free.
     let local = vhost(&mesh, "ratings:80").expect("default ratings vhost");
@@ -383,7 +395,7 @@ fn destination_rule_traffic_policy_sets_circuit_breakers_outlier_detection_and_l
             .cloned()
             .unwrap_or_default()
     };
-    let front = cl("outbound|80||front");
+    let front = cl("outbound|80||front.default.svc.cluster.local");
     let t = &front["circuit_breakers"]["thresholds"][0];
     // maxRetries 0: unset, as istiod reads it (see istiod_golden.rs).
     assert_eq!(t["max_retries"], 4294967295u64, "{front}");
@@ -391,14 +403,14 @@ fn destination_rule_traffic_policy_sets_circuit_breakers_outlier_detection_and_l
     assert_eq!(t["max_requests"], 200);
     assert_eq!(t["max_connections"], 50);
     assert_eq!(front["connect_timeout"], "2s");
-    let back = cl("outbound|80||back");
+    let back = cl("outbound|80||back.default.svc.cluster.local");
     assert_eq!(back["lb_policy"], "ROUND_ROBIN");
     assert_eq!(back["outlier_detection"]["consecutive_5xx"], 7);
     assert_eq!(back["outlier_detection"]["enforcing_consecutive_5xx"], 100);
     assert_eq!(back["outlier_detection"]["base_ejection_time"], "30s");
     assert_eq!(back["outlier_detection"]["max_ejection_percent"], 50);
     // The subset's loadBalancer overrides the rule's; its outlierDetection is inherited.
-    let v1 = cl("outbound|80|v1|back");
+    let v1 = cl("outbound|80|v1|back.default.svc.cluster.local");
     assert_eq!(v1["lb_policy"], "RANDOM");
     assert_eq!(v1["outlier_detection"]["interval"], "5s");
     let w = c.warnings.join("\n");

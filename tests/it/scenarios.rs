@@ -244,7 +244,10 @@ fn retry_validation_once() -> Vec<crate::common::stats::Tally> {
         // cluster (the ingress calling repeater).
         let cluster = h["mesh"]["clusters"]
             .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["name"] == "outbound|80||repeater"))
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c["name"] == "outbound|80||repeater.default.svc.cluster.local")
+            })
             .unwrap_or_else(|| panic!("repeater's cluster: {}", h["mesh"]));
         let upstream = cluster["upstream_requests"].as_u64().expect("upstream");
         let retries = cluster["retries"].as_u64().expect("retries");

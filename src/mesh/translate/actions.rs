@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
+use super::hosts::{resolve_host, service_fqdn};
 use super::{Translator, cluster_name};
 
 // === redirect ===
@@ -296,9 +297,9 @@ impl Translator<'_> {
                 .and_then(Value::as_u64)
                 .and_then(|p| u16::try_from(p).ok())
                 .unwrap_or(80);
-            return cluster_name(port, subset, host);
+            return cluster_name(port, subset, &resolve_host(host, vs_ns));
         };
-        let c = cluster_name(s.port, subset, &s.name);
+        let c = cluster_name(s.port, subset, &service_fqdn(&s.name, &self.spec.namespace));
         if let Some(sub) = subset
             && !clusters.contains(&c)
         {

@@ -20,6 +20,7 @@ impl Translator<'_> {
                 .filter(|s| s.name == name)
                 .collect();
             let port = entries.first().map(|s| s.port).unwrap_or(80);
+            let fqdn = service_fqdn(name, &self.spec.namespace);
             let ports = layout.replica_ports.get(name).cloned().unwrap_or_default();
             // Replica i of the service, with the labels of its entry.
             let mut replicas = Vec::new();
@@ -40,7 +41,7 @@ impl Translator<'_> {
                     resolve_host(&d.host, &d.namespace) == service_fqdn(name, &spec.namespace)
                 })
                 .collect();
-            let mut c = cluster(&cluster_name(port, None, name), &all);
+            let mut c = cluster(&cluster_name(port, None, &fqdn), &all);
             if let Some(dr) = rules.first() {
                 let label = format!("DestinationRule {}", dr.name);
                 self.traffic_policy(&mut c, &label, dr.traffic_policy.as_ref(), None);
@@ -59,7 +60,7 @@ impl Translator<'_> {
                             dr.name, sub.name, dr.host, sub.labels
                         ));
                     }
-                    let mut c = cluster(&cluster_name(port, Some(&sub.name), name), &eps);
+                    let mut c = cluster(&cluster_name(port, Some(&sub.name), &fqdn), &eps);
                     let label = format!("DestinationRule {} subset {}", dr.name, sub.name);
                     self.traffic_policy(
                         &mut c,

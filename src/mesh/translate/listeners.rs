@@ -19,6 +19,9 @@ pub(super) fn listener(name: &str, port: u16, route_config: &str, layout: &Layou
                 // As istiod's buildHTTPConnectionManager with the default mesh config
                 // (pathNormalization DEFAULT = BASE).
                 "normalize_path": true,
+                // As istiod: no stream idle timeout (Envoy's default of 5 min would
+                // cut a fixed delay of 5 min or more).
+                "stream_idle_timeout": "0s",
                 "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
                 "rds": {
                     "route_config_name": route_config,

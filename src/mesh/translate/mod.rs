@@ -86,7 +86,9 @@ pub fn sidecar_listener(service: &str) -> String {
     format!("sidecar_{service}")
 }
 
-/// Istio's cluster name for a service port and subset.
+/// Istio's cluster name for a service port and subset: `host` is the FQDN
+/// (`outbound|80||go-demo-8.default.svc.cluster.local`, as istiod's
+/// model.BuildSubsetKey), so Envoy's stats read as on a cluster.
 pub fn cluster_name(port: u16, subset: Option<&str>, host: &str) -> String {
     format!("outbound|{port}|{}|{host}", subset.unwrap_or(""))
 }
@@ -110,7 +112,7 @@ pub fn route_cluster(spec: &MeshSpec, vs: &Value, route: &Value) -> Option<Strin
         .services
         .iter()
         .find(|s| service_fqdn(&s.name, &spec.namespace) == fqdn)?;
-    Some(cluster_name(s.port, subset, &s.name))
+    Some(cluster_name(s.port, subset, &fqdn))
 }
 
 /// Whether a VirtualService applies at the ingress gateway.

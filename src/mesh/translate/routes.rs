@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value, json};
 
 use super::actions::{self, HeaderOps, header_ops};
-use super::hosts::vs_namespace;
+use super::hosts::{resolve_host, service_fqdn, vs_namespace};
 use super::policy::{default_retry_policy, fault_config, retry_policy};
 use super::{
     FAULT_FILTER, INGRESS_ROUTES, MESH_ROUTES, Translator, bound_to_ingress, bound_to_mesh,
@@ -72,8 +72,9 @@ impl Translator<'_> {
                 "name": "default",
                 "match": {"prefix": "/"},
                 "route": {
-                    "cluster": cluster_name(port, None, name),
+                    "cluster": cluster_name(port, None, &service_fqdn(name, &spec.namespace)),
                     "timeout": "0s",
+                    "max_grpc_timeout": "0s",
                     "retry_policy": default_retry_policy(),
                 }
             });
@@ -213,13 +214,13 @@ impl Translator<'_> {
             let subset = d.pointer("/destination/subset").and_then(Value::as_str);
             let weight = crate::istio::spec::destination_weight(d, single);
             let (name, port) = match self.service_for(host, vs_ns) {
-                Some(s) => (s.name.clone(), s.port),
+                Some(s) => (service_fqdn(&s.name, &self.spec.namespace), s.port),
                 None => {
                     self.warnings.push(format!(
                         "{label}: spec.http[{i}] routes to host {host}, which is not a service of the mesh: requests get 503 (no cluster)"
                     ));
                     (
-                        host.to_string(),
+                        resolve_host(host, vs_ns),
                         d.pointer("/destination/port/number")
                             .and_then(Value::as_u64)
                             .unwrap_or(80) as u16,
@@ -299,6 +300,9 @@ impl Translator<'_> {
             .and_then(|s| IstioDuration::parse_timeout(s).ok().flatten())
             .map(|d| proto_duration(d.as_duration().as_millis()))
             .unwrap_or_else(|| "0s".into());
+        // As istiod's setTimeout: the route timeout also caps a gRPC caller's
+        // grpc-timeout header (0s: the header is used as sent).
+        route.insert("max_grpc_timeout".into(), json!(timeout));
         route.insert("timeout".into(), json!(timeout));
         if let Some(p) = retry_policy(r.get("retries")) {
             route.insert("retry_policy".into(), p);

@@ -251,18 +251,6 @@ pub fn share(out: &[Outcome], status: u16) -> f64 {
     out.iter().filter(|o| o.status == status).count() as f64 / out.len().max(1) as f64
 }
 
-/// Asserts that an observed share is within 3 standard errors of `p`, on one sample
-/// (a correct build fails it 0.27% of the time): a test whose answer rests on it
-/// returns tallies to [`super::stats::judge`] instead.
-pub fn assert_within_3_sigma(observed: f64, p: f64, n: usize, what: &str) {
-    let sigma = (p * (1.0 - p) / n as f64).sqrt();
-    assert!(
-        (observed - p).abs() <= 3.0 * sigma,
-        "{what}: observed {observed:.4} over {n}, expected {p} ± {:.4} (3σ)",
-        3.0 * sigma
-    );
-}
-
 /// The latency percentile `q` (0–1) in milliseconds.
 pub fn percentile_ms(out: &[Outcome], q: f64) -> f64 {
     let mut v: Vec<f64> = out

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fake_kube;
+pub mod istio_rules;
 pub mod label_selector;
 pub mod schema;
 pub mod servers;

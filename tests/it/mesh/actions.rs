@@ -86,7 +86,7 @@ fn a_redirect_answers_with_its_code_and_location() {
     assert_eq!(a.header("location"), Some("http://other.acme.com/derive/x"));
     let s = mesh.stats().expect("stats");
     let back = s
-        .cluster("outbound|80|v1|back")
+        .cluster("outbound|80|v1|back.default.svc.cluster.local")
         .map_or(0, |c| c.upstream_requests);
     assert_eq!(back, 0, "a redirect calls no upstream");
     // `mesh get` shows the redirect where a destination would be.
@@ -142,7 +142,7 @@ fn a_mirror_sends_every_request_to_the_shadow_service() {
     let mesh = start(ACTIONS);
     let addr = mesh.ingress_addr();
     let shadow = |s: &meshdrill::mesh::stats::MeshStats| {
-        s.cluster("outbound|80||shadow")
+        s.cluster("outbound|80||shadow.default.svc.cluster.local")
             .map_or(0, |c| c.upstream_requests)
     };
     let before = mesh.stats().expect("stats");

@@ -221,7 +221,10 @@ fn mirrors_as_istiod_translate_request_mirror_policy() {
     let vh = routes(&c, "ingress");
     let mp = |n: &str| route(&vh, n)["route"]["request_mirror_policies"].clone();
     let full = mp("mirrored");
-    assert_eq!(full[0]["cluster"], "outbound|80||shadow");
+    assert_eq!(
+        full[0]["cluster"],
+        "outbound|80||shadow.default.svc.cluster.local"
+    );
     assert_eq!(
         full[0]["runtime_fraction"]["default_value"]["numerator"],
         100
@@ -379,7 +382,10 @@ fn delegates_merge_into_the_root_as_istiod() {
     let r0 = &vh[0]["routes"][0];
     assert_eq!(r0["match"]["prefix"], "/reviews/v2");
     assert_eq!(r0["match"]["headers"][0]["name"], "x-shop");
-    assert_eq!(r0["route"]["cluster"], "outbound|80|v2|back");
+    assert_eq!(
+        r0["route"]["cluster"],
+        "outbound|80|v2|back.default.svc.cluster.local"
+    );
     assert_eq!(r0["route"]["timeout"], "5s", "the root's timeout");
     assert!(r0["typed_per_filter_config"]["envoy.filters.http.fault"]["delay"].is_object());
     let r2 = &vh[0]["routes"][2];

@@ -49,7 +49,7 @@ pub(super) fn admit(st: &mut State, name: &str, obj: &Value) -> Option<Resp> {
     if !errors.is_empty() {
         return Some(invalid(name, &errors));
     }
-    let problems = istio_problems(obj);
+    let problems = crate::common::istio_rules::webhook_problems(obj);
     if !problems.is_empty() {
         return Some(denied(
             "validation.istio.io",
@@ -283,141 +283,7 @@ fn invalid(name: &str, errors: &[TypeError]) -> Resp {
     )
 }
 
-// === Istio's validating webhook (pkg/config/validation) ===
-
-/// A Go duration (`1h2m3.5s`, `150ms`, `0`) in nanoseconds, as `time.ParseDuration`.
-fn go_duration(s: &str) -> Option<f64> {
-    let (neg, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Some(0.0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0.0;
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let num: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..u] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[u..];
-        total += num * unit;
-    }
-    Some(if neg { -total } else { total })
-}
-
-/// `ValidateDuration` of a duration field (an unparseable one fails decoding first).
-fn duration_problem(v: Option<&Value>) -> Option<String> {
-    let s = v?.as_str()?;
-    let Some(ns) = go_duration(s) else {
-        return Some(format!(
-            "error decoding configuration: bad Duration: time: invalid duration {s:?}"
-        ));
-    };
-    if ns < 1e6 {
-        Some("duration must be greater than 1ms".into())
-    } else if ns % 1e6 != 0.0 {
-        Some("only durations to ms precision are supported".into())
-    } else {
-        None
-    }
-}
-
-fn percentage_problem(holder: &Value) -> Option<String> {
-    let v = holder.pointer("/percentage/value")?.as_f64()?;
-    (!(0.0..=100.0).contains(&v) || (v > 0.0 && v < 0.0001))
-        .then(|| format!("percentage {v} is neither 0.0, nor in range [0.0001, 100.0]"))
-}
-
-/// Envoy's retry-on policies Istio accepts, besides HTTP status codes.
-const RETRY_ON: [&str; 16] = [
-    "5xx",
-    "gateway-error",
-    "reset",
-    "reset-before-request",
-    "connect-failure",
-    "envoy-ratelimited",
-    "retriable-4xx",
-    "refused-stream",
-    "retriable-status-codes",
-    "retriable-headers",
-    "http3-post-connect-failure",
-    "cancelled",
-    "deadline-exceeded",
-    "internal",
-    "resource-exhausted",
-    "unavailable",
-];
-
-/// What Istio's webhook finds wrong in the routes (faults, retries, timeout).
-fn istio_problems(obj: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    let routes = obj.pointer("/spec/http").and_then(Value::as_array);
-    for r in routes.into_iter().flatten() {
-        if let Some(a) = r.pointer("/fault/abort") {
-            out.extend(percentage_problem(a));
-            if let Some(s) = a.get("httpStatus").and_then(Value::as_i64)
-                && !(200..=600).contains(&s)
-            {
-                out.push(format!("HTTP status {s} is not in range 200-599"));
-            }
-        }
-        if let Some(d) = r.pointer("/fault/delay") {
-            out.extend(percentage_problem(d));
-            if let Some(p) = d.get("percent").and_then(Value::as_i64)
-                && !(0..=100).contains(&p)
-            {
-                out.push(format!("percentage {p} is not in range 0..100"));
-            }
-            out.extend(duration_problem(d.get("fixedDelay")));
-        }
-        if let Some(x) = r.get("retries") {
-            let attempts = x.get("attempts").and_then(Value::as_i64).unwrap_or(0);
-            if attempts < 0 {
-                out.push("attempts cannot be negative".into());
-            }
-            if attempts == 0
-                && (x.get("perTryTimeout").is_some()
-                    || x.get("retryOn")
-                        .and_then(Value::as_str)
-                        .is_some_and(|s| !s.is_empty())
-                    || x.get("retryRemoteLocalities").is_some())
-            {
-                out.push(
-                    "http retry policy configured when attempts are set to 0 (disabled)".into(),
-                );
-            }
-            out.extend(duration_problem(x.get("perTryTimeout")));
-            let on = x.get("retryOn").and_then(Value::as_str).unwrap_or("");
-            for policy in on.split(',').filter(|_| !on.is_empty()) {
-                let status = policy
-                    .parse::<u16>()
-                    .is_ok_and(|c| (100..=599).contains(&c));
-                if !status && !RETRY_ON.contains(&policy) {
-                    out.push(format!("{policy:?} is not a valid retryOn policy"));
-                }
-            }
-        }
-        out.extend(duration_problem(r.get("timeout")));
-    }
-    out
-}
+// === Istio's validating webhook: common/istio_rules.rs ===
 
 /// Istio's multierror format: one error as is, several as a list.
 fn multi_error(problems: &[String]) -> String {
@@ -444,18 +310,4 @@ fn denied(webhook: &str, code: u16, message: &str) -> Resp {
         s["reason"] = json!("Forbidden");
     }
     super::reply(code.max(400), &s)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_durations_parse_as_go_does() {
-        assert_eq!(go_duration("150ms"), Some(150e6));
-        assert_eq!(go_duration("1m30s"), Some(90e9));
-        assert_eq!(go_duration("0"), Some(0.0));
-        assert_eq!(go_duration("2x"), None);
-        assert_eq!(go_duration("5"), None);
-    }
 }
