@@ -294,12 +294,15 @@ fn route_view(hop: &str, vh: &Value, domains: &[String], r: &Value) -> RouteView
         }
     });
     let timeout = s(action.and_then(|a| a.get("timeout"))).filter(|t| t != "0s");
-    let direct = r.get("direct_response").map(|d| {
-        format!(
-            "direct response {}",
-            d.get("status").and_then(Value::as_u64).unwrap_or(0)
-        )
-    });
+    let direct = r
+        .get("direct_response")
+        .map(|d| {
+            format!(
+                "direct response {}",
+                d.get("status").and_then(Value::as_u64).unwrap_or(0)
+            )
+        })
+        .or_else(|| r.get("redirect").map(describe_redirect));
     RouteView {
         hop: hop.to_string(),
         virtual_host: s(vh.get("name")).unwrap_or_default(),
@@ -357,4 +360,28 @@ fn describe_fault(f: &Value) -> String {
         out.push(format!("delay {t} on {}", pct(d.get("percentage"))));
     }
     out.join(", ")
+}
+
+/// `redirect FOUND to new.acme.com/new`: a redirect route's answer, as `mesh get`
+/// shows it in place of a destination.
+fn describe_redirect(d: &Value) -> String {
+    let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("");
+    let mut to = String::new();
+    if !s("scheme_redirect").is_empty() {
+        to.push_str(&format!("{}://", s("scheme_redirect")));
+    }
+    to.push_str(s("host_redirect"));
+    if let Some(p) = d.get("port_redirect").and_then(Value::as_u64) {
+        to.push_str(&format!(":{p}"));
+    }
+    to.push_str(s("path_redirect"));
+    let code = d
+        .get("response_code")
+        .and_then(Value::as_str)
+        .unwrap_or("MOVED_PERMANENTLY");
+    if to.is_empty() {
+        format!("redirect {code}")
+    } else {
+        format!("redirect {code} to {to}")
+    }
 }

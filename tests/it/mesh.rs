@@ -19,6 +19,8 @@ use crate::common::mesh::{
 use crate::common::stats::{Tally, judge};
 use crate::common::{meshdrill, root, run, write};
 
+mod actions;
+
 const LIMIT: Duration = Duration::from_secs(40);
 
 fn abort(status: i64, percent: f64) -> Change {

@@ -9,6 +9,8 @@ use meshdrill::mesh::MeshSpec;
 use meshdrill::mesh::translate::{EnvoyConfig, Layout, translate};
 use serde_json::Value;
 
+pub mod actions;
+
 const HEAD: &str =
     "apiVersion: meshdrill.io/v1alpha1\nkind: Mesh\nmetadata: {name: t}\nspec:\n  services:\n";
 

@@ -5,6 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use super::Translator;
+use super::claims::{claim_matcher, routing_claim};
 
 impl Translator<'_> {
     pub(super) fn route_match(&mut self, label: &str, i: usize, j: usize, m: &Value) -> Value {
@@ -27,15 +28,25 @@ impl Translator<'_> {
             }
         }
         let mut headers = Vec::new();
+        let mut claims = Vec::new();
         if let Some(hs) = m.get("headers").and_then(Value::as_object) {
             for (name, v) in hs {
-                headers.push(header_matcher(name, v));
+                match routing_claim(name) {
+                    Some(c) => claims.push(claim_matcher(&c, v)),
+                    None => headers.push(header_matcher(name, v)),
+                }
             }
         }
         // As istiod: withoutHeaders inverts the matcher; a missing header counts as
         // empty unless it is a presence match.
         if let Some(hs) = m.get("withoutHeaders").and_then(Value::as_object) {
             for (name, v) in hs {
+                if let Some(c) = routing_claim(name) {
+                    let mut c = claim_matcher(&c, v);
+                    c["invert"] = json!(true);
+                    claims.push(c);
+                    continue;
+                }
                 let mut h = header_matcher(name, v);
                 h["invert_match"] = json!(true);
                 if h.get("present_match").is_none() {
@@ -55,6 +66,12 @@ impl Translator<'_> {
         }
         if !headers.is_empty() {
             out.insert("headers".into(), Value::Array(headers));
+        }
+        if !claims.is_empty() {
+            self.warnings.push(format!(
+                "{label}: spec.http[{i}].match[{j}] matches JWT claims (@request.auth.claims): the local mesh runs no JWT authentication, so requests carry no claims (as on Istio without a valid JWT)"
+            ));
+            out.insert("dynamic_metadata".into(), Value::Array(claims));
         }
         if let Some(qs) = m.get("queryParams").and_then(Value::as_object) {
             let params: Vec<Value> = qs

@@ -19,9 +19,14 @@
 //! One file per concern: [`listeners`] (the HTTP connection managers), [`clusters`]
 //! (clusters and DestinationRule traffic policy), [`hosts`] (host resolution and
 //! virtual-host domains), [`routes`] (route configurations and route actions),
-//! [`matches`] (match clauses), [`policy`] (fault and retry policy).
+//! [`matches`] (match clauses), [`policy`] (fault and retry policy), [`actions`]
+//! (redirect, rewrite, header operations, mirrors), [`delegate`] (delegate
+//! VirtualServices merged into their roots).
 
+mod actions;
+mod claims;
 mod clusters;
+mod delegate;
 mod hosts;
 mod inbound;
 mod listeners;
@@ -177,10 +182,14 @@ pub fn translate(spec: &MeshSpec, layout: &Layout) -> EnvoyConfig {
         };
         &direct
     };
-    let mut t = Translator {
-        spec,
-        warnings: Vec::new(),
+    // As istiod: delegates merged into their roots before any route is built.
+    let mut warnings = Vec::new();
+    let merged = MeshSpec {
+        virtual_services: delegate::merge_delegates(&spec.virtual_services, &mut warnings),
+        ..spec.clone()
     };
+    let spec = &merged;
+    let mut t = Translator { spec, warnings };
     let clusters = t.clusters(layout);
     let cluster_names: BTreeSet<String> = clusters
         .iter()

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
+use super::actions::{self, HeaderOps, header_ops};
 use super::hosts::{resolve_host, service_fqdn, vs_namespace};
 use super::policy::{default_retry_policy, fault_config, retry_policy};
 use super::{
@@ -103,21 +104,7 @@ impl Translator<'_> {
             return out;
         };
         for (i, r) in http.iter().enumerate() {
-            for key in [
-                "redirect",
-                "rewrite",
-                "mirror",
-                "mirrorPercentage",
-                "corsPolicy",
-                "headers",
-                "delegate",
-            ] {
-                if r.get(key).is_some() {
-                    self.warnings.push(format!(
-                        "{label}: spec.http[{i}].{key} is not supported by the local mesh; ignored"
-                    ));
-                }
-            }
+            self.audit_route_fields(&label, i, r);
             let name = r
                 .get("name")
                 .and_then(Value::as_str)
@@ -132,31 +119,41 @@ impl Translator<'_> {
                     "{label}: spec.http[{i}] has both a fault and retries: the fault's own hop does not retry what it injects (istio#13705); put the retries on the calling route"
                 ));
             }
-            let action = self.action(&label, i, r, vs_namespace(vs), clusters);
-            let fault = r.get("fault").and_then(fault_config);
-            let matches: Vec<Value> = match r.get("match").and_then(Value::as_array) {
-                Some(ms) if !ms.is_empty() => {
-                    let kept: Vec<Value> = ms
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, m)| applies_on(m, vs, hop))
-                        .map(|(j, m)| self.route_match(&label, i, j, m))
-                        .collect();
-                    // As istiod: a route none of whose matches applies on this hop
-                    // is left out here.
-                    if kept.is_empty() {
-                        continue;
-                    }
-                    kept
-                }
-                _ => vec![json!({"prefix": "/"})],
+            let Some((kind, body, headers)) =
+                self.action(&label, i, r, vs_namespace(vs), hop.port(), clusters)
+            else {
+                continue;
             };
-            for m in matches {
+            let fault = r.get("fault").and_then(fault_config);
+            let matches: Vec<(Value, Option<String>)> =
+                match r.get("match").and_then(Value::as_array) {
+                    Some(ms) if !ms.is_empty() => {
+                        let kept: Vec<(Value, Option<String>)> = ms
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, m)| applies_on(m, vs, hop))
+                            .map(|(j, m)| (self.route_match(&label, i, j, m), match_name(m)))
+                            .collect();
+                        // As istiod: a route none of whose matches applies on this hop
+                        // is left out here.
+                        if kept.is_empty() {
+                            continue;
+                        }
+                        kept
+                    }
+                    _ => vec![(json!({"prefix": "/"}), None)],
+                };
+            for (m, match_name) in matches {
                 let mut route = Map::new();
+                // As istiod's TranslateRoute: `<route name>.<match name>`.
+                let name = match match_name {
+                    Some(n) => format!("{name}.{n}"),
+                    None => name.clone(),
+                };
                 route.insert("name".into(), json!(name));
                 route.insert("match".into(), m);
-                let (k, v) = action.clone();
-                route.insert(k, v);
+                route.insert(kind.clone(), body.clone());
+                headers.append_to(&mut route);
                 if let Some(f) = &fault {
                     route.insert("typed_per_filter_config".into(), json!({ FAULT_FILTER: f }));
                 }
@@ -166,24 +163,43 @@ impl Translator<'_> {
         out
     }
 
-    /// `("route", {...})` or `("direct_response", {...})`.
+    /// `("route" | "redirect" | "direct_response", {...})` and the route-level header
+    /// operations (the route's `headers`, then a single destination's), as istiod's
+    /// TranslateRoute; `None` when istiod leaves the route without an action.
+    /// `listen_port`: the port the route configuration is built for.
     pub(super) fn action(
         &mut self,
         label: &str,
         i: usize,
         r: &Value,
         vs_ns: &str,
+        listen_port: u16,
         clusters: &BTreeSet<String>,
-    ) -> (String, Value) {
+    ) -> Option<(String, Value, HeaderOps)> {
+        let mut headers = r.get("headers").map(header_ops).unwrap_or_default();
+        if let Some(rd) = r.get("redirect") {
+            return match actions::redirect(rd, listen_port) {
+                Ok(v) => Some(("redirect".into(), v, headers)),
+                Err(code) => {
+                    self.warnings.push(format!(
+                        "{label}: spec.http[{i}].redirect.redirectCode {code} is not supported by istiod (301, 302, 303, 307, 308); the route is left out"
+                    ));
+                    None
+                }
+            };
+        }
         if let Some(dr) = r.get("directResponse") {
             let status = dr.get("status").and_then(Value::as_u64).unwrap_or(200);
             let mut out = json!({"status": status});
             if let Some(body) = dr.pointer("/body/string").and_then(Value::as_str) {
                 out["body"] = json!({"inline_string": body});
+            } else if let Some(b) = dr.pointer("/body/bytes").and_then(Value::as_str) {
+                // Base64 in both Istio's and Envoy's JSON.
+                out["body"] = json!({"inline_bytes": b});
             }
-            return ("direct_response".into(), out);
+            return Some(("direct_response".into(), out, headers));
         }
-        let mut dests: Vec<(String, u64)> = Vec::new();
+        let mut dests: Vec<(String, u64, Option<HeaderOps>)> = Vec::new();
         let list = r
             .get("route")
             .and_then(Value::as_array)
@@ -228,10 +244,11 @@ impl Translator<'_> {
                 ));
             }
             if weight > 0 {
-                dests.push((cluster, weight));
+                dests.push((cluster, weight, d.get("headers").map(header_ops)));
             }
         }
         let mut route = Map::new();
+        let mut dest_authority = None;
         match dests.as_slice() {
             [] => {
                 self.warnings.push(format!(
@@ -239,13 +256,40 @@ impl Translator<'_> {
                 ));
                 route.insert("cluster".into(), json!("blackhole"));
             }
-            [(c, _)] => {
+            [(c, _, ops)] => {
                 route.insert("cluster".into(), json!(c));
+                // As processDestination: a single destination's headers follow the
+                // route's; its authority only when the route sets none.
+                if let Some(ops) = ops {
+                    headers.request_add.extend(ops.request_add.iter().cloned());
+                    headers
+                        .response_add
+                        .extend(ops.response_add.iter().cloned());
+                    headers
+                        .request_remove
+                        .extend(ops.request_remove.iter().cloned());
+                    headers
+                        .response_remove
+                        .extend(ops.response_remove.iter().cloned());
+                    dest_authority = ops.authority.clone();
+                }
             }
             many => {
                 let cs: Vec<Value> = many
                     .iter()
-                    .map(|(c, w)| json!({"name": c, "weight": w}))
+                    .map(|(c, w, ops)| {
+                        // processWeightedDestination: headers on the cluster weight.
+                        let mut cw = Map::new();
+                        cw.insert("name".into(), json!(c));
+                        cw.insert("weight".into(), json!(w));
+                        if let Some(ops) = ops {
+                            ops.append_to(&mut cw);
+                            if let Some(a) = &ops.authority {
+                                cw.insert("host_rewrite_literal".into(), json!(a));
+                            }
+                        }
+                        Value::Object(cw)
+                    })
                     .collect();
                 route.insert("weighted_clusters".into(), json!({"clusters": cs}));
             }
@@ -263,7 +307,22 @@ impl Translator<'_> {
         if let Some(p) = retry_policy(r.get("retries")) {
             route.insert("retry_policy".into(), p);
         }
-        ("route".into(), Value::Object(route))
+        // applyHTTPRouteDestination: rewrite.authority over the headers' authority,
+        // a single destination's authority only when neither is set.
+        let rewrite_authority = r
+            .get("rewrite")
+            .and_then(|rw| actions::apply_rewrite(&mut route, rw));
+        if let Some(a) = rewrite_authority
+            .or_else(|| headers.authority.clone())
+            .or(dest_authority)
+        {
+            actions::rewrite_host(&mut route, &a);
+        }
+        let mirrors = self.mirror_policies(label, i, r, vs_ns, clusters);
+        if !mirrors.is_empty() {
+            route.insert("request_mirror_policies".into(), Value::Array(mirrors));
+        }
+        Some(("route".into(), Value::Object(route), headers))
     }
 }
 
@@ -275,6 +334,24 @@ pub(super) enum Hop {
     Ingress,
     /// A sidecar's outbound calls to a service port.
     Sidecar { port: u16 },
+}
+
+impl Hop {
+    /// The port routes on this hop are built for (istiod's listenPort).
+    pub(super) fn port(self) -> u16 {
+        match self {
+            Hop::Ingress => INGRESS_MATCH_PORT as u16,
+            Hop::Sidecar { port } => port,
+        }
+    }
+}
+
+/// A match clause's `name`, which istiod appends to the route's name.
+fn match_name(m: &Value) -> Option<String> {
+    m.get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .map(String::from)
 }
 
 /// The gateway port `match.port` is compared with at the ingress.
