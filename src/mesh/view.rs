@@ -13,7 +13,7 @@ use super::control::{drills_in, hops};
 use super::envoy;
 use super::process;
 use super::state::StateDir;
-use super::translate::{FAULT_FILTER, INGRESS_ROUTES, MESH_ROUTES};
+use super::translate::{FAULT_FILTER, INGRESS_ROUTES, sidecar_routes};
 
 /// The whole picture of a running mesh.
 #[derive(Debug, Clone, Serialize)]
@@ -57,7 +57,9 @@ pub struct ReplicaView {
 /// One route of Envoy's route configuration.
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteView {
-    /// `ingress` (the gateway) or `mesh` (the sidecars).
+    /// `ingress` (the gateway); `mesh` (every sidecar, when they all have the same
+    /// route table); else the sidecar route configurations (`sidecar_<service>`,
+    /// comma-separated) that share this one.
     pub hop: String,
     /// The virtual host: `namespace/VirtualService`, or `SERVICE:PORT` for Istio's
     /// default route of a service no VirtualService covers.
@@ -137,19 +139,18 @@ pub fn view(dir: &std::path::Path) -> Result<MeshView, MeshError> {
     let mut route_versions = BTreeMap::new();
     let mut routes = Vec::new();
     let mut ingress_hosts = Vec::new();
-    for hop in [INGRESS_ROUTES, MESH_ROUTES] {
-        let Some(c) = dump
-            .get("configs")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .find(|c| c.pointer("/route_config/name").and_then(Value::as_str) == Some(hop))
-        else {
-            continue;
-        };
-        if let Some(v) = c.get("version_info").and_then(Value::as_str) {
-            route_versions.insert(hop.to_string(), v.to_string());
+    let configs: Vec<&Value> = arr(dump.get("configs")).collect();
+    let name_of = |c: &Value| {
+        c.pointer("/route_config/name")
+            .and_then(Value::as_str)
+            .map(String::from)
+    };
+    for c in &configs {
+        if let (Some(n), Some(v)) = (name_of(c), c.get("version_info").and_then(Value::as_str)) {
+            route_versions.insert(n, v.to_string());
         }
+    }
+    for (hop, c) in route_groups(&st.spec, &configs) {
         for vh in arr(c.pointer("/route_config/virtual_hosts")) {
             let domains: Vec<String> = arr(vh.get("domains"))
                 .filter_map(Value::as_str)
@@ -163,7 +164,7 @@ pub fn view(dir: &std::path::Path) -> Result<MeshView, MeshError> {
                 }
             }
             for r in arr(vh.get("routes")) {
-                routes.push(route_view(hop, vh, &domains, r));
+                routes.push(route_view(&hop, vh, &domains, r));
             }
         }
     }
@@ -205,6 +206,47 @@ pub fn view(dir: &std::path::Path) -> Result<MeshView, MeshError> {
         drills,
         hops: hops(&st.spec),
     })
+}
+
+/// The route configurations to show, each with the hop it is shown as: the ingress
+/// first, then the sidecars' tables — those that are identical shown once, as `mesh`
+/// when every sidecar has the same table (no `sourceLabels` / `sourceNamespace` tells
+/// them apart), else as the comma-separated route configuration names sharing it.
+fn route_groups<'a>(spec: &super::MeshSpec, configs: &[&'a Value]) -> Vec<(String, &'a Value)> {
+    let find = |name: &str| {
+        configs
+            .iter()
+            .copied()
+            .find(|c| c.pointer("/route_config/name").and_then(Value::as_str) == Some(name))
+    };
+    let mut out = Vec::new();
+    if let Some(c) = find(INGRESS_ROUTES) {
+        out.push((INGRESS_ROUTES.to_string(), c));
+    }
+    let mut groups: Vec<(Vec<String>, &Value)> = Vec::new();
+    let services = spec.service_names();
+    for s in &services {
+        let name = sidecar_routes(s);
+        let Some(c) = find(&name) else { continue };
+        let vhosts = c.pointer("/route_config/virtual_hosts");
+        match groups
+            .iter_mut()
+            .find(|(_, g)| g.pointer("/route_config/virtual_hosts") == vhosts)
+        {
+            Some((names, _)) => names.push(name),
+            None => groups.push((vec![name], c)),
+        }
+    }
+    let shared = groups.len() == 1 && groups[0].0.len() == services.len();
+    for (names, c) in groups {
+        let hop = if shared {
+            "mesh".to_string()
+        } else {
+            names.join(",")
+        };
+        out.push((hop, c));
+    }
+    out
 }
 
 fn arr(v: Option<&Value>) -> impl Iterator<Item = &Value> {

@@ -17,6 +17,7 @@ mod istiod_golden;
 mod kubectl_habits;
 mod load;
 mod mesh;
+mod mesh_routing;
 mod mesh_target;
 mod mesh_translate;
 mod outputs;

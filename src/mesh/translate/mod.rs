@@ -6,17 +6,20 @@
 //! - `ingress`: the ingress gateway. Its routes ([`INGRESS_ROUTES`]) come from the
 //!   VirtualServices bound to a gateway — `gateways` names anything besides `mesh`.
 //!   Hosts no such VirtualService names get Envoy's 404, as at an Istio gateway.
-//! - `sidecar_<service>`: each service's outbound calls, as its sidecar. All sidecars
-//!   share the routes [`MESH_ROUTES`]: for each service, the VirtualService that applies
-//!   to mesh traffic (`gateways` absent, empty or listing `mesh`), else Istio's default
-//!   route (default retry policy, no timeout).
+//! - `sidecar_<service>`: each service's outbound calls, as its sidecar, with its own
+//!   route configuration of the same name ([`sidecar_routes`]): for each service, the
+//!   VirtualService that applies to mesh traffic (`gateways` absent, empty or listing
+//!   `mesh`), with only the match clauses whose `sourceLabels` / `sourceNamespace` fit
+//!   this proxy ([`sidecar`]), else Istio's default route (default retry policy, no
+//!   timeout).
 //! - one cluster per service and DestinationRule subset, `outbound|<port>|<subset>|<host>`,
 //!   with replicas as static endpoints and Istio's circuit-breaker thresholds.
 //!
 //! One file per concern: [`listeners`] (the HTTP connection managers), [`clusters`]
 //! (clusters and DestinationRule traffic policy), [`hosts`] (host resolution and
 //! virtual-host domains), [`routes`] (route configurations and route actions),
-//! [`matches`] (match clauses), [`policy`] (fault and retry policy).
+//! [`matches`] (match clauses), [`policy`] (fault and retry policy), [`sidecar`]
+//! (per-proxy sidecar route configurations).
 
 mod clusters;
 mod hosts;
@@ -24,6 +27,7 @@ mod listeners;
 mod matches;
 mod policy;
 mod routes;
+mod sidecar;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -36,11 +40,10 @@ use listeners::listener;
 use hosts::vs_namespace;
 pub use hosts::{resolve_host, service_fqdn};
 pub use policy::{default_retry_policy, fault_config, retry_policy};
+pub use sidecar::sidecar_routes;
 
 /// The ingress listener's route configuration.
 pub const INGRESS_ROUTES: &str = "ingress";
-/// The sidecars' shared route configuration.
-pub const MESH_ROUTES: &str = "mesh";
 /// The ingress listener (and its stats prefix).
 pub const INGRESS_LISTENER: &str = "ingress";
 /// Istio sets every circuit-breaker threshold to 2^32 − 1.
@@ -160,17 +163,31 @@ pub fn translate(spec: &MeshSpec, layout: &Layout) -> EnvoyConfig {
         INGRESS_ROUTES,
         layout,
     )];
-    for s in spec.service_names() {
-        listeners.push(listener(&sidecar_listener(s), 0, MESH_ROUTES, layout));
-    }
     let mut routes = BTreeMap::new();
     routes.insert(INGRESS_ROUTES.to_string(), t.ingress_routes(&cluster_names));
-    routes.insert(MESH_ROUTES.to_string(), t.mesh_routes(&cluster_names));
+    for s in spec.service_names() {
+        listeners.push(listener(
+            &sidecar_listener(s),
+            0,
+            &sidecar_routes(s),
+            layout,
+        ));
+        let proxy = sidecar::Proxy::of(spec, s);
+        let rc = t.sidecar_route_config(&proxy, &cluster_names);
+        routes.insert(sidecar_routes(s), rc);
+    }
+    // Each sidecar's table is built from the same VirtualServices: say each thing once.
+    let mut warnings: Vec<String> = Vec::new();
+    for w in t.warnings {
+        if !warnings.contains(&w) {
+            warnings.push(w);
+        }
+    }
     EnvoyConfig {
         listeners,
         clusters,
         routes,
-        warnings: t.warnings,
+        warnings,
     }
 }
 
