@@ -280,6 +280,7 @@ mod tests {
             services,
             virtual_services: vss,
             destination_rules: vec![],
+            gateways: vec![],
         }
     }
 

@@ -27,6 +27,9 @@ pub struct MeshView {
     pub admin: String,
     /// The Host names the ingress routes (any other gets 404 there).
     pub ingress_hosts: Vec<String>,
+    /// Every ingress listener (one per Gateway server port; the first is
+    /// `ingress_url`), with the Host names it routes.
+    pub ingress_listeners: Vec<IngressView>,
     pub services: Vec<ServiceView>,
     /// Active route configurations and their versions.
     pub route_versions: BTreeMap<String, String>,
@@ -34,6 +37,14 @@ pub struct MeshView {
     pub drills: Vec<DrillView>,
     /// The listeners whose traffic `mesh stats` counts.
     pub hops: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IngressView {
+    /// The Gateway server port it serves (80 without Gateway objects).
+    pub server_port: u16,
+    pub url: String,
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -150,6 +161,29 @@ pub fn view(dir: &std::path::Path) -> Result<MeshView, MeshError> {
             route_versions.insert(n, v.to_string());
         }
     }
+    let urls = st.ingress_urls();
+    let mut ingress_listeners: Vec<IngressView> = Vec::new();
+    for l in super::translate::ingress_listeners(&st.spec) {
+        let url = urls
+            .iter()
+            .find(|(p, _)| *p == l.server_port)
+            .map(|(_, u)| u.clone())
+            .unwrap_or_default();
+        let hosts = configs
+            .iter()
+            .filter(|c| name_of(c).as_deref() == Some(l.name.as_str()))
+            .flat_map(|c| arr(c.pointer("/route_config/virtual_hosts")))
+            .flat_map(|vh| arr(vh.get("domains")))
+            .filter_map(Value::as_str)
+            .filter(|d| !d.contains(':') && *d != "*")
+            .map(String::from)
+            .collect();
+        ingress_listeners.push(IngressView {
+            server_port: l.server_port,
+            url,
+            hosts,
+        });
+    }
     for (hop, c) in route_groups(&st.spec, &configs) {
         for vh in arr(c.pointer("/route_config/virtual_hosts")) {
             let domains: Vec<String> = arr(vh.get("domains"))
@@ -200,6 +234,7 @@ pub fn view(dir: &std::path::Path) -> Result<MeshView, MeshError> {
         ingress_url: st.ingress_url(),
         admin: format!("http://{}", st.admin),
         ingress_hosts,
+        ingress_listeners,
         services,
         route_versions,
         routes,
@@ -220,8 +255,15 @@ fn route_groups<'a>(spec: &super::MeshSpec, configs: &[&'a Value]) -> Vec<(Strin
             .find(|c| c.pointer("/route_config/name").and_then(Value::as_str) == Some(name))
     };
     let mut out = Vec::new();
-    if let Some(c) = find(INGRESS_ROUTES) {
-        out.push((INGRESS_ROUTES.to_string(), c));
+    for l in super::translate::ingress_listeners(spec) {
+        let name = if l.primary {
+            INGRESS_ROUTES.to_string()
+        } else {
+            l.name
+        };
+        if let Some(c) = find(&name) {
+            out.push((name, c));
+        }
     }
     let mut groups: Vec<(Vec<String>, &Value)> = Vec::new();
     let services = spec.service_names();

@@ -95,3 +95,98 @@ fn a_source_labels_fault_hits_only_the_caller_it_names() {
         v.route_versions
     );
 }
+
+/// Two Gateways, one server each: `public` on 80 (the mesh file's ingress) and
+/// `internal` on 8080 (its own loopback port). The same host routes differently on
+/// each; a VirtualService bound only to `internal` is not served on 80.
+const TWO_GATEWAYS: &str = "apiVersion: meshdrill.io/v1alpha1
+kind: Mesh
+metadata: {name: gateways}
+spec:
+  services:
+  - name: web
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: public}
+spec:
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ['*']
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: internal}
+spec:
+  servers:
+  - port: {number: 8080, name: http-internal, protocol: HTTP}
+    hosts: ['*']
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop-public}
+spec:
+  hosts: [shop.acme.com]
+  gateways: [public]
+  http:
+  - route: [{destination: {host: web}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop-internal}
+spec:
+  hosts: [shop.acme.com, ops.acme.com]
+  gateways: [internal]
+  http:
+  - fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+    route: [{destination: {host: web}}]
+";
+
+#[test]
+fn two_gateway_servers_route_one_host_each_their_way() {
+    let _s = serial();
+    let mesh = start(TWO_GATEWAYS);
+    let st = mesh.state().expect("state");
+    let internal = *st
+        .gateway_ports
+        .get(&8080)
+        .expect("an ingress for port 8080");
+    assert_ne!(internal, st.ingress_port);
+    assert_eq!(
+        st.ingress_urls(),
+        [
+            (80, mesh.ingress_url()),
+            (8080, format!("http://127.0.0.1:{internal}")),
+        ]
+    );
+    let internal = std::net::SocketAddr::from(([127, 0, 0, 1], internal));
+    let before = mesh.stats().expect("stats");
+    let shop80 = load(mesh.ingress_addr(), "shop.acme.com", "/", 100, 4, LIMIT);
+    let shop8080 = load(internal, "shop.acme.com", "/", 100, 4, LIMIT);
+    let ops80 = load(mesh.ingress_addr(), "ops.acme.com", "/", 50, 4, LIMIT);
+    let ops8080 = load(internal, "ops.acme.com", "/", 50, 4, LIMIT);
+    let d = mesh.stats().expect("stats").since(&before);
+    assert_eq!(statuses(&shop80), [(200, 100)].into_iter().collect());
+    assert_eq!(statuses(&shop8080), [(418, 100)].into_iter().collect());
+    // ops.acme.com is bound to `internal` only: 404 on 80 (no virtual host).
+    assert_eq!(statuses(&ops80), [(404, 50)].into_iter().collect());
+    assert_eq!(statuses(&ops8080), [(418, 50)].into_iter().collect());
+    let hop = |h: &str| d.hop(h).unwrap_or_else(|| panic!("hop {h}")).clone();
+    assert_eq!(hop("ingress").downstream_requests, 150);
+    assert_eq!(hop("ingress").aborts_injected, 0);
+    assert_eq!(hop("ingress_8080").downstream_requests, 150);
+    assert_eq!(hop("ingress_8080").aborts_injected, 150);
+    let v = meshdrill::mesh::view::view(mesh.dir()).expect("view");
+    let ls: Vec<(u16, Vec<String>)> = v
+        .ingress_listeners
+        .iter()
+        .map(|l| (l.server_port, l.hosts.clone()))
+        .collect();
+    assert_eq!(
+        ls,
+        [
+            (80, vec!["shop.acme.com".to_string()]),
+            (8080, vec!["shop.acme.com".into(), "ops.acme.com".into()]),
+        ]
+    );
+}

@@ -67,6 +67,9 @@ pub(crate) use snap;
 #[path = "mesh_translate_sources.rs"]
 mod sources;
 
+#[path = "mesh_translate_gateways.rs"]
+mod gateways;
+
 #[test]
 fn faults_percentages_and_the_listener_fault_filter() {
     let c = config(&format!(

@@ -6,6 +6,8 @@
 //! - `ingress`: the ingress gateway. Its routes ([`INGRESS_ROUTES`]) come from the
 //!   VirtualServices bound to a gateway — `gateways` names anything besides `mesh`.
 //!   Hosts no such VirtualService names get Envoy's 404, as at an Istio gateway.
+//!   With Gateway objects, one ingress listener per HTTP server port, `ingress` for
+//!   port 80 and `ingress_<port>` for the others ([`gateway`]).
 //! - `sidecar_<service>`: each service's outbound calls, as its sidecar, with its own
 //!   route configuration of the same name ([`sidecar_routes`]): for each service, the
 //!   VirtualService that applies to mesh traffic (`gateways` absent, empty or listing
@@ -22,6 +24,7 @@
 //! (per-proxy sidecar route configurations).
 
 mod clusters;
+mod gateway;
 mod hosts;
 mod listeners;
 mod matches;
@@ -37,6 +40,7 @@ use serde_json::{Value, json};
 use super::spec::MeshSpec;
 use listeners::listener;
 
+pub use gateway::{IngressListener, ingress_listeners};
 use hosts::vs_namespace;
 pub use hosts::{resolve_host, service_fqdn};
 pub use policy::{default_retry_policy, fault_config, retry_policy};
@@ -157,14 +161,29 @@ pub fn translate(spec: &MeshSpec, layout: &Layout) -> EnvoyConfig {
         .iter()
         .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
         .collect();
-    let mut listeners = vec![listener(
-        INGRESS_LISTENER,
-        spec.ingress_port,
-        INGRESS_ROUTES,
-        layout,
-    )];
+    let mut listeners = Vec::new();
     let mut routes = BTreeMap::new();
-    routes.insert(INGRESS_ROUTES.to_string(), t.ingress_routes(&cluster_names));
+    if spec.gateways.is_empty() {
+        listeners.push(listener(
+            INGRESS_LISTENER,
+            spec.ingress_port,
+            INGRESS_ROUTES,
+            layout,
+        ));
+        routes.insert(INGRESS_ROUTES.to_string(), t.ingress_routes(&cluster_names));
+    } else {
+        t.warn_gateways();
+        for l in ingress_listeners(spec) {
+            let rc = t.gateway_route_config(&l, &cluster_names);
+            let (port, rc_name) = if l.primary {
+                (spec.ingress_port, INGRESS_ROUTES.to_string())
+            } else {
+                (0, l.name.clone())
+            };
+            listeners.push(listener(&l.name, port, &rc_name, layout));
+            routes.insert(rc_name, rc);
+        }
+    }
     for s in spec.service_names() {
         listeners.push(listener(
             &sidecar_listener(s),

@@ -228,6 +228,8 @@ pub(super) enum Hop<'a> {
     Ingress,
     /// A sidecar's outbound calls to a service port, for one proxy.
     Sidecar { port: u16, proxy: &'a Proxy<'a> },
+    /// A Gateway object's server port; `name` is the Gateway's `ns/name`.
+    Gateway { port: u16, name: &'a str },
 }
 
 /// The gateway port `match.port` is compared with at the ingress.
@@ -240,7 +242,7 @@ pub(super) fn applies_on(m: &Value, vs: &Value, hop: Hop<'_>) -> bool {
     if let Some(p) = m.get("port").and_then(Value::as_u64) {
         let hop_port = match hop {
             Hop::Ingress => INGRESS_MATCH_PORT,
-            Hop::Sidecar { port, .. } => u64::from(port),
+            Hop::Sidecar { port, .. } | Hop::Gateway { port, .. } => u64::from(port),
         };
         if p != hop_port {
             return false;
@@ -254,7 +256,7 @@ pub(super) fn applies_on(m: &Value, vs: &Value, hop: Hop<'_>) -> bool {
         // As sourceMatchHTTP: without match.gateways, the source conditions decide.
         return match hop {
             Hop::Sidecar { proxy, .. } => proxy.fit(m) == SourceFit::All,
-            Hop::Ingress => super::sidecar::ingress_gateway_fits(m),
+            Hop::Ingress | Hop::Gateway { .. } => super::sidecar::ingress_gateway_fits(m),
         };
     };
     // `ns/name` and `name` name the same gateway here.
@@ -262,6 +264,11 @@ pub(super) fn applies_on(m: &Value, vs: &Value, hop: Hop<'_>) -> bool {
     let listed: Vec<String> = gws.iter().filter_map(Value::as_str).map(short).collect();
     match hop {
         Hop::Sidecar { .. } => listed.iter().any(|g| g == "mesh"),
+        // match.gateways resolved as the VirtualService's (resolveGatewayName).
+        Hop::Gateway { name, .. } => gws
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|g| super::gateway::resolve_gateway_name(g, vs_namespace(vs)) == name),
         Hop::Ingress => gateways(vs).is_some_and(|vg| {
             vg.iter()
                 .filter(|g| **g != "mesh")
