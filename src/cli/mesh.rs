@@ -302,6 +302,15 @@ fn write_view(
         v.ingress_url,
         host_hint(&v.ingress_hosts, &v.ingress_url)
     )?;
+    for l in v.ingress_listeners.iter().skip(1) {
+        writeln!(
+            out,
+            "ingress (Gateway port {}) {} {}",
+            l.server_port,
+            l.url,
+            host_hint(&l.hosts, &l.url)
+        )?;
+    }
     writeln!(out, "Envoy admin {}", v.admin)?;
     writeln!(out)?;
     writeln!(out, "SERVICES")?;
@@ -455,6 +464,15 @@ fn write_banner(
             "  ingress {}",
             host_hint(&v.ingress_hosts, &mesh.ingress_url())
         )?;
+        for l in v.ingress_listeners.iter().skip(1) {
+            writeln!(
+                out,
+                "  ingress for Gateway port {}: {} {}",
+                l.server_port,
+                l.url,
+                host_hint(&l.hosts, &l.url)
+            )?;
+        }
     }
     for s in st.spec.service_names() {
         let ports: Vec<String> = st

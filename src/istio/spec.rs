@@ -383,11 +383,14 @@ pub fn route_destinations(route: &Value) -> Vec<(&str, Option<&str>)> {
 }
 
 /// The traffic share of one entry of a route's `route` list, as Istio translates it:
-/// its `weight`, or when omitted 100 for a route's only destination and 0 otherwise.
+/// a route's only destination takes all traffic whatever its `weight` (even 0: istiod's
+/// applyHTTPRouteDestination reads no weight when `len(in.Route) == 1`, route.go,
+/// Istio 1.26); of several, each its `weight`, 0 when omitted.
 pub fn destination_weight(d: &Value, single: bool) -> u64 {
-    d.get("weight")
-        .and_then(Value::as_u64)
-        .unwrap_or(if single { 100 } else { 0 })
+    if single {
+        return 100;
+    }
+    d.get("weight").and_then(Value::as_u64).unwrap_or(0)
 }
 
 /// `host/subset`, or `host` without a subset.

@@ -285,6 +285,7 @@ mod tests {
             services,
             virtual_services: vss,
             destination_rules: vec![],
+            gateways: vec![],
         }
     }
 

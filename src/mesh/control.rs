@@ -17,7 +17,7 @@ use super::process;
 use super::spec::MeshSpec;
 use super::state::{MeshState, StateDir};
 use super::stats::{Baseline, MeshStats};
-use super::translate::{self, INGRESS_LISTENER, Layout, discovery_response, sidecar_listener};
+use super::translate::{self, Layout, discovery_response, sidecar_listener};
 use crate::istio::{
     Change, DrillInfo, RecordMeta, RouteSelector, owner_gone, plan_change, plan_clear, read_record,
 };
@@ -63,7 +63,9 @@ pub fn layout(dir: &Path, st: &MeshState) -> Layout {
 
 /// Listener (hop) names of a mesh.
 pub fn hops(spec: &MeshSpec) -> Vec<String> {
-    std::iter::once(INGRESS_LISTENER.to_string())
+    translate::ingress_listeners(spec)
+        .into_iter()
+        .map(|l| l.name)
         .chain(spec.service_names().into_iter().map(sidecar_listener))
         .collect()
 }

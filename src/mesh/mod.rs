@@ -40,6 +40,7 @@ pub mod control;
 pub mod demo;
 pub mod envoy;
 mod error;
+pub mod gateway;
 mod parse;
 pub mod process;
 pub mod running;

@@ -126,6 +126,7 @@ pub(super) fn parse_mesh(d: &Document) -> Result<MeshSpec, MeshError> {
         services,
         virtual_services: Vec::new(),
         destination_rules: Vec::new(),
+        gateways: Vec::new(),
     })
 }
 

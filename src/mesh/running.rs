@@ -152,6 +152,7 @@ impl RunningMesh {
             admin: mesh.admin,
             ingress_port: 0,
             sidecar_ports: BTreeMap::new(),
+            gateway_ports: BTreeMap::new(),
             envoy: ProcRecord {
                 pid: 0,
                 cmdline: Vec::new(),
@@ -204,6 +205,12 @@ impl RunningMesh {
                 st.ingress_port = port;
             } else if let Some(svc) = name.strip_prefix("sidecar_") {
                 st.sidecar_ports.insert(svc.to_string(), port);
+            } else if let Some(p) = name
+                .strip_prefix(INGRESS_LISTENER)
+                .and_then(|r| r.strip_prefix('_'))
+                .and_then(|p| p.parse::<u16>().ok())
+            {
+                st.gateway_ports.insert(p, port);
             }
         }
         if st.ingress_port == 0 {

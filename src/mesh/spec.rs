@@ -52,6 +52,9 @@ pub struct MeshSpec {
     /// VirtualService objects as read (and as changed since, with their drill record).
     pub virtual_services: Vec<Value>,
     pub destination_rules: Vec<DestinationRule>,
+    /// Gateway objects as read (absent in state files written before they were read).
+    #[serde(default)]
+    pub gateways: Vec<super::gateway::Gateway>,
 }
 
 /// One service entry (a "deployment"): replicas of one workload.
@@ -194,12 +197,14 @@ impl MeshSpec {
     }
 
     /// Builds a mesh from documents: exactly one `kind: Mesh`, any number of
-    /// VirtualServices and DestinationRules; other kinds are skipped with a note.
+    /// VirtualServices, DestinationRules and Gateways; other kinds are skipped with a
+    /// note.
     pub fn from_documents(docs: &[Document]) -> Result<Loaded, MeshError> {
         let mut notes = Vec::new();
         let mut mesh_doc: Option<&Document> = None;
         let mut vss = Vec::new();
         let mut drs = Vec::new();
+        let mut gws = Vec::new();
         for d in docs {
             match (d.kind(), d.api_version()) {
                 ("Mesh", super::API_VERSION) => {
@@ -233,8 +238,32 @@ impl MeshSpec {
                 ("DestinationRule", api) if api.starts_with("networking.istio.io/") => {
                     drs.push(parse_destination_rule(d)?);
                 }
+                ("Gateway", api)
+                    if api.starts_with("networking.istio.io/")
+                        && d.value.pointer("/spec/servers").is_none() =>
+                {
+                    notes.push(format!(
+                        "{}: Gateway {}: skipped (no spec.servers; Istio rejects a Gateway without servers)",
+                        d.locate(""),
+                        d.name()
+                    ));
+                }
+                ("Gateway", api) if api.starts_with("networking.istio.io/") => {
+                    let g = super::gateway::parse_gateway(d)?;
+                    if gws
+                        .iter()
+                        .any(|x: &super::gateway::Gateway| x.full_name() == g.full_name())
+                    {
+                        return Err(invalid(
+                            d,
+                            "/metadata/name",
+                            format!("a second Gateway named {:?}", g.full_name()),
+                        ));
+                    }
+                    gws.push(g);
+                }
                 (kind, _) => notes.push(format!(
-                    "{}: {kind} {}: skipped (the local mesh reads Mesh, VirtualService and DestinationRule)",
+                    "{}: {kind} {}: skipped (the local mesh reads Mesh, VirtualService, DestinationRule and Gateway)",
                     d.locate(""),
                     d.name()
                 )),
@@ -264,6 +293,7 @@ impl MeshSpec {
             spec.virtual_services.push(d.value.clone());
         }
         spec.destination_rules = drs;
+        spec.gateways = gws;
         Ok(Loaded { spec, notes })
     }
 

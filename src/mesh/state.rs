@@ -58,6 +58,10 @@ pub struct MeshState {
     pub admin: SocketAddr,
     pub ingress_port: u16,
     pub sidecar_ports: BTreeMap<String, u16>,
+    /// Loopback port of each extra ingress listener (`ingress_<port>`), by the
+    /// Gateway server port it serves; the port-80 server is `ingress_port`.
+    #[serde(default)]
+    pub gateway_ports: BTreeMap<u16, u16>,
     pub envoy: ProcRecord,
     pub replicas: Vec<ReplicaRecord>,
     /// Version of the last route configuration written.
@@ -73,6 +77,21 @@ pub struct MeshState {
 impl MeshState {
     pub fn ingress_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.ingress_port)
+    }
+
+    /// `(Gateway server port, http://127.0.0.1:PORT)` of every ingress listener, the
+    /// mesh file's ingress first.
+    pub fn ingress_urls(&self) -> Vec<(u16, String)> {
+        let primary = super::translate::ingress_listeners(&self.spec)
+            .first()
+            .map_or(80, |l| l.server_port);
+        std::iter::once((primary, self.ingress_url()))
+            .chain(
+                self.gateway_ports
+                    .iter()
+                    .map(|(s, p)| (*s, format!("http://127.0.0.1:{p}"))),
+            )
+            .collect()
     }
 }
 

@@ -13,7 +13,7 @@ use super::control::{drills_in, hops};
 use super::envoy;
 use super::process;
 use super::state::StateDir;
-use super::translate::{FAULT_FILTER, INGRESS_ROUTES, MESH_ROUTES};
+use super::translate::{FAULT_FILTER, INGRESS_ROUTES, sidecar_routes};
 
 /// The whole picture of a running mesh.
 #[derive(Debug, Clone, Serialize)]
@@ -27,6 +27,9 @@ pub struct MeshView {
     pub admin: String,
     /// The Host names the ingress routes (any other gets 404 there).
     pub ingress_hosts: Vec<String>,
+    /// Every ingress listener (one per Gateway server port; the first is
+    /// `ingress_url`), with the Host names it routes.
+    pub ingress_listeners: Vec<IngressView>,
     pub services: Vec<ServiceView>,
     /// Active route configurations and their versions.
     pub route_versions: BTreeMap<String, String>,
@@ -34,6 +37,14 @@ pub struct MeshView {
     pub drills: Vec<DrillView>,
     /// The listeners whose traffic `mesh stats` counts.
     pub hops: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IngressView {
+    /// The Gateway server port it serves (80 without Gateway objects).
+    pub server_port: u16,
+    pub url: String,
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -57,7 +68,9 @@ pub struct ReplicaView {
 /// One route of Envoy's route configuration.
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteView {
-    /// `ingress` (the gateway) or `mesh` (the sidecars).
+    /// `ingress` (the gateway); `mesh` (every sidecar, when they all have the same
+    /// route table); else the sidecar route configurations (`sidecar_<service>`,
+    /// comma-separated) that share this one.
     pub hop: String,
     /// The virtual host: `namespace/VirtualService`, or `SERVICE:PORT` for Istio's
     /// default route of a service no VirtualService covers.
@@ -137,19 +150,41 @@ pub fn view(dir: &std::path::Path) -> Result<MeshView, MeshError> {
     let mut route_versions = BTreeMap::new();
     let mut routes = Vec::new();
     let mut ingress_hosts = Vec::new();
-    for hop in [INGRESS_ROUTES, MESH_ROUTES] {
-        let Some(c) = dump
-            .get("configs")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .find(|c| c.pointer("/route_config/name").and_then(Value::as_str) == Some(hop))
-        else {
-            continue;
-        };
-        if let Some(v) = c.get("version_info").and_then(Value::as_str) {
-            route_versions.insert(hop.to_string(), v.to_string());
+    let configs: Vec<&Value> = arr(dump.get("configs")).collect();
+    let name_of = |c: &Value| {
+        c.pointer("/route_config/name")
+            .and_then(Value::as_str)
+            .map(String::from)
+    };
+    for c in &configs {
+        if let (Some(n), Some(v)) = (name_of(c), c.get("version_info").and_then(Value::as_str)) {
+            route_versions.insert(n, v.to_string());
         }
+    }
+    let urls = st.ingress_urls();
+    let mut ingress_listeners: Vec<IngressView> = Vec::new();
+    for l in super::translate::ingress_listeners(&st.spec) {
+        let url = urls
+            .iter()
+            .find(|(p, _)| *p == l.server_port)
+            .map(|(_, u)| u.clone())
+            .unwrap_or_default();
+        let hosts = configs
+            .iter()
+            .filter(|c| name_of(c).as_deref() == Some(l.name.as_str()))
+            .flat_map(|c| arr(c.pointer("/route_config/virtual_hosts")))
+            .flat_map(|vh| arr(vh.get("domains")))
+            .filter_map(Value::as_str)
+            .filter(|d| !d.contains(':') && *d != "*")
+            .map(String::from)
+            .collect();
+        ingress_listeners.push(IngressView {
+            server_port: l.server_port,
+            url,
+            hosts,
+        });
+    }
+    for (hop, c) in route_groups(&st.spec, &configs) {
         for vh in arr(c.pointer("/route_config/virtual_hosts")) {
             let domains: Vec<String> = arr(vh.get("domains"))
                 .filter_map(Value::as_str)
@@ -163,7 +198,7 @@ pub fn view(dir: &std::path::Path) -> Result<MeshView, MeshError> {
                 }
             }
             for r in arr(vh.get("routes")) {
-                routes.push(route_view(hop, vh, &domains, r));
+                routes.push(route_view(&hop, vh, &domains, r));
             }
         }
     }
@@ -199,12 +234,61 @@ pub fn view(dir: &std::path::Path) -> Result<MeshView, MeshError> {
         ingress_url: st.ingress_url(),
         admin: format!("http://{}", st.admin),
         ingress_hosts,
+        ingress_listeners,
         services,
         route_versions,
         routes,
         drills,
         hops: hops(&st.spec),
     })
+}
+
+/// The route configurations to show, each with the hop it is shown as: the ingress
+/// first, then the sidecars' tables — those that are identical shown once, as `mesh`
+/// when every sidecar has the same table (no `sourceLabels` / `sourceNamespace` tells
+/// them apart), else as the comma-separated route configuration names sharing it.
+fn route_groups<'a>(spec: &super::MeshSpec, configs: &[&'a Value]) -> Vec<(String, &'a Value)> {
+    let find = |name: &str| {
+        configs
+            .iter()
+            .copied()
+            .find(|c| c.pointer("/route_config/name").and_then(Value::as_str) == Some(name))
+    };
+    let mut out = Vec::new();
+    for l in super::translate::ingress_listeners(spec) {
+        let name = if l.primary {
+            INGRESS_ROUTES.to_string()
+        } else {
+            l.name
+        };
+        if let Some(c) = find(&name) {
+            out.push((name, c));
+        }
+    }
+    let mut groups: Vec<(Vec<String>, &Value)> = Vec::new();
+    let services = spec.service_names();
+    for s in &services {
+        let name = sidecar_routes(s);
+        let Some(c) = find(&name) else { continue };
+        let vhosts = c.pointer("/route_config/virtual_hosts");
+        match groups
+            .iter_mut()
+            .find(|(_, g)| g.pointer("/route_config/virtual_hosts") == vhosts)
+        {
+            Some((names, _)) => names.push(name),
+            None => groups.push((vec![name], c)),
+        }
+    }
+    let shared = groups.len() == 1 && groups[0].0.len() == services.len();
+    for (names, c) in groups {
+        let hop = if shared {
+            "mesh".to_string()
+        } else {
+            names.join(",")
+        };
+        out.push((hop, c));
+    }
+    out
 }
 
 fn arr(v: Option<&Value>) -> impl Iterator<Item = &Value> {

@@ -80,11 +80,11 @@ fn api_mesh(extra: &[(&str, &Value)], traffic_policy: &Value) -> EnvoyConfig {
 
 /// The route action of the `api` VirtualService's route on the sidecars.
 fn api_route(c: &EnvoyConfig) -> Value {
-    c.routes["mesh"]["virtual_hosts"]
+    c.routes["sidecar_api"]["virtual_hosts"]
         .as_array()
         .and_then(|vh| vh.iter().find(|v| v["name"] == "default/api"))
         .map(|v| v["routes"][0].clone())
-        .unwrap_or_else(|| panic!("no api route: {:#}", c.routes["mesh"]))
+        .unwrap_or_else(|| panic!("no api route: {:#}", c.routes["sidecar_api"]))
 }
 
 /// A proto-JSON duration (`"0.250s"`) in milliseconds.

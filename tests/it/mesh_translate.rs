@@ -17,7 +17,7 @@ const HEAD: &str =
 /// A mesh whose services live in namespace `bookinfo`.
 const HEAD_BOOKINFO: &str = "apiVersion: meshdrill.io/v1alpha1\nkind: Mesh\nmetadata: {name: t}\nspec:\n  namespace: bookinfo\n  services:\n";
 
-fn config(yaml: &str) -> EnvoyConfig {
+pub(crate) fn config(yaml: &str) -> EnvoyConfig {
     let loaded = MeshSpec::parse(yaml, "t.yaml").expect("parse");
     let mut ports = BTreeMap::new();
     // Each replica's inbound sidecar listens 50 ports above it.
@@ -43,7 +43,24 @@ fn config(yaml: &str) -> EnvoyConfig {
     )
 }
 
-fn routes(c: &EnvoyConfig, name: &str) -> Value {
+/// The virtual hosts of route configuration `name`; `"mesh"`: those every sidecar
+/// has, checked to be the same on each (true while no `sourceLabels` /
+/// `sourceNamespace` tells the sidecars apart).
+pub(crate) fn routes(c: &EnvoyConfig, name: &str) -> Value {
+    if name == "mesh" {
+        let tables: Vec<&Value> = c
+            .routes
+            .iter()
+            .filter(|(k, _)| k.starts_with("sidecar_"))
+            .map(|(_, v)| &v["virtual_hosts"])
+            .collect();
+        assert!(!tables.is_empty(), "no sidecar route configuration");
+        assert!(
+            tables.iter().all(|t| *t == tables[0]),
+            "the sidecars' route tables differ"
+        );
+        return tables[0].clone();
+    }
     c.routes[name]["virtual_hosts"].clone()
 }
 
@@ -54,6 +71,13 @@ macro_rules! snap {
         })
     };
 }
+pub(crate) use snap;
+
+#[path = "mesh_translate_sources.rs"]
+mod sources;
+
+#[path = "mesh_translate_gateways.rs"]
+mod gateways;
 
 #[test]
 fn faults_percentages_and_the_listener_fault_filter() {
@@ -220,7 +244,10 @@ fn fqdn_hosts_route_the_service_by_every_alias_and_other_namespaces_do_not_hijac
             "go-demo-8.default",
         ]
     );
-    assert_eq!(c.routes["mesh"]["ignore_port_in_host_matching"], true);
+    assert_eq!(
+        c.routes["sidecar_go-demo-8"]["ignore_port_in_host_matching"],
+        true
+    );
     assert_eq!(
         g["routes"][0]["route"]["cluster"],
         "outbound|8080||go-demo-8.default.svc.cluster.local"

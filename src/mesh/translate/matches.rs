@@ -86,7 +86,9 @@ impl Translator<'_> {
                 .collect();
             out.insert("query_parameters".into(), Value::Array(params));
         }
-        for key in ["sourceLabels", "sourceNamespace", "statPrefix"] {
+        // sourceLabels / sourceNamespace pick the proxies a clause is built for
+        // (routes.rs `applies_on`); they are no part of Envoy's match.
+        for key in ["statPrefix"] {
             if m.get(key).is_some() {
                 self.warnings.push(format!("{label}: spec.http[{i}].match[{j}].{key} is not supported by the local mesh; ignored"));
             }

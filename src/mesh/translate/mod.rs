@@ -6,10 +6,14 @@
 //! - `ingress`: the ingress gateway. Its routes ([`INGRESS_ROUTES`]) come from the
 //!   VirtualServices bound to a gateway — `gateways` names anything besides `mesh`.
 //!   Hosts no such VirtualService names get Envoy's 404, as at an Istio gateway.
-//! - `sidecar_<service>`: each service's outbound calls, as its sidecar. All sidecars
-//!   share the routes [`MESH_ROUTES`]: for each service, the VirtualService that applies
-//!   to mesh traffic (`gateways` absent, empty or listing `mesh`), else Istio's default
-//!   route (default retry policy, no timeout).
+//!   With Gateway objects, one ingress listener per HTTP server port, `ingress` for
+//!   port 80 and `ingress_<port>` for the others ([`gateway`]).
+//! - `sidecar_<service>`: each service's outbound calls, as its sidecar, with its own
+//!   route configuration of the same name ([`sidecar_routes`]): for each service, the
+//!   VirtualService that applies to mesh traffic (`gateways` absent, empty or listing
+//!   `mesh`), with only the match clauses whose `sourceLabels` / `sourceNamespace` fit
+//!   this proxy ([`sidecar`]), else Istio's default route (default retry policy, no
+//!   timeout).
 //! - one cluster per service and DestinationRule subset, `outbound|<port>|<subset>|<host>`,
 //!   with replicas as static endpoints and Istio's circuit-breaker thresholds.
 //! - `inbound_<service>_<i>`: each replica's server-side sidecar, the endpoint callers'
@@ -21,18 +25,22 @@
 //! virtual-host domains), [`routes`] (route configurations and route actions),
 //! [`matches`] (match clauses), [`policy`] (fault and retry policy), [`actions`]
 //! (redirect, rewrite, header operations, mirrors), [`delegate`] (delegate
-//! VirtualServices merged into their roots).
+//! VirtualServices merged into their roots), [`sidecar`] (per-proxy sidecar route
+//! configurations), [`gateway`] (Gateway servers and their ingress listeners),
+//! [`inbound`] (each replica's server-side sidecar).
 
 mod actions;
 mod claims;
 mod clusters;
 mod delegate;
+mod gateway;
 mod hosts;
 mod inbound;
 mod listeners;
 mod matches;
 mod policy;
 mod routes;
+mod sidecar;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -42,15 +50,15 @@ use serde_json::{Value, json};
 use super::spec::MeshSpec;
 use listeners::listener;
 
+pub use gateway::{IngressListener, ingress_listeners};
 use hosts::vs_namespace;
 pub use hosts::{resolve_host, service_fqdn};
 pub use inbound::{inbound_cluster, inbound_listener, inbound_retry_policy, is_inbound_cluster};
 pub use policy::{default_retry_policy, fault_config, retry_policy};
+pub use sidecar::sidecar_routes;
 
 /// The ingress listener's route configuration.
 pub const INGRESS_ROUTES: &str = "ingress";
-/// The sidecars' shared route configuration.
-pub const MESH_ROUTES: &str = "mesh";
 /// The ingress listener (and its stats prefix).
 pub const INGRESS_LISTENER: &str = "ingress";
 /// Istio sets every circuit-breaker threshold to 2^32 − 1.
@@ -195,27 +203,56 @@ pub fn translate(spec: &MeshSpec, layout: &Layout) -> EnvoyConfig {
         .iter()
         .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
         .collect();
-    let mut listeners = vec![listener(
-        INGRESS_LISTENER,
-        spec.ingress_port,
-        INGRESS_ROUTES,
-        layout,
-    )];
+    let mut listeners = Vec::new();
+    let mut routes = BTreeMap::new();
+    if spec.gateways.is_empty() {
+        listeners.push(listener(
+            INGRESS_LISTENER,
+            spec.ingress_port,
+            INGRESS_ROUTES,
+            layout,
+        ));
+        routes.insert(INGRESS_ROUTES.to_string(), t.ingress_routes(&cluster_names));
+    } else {
+        t.warn_gateways();
+        for l in ingress_listeners(spec) {
+            let rc = t.gateway_route_config(&l, &cluster_names);
+            let (port, rc_name) = if l.primary {
+                (spec.ingress_port, INGRESS_ROUTES.to_string())
+            } else {
+                (0, l.name.clone())
+            };
+            listeners.push(listener(&l.name, port, &rc_name, layout));
+            routes.insert(rc_name, rc);
+        }
+    }
     for s in spec.service_names() {
-        listeners.push(listener(&sidecar_listener(s), 0, MESH_ROUTES, layout));
+        listeners.push(listener(
+            &sidecar_listener(s),
+            0,
+            &sidecar_routes(s),
+            layout,
+        ));
+        let proxy = sidecar::Proxy::of(spec, s);
+        let rc = t.sidecar_route_config(&proxy, &cluster_names);
+        routes.insert(sidecar_routes(s), rc);
     }
     let (inbound_listeners, inbound_clusters) = t.inbound(layout);
     listeners.extend(inbound_listeners);
     let mut clusters = clusters;
     clusters.extend(inbound_clusters);
-    let mut routes = BTreeMap::new();
-    routes.insert(INGRESS_ROUTES.to_string(), t.ingress_routes(&cluster_names));
-    routes.insert(MESH_ROUTES.to_string(), t.mesh_routes(&cluster_names));
+    // Each sidecar's table is built from the same VirtualServices: say each thing once.
+    let mut warnings: Vec<String> = Vec::new();
+    for w in t.warnings {
+        if !warnings.contains(&w) {
+            warnings.push(w);
+        }
+    }
     EnvoyConfig {
         listeners,
         clusters,
         routes,
-        warnings: t.warnings,
+        warnings,
     }
 }
 

@@ -8,10 +8,11 @@ use serde_json::{Map, Value, json};
 
 use super::actions::{self, HeaderOps, header_ops};
 use super::hosts::{resolve_host, service_fqdn, vs_namespace};
-use super::policy::{default_retry_policy, fault_config, retry_policy};
+use super::policy::{fault_config, retry_policy};
+use super::sidecar::{Proxy, SourceFit};
 use super::{
-    FAULT_FILTER, INGRESS_ROUTES, MESH_ROUTES, Translator, bound_to_ingress, bound_to_mesh,
-    cluster_name, gateways, proto_duration, vs_hosts,
+    FAULT_FILTER, INGRESS_ROUTES, Translator, bound_to_ingress, cluster_name, gateways,
+    proto_duration,
 };
 use crate::istio::patch::object_label;
 use crate::istio::types::IstioDuration;
@@ -32,64 +33,11 @@ impl Translator<'_> {
         route_configuration(INGRESS_ROUTES, vhosts)
     }
 
-    pub(super) fn mesh_routes(&mut self, clusters: &BTreeSet<String>) -> Value {
-        let mut vhosts = Vec::new();
-        let mut used = BTreeSet::new();
-        let spec = self.spec;
-        let mesh_vss: Vec<&Value> = spec
-            .virtual_services
-            .iter()
-            .filter(|v| bound_to_mesh(v))
-            .collect();
-        for vs in &mesh_vss {
-            let domains = self.sidecar_domains(vs, &mut used);
-            if domains.is_empty() {
-                continue;
-            }
-            // The port the calls are made to: the (first) service the VS names.
-            let ns = vs_namespace(vs);
-            let port = vs_hosts(vs)
-                .iter()
-                .find_map(|h| self.services_named(h, ns).first().map(|s| s.to_string()))
-                .map_or(80, |s| self.service_port(&s));
-            let routes = self.routes(vs, clusters, Hop::Sidecar { port });
-            vhosts.push(json!({"name": vhost_name(vs), "domains": domains, "routes": routes}));
-        }
-        // Services no VirtualService covers get Istio's default route.
-        for name in spec.service_names() {
-            let covered = mesh_vss.iter().any(|vs| {
-                let ns = vs_namespace(vs);
-                vs_hosts(vs)
-                    .iter()
-                    .any(|h| self.services_named(h, ns).contains(&name))
-            });
-            if covered {
-                continue;
-            }
-            let port = self.service_port(name);
-            let domains = self.service_domains(name, &mut used);
-            let route = json!({
-                "name": "default",
-                "match": {"prefix": "/"},
-                "route": {
-                    "cluster": cluster_name(port, None, &service_fqdn(name, &spec.namespace)),
-                    "timeout": "0s",
-                    "max_grpc_timeout": "0s",
-                    "retry_policy": default_retry_policy(),
-                }
-            });
-            vhosts.push(
-                json!({"name": format!("{name}:{port}"), "domains": domains, "routes": [route]}),
-            );
-        }
-        route_configuration(MESH_ROUTES, vhosts)
-    }
-
     pub(super) fn routes(
         &mut self,
         vs: &Value,
         clusters: &BTreeSet<String>,
-        hop: Hop,
+        hop: Hop<'_>,
     ) -> Vec<Value> {
         let label = object_label(vs);
         let vs_name = vs
@@ -227,16 +175,24 @@ impl Translator<'_> {
                     )
                 }
             };
-            if let Some(p) = d
+            // As istiod's GetDestinationCluster (route.go, Istio 1.26): the cluster is
+            // named by the destination's port; a port the service does not have names
+            // no cluster, and Envoy answers 503 (NC).
+            let port = match d
                 .pointer("/destination/port/number")
                 .and_then(Value::as_u64)
-                && p != u64::from(port)
             {
-                self.warnings.push(format!("{label}: spec.http[{i}] names port {p} of {host}, which listens on {port}; using {port}"));
-            }
+                Some(p) if p != u64::from(port) => {
+                    self.warnings.push(format!("{label}: spec.http[{i}] names port {p} of {host}, which has only port {port}: requests get 503 (no cluster), as in Istio"));
+                    u16::try_from(p).unwrap_or(0)
+                }
+                _ => port,
+            };
             let cluster = cluster_name(port, subset, &name);
             if let Some(sub) = subset
-                && self.service_for(host, vs_ns).is_some()
+                && self
+                    .service_for(host, vs_ns)
+                    .is_some_and(|s| s.port == port)
                 && !clusters.contains(&cluster)
             {
                 self.warnings.push(format!(
@@ -328,20 +284,22 @@ impl Translator<'_> {
 
 /// The hop a route configuration is for.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Hop {
+pub(super) enum Hop<'a> {
     /// The ingress gateway, taken to listen on port 80 (an Istio ingress gateway's
     /// HTTP server port).
     Ingress,
-    /// A sidecar's outbound calls to a service port.
-    Sidecar { port: u16 },
+    /// A sidecar's outbound calls to a service port, for one proxy.
+    Sidecar { port: u16, proxy: &'a Proxy<'a> },
+    /// A Gateway object's server port; `name` is the Gateway's `ns/name`.
+    Gateway { port: u16, name: &'a str },
 }
 
-impl Hop {
+impl Hop<'_> {
     /// The port routes on this hop are built for (istiod's listenPort).
     pub(super) fn port(self) -> u16 {
         match self {
             Hop::Ingress => INGRESS_MATCH_PORT as u16,
-            Hop::Sidecar { port } => port,
+            Hop::Sidecar { port, .. } | Hop::Gateway { port, .. } => port,
         }
     }
 }
@@ -357,29 +315,40 @@ fn match_name(m: &Value) -> Option<String> {
 /// The gateway port `match.port` is compared with at the ingress.
 const INGRESS_MATCH_PORT: u64 = 80;
 
-/// Whether a match clause applies on a hop, as istiod's sourceMatchHTTP (`gateways`)
-/// and its per-port route building (`port`) decide.
-pub(super) fn applies_on(m: &Value, vs: &Value, hop: Hop) -> bool {
+/// Whether a match clause applies on a hop, as istiod's TranslateRoute (`port`) and
+/// sourceMatchHTTP (`gateways`, else `sourceLabels` / `sourceNamespace`) decide
+/// (route.go, Istio 1.26).
+pub(super) fn applies_on(m: &Value, vs: &Value, hop: Hop<'_>) -> bool {
     if let Some(p) = m.get("port").and_then(Value::as_u64) {
         let hop_port = match hop {
             Hop::Ingress => INGRESS_MATCH_PORT,
-            Hop::Sidecar { port } => u64::from(port),
+            Hop::Sidecar { port, .. } | Hop::Gateway { port, .. } => u64::from(port),
         };
         if p != hop_port {
             return false;
         }
     }
-    let Some(gws) = m.get("gateways").and_then(Value::as_array) else {
-        return true;
+    let gws = m
+        .get("gateways")
+        .and_then(Value::as_array)
+        .filter(|g| !g.is_empty());
+    let Some(gws) = gws else {
+        // As sourceMatchHTTP: without match.gateways, the source conditions decide.
+        return match hop {
+            Hop::Sidecar { proxy, .. } => proxy.fit(m) == SourceFit::All,
+            Hop::Ingress | Hop::Gateway { .. } => super::sidecar::ingress_gateway_fits(m),
+        };
     };
-    if gws.is_empty() {
-        return true;
-    }
     // `ns/name` and `name` name the same gateway here.
     let short = |g: &str| g.rsplit('/').next().unwrap_or(g).to_string();
     let listed: Vec<String> = gws.iter().filter_map(Value::as_str).map(short).collect();
     match hop {
         Hop::Sidecar { .. } => listed.iter().any(|g| g == "mesh"),
+        // match.gateways resolved as the VirtualService's (resolveGatewayName).
+        Hop::Gateway { name, .. } => gws
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|g| super::gateway::resolve_gateway_name(g, vs_namespace(vs)) == name),
         Hop::Ingress => gateways(vs).is_some_and(|vg| {
             vg.iter()
                 .filter(|g| **g != "mesh")
@@ -388,7 +357,7 @@ pub(super) fn applies_on(m: &Value, vs: &Value, hop: Hop) -> bool {
     }
 }
 
-fn vhost_name(vs: &Value) -> String {
+pub(super) fn vhost_name(vs: &Value) -> String {
     let ns = vs
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
@@ -402,7 +371,7 @@ fn vhost_name(vs: &Value) -> String {
 
 /// As istiod's outbound and gateway route configurations: the port of the Host header
 /// is ignored when matching domains.
-fn route_configuration(name: &str, vhosts: Vec<Value>) -> Value {
+pub(super) fn route_configuration(name: &str, vhosts: Vec<Value>) -> Value {
     json!({
         "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
         "name": name,
