@@ -26,3 +26,4 @@ mod report;
 mod scenarios;
 mod subsets;
 mod terminal;
+mod validate;
