@@ -530,13 +530,21 @@ fn run_apply(a: ApplyArgs, out: &mut impl Write, err: &mut impl Write) -> CliRes
         let docs = manifest::read_file(f).map_err(Failure::input)?;
         for d in docs.iter().filter(|d| d.is_virtual_service()) {
             let issues = validate_virtual_service(d);
-            if !issues.is_empty() {
-                let list: Vec<String> = issues.iter().map(|i| format!("  {i}")).collect();
+            // What Istio rejects, or Envoy would: the running mesh keeps its routes.
+            if issues.iter().any(|i| i.blocks_envoy()) {
+                let list: Vec<String> = issues
+                    .iter()
+                    .filter(|i| i.blocks_envoy())
+                    .map(|i| format!("  {i}"))
+                    .collect();
                 return Err(Failure::input(anyhow!(
                     "VirtualService {} is not valid; nothing was changed:\n{}",
                     d.name(),
                     list.join("\n")
                 )));
+            }
+            for i in &issues {
+                writeln!(err, "warning: {i}").map_err(io_err)?;
             }
             let applied = md.put_virtual_service(d.value.clone()).map_err(mesh_fail)?;
             for w in &applied.warnings {

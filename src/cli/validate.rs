@@ -4,13 +4,13 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use super::{CliResult, Exit, Failure, io_err};
+use crate::istio;
 use crate::istio::manifest;
-use crate::istio::validate_virtual_service;
 
 #[derive(Debug, Parser)]
 pub struct ValidateArgs {
-    /// Manifest files (YAML, multi-document, or JSON): VirtualServices, Mesh and Scenario
-    /// files, and chaostoolkit experiment files.
+    /// Manifest files (YAML, multi-document, or JSON): VirtualServices, DestinationRules,
+    /// Gateways, Mesh and Scenario files, and chaostoolkit experiment files.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 }
@@ -52,23 +52,45 @@ pub fn run(a: ValidateArgs, out: &mut impl Write, err: &mut impl Write) -> CliRe
                 continue;
             }
         };
+        // The local mesh refuses what Istio (or Envoy) rejects: a Mesh file with such
+        // an object is reported once, on the object, not again by the mesh loader.
+        let refused = docs
+            .iter()
+            .filter_map(istio::validate)
+            .flatten()
+            .any(|i| i.blocks_envoy());
         for d in &docs {
             let what = format!("{} {}", d.kind(), d.name());
-            if d.is_virtual_service() {
-                let issues = validate_virtual_service(d);
-                if issues.is_empty() {
-                    writeln!(out, "{}: {what}: valid", d.locate("")).map_err(io_err)?;
-                } else {
-                    bad += issues.len();
-                    for i in issues {
-                        writeln!(
-                            err,
-                            "error: {}: {what}: {}: {}",
-                            i.location, i.field, i.message
-                        )
-                        .map_err(io_err)?;
-                    }
+            if let Some(issues) = istio::validate(d) {
+                // Istio's verdict: errors fail, warnings are printed and pass.
+                let errors = issues.iter().filter(|i| i.is_error()).count();
+                for i in &issues {
+                    writeln!(
+                        err,
+                        "{}: {}: {what}: {}: {}",
+                        i.label(),
+                        i.location,
+                        i.field,
+                        i.message
+                    )
+                    .map_err(io_err)?;
                 }
+                if errors == 0 {
+                    let warned = match issues.len() {
+                        0 => String::new(),
+                        n => format!(" ({n} warning(s))"),
+                    };
+                    writeln!(out, "{}: {what}: valid{warned}", d.locate("")).map_err(io_err)?;
+                }
+                bad += errors;
+            } else if d.kind() == "Mesh" && refused {
+                bad += 1;
+                writeln!(
+                    err,
+                    "error: {}: {what}: the local mesh refuses the Istio objects reported above",
+                    d.locate("")
+                )
+                .map_err(io_err)?;
             } else if d.kind() == "Mesh" {
                 // A mesh file is checked together with everything in the same file (its
                 // VirtualServices and DestinationRules), as `mesh up` reads it.
@@ -117,7 +139,7 @@ pub fn run(a: ValidateArgs, out: &mut impl Write, err: &mut impl Write) -> CliRe
             } else {
                 writeln!(
                     out,
-                    "{}: {what}: skipped (meshdrill validates VirtualServices, Mesh and Scenario files)",
+                    "{}: {what}: skipped (meshdrill validates VirtualServices, DestinationRules, Gateways, Mesh and Scenario files)",
                     d.locate("")
                 )
                 .map_err(io_err)?;

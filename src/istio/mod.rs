@@ -19,7 +19,10 @@ pub use patch::{
 };
 pub use spec::{AbortCode, AbortSpec, Change, DelaySpec, FaultKind, RetrySpec, RouteSelector};
 pub use types::{GrpcStatus, HttpStatus, IstioDuration, Percentage, RetryOn, ValueError};
-pub use validate::{Issue, validate_virtual_service};
+pub use validate::{
+    Issue, Severity, validate, validate_destination_rule, validate_gateway,
+    validate_virtual_service,
+};
 
 /// A fresh run id: 12 hex digits, random.
 pub fn new_run_id() -> String {

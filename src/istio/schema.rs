@@ -1,6 +1,7 @@
-//! The shape of a VirtualService as Istio's CRD (a structural schema) declares it: every
-//! field name and its JSON type, from istio/api `networking/v1alpha3/virtual_service.proto`
-//! (the same for v1beta1 and v1). The API server rejects (kubectl) or drops unknown
+//! The shapes of VirtualService, DestinationRule and Gateway as Istio's CRDs (structural
+//! schemas) declare them: every field name, its JSON type and enum values, from istio/api
+//! `networking/v1alpha3/{virtual_service,destination_rule,gateway}.proto` at 1.27.9 (the
+//! same for v1beta1 and v1; 1.27 adds only fields, e.g. `retryBudget`). The API server rejects (kubectl) or drops unknown
 //! fields, so a misspelled `timout` would silently do nothing: meshdrill reports it.
 //!
 //! Only names and types are checked here; the values Istio's validation allows are
@@ -26,9 +27,13 @@ pub enum Shape {
     I32,
     /// A signed 64-bit integer (Kubernetes' `generation`).
     I64,
+    /// An unsigned 64-bit integer (protobuf `uint64`).
+    U64,
     /// A number (protobuf `double`).
     Num,
     Bool,
+    /// A protobuf enum: one of these names (or its number, as protobuf JSON allows).
+    Enum(&'static [&'static str]),
     /// Anything (Kubernetes-managed fields meshdrill does not read, and `status`).
     Any,
 }
@@ -208,6 +213,234 @@ pub static VIRTUAL_SERVICE: Shape = Obj(&[
     ("status", &ANY),
 ]);
 
+// === DestinationRule (destination_rule.proto) ===
+
+static U32S: Shape = U32;
+static U32_MAP: Shape = MapOf(&U32S);
+static DURATION: Shape = Str;
+static WORKLOAD_SELECTOR: Shape = Obj(&[("matchLabels", &STR_MAP)]);
+static CLIENT_TLS: Shape = Obj(&[
+    (
+        "mode",
+        &Enum(&["DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"]),
+    ),
+    ("clientCertificate", &STR),
+    ("privateKey", &STR),
+    ("caCertificates", &STR),
+    ("credentialName", &STR),
+    ("subjectAltNames", &STRS),
+    ("sni", &STR),
+    ("insecureSkipVerify", &Bool),
+    ("caCrl", &STR),
+]);
+static LOCALITY_LB: Shape = Obj(&[
+    (
+        "distribute",
+        &List(&Obj(&[("from", &STR), ("to", &U32_MAP)])),
+    ),
+    ("failover", &List(&Obj(&[("from", &STR), ("to", &STR)]))),
+    ("failoverPriority", &STRS),
+    ("enabled", &Bool),
+]);
+static LOAD_BALANCER: Shape = Obj(&[
+    (
+        "simple",
+        &Enum(&[
+            "UNSPECIFIED",
+            "LEAST_CONN",
+            "RANDOM",
+            "PASSTHROUGH",
+            "ROUND_ROBIN",
+            "LEAST_REQUEST",
+        ]),
+    ),
+    (
+        "consistentHash",
+        &Obj(&[
+            ("httpHeaderName", &STR),
+            (
+                "httpCookie",
+                &Obj(&[("name", &STR), ("path", &STR), ("ttl", &DURATION)]),
+            ),
+            ("useSourceIp", &Bool),
+            ("httpQueryParameterName", &STR),
+            ("ringHash", &Obj(&[("minimumRingSize", &U64)])),
+            ("maglev", &Obj(&[("tableSize", &U64)])),
+            ("minimumRingSize", &U64),
+        ]),
+    ),
+    ("localityLbSetting", &LOCALITY_LB),
+    ("warmupDurationSecs", &DURATION),
+    (
+        "warmup",
+        &Obj(&[
+            ("duration", &DURATION),
+            ("minimumPercent", &Num),
+            ("aggression", &Num),
+        ]),
+    ),
+]);
+static CONNECTION_POOL: Shape = Obj(&[
+    (
+        "tcp",
+        &Obj(&[
+            ("maxConnections", &I32),
+            ("connectTimeout", &DURATION),
+            (
+                "tcpKeepalive",
+                &Obj(&[
+                    ("probes", &U32),
+                    ("time", &DURATION),
+                    ("interval", &DURATION),
+                ]),
+            ),
+            ("maxConnectionDuration", &DURATION),
+            ("idleTimeout", &DURATION),
+        ]),
+    ),
+    (
+        "http",
+        &Obj(&[
+            ("http1MaxPendingRequests", &I32),
+            ("http2MaxRequests", &I32),
+            ("maxRequestsPerConnection", &I32),
+            ("maxRetries", &I32),
+            ("idleTimeout", &DURATION),
+            (
+                "h2UpgradePolicy",
+                &Enum(&["DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"]),
+            ),
+            ("useClientProtocol", &Bool),
+            ("maxConcurrentStreams", &I32),
+        ]),
+    ),
+]);
+static OUTLIER_DETECTION: Shape = Obj(&[
+    ("consecutiveErrors", &I32),
+    ("splitExternalLocalOriginErrors", &Bool),
+    ("consecutiveLocalOriginFailures", &U32),
+    ("consecutiveGatewayErrors", &U32),
+    ("consecutive5xxErrors", &U32),
+    ("interval", &DURATION),
+    ("baseEjectionTime", &DURATION),
+    ("maxEjectionPercent", &I32),
+    ("minHealthPercent", &I32),
+]);
+static PORT_TRAFFIC_POLICY: Shape = Obj(&[
+    ("port", &PORT_SELECTOR),
+    ("loadBalancer", &LOAD_BALANCER),
+    ("connectionPool", &CONNECTION_POOL),
+    ("outlierDetection", &OUTLIER_DETECTION),
+    ("tls", &CLIENT_TLS),
+]);
+static TRAFFIC_POLICY: Shape = Obj(&[
+    ("loadBalancer", &LOAD_BALANCER),
+    ("connectionPool", &CONNECTION_POOL),
+    ("outlierDetection", &OUTLIER_DETECTION),
+    ("tls", &CLIENT_TLS),
+    ("portLevelSettings", &List(&PORT_TRAFFIC_POLICY)),
+    (
+        "tunnel",
+        &Obj(&[
+            ("protocol", &STR),
+            ("targetHost", &STR),
+            ("targetPort", &U32),
+        ]),
+    ),
+    ("proxyProtocol", &Obj(&[("version", &Enum(&["V1", "V2"]))])),
+    (
+        "retryBudget",
+        &Obj(&[("percent", &Num), ("minRetryConcurrency", &U32)]),
+    ),
+]);
+static DR_SPEC: Shape = Obj(&[
+    ("host", &STR),
+    ("trafficPolicy", &TRAFFIC_POLICY),
+    (
+        "subsets",
+        &List(&Obj(&[
+            ("name", &STR),
+            ("labels", &STR_MAP),
+            ("trafficPolicy", &TRAFFIC_POLICY),
+        ])),
+    ),
+    ("exportTo", &STRS),
+    ("workloadSelector", &WORKLOAD_SELECTOR),
+]);
+
+/// A whole DestinationRule object.
+pub static DESTINATION_RULE: Shape = Obj(&[
+    ("apiVersion", &STR),
+    ("kind", &STR),
+    ("metadata", &METADATA),
+    ("spec", &DR_SPEC),
+    ("status", &ANY),
+]);
+
+// === Gateway (gateway.proto) ===
+
+static TLS_VERSION: Shape = Enum(&["TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3"]);
+static SERVER_TLS: Shape = Obj(&[
+    ("httpsRedirect", &Bool),
+    (
+        "mode",
+        &Enum(&[
+            "PASSTHROUGH",
+            "SIMPLE",
+            "MUTUAL",
+            "AUTO_PASSTHROUGH",
+            "ISTIO_MUTUAL",
+            "OPTIONAL_MUTUAL",
+        ]),
+    ),
+    ("serverCertificate", &STR),
+    ("privateKey", &STR),
+    ("caCertificates", &STR),
+    ("caCrl", &STR),
+    ("credentialName", &STR),
+    ("credentialNames", &STRS),
+    (
+        "tlsCertificates",
+        &List(&Obj(&[
+            ("serverCertificate", &STR),
+            ("privateKey", &STR),
+            ("caCertificates", &STR),
+        ])),
+    ),
+    ("subjectAltNames", &STRS),
+    ("verifyCertificateSpki", &STRS),
+    ("verifyCertificateHash", &STRS),
+    ("minProtocolVersion", &TLS_VERSION),
+    ("maxProtocolVersion", &TLS_VERSION),
+    ("cipherSuites", &STRS),
+]);
+static SERVER: Shape = Obj(&[
+    (
+        "port",
+        &Obj(&[
+            ("number", &U32),
+            ("protocol", &STR),
+            ("name", &STR),
+            ("targetPort", &U32),
+        ]),
+    ),
+    ("bind", &STR),
+    ("hosts", &STRS),
+    ("tls", &SERVER_TLS),
+    ("defaultEndpoint", &STR),
+    ("name", &STR),
+]);
+static GW_SPEC: Shape = Obj(&[("servers", &List(&SERVER)), ("selector", &STR_MAP)]);
+
+/// A whole Gateway object.
+pub static GATEWAY: Shape = Obj(&[
+    ("apiVersion", &STR),
+    ("kind", &STR),
+    ("metadata", &METADATA),
+    ("spec", &GW_SPEC),
+    ("status", &ANY),
+]);
+
 /// One field that does not fit the schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mismatch {
@@ -243,11 +476,22 @@ fn walk(v: &Value, shape: &Shape, ptr: String, out: &mut Vec<Mismatch>) {
         Str => wrong("a string"),
         Bool if v.is_boolean() => {}
         Bool => wrong("true or false"),
+        Enum(names) => {
+            let ok = match v {
+                Value::String(s) => names.contains(&s.as_str()),
+                Value::Number(n) => n.as_u64().is_some_and(|n| n < names.len() as u64),
+                _ => false,
+            };
+            if !ok {
+                wrong(&format!("one of {}", names.join(", ")));
+            }
+        }
         Num if v.is_number() => {}
         Num => wrong("a number"),
         U32 => int(v, 0, i128::from(u32::MAX), &mut wrong),
         I32 => int(v, i128::from(i32::MIN), i128::from(i32::MAX), &mut wrong),
         I64 => int(v, i128::from(i64::MIN), i128::from(i64::MAX), &mut wrong),
+        U64 => int(v, 0, i128::from(u64::MAX), &mut wrong),
         List(item) => match v.as_array() {
             Some(items) => {
                 for (i, x) in items.iter().enumerate() {

@@ -32,7 +32,6 @@ use serde_json::Value;
 use super::MeshError;
 use super::parse::{invalid, parse_destination_rule, parse_mesh};
 use crate::istio::manifest::{self, Document, Source};
-use crate::istio::validate_virtual_service;
 
 /// A whole mesh: services and the Istio objects routing between them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -225,17 +224,11 @@ impl MeshSpec {
                     ));
                 }
                 _ if d.is_virtual_service() => {
-                    let issues = validate_virtual_service(d);
-                    if let Some(i) = issues.first() {
-                        return Err(MeshError::Invalid {
-                            location: i.location.clone(),
-                            field: i.field.clone(),
-                            message: format!("{} (VirtualService {})", i.message, d.name()),
-                        });
-                    }
+                    istio_verdict(d, &mut notes)?;
                     vss.push(d);
                 }
                 ("DestinationRule", api) if api.starts_with("networking.istio.io/") => {
+                    istio_verdict(d, &mut notes)?;
                     drs.push(parse_destination_rule(d)?);
                 }
                 ("Gateway", api)
@@ -249,6 +242,7 @@ impl MeshSpec {
                     ));
                 }
                 ("Gateway", api) if api.starts_with("networking.istio.io/") => {
+                    istio_verdict(d, &mut notes)?;
                     let g = super::gateway::parse_gateway(d)?;
                     if gws
                         .iter()
@@ -319,4 +313,29 @@ impl MeshSpec {
         }
         out
     }
+}
+
+/// Istio's validation of an object the local mesh reads (VirtualService,
+/// DestinationRule): the first error, or what Istio accepts but Envoy rejects, fails
+/// the load; warnings become notes. Nothing Istio would reject reaches Envoy.
+fn istio_verdict(d: &Document, notes: &mut Vec<String>) -> Result<(), MeshError> {
+    let issues = crate::istio::validate(d).unwrap_or_default();
+    if let Some(i) = issues.iter().find(|i| i.blocks_envoy()) {
+        return Err(MeshError::Invalid {
+            location: i.location.clone(),
+            field: i.field.clone(),
+            message: format!("{} ({} {})", i.message, d.kind(), d.name()),
+        });
+    }
+    for i in issues {
+        notes.push(format!(
+            "{}: {} {}: {}: {}",
+            i.location,
+            d.kind(),
+            d.name(),
+            i.field,
+            i.message
+        ));
+    }
+    Ok(())
 }

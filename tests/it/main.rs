@@ -29,3 +29,4 @@ mod report;
 mod scenarios;
 mod subsets;
 mod terminal;
+mod validate;

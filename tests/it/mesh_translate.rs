@@ -19,12 +19,39 @@ const HEAD_BOOKINFO: &str = "apiVersion: meshdrill.io/v1alpha1\nkind: Mesh\nmeta
 
 pub(crate) fn config(yaml: &str) -> EnvoyConfig {
     let loaded = MeshSpec::parse(yaml, "t.yaml").expect("parse");
+    translate_with_layout(&loaded.spec)
+}
+
+/// As [`config`] for a Mesh document followed by VirtualServices that Istio's
+/// validation rejects (so `mesh up` never translates them): the translator's own
+/// defences against them, fed past the validation.
+pub(crate) fn config_unvalidated(yaml: &str) -> EnvoyConfig {
+    let docs = meshdrill::istio::manifest::parse_str(
+        yaml,
+        meshdrill::istio::manifest::Source("t.yaml".into()),
+    )
+    .expect("yaml");
+    let mesh: Vec<_> = docs
+        .iter()
+        .filter(|d| d.kind() == "Mesh")
+        .cloned()
+        .collect();
+    let mut spec = MeshSpec::from_documents(&mesh).expect("mesh").spec;
+    spec.virtual_services = docs
+        .iter()
+        .filter(|d| d.kind() == "VirtualService")
+        .map(|d| d.value.clone())
+        .collect();
+    translate_with_layout(&spec)
+}
+
+fn translate_with_layout(spec: &MeshSpec) -> EnvoyConfig {
     let mut ports = BTreeMap::new();
     // Each replica's inbound sidecar listens 50 ports above it.
     let mut inbound = BTreeMap::new();
     let mut next = 10000u16;
-    for name in loaded.spec.service_names() {
-        let n = loaded.spec.replicas_of(name).len();
+    for name in spec.service_names() {
+        let n = spec.replicas_of(name).len();
         ports.insert(name.to_string(), (0..n).map(|i| next + i as u16).collect());
         inbound.insert(
             name.to_string(),
@@ -33,7 +60,7 @@ pub(crate) fn config(yaml: &str) -> EnvoyConfig {
         next += 100;
     }
     translate(
-        &loaded.spec,
+        spec,
         &Layout {
             rds_dir: PathBuf::from("/state/xds/rds"),
             access_log: PathBuf::from("/state/access.log"),
@@ -147,7 +174,7 @@ fn retries_and_timeouts_as_istio_converts_them() {
 #[test]
 fn matches_weights_subsets_and_gateway_binding() {
     let c = config(&format!(
-        "{HEAD_BOOKINFO}  - name: reviews\n    replicas: 2\n    labels: {{version: v1}}\n  - name: reviews\n    labels: {{version: v2}}\n  - name: productpage\n---\n{}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: productpage, namespace: bookinfo}}\nspec:\n  hosts: [productpage]\n  gateways: [bookinfo-gateway, mesh]\n  http:\n  - match:\n    - uri: {{exact: /productpage}}\n    - uri: {{prefix: /static}}\n      headers: {{end-user: {{regex: 'j.*'}}, x-any: {{prefix: ''}}}}\n    route: [{{destination: {{host: productpage, port: {{number: 80}}}}}}]\n",
+        "{HEAD_BOOKINFO}  - name: reviews\n    replicas: 2\n    labels: {{version: v1}}\n  - name: reviews\n    labels: {{version: v2}}\n  - name: productpage\n---\n{}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: productpage, namespace: bookinfo}}\nspec:\n  hosts: [productpage]\n  gateways: [bookinfo-gateway, mesh]\n  http:\n  - match:\n    - uri: {{exact: /productpage}}\n    - uri: {{prefix: /static}}\n      headers: {{end-user: {{regex: 'j.*'}}, x-any: {{}}}}\n    route: [{{destination: {{host: productpage, port: {{number: 80}}}}}}]\n",
         std::fs::read_to_string(crate::common::data("bookinfo-reviews.yaml")).expect("fixture")
     ));
     // reviews v3 has no replica here: said, not silently routed to nothing.
@@ -281,10 +308,24 @@ fn a_gateway_matches_short_hosts_only_as_their_fqdn() {
 }
 
 #[test]
-fn regex_star_is_a_present_match_as_istiod_converts_it() {
-    let c = config(&format!(
-        "{HEAD}  - name: api\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: api}}\nspec:\n  hosts: [api]\n  http:\n  - match: [{{headers: {{x-user: {{regex: '*'}}}}, queryParams: {{debug: {{regex: '*'}}, q: {{exact: '1'}}}}}}]\n    route: [{{destination: {{host: api}}}}]\n"
-    ));
+/// A match with no match type is a present match, as istiod converts it. `regex: '*'`
+/// means "present" only under `withoutHeaders`: in `headers` and `queryParams` Istio
+/// 1.26's validation rejects it (validateStringMatch: not an RE2 regex), so the local
+/// mesh refuses it too.
+fn an_empty_match_is_a_present_match_and_regex_star_is_refused() {
+    let vs = |m: &str| {
+        format!(
+            "{HEAD}  - name: api\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: api}}\nspec:\n  hosts: [api]\n  http:\n  - match: [{{headers: {{x-user: {m}}}, queryParams: {{debug: {m}, q: {{exact: '1'}}}}}}]\n    route: [{{destination: {{host: api}}}}]\n"
+        )
+    };
+    let refused = MeshSpec::parse(&vs("{regex: '*'}"), "t.yaml")
+        .expect_err("Istio rejects regex '*' in headers")
+        .to_string();
+    assert!(
+        refused.contains("headers.x-user.regex") && refused.contains("RE2"),
+        "{refused}"
+    );
+    let c = config(&vs("{}"));
     let m = &routes(&c, "mesh")[0]["routes"][0]["match"];
     assert_eq!(m["headers"][0]["present_match"], true, "{m}");
     assert!(m["headers"][0].get("string_match").is_none(), "{m}");
@@ -504,15 +545,7 @@ metadata: {name: front}
 spec:
   host: front
   trafficPolicy:
-    outlierDetection: {consecutiveGatewayErrors: 5, consecutiveLocalOriginFailures: 3}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: side}
-spec:
-  host: side
-  trafficPolicy:
-    retryBudget: {percent: 250, minRetryConcurrency: 0}
+    outlierDetection: {consecutiveGatewayErrors: 5}
 ";
 
 #[test]
@@ -563,37 +596,36 @@ fn destination_rule_retry_budget_gateway_errors_panic_threshold_and_local_origin
         v2["common_lb_config"]["healthy_panic_threshold"]["value"],
         0.0
     );
-    // Unsplit: local-origin failures are not counted apart (istiod ignores the count).
+    // Unsplit: local-origin failures are not counted apart.
     let front = cl("outbound|80||front.default.svc.cluster.local");
     assert!(
         front["outlier_detection"]
             .get("split_external_local_origin_errors")
             .is_none()
     );
-    assert!(
-        front["outlier_detection"]
-            .get("consecutive_local_origin_failure")
-            .is_none()
-    );
-    // A percent out of range is not sent to Envoy (which would reject the cluster).
-    let side = cl("outbound|80||side.default.svc.cluster.local");
-    let rb = &side["circuit_breakers"]["thresholds"][0]["retry_budget"];
-    assert_eq!(rb["budget_percent"]["value"], 20.0, "{side}");
-    assert_eq!(rb["min_retry_concurrency"], 3);
     let w = c.warnings.join("\n");
     assert!(
         w.contains("consecutiveGatewayErrors 5 is not below consecutive5xxErrors 5 (Envoy's default when unset)"),
         "{w}"
     );
-    assert!(
-        w.contains(
-            "consecutiveLocalOriginFailures has no effect without splitExternalLocalOriginErrors"
-        ),
-        "{w}"
-    );
-    assert!(w.contains("retryBudget.percent 250"), "{w}");
     assert!(!w.contains("not supported"), "{w}");
     snap!("destination_rule_fields_clusters", &c.clusters);
+
+    // What Istio's validation rejects never reaches the translator: a local-origin
+    // count without the split, a retry budget over 100%.
+    for (bad, field) in [
+        (
+            "outlierDetection: {consecutiveLocalOriginFailures: 3}",
+            "consecutiveLocalOriginFailures",
+        ),
+        ("retryBudget: {percent: 250}", "retryBudget.percent"),
+    ] {
+        let yaml = format!(
+            "{HEAD}  - name: side\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: side}}\nspec:\n  host: side\n  trafficPolicy:\n    {bad}\n"
+        );
+        let err = MeshSpec::parse(&yaml, "t.yaml").expect_err(bad);
+        assert!(err.to_string().contains(field), "{bad}: {err}");
+    }
 }
 
 /// The server-side sidecar of each replica (Istio ≥ 1.24): an inbound listener in

@@ -37,7 +37,11 @@ pub fn fault_config(f: &Value) -> Option<Value> {
         if let Some(p) = fractional(d) {
             delay.insert("percentage".into(), p);
         }
-        out.insert("delay".into(), Value::Object(delay));
+        // A delay with no fixed delay is dropped, as istiod's TranslateFault does (Istio
+        // 1.26 route.go); Envoy would reject it.
+        if delay.contains_key("fixed_delay") {
+            out.insert("delay".into(), Value::Object(delay));
+        }
     }
     if let Some(a) = f.get("abort") {
         let mut abort = Map::new();
@@ -58,7 +62,11 @@ pub fn fault_config(f: &Value) -> Option<Value> {
         if let Some(p) = fractional(a) {
             abort.insert("percentage".into(), p);
         }
-        out.insert("abort".into(), Value::Object(abort));
+        // An abort with no error type is dropped, as istiod's TranslateFault does
+        // (Istio validation only warns about it); Envoy would reject it.
+        if abort.contains_key("http_status") || abort.contains_key("grpc_status") {
+            out.insert("abort".into(), Value::Object(abort));
+        }
     }
     (out.len() > 1).then_some(Value::Object(out))
 }
