@@ -19,6 +19,7 @@ mod load;
 mod mesh;
 mod mesh_inbound;
 mod mesh_outlier;
+mod mesh_retry_hosts;
 mod mesh_routing;
 mod mesh_target;
 mod mesh_translate;

@@ -884,7 +884,8 @@ fn envoy_accepts_every_translated_case() {
     ) + "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: api, namespace: bookinfo}\nspec:\n  hosts: [api]\n  gateways: [gw, mesh]\n  http:\n  - match: [{uri: {regex: '/c/[0-9]+'}, headers: {x-a: {}}, queryParams: {q: {exact: '1'}}, method: {exact: GET}}]\n    retries: {attempts: 3, perTryTimeout: 250ms, retryOn: '5xx,connect-failure,503', retryRemoteLocalities: true}\n    timeout: 2s\n    fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 0.5}}, delay: {fixedDelay: 1ms, percent: 1}}\n    route: [{destination: {host: api}}]\n  - route: [{destination: {host: reviews, subset: v1}, weight: 70}, {destination: {host: reviews, subset: v2}, weight: 30}]\n";
     let mesh = start(&yaml);
     let versions = envoy::route_versions(mesh.admin()).expect("versions");
-    assert_eq!(versions.len(), 2, "{versions:?}");
+    // The ingress's route configuration and one per sidecar (reviews, api).
+    assert_eq!(versions.len(), 3, "{versions:?}");
     assert!(versions.iter().all(|(_, v)| v == "1"), "{versions:?}");
     // jason's route (fault delay 7s) vs the weighted default route.
     let out = load(
