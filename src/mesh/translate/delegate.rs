@@ -164,8 +164,30 @@ fn merge_http_route(root: &Value, delegate: Value) -> Option<Value> {
     } else {
         out.insert("match".into(), Value::Array(merged));
     }
-    let root_name = str_of(root.get("name"));
-    match (root_name, str_of(out.get("name"))) {
+    join_names(&mut out, root);
+    inherit(
+        &mut out,
+        root,
+        &[
+            "rewrite",
+            "directResponse",
+            "timeout",
+            "retries",
+            "fault",
+            "mirror",
+            "mirrorPercent",
+            "mirrorPercentage",
+            "corsPolicy",
+            "mirrors",
+            "headers",
+        ],
+    );
+    Some(Value::Object(out))
+}
+
+/// istiod's name merge: the root's name, or `<root>-<delegate>` when both have one.
+fn join_names(out: &mut Map<String, Value>, root: &Value) {
+    match (str_of(root.get("name")), str_of(out.get("name"))) {
         (Some(r), None) => {
             out.insert("name".into(), json!(r));
         }
@@ -175,26 +197,17 @@ fn merge_http_route(root: &Value, delegate: Value) -> Option<Value> {
         }
         _ => {}
     }
-    for k in [
-        "rewrite",
-        "directResponse",
-        "timeout",
-        "retries",
-        "fault",
-        "mirror",
-        "mirrorPercent",
-        "mirrorPercentage",
-        "corsPolicy",
-        "mirrors",
-        "headers",
-    ] {
-        if !out.contains_key(k)
-            && let Some(v) = root.get(k)
+}
+
+/// The root's `keys` where the delegate's object has none.
+fn inherit(out: &mut Map<String, Value>, root: &Value, keys: &[&str]) {
+    for k in keys {
+        if !out.contains_key(*k)
+            && let Some(v) = root.get(*k)
         {
-            out.insert(k.into(), v.clone());
+            out.insert((*k).into(), v.clone());
         }
     }
-    Some(Value::Object(out))
 }
 
 fn list(v: Option<&Value>) -> Vec<Value> {
@@ -235,30 +248,19 @@ fn merge_matches(root: &[Value], delegate: &[Value]) -> Option<Vec<Value>> {
 /// none, maps merged (the delegate's entries win).
 fn merge_match(root: &Value, delegate: &Value) -> Value {
     let mut out = delegate.as_object().cloned().unwrap_or_default();
-    match (str_of(root.get("name")), str_of(out.get("name"))) {
-        (Some(r), None) => {
-            out.insert("name".into(), json!(r));
-        }
-        (Some(r), Some(d)) => {
-            let n = format!("{r}-{d}");
-            out.insert("name".into(), json!(n));
-        }
-        _ => {}
-    }
-    for k in [
-        "uri",
-        "scheme",
-        "method",
-        "authority",
-        "sourceNamespace",
-        "statPrefix",
-    ] {
-        if !out.contains_key(k)
-            && let Some(v) = root.get(k)
-        {
-            out.insert(k.into(), v.clone());
-        }
-    }
+    join_names(&mut out, root);
+    inherit(
+        &mut out,
+        root,
+        &[
+            "uri",
+            "scheme",
+            "method",
+            "authority",
+            "sourceNamespace",
+            "statPrefix",
+        ],
+    );
     if out.get("port").and_then(Value::as_u64).unwrap_or(0) == 0
         && let Some(p) = root.get("port")
     {
