@@ -45,6 +45,28 @@ impl Translator<'_> {
             .and_then(Value::as_str)
             .unwrap_or("vs");
         let mut out = Vec::new();
+        // Every top-level field is translated or named: TCP and TLS routes are not
+        // served (the local mesh's listeners are HTTP), and exportTo only decides a
+        // delegate's visibility here (one mesh namespace, every sidecar sees every
+        // VirtualService).
+        for (k, why) in [
+            (
+                "tcp",
+                "TCP routes are not served by the local mesh (HTTP only)",
+            ),
+            (
+                "tls",
+                "TLS routes are not served by the local mesh (HTTP only)",
+            ),
+            (
+                "exportTo",
+                "read only for delegates; every sidecar of the local mesh sees every VirtualService",
+            ),
+        ] {
+            if vs.pointer(&format!("/spec/{k}")).is_some() {
+                self.warnings.push(format!("{label}: spec.{k}: {why}"));
+            }
+        }
         let Some(http) = vs.pointer("/spec/http").and_then(Value::as_array) else {
             self.warnings.push(format!(
                 "{label}: no spec.http routes; the local mesh routes HTTP only"

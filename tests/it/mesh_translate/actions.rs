@@ -406,10 +406,12 @@ fn delegates_merge_into_the_root_as_istiod() {
 #[test]
 fn untranslated_fields_are_named_in_warnings() {
     let c = config_unvalidated(
-        "apiVersion: meshdrill.io/v1alpha1\nkind: Mesh\nmetadata: {name: t}\nspec:\n  services:\n  - name: api\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: api}\nspec:\n  hosts: [api]\n  http:\n  - match: [{headers: {'@request.auth.claims.group': {exact: admin}}}]\n    corsPolicy: {allowOrigins: [{exact: 'https://x'}]}\n    route: [{destination: {host: api}}]\n  - match: [{uri: {prefix: /f}}]\n    redirect: {uri: /y}\n    fault: {abort: {httpStatus: 500, percentage: {value: 1}}}\n  - redirect: {uri: /x, redirectCode: 304}\n",
+        "apiVersion: meshdrill.io/v1alpha1\nkind: Mesh\nmetadata: {name: t}\nspec:\n  services:\n  - name: api\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: api}\nspec:\n  hosts: [api]\n  exportTo: ['*']\n  tcp: [{route: [{destination: {host: api}}]}]\n  http:\n  - match: [{headers: {'@request.auth.claims.group': {exact: admin}}}]\n    corsPolicy: {allowOrigins: [{exact: 'https://x'}]}\n    route: [{destination: {host: api}}]\n  - match: [{uri: {prefix: /f}}]\n    redirect: {uri: /y}\n    fault: {abort: {httpStatus: 500, percentage: {value: 1}}}\n  - redirect: {uri: /x, redirectCode: 304}\n",
     );
     let w = c.warnings.join("\n");
     assert!(w.contains("spec.http[0].corsPolicy is not modelled"), "{w}");
+    assert!(w.contains("spec.tcp: TCP routes are not served"), "{w}");
+    assert!(w.contains("spec.exportTo: read only for delegates"), "{w}");
     assert!(
         w.contains("spec.http[0].match[0] matches JWT claims"),
         "{w}"
