@@ -309,6 +309,17 @@ pub fn host_matches(wanted: &str, host: &str) -> bool {
             .is_some_and(|r| r.starts_with('.'))
 }
 
+/// Istio's host.Name.SubsetOf (pkg/config/host/name.go): every name `a` matches is
+/// matched by `b` (either may be a wildcard, `*` or `*.suffix`).
+pub fn host_subset_of(a: &str, b: &str) -> bool {
+    match (a.strip_prefix('*'), b.strip_prefix('*')) {
+        (Some(sa), Some(sb)) => sa.ends_with(sb),
+        (Some(_), None) => false,
+        (None, Some(sb)) => a.ends_with(sb),
+        (None, None) => a == b,
+    }
+}
+
 impl RouteSelector {
     /// Indices of the matching routes; empty when none match.
     pub fn select(&self, http: &[Value]) -> Vec<usize> {

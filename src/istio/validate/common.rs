@@ -174,15 +174,7 @@ pub(super) fn hosts_match(a: &str, b: &str) -> bool {
     }
 }
 
-/// host.Name.SubsetOf: every name `a` matches is matched by `b`.
-pub(super) fn host_subset_of(a: &str, b: &str) -> bool {
-    match (a.strip_prefix('*'), b.strip_prefix('*')) {
-        (Some(sa), Some(sb)) => a.len() >= b.len() && sa.ends_with(sb),
-        (Some(_), None) => false,
-        (None, Some(sb)) => a.ends_with(sb),
-        (None, None) => a == b,
-    }
-}
+pub(super) use crate::istio::spec::host_subset_of;
 
 /// agent.ValidatePort.
 pub(super) fn port(n: i64) -> Result<(), String> {

@@ -31,6 +31,7 @@ use super::hosts::{resolve_host, vs_namespace};
 use super::routes::{Hop, route_configuration, vhost_name};
 use super::{INGRESS_LISTENER, INGRESS_ROUTES, Translator, gateways, vs_hosts};
 use crate::istio::patch::object_label;
+use crate::istio::spec::host_subset_of;
 use crate::mesh::gateway::GatewayServer;
 use crate::mesh::spec::MeshSpec;
 
@@ -100,16 +101,6 @@ pub(super) fn resolve_gateway_name(g: &str, vs_ns: &str) -> String {
     }
 }
 
-/// host.Name.SubsetOf (pkg/config/host/name.go): `a` is matched by `b`.
-fn subset_of(a: &str, b: &str) -> bool {
-    match (a.strip_prefix('*'), b.strip_prefix('*')) {
-        (Some(a_suffix), Some(b_suffix)) => a_suffix.ends_with(b_suffix),
-        (Some(_), None) => false,
-        (None, Some(b_suffix)) => a.ends_with(b_suffix),
-        (None, None) => a == b,
-    }
-}
-
 /// `host.NamesForNamespace(server.Hosts, vsNamespace).Intersection(vsHosts)`.
 fn intersect(server_hosts: &[String], vs_ns: &str, vs_hosts: &[String]) -> Vec<String> {
     let server: Vec<&str> = server_hosts
@@ -123,9 +114,9 @@ fn intersect(server_hosts: &[String], vs_ns: &str, vs_hosts: &[String]) -> Vec<S
     let mut out: Vec<String> = Vec::new();
     for s in &server {
         for v in vs_hosts {
-            let pick = if subset_of(s, v) {
+            let pick = if host_subset_of(s, v) {
                 Some(s.to_string())
-            } else if subset_of(v, s) {
+            } else if host_subset_of(v, s) {
                 Some(v.clone())
             } else {
                 None

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::{Translator, vs_hosts};
 use crate::istio::patch::object_label;
+use crate::istio::spec::host_subset_of;
 use crate::mesh::spec::ServiceSpec;
 
 impl Translator<'_> {
@@ -28,7 +29,7 @@ impl Translator<'_> {
         self.spec
             .service_names()
             .into_iter()
-            .filter(|s| wildcard_matches(&fqdn, &service_fqdn(s, &self.spec.namespace)))
+            .filter(|s| host_subset_of(&service_fqdn(s, &self.spec.namespace), &fqdn))
             .collect()
     }
 
@@ -162,15 +163,4 @@ pub fn resolve_host(host: &str, ns: &str) -> String {
         return host.to_string();
     }
     service_fqdn(host, ns)
-}
-
-/// Whether a (resolved) host, possibly a wildcard (`*`, `*.suffix`), matches a name.
-pub(super) fn wildcard_matches(host: &str, name: &str) -> bool {
-    if host == "*" {
-        return true;
-    }
-    match host.strip_prefix('*') {
-        Some(suffix) => name.ends_with(suffix) && name.len() > suffix.len(),
-        None => host == name,
-    }
 }
